@@ -1,0 +1,166 @@
+#include "cli/commands.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+
+#include "core/mapped_file.h"
+#include "core/progress.h"
+#include "eval/perplexity.h"
+#include "io/gguf.h"
+#include "model/checkpoint.h"
+#include "model/transformer.h"
+
+namespace qf::cli {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void print_tensors(const std::vector<TensorView>& tensors, bool list) {
+  std::map<std::string, std::pair<int64_t, int64_t>> by_type;  // type -> (count, params)
+  int64_t params = 0, bytes = 0;
+  for (const auto& t : tensors) {
+    auto& e = by_type[std::string(traits(t.type).name)];
+    e.first++;
+    e.second += t.numel();
+    params += t.numel();
+    bytes += t.nbytes;
+    if (list) fmt::print("  {:<48} {:<6} {}\n", t.name, traits(t.type).name, t.shape_str());
+  }
+  fmt::print("parameters:   {} ({:.2f} M), {:.2f} MiB of weights\n", params, params / 1e6, bytes / 1048576.0);
+  for (const auto& [type, e] : by_type) fmt::print("  {:<6} {} tensors, {} params\n", type, e.first, e.second);
+}
+
+// GGUF header, metadata and tensor table, readable even when qforge cannot run the file.
+Status inspect_gguf(const InspectArgs& a) {
+  QF_ASSIGN_OR_RETURN(auto g, GGUFFile::open(a.path));
+  fmt::print("file:         {} (GGUF v{}, alignment {})\n", a.path, g.version(), g.alignment());
+  fmt::print("metadata:     {} keys\n", g.metadata().size());
+  for (const auto& [k, v] : g.metadata()) fmt::print("  {:<44} {}\n", k, v.to_display());
+  std::map<std::string, int> types;
+  for (const auto& info : g.tensor_infos()) {
+    types[std::string(ggml_type_name(info.ggml_type))]++;
+    if (a.tensors) {
+      std::string dims;
+      for (auto d : info.ne) dims += (dims.empty() ? "" : "x") + std::to_string(d);
+      fmt::print("  {:<40} {:<8} ne={}\n", info.name, ggml_type_name(info.ggml_type), dims);
+    }
+  }
+  fmt::print("tensors:      {}", g.tensor_infos().size());
+  for (const auto& [t, n] : types) fmt::print("  {}×{}", n, t);
+  fmt::print("\n");
+  return {};
+}
+
+void print_config(const Checkpoint& ck) {
+  const auto& c = ck.config;
+  fmt::print("format:       {}\n", ck.format == "hf" ? "Hugging Face directory" : "GGUF");
+  fmt::print("architecture: {} ({})\n", c.arch_name, arch_label(c.arch));
+  fmt::print("shape:        {} layers, hidden {}, MLP {}, heads {} / kv heads {}, head_dim {}, vocab {}\n",
+             c.n_layer, c.n_embd, c.n_ff, c.n_head, c.n_head_kv, c.head_dim, c.vocab_size);
+  fmt::print("norm/rope:    RMSNorm eps {:g}, RoPE theta {:g} ({} pairs), max ctx {}\n", c.rms_eps,
+             c.rope_theta, c.rope_interleaved ? "interleaved" : "half-split", c.max_ctx);
+  fmt::print("options:      tied embeddings {}, q/k/v bias {}, o bias {}, stored dtype {}\n",
+             c.tied_embeddings ? "yes" : "no", c.qkv_bias ? "yes" : "no", c.o_bias ? "yes" : "no", c.source_dtype);
+  fmt::print("tokenizer:    {}\n", ck.tokenizer->describe());
+}
+
+Expected<Checkpoint> load_or_explain(const std::string& path) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto ck = load_checkpoint(path);
+  if (ck) std::fprintf(stderr, "loaded %s in %.2fs\n", path.c_str(), seconds_since(t0));
+  return ck;
+}
+
+}  // namespace
+
+Status run_inspect(const InspectArgs& a) {
+  bool gguf = !std::filesystem::is_directory(a.path);
+  if (gguf) QF_RETURN_IF_ERROR(inspect_gguf(a));
+  QF_ASSIGN_OR_RETURN(auto ck, load_checkpoint(a.path));
+  print_config(ck);
+  if (!gguf) {
+    fmt::print("config.json:\n");
+    for (const auto& [k, v] : ck.metadata) fmt::print("  {:<32} {}\n", k, v);
+  }
+  print_tensors(ck.all_tensors, a.tensors);
+  return {};
+}
+
+Status run_generate(const GenerateArgs& a) {
+  QF_RETURN_IF_ERROR(check_utf8(a.prompt, "--prompt"));
+  QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));
+  QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck));
+  const auto& tok = *ck.tokenizer;
+  std::vector<int32_t> ids = tok.encode(a.prompt, true);
+  if (ids.empty()) {
+    if (tok.bos_id() < 0) return error("--prompt is empty and the tokenizer has no BOS token to start from");
+    ids.push_back(tok.bos_id());
+  }
+  const int n_ctx = int(ids.size()) + a.n_predict;
+  if (n_ctx > tf->config().max_ctx)
+    std::fprintf(stderr, "warning: %d positions exceed the model's trained context of %d\n", n_ctx, tf->config().max_ctx);
+  KVCache cache = tf->new_cache(n_ctx);
+  std::vector<float> logits(size_t(tf->config().vocab_size));
+  const int vocab = tf->config().vocab_size;
+  auto argmax = [&] { return int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin()); };
+  fmt::print("{}", a.prompt);
+  auto t0 = std::chrono::steady_clock::now();
+  tf->forward(ids.data(), int(ids.size()), cache, logits.data(), true);
+  double prompt_s = seconds_since(t0);
+  std::vector<int32_t> out;
+  std::string shown;
+  t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < a.n_predict; ++i) {
+    int32_t next = argmax();
+    if (next == tok.eos_id() && !a.ignore_eos) break;
+    out.push_back(next);
+    std::string text = tok.decode(out);  // decode the whole continuation: byte tokens may pair up
+    if (text.size() > shown.size() && text.compare(0, shown.size(), shown) == 0) {
+      fmt::print("{}", text.substr(shown.size()));
+      std::fflush(stdout);
+      shown = text;
+    }
+    if (i + 1 < a.n_predict) tf->forward(&next, 1, cache, logits.data(), true);
+  }
+  double gen_s = seconds_since(t0);
+  fmt::print("\n");
+  (void)vocab;
+  std::fprintf(stderr, "prompt: %zu tokens, %.1f tokens/s; generated: %zu tokens, %.1f tokens/s\n", ids.size(),
+               ids.size() / prompt_s, out.size(), out.size() / std::max(gen_s, 1e-9));
+  return {};
+}
+
+Status run_eval(const EvalArgs& a) {
+  QF_ASSIGN_OR_RETURN(auto text, read_text_file(a.text));
+  QF_RETURN_IF_ERROR(check_utf8(text, a.text));
+  QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));
+  QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck));
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<int32_t> tokens = ck.tokenizer->encode(text, true);
+  std::fprintf(stderr, "tokenized %s: %zu tokens in %.2fs\n", a.text.c_str(), tokens.size(), seconds_since(t0));
+  ProgressBar bar("perplexity");
+  PerplexityOptions opt;
+  opt.ctx = a.ctx;
+  opt.max_windows = a.max_windows;
+  opt.on_window = [&](int64_t d, int64_t t) { bar.update(d, t); };
+  QF_ASSIGN_OR_RETURN(auto r, perplexity(*tf, tokens, opt));
+  if (a.json) {
+    nlohmann::json j = {{"model", a.model},       {"text", a.text},         {"protocol", "canonical"},
+                        {"ctx", r.ctx},           {"n_tokens", r.n_tokens}, {"windows", r.windows},
+                        {"scored", r.scored},     {"ppl", r.ppl},           {"mean_nll", r.mean_nll},
+                        {"seconds", r.seconds},   {"tokens_per_second", r.tokens_per_second},
+                        {"threads", num_threads()}};
+    fmt::print("{}\n", j.dump(2));
+  } else {
+    fmt::print("perplexity {:.6f} (mean NLL {:.6f}) — ctx {}, {} windows, {} scored of {} tokens, {:.1f}s, {:.0f} tokens/s\n",
+               r.ppl, r.mean_nll, r.ctx, r.windows, r.scored, r.n_tokens, r.seconds, r.tokens_per_second);
+  }
+  return {};
+}
+
+}  // namespace qf::cli

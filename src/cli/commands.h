@@ -1,0 +1,31 @@
+// cli/commands.h — one function per `qforge` sub-command. Each returns a Status; main() turns
+// a failure into one line on stderr and exit code 1.
+#pragma once
+
+#include <string>
+
+#include "core/status.h"
+
+namespace qf::cli {
+
+struct InspectArgs {
+  std::string path;
+  bool tensors = false;
+};
+struct GenerateArgs {
+  std::string model, prompt;
+  int n_predict = 64;
+  bool ignore_eos = false;
+};
+struct EvalArgs {
+  std::string model, text;
+  int ctx = 512;
+  long long max_windows = -1;
+  bool json = false;
+};
+
+Status run_inspect(const InspectArgs& a);
+Status run_generate(const GenerateArgs& a);
+Status run_eval(const EvalArgs& a);
+
+}  // namespace qf::cli

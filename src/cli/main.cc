@@ -1,0 +1,46 @@
+// qforge — quantize LLMs and measure what it costs. Command-line entry point.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "model/transformer.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"qforge: load, run, quantize and measure LLaMA-family models"};
+  app.require_subcommand(1);
+  int threads = 0;
+  app.add_option("-t,--threads", threads, "threads for BLAS and element-wise work (0 = all cores)");
+
+  qf::cli::InspectArgs ia;
+  auto* inspect = app.add_subcommand("inspect", "architecture, shapes, dtypes, tokenizer and metadata of a model");
+  inspect->add_option("path", ia.path, "HF model directory or .gguf file")->required();
+  inspect->add_flag("--tensors", ia.tensors, "list every tensor");
+
+  qf::cli::GenerateArgs ga;
+  auto* generate = app.add_subcommand("generate", "greedy text generation");
+  generate->add_option("model", ga.model, "HF model directory or .gguf file")->required();
+  generate->add_option("-p,--prompt", ga.prompt, "prompt text (BOS is added by the tokenizer's rule)");
+  generate->add_option("-n,--n-predict", ga.n_predict, "tokens to generate")->check(CLI::Range(1, 1 << 20));
+  generate->add_flag("--ignore-eos", ga.ignore_eos, "keep generating after the end-of-text token");
+
+  qf::cli::EvalArgs ea;
+  auto* eval = app.add_subcommand("eval", "perplexity under the canonical protocol");
+  eval->add_option("model", ea.model, "HF model directory or .gguf file")->required();
+  eval->add_option("--text", ea.text, "UTF-8 text file to score")->required();
+  eval->add_option("--ctx", ea.ctx, "window length in tokens")->check(CLI::Range(2, 1 << 20));
+  eval->add_option("--max-windows", ea.max_windows, "score at most N windows");
+  eval->add_flag("--json", ea.json, "print one JSON object");
+
+  CLI11_PARSE(app, argc, argv);
+  qf::set_num_threads(threads);
+  qf::Status st;
+  if (*inspect) st = qf::cli::run_inspect(ia);
+  else if (*generate) st = qf::cli::run_generate(ga);
+  else if (*eval) st = qf::cli::run_eval(ea);
+  if (!st.ok()) {
+    std::fprintf(stderr, "qforge: error: %s\n", st.message().c_str());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,40 @@
+// core/mapped_file.h — a read-only memory-mapped file. Owns the mapping (RAII, move-only).
+// Tensors loaded from checkpoints are views into these mappings, so loading is lazy: pages are
+// read from disk when a tensor is first converted or used.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/status.h"
+
+namespace qf {
+
+class MappedFile {
+ public:
+  static Expected<std::shared_ptr<MappedFile>> open(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  MappedFile(std::string path, const uint8_t* data, size_t size)
+      : path_(std::move(path)), data_(data), size_(size) {}
+  std::string path_;
+  const uint8_t* data_;
+  size_t size_;
+};
+
+// Reads a whole (small) file into a string.
+Expected<std::string> read_text_file(const std::string& path);
+
+// Writes `bytes` to `path` atomically: a temporary file in the same folder, then rename.
+Status write_file_atomic(const std::string& path, const std::string& bytes);
+
+}  // namespace qf

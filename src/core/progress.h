@@ -1,0 +1,42 @@
+// core/progress.h — a one-line progress bar on stderr with rate and ETA. Redraws at most ten
+// times a second on a terminal; when stderr is not a terminal it prints nothing until done().
+#pragma once
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+namespace qf {
+
+class ProgressBar {
+ public:
+  explicit ProgressBar(std::string label, bool enabled = isatty(2))
+      : label_(std::move(label)), enabled_(enabled), start_(Clock::now()), last_(start_) {}
+
+  void update(int64_t done, int64_t total) {
+    if (!enabled_) return;
+    auto now = Clock::now();
+    if (done < total && now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    double elapsed = std::chrono::duration<double>(now - start_).count();
+    double frac = total > 0 ? double(done) / double(total) : 1.0;
+    double eta = frac > 0 ? elapsed / frac - elapsed : 0;
+    int filled = int(frac * 30);
+    std::fprintf(stderr, "\r%s [%.*s%*s] %lld/%lld  %.0fs elapsed, ETA %.0fs ", label_.c_str(),
+                 filled, "##############################", 30 - filled, "", (long long)done,
+                 (long long)total, elapsed, eta);
+    if (done >= total) std::fputc('\n', stderr);
+    std::fflush(stderr);
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  std::string label_;
+  bool enabled_;
+  Clock::time_point start_, last_;
+};
+
+}  // namespace qf

@@ -1,0 +1,88 @@
+#include "formats/qtype.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/half.h"
+#include "core/status.h"
+
+namespace qf {
+namespace {
+
+void dequant_f32(const void* src, float* dst, int64_t n) { std::memcpy(dst, src, size_t(n) * 4); }
+void quant_f32(const float* src, void* dst, int64_t n) { std::memcpy(dst, src, size_t(n) * 4); }
+
+void dequant_f16(const void* src, float* dst, int64_t n) {
+  auto* s = static_cast<const uint16_t*>(src);
+  for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+}
+void quant_f16(const float* src, void* dst, int64_t n) {
+  auto* d = static_cast<uint16_t*>(dst);
+  for (int64_t i = 0; i < n; ++i) d[i] = f32_to_f16(src[i]);
+}
+
+void dequant_bf16(const void* src, float* dst, int64_t n) {
+  auto* s = static_cast<const uint16_t*>(src);
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
+}
+void quant_bf16(const float* src, void* dst, int64_t n) {
+  auto* d = static_cast<uint16_t*>(dst);
+  for (int64_t i = 0; i < n; ++i) d[i] = f32_to_bf16(src[i]);
+}
+
+void dequant_q8_0(const void* src, float* dst, int64_t n) {
+  auto* b = static_cast<const BlockQ8_0*>(src);
+  for (int64_t i = 0; i < n / 32; ++i) {
+    float d = f16_to_f32(b[i].d);
+    for (int j = 0; j < 32; ++j) dst[i * 32 + j] = d * float(b[i].qs[j]);
+  }
+}
+
+// llama.cpp quantize_row_q8_0_ref: d = amax/127, q = round(x/d).
+void quant_q8_0(const float* src, void* dst, int64_t n) {
+  auto* b = static_cast<BlockQ8_0*>(dst);
+  for (int64_t i = 0; i < n / 32; ++i) {
+    const float* x = src + i * 32;
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+    float d = amax / 127.0f;
+    float id = d != 0 ? 1.0f / d : 0.0f;
+    b[i].d = f32_to_f16(d);
+    for (int j = 0; j < 32; ++j) b[i].qs[j] = int8_t(std::lround(x[j] * id));
+  }
+}
+
+// Rows in QType order.
+const QTypeTraits kTraits[] = {
+    {QType::F32, "F32", 0, 1, 4, dequant_f32, quant_f32},
+    {QType::F16, "F16", 1, 1, 2, dequant_f16, quant_f16},
+    {QType::BF16, "BF16", 30, 1, 2, dequant_bf16, quant_bf16},
+    {QType::Q8_0, "Q8_0", 8, 32, 34, dequant_q8_0, quant_q8_0},
+};
+
+}  // namespace
+
+const QTypeTraits& traits(QType t) {
+  const auto& tr = kTraits[static_cast<int>(t)];
+  QF_CHECK(tr.type == t, "traits table out of order at {}", static_cast<int>(t));
+  return tr;
+}
+
+std::optional<QType> qtype_from_ggml_id(uint32_t id) {
+  for (const auto& tr : kTraits)
+    if (uint32_t(tr.ggml_id) == id) return tr.type;
+  return std::nullopt;
+}
+
+std::string_view ggml_type_name(uint32_t id) {
+  // llama.cpp ggml.h enum ggml_type (ids 4 and 5 were removed upstream).
+  static constexpr std::string_view kNames[] = {
+      "F32",     "F16",    "Q4_0",    "Q4_1",   "Q4_2?", "Q4_3?", "Q5_0", "Q5_1", "Q8_0",
+      "Q8_1",    "Q2_K",   "Q3_K",    "Q4_K",   "Q5_K",  "Q6_K",  "Q8_K", "IQ2_XXS",
+      "IQ2_XS",  "IQ3_XXS", "IQ1_S",  "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8",
+      "I16",     "I32",    "I64",     "F64",    "IQ1_M", "BF16"};
+  if (id < std::size(kNames)) return kNames[id];
+  return "unknown";
+}
+
+}  // namespace qf

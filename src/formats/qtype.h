@@ -1,0 +1,47 @@
+// formats/qtype.h — every storage format qforge reads, one traits row each (ggml type_traits).
+//
+// A format is a block of `block` weights stored in `bytes_per_block` bytes. The scalar
+// reference codec is the specification; fast kernels are tested against it. The numeric ids
+// of the GGML types are llama.cpp's `enum ggml_type` values, as stored in GGUF tensor infos.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace qf {
+
+enum class QType : uint8_t { F32, F16, BF16, Q8_0 };
+
+struct QTypeTraits {
+  QType type;
+  std::string_view name;
+  int ggml_id;          // ggml_type value in GGUF files
+  int block;            // weights per block
+  int bytes_per_block;
+  // Decodes n weights (n a multiple of block) from src into dst.
+  void (*dequantize_ref)(const void* src, float* dst, int64_t n);
+  // Encodes n floats (n a multiple of block) into blocks at dst.
+  void (*quantize_ref)(const float* src, void* dst, int64_t n);
+  double bits_per_weight() const { return 8.0 * bytes_per_block / block; }
+};
+
+const QTypeTraits& traits(QType t);
+std::optional<QType> qtype_from_ggml_id(uint32_t id);
+// Name of a ggml type id, also for the types qforge does not read yet ("Q4_K", ...).
+std::string_view ggml_type_name(uint32_t id);
+
+// Bytes needed for n elements; n must be a multiple of the block size.
+inline int64_t qtype_row_bytes(QType t, int64_t n) {
+  const auto& tr = traits(t);
+  return n / tr.block * tr.bytes_per_block;
+}
+
+// Q8_0 (llama.cpp block_q8_0): 32 int8 weights and one fp16 scale d = absmax / 127.
+struct BlockQ8_0 {
+  uint16_t d;     // fp16 scale
+  int8_t qs[32];  // weights = d * qs
+};
+static_assert(sizeof(BlockQ8_0) == 34, "block_q8_0 is 34 bytes in llama.cpp");
+
+}  // namespace qf

@@ -1,0 +1,35 @@
+// formats/tensor.h — a named, typed, shaped view of weights stored somewhere else (usually an
+// mmap'd checkpoint). Views never own the bytes; `keepalive` holds the mapping open.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "formats/qtype.h"
+
+namespace qf {
+
+struct TensorView {
+  std::string name;
+  QType type = QType::F32;
+  std::vector<int64_t> shape;  // row-major, outermost first: a matrix is (rows=n_out, cols=n_in)
+  const uint8_t* data = nullptr;
+  int64_t nbytes = 0;
+  std::shared_ptr<const void> keepalive;
+
+  bool valid() const { return data != nullptr; }
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+  int64_t rows() const { return shape.size() < 2 ? 1 : numel() / shape.back(); }
+  int64_t cols() const { return shape.empty() ? 1 : shape.back(); }
+  std::string shape_str() const;
+  // Decodes the whole tensor to fp32 through the format's reference codec.
+  std::vector<float> to_f32() const;
+};
+
+}  // namespace qf

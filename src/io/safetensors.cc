@@ -1,0 +1,136 @@
+#include "io/safetensors.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <set>
+
+namespace qf {
+namespace {
+
+using json = nlohmann::json;
+
+std::optional<QType> dtype_from_name(const std::string& s) {
+  if (s == "F32") return QType::F32;
+  if (s == "F16") return QType::F16;
+  if (s == "BF16") return QType::BF16;
+  return std::nullopt;
+}
+
+Expected<TensorView> parse_entry(const std::string& path, const std::string& name, const json& e,
+                                 const uint8_t* data, uint64_t data_size) {
+  auto where = [&] { return fmt::format("{}: tensor '{}'", path, name); };
+  if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
+    return error("{}: expected keys dtype, shape, data_offsets", where());
+  if (!e["dtype"].is_string()) return error("{}: dtype is not a string", where());
+  std::string dtype = e["dtype"];
+  auto type = dtype_from_name(dtype);
+  if (!type) return error("{}: unsupported dtype '{}' (supported: F32, F16, BF16)", where(), dtype);
+  TensorView t;
+  t.name = name;
+  t.type = *type;
+  uint64_t numel = 1;
+  if (!e["shape"].is_array()) return error("{}: shape is not an array", where());
+  for (const auto& d : e["shape"]) {
+    if (!d.is_number_unsigned()) return error("{}: shape has a non-integer entry", where());
+    uint64_t v = d;
+    if (v != 0 && numel > std::numeric_limits<uint64_t>::max() / 8 / v)
+      return error("{}: shape {} overflows", where(), e["shape"].dump());
+    numel *= v;
+    t.shape.push_back(int64_t(v));
+  }
+  const auto& off = e["data_offsets"];
+  if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+    return error("{}: data_offsets must be two unsigned integers", where());
+  uint64_t begin = off[0], end = off[1];
+  if (begin > end || end > data_size)
+    return error("{}: data_offsets [{}, {}] outside the data section of {} bytes", where(), begin,
+                 end, data_size);
+  uint64_t expected = numel * uint64_t(traits(*type).bytes_per_block);
+  if (end - begin != expected)
+    return error("{}: {} {} needs {} bytes, data_offsets give {}", where(), dtype, e["shape"].dump(),
+                 expected, end - begin);
+  t.data = data + begin;
+  t.nbytes = int64_t(expected);
+  return t;
+}
+
+}  // namespace
+
+Expected<SafetensorsFile> read_safetensors(const std::string& path) {
+  QF_ASSIGN_OR_RETURN(auto file, MappedFile::open(path));
+  if (file->size() < 8) return error("{}: file of {} bytes is too short for a safetensors header", path, file->size());
+  uint64_t header_len;
+  std::memcpy(&header_len, file->data(), 8);
+  if (header_len > file->size() - 8)
+    return error("{}: header length {} exceeds the file size {} (truncated file?)", path, header_len,
+                 file->size());
+  json header;
+  try {
+    header = json::parse(file->data() + 8, file->data() + 8 + header_len);
+  } catch (const json::exception& e) {
+    return error("{}: header is not valid JSON: {}", path, e.what());
+  }
+  if (!header.is_object()) return error("{}: header is not a JSON object", path);
+  SafetensorsFile out;
+  const uint8_t* data = file->data() + 8 + header_len;
+  uint64_t data_size = file->size() - 8 - header_len;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__") {
+      if (it->is_object())
+        for (auto m = it->begin(); m != it->end(); ++m)
+          if (m->is_string()) out.metadata[m.key()] = m->get<std::string>();
+      continue;
+    }
+    QF_ASSIGN_OR_RETURN(auto t, parse_entry(path, it.key(), *it, data, data_size));
+    t.keepalive = file;
+    out.tensors.push_back(std::move(t));
+  }
+  out.file = std::move(file);
+  return out;
+}
+
+Expected<std::map<std::string, TensorView>> read_safetensors_dir(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::map<std::string, TensorView> tensors;
+  fs::path single = fs::path(dir) / "model.safetensors";
+  fs::path index = fs::path(dir) / "model.safetensors.index.json";
+  if (fs::exists(single)) {
+    QF_ASSIGN_OR_RETURN(auto st, read_safetensors(single.string()));
+    for (auto& t : st.tensors) tensors[t.name] = std::move(t);
+    return tensors;
+  }
+  if (!fs::exists(index))
+    return error("{}: expected model.safetensors or model.safetensors.index.json, found neither", dir);
+  QF_ASSIGN_OR_RETURN(auto text, read_text_file(index.string()));
+  json idx;
+  try {
+    idx = json::parse(text);
+  } catch (const json::exception& e) {
+    return error("{}: not valid JSON: {}", index.string(), e.what());
+  }
+  if (!idx.contains("weight_map") || !idx["weight_map"].is_object())
+    return error("{}: expected an object 'weight_map'", index.string());
+  std::map<std::string, std::string> weight_map;  // tensor -> shard file name
+  std::set<std::string> shards;
+  for (auto it = idx["weight_map"].begin(); it != idx["weight_map"].end(); ++it) {
+    if (!it->is_string()) return error("{}: weight_map['{}'] is not a file name", index.string(), it.key());
+    std::string shard = *it;
+    if (shard.find('/') != std::string::npos || shard.find("..") != std::string::npos)
+      return error("{}: weight_map['{}'] names '{}', expected a file in the same folder", index.string(), it.key(), shard);
+    weight_map[it.key()] = shard;
+    shards.insert(shard);
+  }
+  for (const auto& shard : shards) {
+    QF_ASSIGN_OR_RETURN(auto st, read_safetensors((fs::path(dir) / shard).string()));
+    for (auto& t : st.tensors) tensors[t.name] = std::move(t);
+  }
+  for (const auto& [name, shard] : weight_map)
+    if (!tensors.count(name))
+      return error("{}: tensor '{}' listed in the index is missing from {}", index.string(), name, shard);
+  return tensors;
+}
+
+}  // namespace qf

@@ -1,0 +1,276 @@
+#include "model/checkpoint.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <functional>
+
+#include "core/mapped_file.h"
+#include "io/gguf.h"
+#include "io/safetensors.h"
+
+namespace qf {
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+const char* const kSupported = "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM";
+
+// Where tensors come from, and how that source names each role.
+struct TensorSource {
+  std::function<Expected<TensorView>(const std::string&)> find;
+  std::string embd, out_norm, output;
+  std::function<std::string(int layer, const char* role)> layer_name;  // role: HF-style suffix
+};
+
+Expected<TensorView> fetch(const TensorSource& src, const std::string& name, std::vector<int64_t> shape) {
+  QF_ASSIGN_OR_RETURN(auto t, src.find(name));
+  if (t.shape != shape) {
+    TensorView want;
+    want.shape = shape;
+    return error("tensor '{}' has wrong shape; expected {}, got {}", name, want.shape_str(), t.shape_str());
+  }
+  return t;
+}
+
+Status map_weights(const TensorSource& src, const ModelConfig& c, ModelWeights& w) {
+  const int64_t E = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, V = c.vocab_size;
+  QF_ASSIGN_OR_RETURN(w.tok_embd, fetch(src, src.embd, {V, E}));
+  QF_ASSIGN_OR_RETURN(w.output_norm, fetch(src, src.out_norm, {E}));
+  if (c.tied_embeddings) {
+    w.output = w.tok_embd;
+  } else {
+    QF_ASSIGN_OR_RETURN(w.output, fetch(src, src.output, {V, E}));
+  }
+  w.layers.resize(size_t(c.n_layer));
+  for (int i = 0; i < c.n_layer; ++i) {
+    auto& L = w.layers[size_t(i)];
+    auto get = [&](const char* role, std::vector<int64_t> shape, TensorView& dst) -> Status {
+      QF_ASSIGN_OR_RETURN(dst, fetch(src, src.layer_name(i, role), std::move(shape)));
+      return {};
+    };
+    QF_RETURN_IF_ERROR(get("input_layernorm.weight", {E}, L.attn_norm));
+    QF_RETURN_IF_ERROR(get("self_attn.q_proj.weight", {Q, E}, L.wq));
+    QF_RETURN_IF_ERROR(get("self_attn.k_proj.weight", {KV, E}, L.wk));
+    QF_RETURN_IF_ERROR(get("self_attn.v_proj.weight", {KV, E}, L.wv));
+    QF_RETURN_IF_ERROR(get("self_attn.o_proj.weight", {E, Q}, L.wo));
+    if (c.qkv_bias) {
+      QF_RETURN_IF_ERROR(get("self_attn.q_proj.bias", {Q}, L.bq));
+      QF_RETURN_IF_ERROR(get("self_attn.k_proj.bias", {KV}, L.bk));
+      QF_RETURN_IF_ERROR(get("self_attn.v_proj.bias", {KV}, L.bv));
+    }
+    if (c.o_bias) QF_RETURN_IF_ERROR(get("self_attn.o_proj.bias", {E}, L.bo));
+    QF_RETURN_IF_ERROR(get("post_attention_layernorm.weight", {E}, L.ffn_norm));
+    QF_RETURN_IF_ERROR(get("mlp.gate_proj.weight", {F, E}, L.w_gate));
+    QF_RETURN_IF_ERROR(get("mlp.up_proj.weight", {F, E}, L.w_up));
+    QF_RETURN_IF_ERROR(get("mlp.down_proj.weight", {E, F}, L.w_down));
+  }
+  return {};
+}
+
+// ---- Hugging Face directories ------------------------------------------------------------
+
+Expected<int> positive_int(const std::string& path, const json& cfg, const char* key) {
+  if (!cfg.contains(key)) return error("{}: missing key '{}'", path, key);
+  if (!cfg[key].is_number_integer() || cfg[key].get<int64_t>() <= 0 || cfg[key].get<int64_t>() > (1 << 30))
+    return error("{}: key '{}' should be a positive integer, found {}", path, key, cfg[key].dump());
+  return cfg[key].get<int>();
+}
+
+int first_id(const json& v) {
+  if (v.is_number_integer()) return v.get<int>();
+  if (v.is_array() && !v.empty() && v[0].is_number_integer()) return v[0].get<int>();
+  return -1;
+}
+
+Expected<ModelConfig> parse_hf_config(const std::string& path, const json& cfg) {
+  ModelConfig c;
+  std::string arch;
+  if (cfg.contains("architectures") && cfg["architectures"].is_array() && !cfg["architectures"].empty())
+    arch = cfg["architectures"][0].get<std::string>();
+  else
+    arch = cfg.value("model_type", "");
+  if (arch == "LlamaForCausalLM" || arch == "llama") c.arch = Arch::Llama;
+  else if (arch == "MistralForCausalLM" || arch == "mistral") c.arch = Arch::Mistral;
+  else if (arch == "Qwen2ForCausalLM" || arch == "qwen2") c.arch = Arch::Qwen2;
+  else return error("{}: unsupported architecture '{}' (supported: {})", path, arch, kSupported);
+  c.arch_name = arch;
+  QF_ASSIGN_OR_RETURN(c.n_embd, positive_int(path, cfg, "hidden_size"));
+  QF_ASSIGN_OR_RETURN(c.n_ff, positive_int(path, cfg, "intermediate_size"));
+  QF_ASSIGN_OR_RETURN(c.n_layer, positive_int(path, cfg, "num_hidden_layers"));
+  QF_ASSIGN_OR_RETURN(c.n_head, positive_int(path, cfg, "num_attention_heads"));
+  QF_ASSIGN_OR_RETURN(c.vocab_size, positive_int(path, cfg, "vocab_size"));
+  c.n_head_kv = c.n_head;
+  if (cfg.contains("num_key_value_heads") && !cfg["num_key_value_heads"].is_null()) {
+    QF_ASSIGN_OR_RETURN(c.n_head_kv, positive_int(path, cfg, "num_key_value_heads"));
+  }
+  if (c.n_head % c.n_head_kv != 0)
+    return error("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", path, c.n_head, c.n_head_kv);
+  if (cfg.contains("head_dim") && !cfg["head_dim"].is_null()) {
+    QF_ASSIGN_OR_RETURN(c.head_dim, positive_int(path, cfg, "head_dim"));
+  } else {
+    if (c.n_embd % c.n_head != 0)
+      return error("{}: hidden_size {} is not a multiple of num_attention_heads {} and head_dim is not given", path, c.n_embd, c.n_head);
+    c.head_dim = c.n_embd / c.n_head;
+  }
+  if (c.head_dim % 2 != 0) return error("{}: head_dim {} must be even for RoPE", path, c.head_dim);
+  c.max_ctx = cfg.value("max_position_embeddings", 2048);
+  c.rms_eps = cfg.value("rms_norm_eps", 1e-6f);
+  const json* rope = nullptr;
+  if (cfg.contains("rope_parameters") && cfg["rope_parameters"].is_object()) rope = &cfg["rope_parameters"];
+  else if (cfg.contains("rope_scaling") && cfg["rope_scaling"].is_object()) rope = &cfg["rope_scaling"];
+  if (rope) {
+    std::string type = rope->value("rope_type", rope->value("type", "default"));
+    if (type != "default")
+      return error("{}: unsupported rope type '{}' (supported: default)", path, type);
+  }
+  c.rope_theta = cfg.value("rope_theta", rope ? rope->value("rope_theta", 10000.0f) : 10000.0f);
+  c.tied_embeddings = cfg.value("tie_word_embeddings", false);
+  bool attention_bias = cfg.value("attention_bias", false);
+  c.qkv_bias = c.arch == Arch::Qwen2 || attention_bias;
+  c.o_bias = attention_bias;
+  c.mlp_bias = cfg.value("mlp_bias", false);
+  if (c.mlp_bias) return error("{}: mlp_bias=true is not supported", path);
+  c.bos_id = cfg.contains("bos_token_id") ? first_id(cfg["bos_token_id"]) : -1;
+  c.eos_id = cfg.contains("eos_token_id") ? first_id(cfg["eos_token_id"]) : -1;
+  c.source_dtype = cfg.value("dtype", cfg.value("torch_dtype", std::string("unknown")));
+  return c;
+}
+
+Expected<Checkpoint> load_hf(const std::string& dir) {
+  Checkpoint ck;
+  ck.path = dir;
+  ck.format = "hf";
+  std::string cfg_path = (fs::path(dir) / "config.json").string();
+  if (!fs::exists(cfg_path)) return error("{}: missing config.json (expected an HF model directory)", dir);
+  QF_ASSIGN_OR_RETURN(auto cfg_text, read_text_file(cfg_path));
+  json cfg = json::parse(cfg_text, nullptr, false);
+  if (cfg.is_discarded() || !cfg.is_object()) return error("{}: not a valid JSON object", cfg_path);
+  try {
+    QF_ASSIGN_OR_RETURN(ck.config, parse_hf_config(cfg_path, cfg));
+  } catch (const json::exception& e) {
+    return error("{}: unexpected value type: {}", cfg_path, e.what());
+  }
+  for (auto it = cfg.begin(); it != cfg.end(); ++it)
+    if (!it->is_object() && !it->is_array()) ck.metadata.emplace_back(it.key(), it->dump());
+  QF_ASSIGN_OR_RETURN(auto tensors, read_safetensors_dir(dir));
+  for (const auto& [name, t] : tensors) ck.all_tensors.push_back(t);
+  TensorSource src;
+  src.find = [&](const std::string& n) -> Expected<TensorView> {
+    auto it = tensors.find(n);
+    if (it == tensors.end()) return error("{}: missing tensor '{}'", dir, n);
+    return it->second;
+  };
+  src.embd = "model.embed_tokens.weight";
+  src.out_norm = "model.norm.weight";
+  src.output = "lm_head.weight";
+  src.layer_name = [](int i, const char* role) { return fmt::format("model.layers.{}.{}", i, role); };
+  if (!ck.config.tied_embeddings && !tensors.count("lm_head.weight"))
+    return error("{}: tie_word_embeddings is false but the checkpoint has no 'lm_head.weight'", dir);
+  QF_RETURN_IF_ERROR(map_weights(src, ck.config, ck.weights).with_context(dir));
+  std::string tok_json = (fs::path(dir) / "tokenizer.json").string();
+  std::string tok_model = (fs::path(dir) / "tokenizer.model").string();
+  if (fs::exists(tok_json)) {
+    QF_ASSIGN_OR_RETURN(ck.tokenizer, load_hf_tokenizer(tok_json));
+  } else if (fs::exists(tok_model)) {
+    QF_ASSIGN_OR_RETURN(ck.tokenizer, load_sentencepiece_tokenizer(tok_model));
+  } else {
+    return error("{}: missing tokenizer: expected tokenizer.json or tokenizer.model", dir);
+  }
+  return ck;
+}
+
+// ---- GGUF files --------------------------------------------------------------------------
+
+Expected<ModelConfig> parse_gguf_config(const GGUFFile& g) {
+  ModelConfig c;
+  auto arch = g.get_string("general.architecture");
+  if (!arch) return error("{}: missing key 'general.architecture'", g.path());
+  if (*arch == "llama") c.arch = Arch::Llama;
+  else if (*arch == "qwen2") c.arch = Arch::Qwen2;
+  else return error("{}: unsupported architecture '{}' (supported: llama, qwen2 = {})", g.path(), *arch, kSupported);
+  c.arch_name = *arch;
+  auto req = [&](const std::string& key, int* out) -> Status {
+    auto v = g.get_int(*arch + "." + key);
+    if (!v || *v <= 0 || *v > (1 << 30))
+      return error("{}: key '{}.{}' should be a positive integer", g.path(), *arch, key);
+    *out = int(*v);
+    return {};
+  };
+  QF_RETURN_IF_ERROR(req("embedding_length", &c.n_embd));
+  QF_RETURN_IF_ERROR(req("feed_forward_length", &c.n_ff));
+  QF_RETURN_IF_ERROR(req("block_count", &c.n_layer));
+  QF_RETURN_IF_ERROR(req("attention.head_count", &c.n_head));
+  c.n_head_kv = int(g.get_int(*arch + ".attention.head_count_kv").value_or(c.n_head));
+  if (c.n_head_kv <= 0 || c.n_head % c.n_head_kv != 0)
+    return error("{}: head_count {} is not a multiple of head_count_kv {}", g.path(), c.n_head, c.n_head_kv);
+  c.head_dim = int(g.get_int(*arch + ".attention.key_length").value_or(c.n_embd / c.n_head));
+  if (c.head_dim <= 0 || c.head_dim % 2) return error("{}: head dimension {} must be positive and even", g.path(), c.head_dim);
+  c.max_ctx = int(g.get_int(*arch + ".context_length").value_or(2048));
+  c.rms_eps = float(g.get_float(*arch + ".attention.layer_norm_rms_epsilon").value_or(1e-5));
+  c.rope_theta = float(g.get_float(*arch + ".rope.freq_base").value_or(10000.0));
+  c.rope_interleaved = c.arch == Arch::Llama;  // llama.cpp permutes LLaMA q/k rows to (2i, 2i+1) pairs
+  c.bos_id = int(g.get_int("tokenizer.ggml.bos_token_id").value_or(-1));
+  c.eos_id = int(g.get_int("tokenizer.ggml.eos_token_id").value_or(-1));
+  return c;
+}
+
+Expected<Checkpoint> load_gguf(const std::string& path) {
+  Checkpoint ck;
+  ck.path = path;
+  ck.format = "gguf";
+  QF_ASSIGN_OR_RETURN(auto g, GGUFFile::open(path));
+  QF_ASSIGN_OR_RETURN(ck.config, parse_gguf_config(g));
+  for (const auto& [k, v] : g.metadata()) ck.metadata.emplace_back(k, v.to_display());
+  QF_ASSIGN_OR_RETURN(ck.tokenizer, load_gguf_tokenizer(g));
+  auto& c = ck.config;
+  auto has = [&](const std::string& n) { return g.tensor_info(n) != nullptr; };
+  c.vocab_size = ck.tokenizer->vocab_size();
+  c.tied_embeddings = !has("output.weight");
+  c.qkv_bias = has("blk.0.attn_q.bias");
+  c.o_bias = has("blk.0.attn_output.bias");
+  for (const auto& info : g.tensor_infos()) {
+    c.source_dtype = std::string(ggml_type_name(info.ggml_type));
+    if (info.ne.size() == 2) break;  // the first matrix's type describes the file best
+  }
+  static const std::map<std::string, std::string> kRoles = {
+      {"input_layernorm.weight", "attn_norm.weight"},   {"self_attn.q_proj.weight", "attn_q.weight"},
+      {"self_attn.k_proj.weight", "attn_k.weight"},     {"self_attn.v_proj.weight", "attn_v.weight"},
+      {"self_attn.o_proj.weight", "attn_output.weight"}, {"self_attn.q_proj.bias", "attn_q.bias"},
+      {"self_attn.k_proj.bias", "attn_k.bias"},         {"self_attn.v_proj.bias", "attn_v.bias"},
+      {"self_attn.o_proj.bias", "attn_output.bias"},    {"post_attention_layernorm.weight", "ffn_norm.weight"},
+      {"mlp.gate_proj.weight", "ffn_gate.weight"},      {"mlp.up_proj.weight", "ffn_up.weight"},
+      {"mlp.down_proj.weight", "ffn_down.weight"}};
+  TensorSource src;
+  src.find = [&](const std::string& n) { return g.tensor(n); };
+  src.embd = "token_embd.weight";
+  src.out_norm = "output_norm.weight";
+  src.output = "output.weight";
+  src.layer_name = [](int i, const char* role) { return fmt::format("blk.{}.{}", i, kRoles.at(role)); };
+  QF_RETURN_IF_ERROR(map_weights(src, c, ck.weights));
+  for (const auto& info : g.tensor_infos()) {
+    auto t = g.tensor(info.name);
+    if (t) ck.all_tensors.push_back(*t);
+  }
+  return ck;
+}
+
+}  // namespace
+
+const char* arch_label(Arch a) {
+  switch (a) {
+    case Arch::Llama: return "llama";
+    case Arch::Mistral: return "mistral";
+    case Arch::Qwen2: return "qwen2";
+  }
+  return "?";
+}
+
+Expected<Checkpoint> load_checkpoint(const std::string& path) {
+  if (fs::is_directory(path)) return load_hf(path);
+  if (!fs::exists(path)) return error("{}: no such file or directory", path);
+  return load_gguf(path);
+}
+
+}  // namespace qf

@@ -1,0 +1,173 @@
+#include "model/transformer.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <cmath>
+#include <limits>
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace qf {
+namespace {
+
+// HF LlamaRMSNorm: x / sqrt(mean(x²) + eps) * w, the mean accumulated in double.
+void rms_norm(const float* x, const float* w, float* y, int n, int dim, float eps) {
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < n; ++t) {
+    const float* xr = x + int64_t(t) * dim;
+    float* yr = y + int64_t(t) * dim;
+    double ss = 0;
+    for (int i = 0; i < dim; ++i) ss += double(xr[i]) * xr[i];
+    float inv = 1.0f / std::sqrt(float(ss / dim) + eps);
+    for (int i = 0; i < dim; ++i) yr[i] = w[i] * (xr[i] * inv);
+  }
+}
+
+std::vector<float> decode(const TensorView& t) { return t.to_f32(); }
+
+}  // namespace
+
+void set_num_threads(int n) {
+  if (n <= 0) n = omp_get_num_procs();
+  openblas_set_num_threads(1);  // parallelism comes from OpenMP, around single-threaded BLAS calls
+  omp_set_num_threads(n);
+}
+int num_threads() { return omp_get_max_threads(); }
+
+Expected<std::unique_ptr<Transformer>> Transformer::create(const Checkpoint& ck) {
+  std::unique_ptr<Transformer> tf(new Transformer());
+  tf->cfg_ = ck.config;
+  const auto& w = ck.weights;
+  tf->tok_embd_ = w.tok_embd;
+  tf->output_norm_ = decode(w.output_norm);
+  tf->output_ = std::make_unique<DenseLinear>(w.output, nullptr);
+  for (const auto& lw : w.layers) {
+    Layer L;
+    L.attn_norm = decode(lw.attn_norm);
+    L.ffn_norm = decode(lw.ffn_norm);
+    L.wq = std::make_unique<DenseLinear>(lw.wq, &lw.bq);
+    L.wk = std::make_unique<DenseLinear>(lw.wk, &lw.bk);
+    L.wv = std::make_unique<DenseLinear>(lw.wv, &lw.bv);
+    L.wo = std::make_unique<DenseLinear>(lw.wo, &lw.bo);
+    L.w_gate = std::make_unique<DenseLinear>(lw.w_gate, nullptr);
+    L.w_up = std::make_unique<DenseLinear>(lw.w_up, nullptr);
+    L.w_down = std::make_unique<DenseLinear>(lw.w_down, nullptr);
+    tf->layers_.push_back(std::move(L));
+  }
+  // HF: inv_freq = 1 / base^(arange(0, d, 2) / d), all in fp32.
+  int hd = tf->cfg_.head_dim;
+  for (int i = 0; i < hd / 2; ++i) {
+    float expo = float(2 * i) / float(hd);
+    tf->inv_freq_.push_back(1.0f / std::pow(tf->cfg_.rope_theta, expo));
+  }
+  return tf;
+}
+
+KVCache Transformer::new_cache(int n_ctx) const {
+  KVCache c;
+  c.n_ctx = n_ctx;
+  c.k.assign(size_t(cfg_.n_layer), std::vector<float>(size_t(n_ctx) * size_t(cfg_.kv_dim())));
+  c.v = c.k;
+  return c;
+}
+
+void Transformer::apply_rope(float* x, int n, int n_heads, int pos0) const {
+  const int hd = cfg_.head_dim, half = hd / 2;
+  const bool inter = cfg_.rope_interleaved;
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < n; ++t) {
+    for (int i = 0; i < half; ++i) {
+      float angle = float(pos0 + t) * inv_freq_[size_t(i)];  // fp32 product, as HF computes it
+      float c = float(std::cos(double(angle))), s = float(std::sin(double(angle)));
+      for (int h = 0; h < n_heads; ++h) {
+        float* v = x + (int64_t(t) * n_heads + h) * hd;
+        int a = inter ? 2 * i : i, b = inter ? 2 * i + 1 : i + half;
+        float x0 = v[a], x1 = v[b];
+        v[a] = x0 * c - x1 * s;
+        v[b] = x1 * c + x0 * s;
+      }
+    }
+  }
+}
+
+void Transformer::attention(const Layer& L, int layer, const float* x, float* out, int n,
+                            KVCache& cache) const {
+  const int hd = cfg_.head_dim, qd = cfg_.q_dim(), kvd = cfg_.kv_dim();
+  const int p = cache.n_past, total = p + n, group = cfg_.n_head / cfg_.n_head_kv;
+  std::vector<float> q(size_t(n) * qd);
+  float* kc = cache.k[size_t(layer)].data();
+  float* vc = cache.v[size_t(layer)].data();
+  L.wq->forward(x, q.data(), n);
+  L.wk->forward(x, kc + int64_t(p) * kvd, n);  // written straight into the cache
+  L.wv->forward(x, vc + int64_t(p) * kvd, n);
+  apply_rope(q.data(), n, cfg_.n_head, p);
+  apply_rope(kc + int64_t(p) * kvd, n, cfg_.n_head_kv, p);
+  std::vector<float> attn(size_t(n) * qd);
+  const float scale = 1.0f / std::sqrt(float(hd));
+#pragma omp parallel for schedule(dynamic)
+  for (int h = 0; h < cfg_.n_head; ++h) {
+    const int g = h / group;
+    std::vector<float> scores(size_t(n) * total);
+    // scores (n, total) = Q_h (n, hd) · K_g (total, hd)ᵀ · scale
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, total, hd, scale, q.data() + h * hd, qd,
+                kc + g * hd, kvd, 0.0f, scores.data(), total);
+    for (int t = 0; t < n; ++t) {  // causal softmax: row t sees positions 0 .. p + t
+      float* row = scores.data() + int64_t(t) * total;
+      const int visible = p + t + 1;
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int j = 0; j < visible; ++j) mx = std::max(mx, row[j]);
+      double sum = 0;
+      for (int j = 0; j < visible; ++j) sum += (row[j] = std::exp(row[j] - mx));
+      const float inv = float(1.0 / sum);
+      for (int j = 0; j < visible; ++j) row[j] *= inv;
+      for (int j = visible; j < total; ++j) row[j] = 0.0f;
+    }
+    // attn_h (n, hd) = P (n, total) · V_g (total, hd)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, total, 1.0f, scores.data(), total,
+                vc + g * hd, kvd, 0.0f, attn.data() + h * hd, qd);
+  }
+  L.wo->forward(attn.data(), out, n);
+}
+
+void Transformer::mlp(const Layer& L, const float* x, float* out, int n) const {
+  const int64_t ff = cfg_.n_ff;
+  std::vector<float> gate(size_t(n * ff)), up(size_t(n * ff));
+  L.w_gate->forward(x, gate.data(), n);
+  L.w_up->forward(x, up.data(), n);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n * ff; ++i) {
+    float g = gate[size_t(i)];
+    gate[size_t(i)] = g / (1.0f + std::exp(-g)) * up[size_t(i)];  // SiLU(gate) · up
+  }
+  L.w_down->forward(gate.data(), out, n);
+}
+
+void Transformer::forward(const int32_t* tokens, int n, KVCache& cache, float* logits, bool last_only) const {
+  QF_CHECK(n > 0 && cache.n_past + n <= cache.n_ctx, "{} tokens after {} do not fit a cache of {}", n,
+           cache.n_past, cache.n_ctx);
+  const int E = cfg_.n_embd;
+  std::vector<float> x(size_t(n) * E), h(size_t(n) * E), tmp(size_t(n) * E);
+  const auto& tr = traits(tok_embd_.type);
+  const int64_t row_bytes = qtype_row_bytes(tok_embd_.type, E);
+  for (int t = 0; t < n; ++t) {
+    QF_CHECK(tokens[t] >= 0 && tokens[t] < cfg_.vocab_size, "token id {} outside vocabulary {}", tokens[t], cfg_.vocab_size);
+    tr.dequantize_ref(tok_embd_.data + tokens[t] * row_bytes, x.data() + int64_t(t) * E, E);
+  }
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const Layer& L = layers_[l];
+    rms_norm(x.data(), L.attn_norm.data(), h.data(), n, E, cfg_.rms_eps);
+    attention(L, int(l), h.data(), tmp.data(), n, cache);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += tmp[i];
+    rms_norm(x.data(), L.ffn_norm.data(), h.data(), n, E, cfg_.rms_eps);
+    mlp(L, h.data(), tmp.data(), n);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += tmp[i];
+  }
+  cache.n_past += n;
+  if (!logits) return;
+  const int first = last_only ? n - 1 : 0;
+  rms_norm(x.data() + int64_t(first) * E, output_norm_.data(), h.data(), n - first, E, cfg_.rms_eps);
+  output_->forward(h.data(), logits, n - first);
+}
+
+}  // namespace qf

@@ -1,0 +1,62 @@
+// model/transformer.h — the LLaMA-family decoder forward pass on the CPU, fp32 arithmetic.
+//
+// Embedding → n_layer × [RMSNorm → GQA attention with RoPE and causal mask → residual →
+// RMSNorm → SwiGLU MLP → residual] → RMSNorm → lm_head. Prompts go through BLAS as matrices;
+// generation reuses a KV cache. A Transformer is immutable after creation; each caller owns its
+// KVCache, so independent sequences may run concurrently on separate caches.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "core/status.h"
+#include "model/checkpoint.h"
+#include "model/linear.h"
+
+namespace qf {
+
+struct KVCache {
+  int n_ctx = 0;   // capacity in positions
+  int n_past = 0;  // positions already stored
+  std::vector<std::vector<float>> k, v;  // per layer: (n_ctx, kv_dim)
+  void clear() { n_past = 0; }
+};
+
+class Transformer {
+ public:
+  // Decodes the checkpoint's weights into Linear layers. Borrows nothing from `ck` but the
+  // embedding view (which keeps its mapping alive).
+  static Expected<std::unique_ptr<Transformer>> create(const Checkpoint& ck);
+
+  const ModelConfig& config() const { return cfg_; }
+  KVCache new_cache(int n_ctx) const;
+
+  // Runs `n` tokens at positions cache.n_past .. cache.n_past + n - 1 and appends them to the
+  // cache. logits: (n, vocab) for every position, or (1, vocab) for the last one when
+  // last_only; may be null. Token ids must be in [0, vocab) (checked).
+  void forward(const int32_t* tokens, int n, KVCache& cache, float* logits, bool last_only = false) const;
+
+ private:
+  struct Layer {
+    std::vector<float> attn_norm, ffn_norm;       // (n_embd)
+    std::unique_ptr<Linear> wq, wk, wv, wo;       // biases live inside the Linear
+    std::unique_ptr<Linear> w_gate, w_up, w_down;
+  };
+  Transformer() = default;
+  void attention(const Layer& L, int layer, const float* x, float* out, int n, KVCache& cache) const;
+  void apply_rope(float* x, int n, int n_heads, int pos0) const;
+  void mlp(const Layer& L, const float* x, float* out, int n) const;
+
+  ModelConfig cfg_;
+  TensorView tok_embd_;              // (vocab, n_embd), any format: rows decoded on lookup
+  std::vector<float> output_norm_;   // (n_embd)
+  std::unique_ptr<Linear> output_;   // lm_head
+  std::vector<Layer> layers_;
+  std::vector<float> inv_freq_;      // (head_dim / 2) RoPE frequencies, fp32 as in HF
+};
+
+// Sets the number of threads used by BLAS and by the element-wise loops (0 = all cores).
+void set_num_threads(int n);
+int num_threads();
+
+}  // namespace qf
