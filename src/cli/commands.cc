@@ -8,6 +8,7 @@
 
 #include "core/mapped_file.h"
 #include "core/progress.h"
+#include "core/threads.h"
 #include "eval/perplexity.h"
 #include "io/gguf.h"
 #include "model/checkpoint.h"

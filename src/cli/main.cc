@@ -4,7 +4,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
-#include "model/transformer.h"
+#include "core/threads.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"qforge: load, run, quantize and measure LLaMA-family models"};

@@ -1,6 +1,7 @@
 #include "model/linear.h"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 
@@ -19,7 +20,9 @@ DenseLinear::DenseLinear(const TensorView& weight, const TensorView* bias)
 // Threads split the output columns; each calls single-threaded BLAS on its slice (BLAS's own
 // thread pool is switched off so it never competes with OpenMP's for the cores).
 void DenseLinear::forward(const float* x, float* y, int64_t tokens) const {
-  const int64_t slice = 64;  // output rows per task: a multiple of every SIMD width
+  // One slice per thread (BLAS packs x once per call), rounded to a multiple of 16 rows.
+  const int64_t threads = omp_get_max_threads();
+  const int64_t slice = std::max<int64_t>(16, (n_out_ / threads + 15) / 16 * 16);
   const int64_t n_slices = (n_out_ + slice - 1) / slice;
 #pragma omp parallel for schedule(static)
   for (int64_t s = 0; s < n_slices; ++s) {

@@ -1,12 +1,12 @@
 #include "model/transformer.h"
 
+#include "core/threads.h"
+
 #include <cblas.h>
-#include <omp.h>
 
 #include <cmath>
 #include <limits>
 
-extern "C" void openblas_set_num_threads(int);
 
 namespace qf {
 namespace {
@@ -28,14 +28,8 @@ std::vector<float> decode(const TensorView& t) { return t.to_f32(); }
 
 }  // namespace
 
-void set_num_threads(int n) {
-  if (n <= 0) n = omp_get_num_procs();
-  openblas_set_num_threads(1);  // parallelism comes from OpenMP, around single-threaded BLAS calls
-  omp_set_num_threads(n);
-}
-int num_threads() { return omp_get_max_threads(); }
-
 Expected<std::unique_ptr<Transformer>> Transformer::create(const Checkpoint& ck) {
+  init_blas_threads();
   std::unique_ptr<Transformer> tf(new Transformer());
   tf->cfg_ = ck.config;
   const auto& w = ck.weights;

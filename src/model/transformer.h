@@ -55,8 +55,4 @@ class Transformer {
   std::vector<float> inv_freq_;      // (head_dim / 2) RoPE frequencies, fp32 as in HF
 };
 
-// Sets the number of threads used by BLAS and by the element-wise loops (0 = all cores).
-void set_num_threads(int n);
-int num_threads();
-
 }  // namespace qf

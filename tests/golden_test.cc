@@ -1,0 +1,185 @@
+// Golden tests: qforge against reference values recorded from PyTorch/transformers (fp32, no
+// TF32) in golden.json, and against llama2.c's published greedy continuation.
+//
+// Logit tolerance. Both sides evaluate the same fp32 function; they differ only in the order
+// of floating-point operations (BLAS blocking, fused multiply-adds, reduction trees). A dot
+// product of length K in fp32 carries a rounding error of about u·sqrt(K)·|a|·|b| (u = 2^-24,
+// the probabilistic bound of Higham & Mary 2019); the residual stream passes through
+// S = 7·n_layer + 1 such accumulation stages (q, k, v, attention scores, attention·V, o, MLP;
+// lm_head), whose independent errors add in quadrature, each reaching the logits at most at
+// the logits' own scale. So |Δlogit| ≤ sqrt(S) · u · sqrt(K_max) · max|logit| · c, with c = 4
+// covering the sum of two independent error sequences (ours and PyTorch's, ×2) and the
+// non-linearities' gain (×2: softmax and SiLU have slope ≤ 1, RMSNorm rescales by ≤ the
+// ratio of norms, measured ≈ 1 on these models).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <set>
+
+#include "eval/perplexity.h"
+#include "model/checkpoint.h"
+#include "model/transformer.h"
+#include "test_paths.h"
+
+namespace qf {
+namespace {
+
+using nlohmann::json;
+
+struct Loaded {
+  Checkpoint ck;
+  std::unique_ptr<Transformer> tf;
+};
+
+Loaded load(const std::string& path) {
+  auto ck = load_checkpoint(path);
+  EXPECT_TRUE(ck.ok()) << ck.status().message();
+  auto tf = Transformer::create(*ck);
+  EXPECT_TRUE(tf.ok());
+  return {std::move(*ck), std::move(tf).value()};
+}
+
+double logit_tolerance(const ModelConfig& c, double max_abs_logit) {
+  const double u = std::ldexp(1.0, -24);
+  const double stages = 7.0 * c.n_layer + 1;
+  const double k_max = std::max({c.n_embd, c.n_ff, c.q_dim()});
+  return 4.0 * std::sqrt(stages) * u * std::sqrt(k_max) * max_abs_logit;
+}
+
+std::vector<float> all_logits(const Transformer& tf, const std::vector<int32_t>& ids) {
+  KVCache cache = tf.new_cache(int(ids.size()));
+  std::vector<float> logits(ids.size() * size_t(tf.config().vocab_size));
+  tf.forward(ids.data(), int(ids.size()), cache, logits.data());
+  return logits;
+}
+
+std::vector<int32_t> greedy(const Transformer& tf, std::vector<int32_t> ids, int n_new) {
+  KVCache cache = tf.new_cache(int(ids.size()) + n_new);
+  std::vector<float> logits(size_t(tf.config().vocab_size));
+  tf.forward(ids.data(), int(ids.size()), cache, logits.data(), true);
+  for (int i = 0; i < n_new; ++i) {
+    int32_t next = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    ids.push_back(next);
+    if (i + 1 < n_new) tf.forward(&next, 1, cache, logits.data(), true);
+  }
+  return ids;
+}
+
+class Golden : public ::testing::TestWithParam<std::string> {
+ protected:
+  std::string dir() const { return GetParam() == "stories260K" ? test::bundled_stories() : test::qf27m(); }
+  std::string hf() const { return GetParam() == "stories260K" ? dir() + "/hf" : dir(); }
+};
+
+TEST_P(Golden, PromptTokenIds) {
+  auto m = load(hf());
+  const json golden = test::load_golden(dir());
+  for (const auto& g : golden["logits"]) {
+    std::vector<int32_t> ids = m.ck.tokenizer->encode(g["prompt"].get<std::string>());
+    EXPECT_EQ(ids, g["ids"].get<std::vector<int32_t>>()) << g["prompt"];
+  }
+}
+
+TEST_P(Golden, EvalTextTokenCounts) {
+  auto m = load(hf());
+  std::set<std::string> seen;
+  const json golden = test::load_golden(dir());
+  for (const auto& [key, v] : golden["ppl"].items()) {
+    std::string text = key.substr(0, key.find('@'));
+    if (!seen.insert(text).second) continue;
+    auto ids = m.ck.tokenizer->encode(test::slurp(test::text_path(text)));
+    EXPECT_EQ(int64_t(ids.size()), v["n_tokens"].get<int64_t>()) << text;
+  }
+}
+
+TEST_P(Golden, Top8LogitsAtEveryPosition) {
+  auto m = load(hf());
+  const json golden = test::load_golden(dir());
+  for (const auto& g : golden["logits"]) {
+    auto ids = g["ids"].get<std::vector<int32_t>>();
+    auto logits = all_logits(*m.tf, ids);
+    const int V = m.tf->config().vocab_size;
+    double max_abs = 0, max_err = 0;
+    for (const auto& row : g["top_logits"])
+      for (double v : row) max_abs = std::max(max_abs, std::fabs(v));
+    const double tol = logit_tolerance(m.tf->config(), max_abs);
+    for (size_t p = 0; p < ids.size(); ++p) {
+      const float* row = logits.data() + p * size_t(V);
+      auto top_ids = g["top_ids"][p].get<std::vector<int32_t>>();
+      auto top_vals = g["top_logits"][p].get<std::vector<double>>();
+      EXPECT_EQ(std::max_element(row, row + V) - row, top_ids[0]) << "argmax at position " << p;
+      for (size_t k = 0; k < top_ids.size(); ++k) {
+        double err = std::fabs(row[top_ids[k]] - top_vals[k]);
+        max_err = std::max(max_err, err);
+        EXPECT_LE(err, tol) << g["prompt"] << " position " << p << " token " << top_ids[k];
+      }
+    }
+    std::printf("%s: max |Δlogit| %.3g (tolerance %.3g)\n", g["prompt"].get<std::string>().c_str(), max_err, tol);
+  }
+}
+
+TEST_P(Golden, GreedyContinuations) {
+  auto m = load(hf());
+  const json golden = test::load_golden(dir());
+  for (const auto& g : golden["logits"]) {
+    auto ids = g["ids"].get<std::vector<int32_t>>();
+    auto want = g["greedy_ids"].get<std::vector<int32_t>>();
+    auto got = greedy(*m.tf, ids, int(want.size() - ids.size()));
+    EXPECT_EQ(got, want) << g["prompt"];
+    std::vector<int32_t> fresh(got.begin() + long(ids.size()), got.end());
+    EXPECT_EQ(m.ck.tokenizer->decode(fresh), g["greedy_text"].get<std::string>());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, Golden, ::testing::Values("stories260K", "qf-27m"));
+
+TEST(GoldenStories, Greedy256FromBosMatchesLlama2c) {
+  auto m = load(test::bundled_stories() + "/hf");
+  // llama2.c's 256 steps are 256 positions: BOS and 255 generated tokens.
+  auto ids = greedy(*m.tf, {m.ck.tokenizer->bos_id()}, 255);
+  std::vector<int32_t> fresh(ids.begin() + 1, ids.end());
+  std::string want = test::slurp(test::bundled_stories() + "/stories260K_greedy256.txt");
+  while (!want.empty() && want.back() == '\n') want.pop_back();
+  EXPECT_EQ(m.ck.tokenizer->decode(fresh), want);
+}
+
+// ---- perplexity: every ctx-128 entry (the rest run in bench/golden_ppl.sh) -------------------
+
+struct PplCase {
+  std::string model, key;
+};
+class GoldenPpl : public ::testing::TestWithParam<PplCase> {};
+
+TEST_P(GoldenPpl, WithinOneTenThousandth) {
+  const auto& c = GetParam();
+  std::string dir = c.model == "stories260K" ? test::bundled_stories() : test::qf27m();
+  auto m = load(c.model == "stories260K" ? dir + "/hf" : dir);
+  const json g = test::load_golden(dir)["ppl"][c.key];
+  auto tokens = m.ck.tokenizer->encode(test::slurp(test::text_path(c.key.substr(0, c.key.find('@')))));
+  PerplexityOptions opt;
+  opt.ctx = std::stoi(c.key.substr(c.key.find('@') + 1));
+  auto r = perplexity(*m.tf, tokens, opt);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->windows, g["windows"].get<int64_t>());
+  EXPECT_EQ(r->scored, g["scored"].get<int64_t>());
+  const double want = g["ppl"].get<double>();
+  EXPECT_LE(std::fabs(r->ppl - want) / want, 1e-4) << "ppl " << r->ppl << " vs golden " << want;
+  std::printf("%s %s: ppl %.6f golden %.6f rel %.2e, %.0f tokens/s\n", c.model.c_str(), c.key.c_str(), r->ppl,
+              want, std::fabs(r->ppl - want) / want, r->tokens_per_second);
+}
+
+INSTANTIATE_TEST_SUITE_P(Ctx128, GoldenPpl,
+                         ::testing::Values(PplCase{"stories260K", "tinystories-val-head@128"},
+                                           PplCase{"stories260K", "wikitext2-test@128"},
+                                           PplCase{"qf-27m", "wikitext2-test@128"},
+                                           PplCase{"qf-27m", "tinystories-val-head@128"},
+                                           PplCase{"qf-27m", "heldout@128"}),
+                         [](const auto& info) {
+                           std::string s = info.param.model + "_" + info.param.key;
+                           for (char& ch : s)
+                             if (!std::isalnum(uint8_t(ch))) ch = '_';
+                           return s;
+                         });
+
+}  // namespace
+}  // namespace qf

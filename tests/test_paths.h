@@ -1,0 +1,43 @@
+// tests/test_paths.h — where the tests find the bundled model, the shared real models and texts,
+// and the qforge binary. QFORGE_SHARED overrides the shared folder (default: ../shared).
+#pragma once
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace qf::test {
+
+inline std::string source_dir() { return QFORGE_SOURCE_DIR; }
+inline std::string shared_dir() {
+  const char* env = std::getenv("QFORGE_SHARED");
+  return env ? env : source_dir() + "/../shared";
+}
+inline std::string bundled_stories() { return source_dir() + "/models/stories260K"; }
+inline std::string qf27m() { return shared_dir() + "/models/qf-27m"; }
+inline std::string qforge_bin() { return QFORGE_BIN; }
+
+// Eval texts by the names golden.json uses.
+inline std::string text_path(const std::string& name) {
+  if (name == "wikitext2-test") return shared_dir() + "/data/wikitext-2-raw/wiki.test.raw";
+  if (name == "tinystories-val-head") return shared_dir() + "/data/tinystories/tinystories_val_head.txt";
+  if (name == "heldout") return shared_dir() + "/data/qf-heldout.txt";
+  return "";
+}
+
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+inline nlohmann::json load_golden(const std::string& model_dir) {
+  return nlohmann::json::parse(slurp(model_dir + "/golden.json"));
+}
+
+}  // namespace qf::test
