@@ -1,1 +1,166 @@
+// GGUF reader: the real llama.cpp-made file, and handcrafted corrupt files (one per failure).
 #include <gtest/gtest.h>
+
+#include "file_builders.h"
+#include "io/gguf.h"
+#include "test_paths.h"
+
+namespace qf {
+namespace {
+
+using test::Bytes;
+
+struct GgufSpec {
+  std::string magic = "GGUF";
+  uint32_t version = 3;
+  int64_t alignment = -1;          // -1: no general.alignment key
+  uint32_t n_dims = 2;
+  uint64_t ne0 = 32, ne1 = 2;
+  uint32_t type = 0;               // F32
+  uint64_t offset = 0;
+  uint64_t data_bytes = 32 * 2 * 4;
+  uint64_t kv_count_override = 0;  // nonzero: lie about the metadata count
+  uint32_t arch_value_type = 8;    // string
+};
+
+std::string build(const GgufSpec& s) {
+  Bytes b;
+  b.b += s.magic;
+  b.put<uint32_t>(s.version).put<uint64_t>(1).put<uint64_t>(s.kv_count_override ? s.kv_count_override : (s.alignment >= 0 ? 2 : 1));
+  b.str("general.architecture").put<uint32_t>(s.arch_value_type).str("llama");
+  if (s.alignment >= 0) b.str("general.alignment").put<uint32_t>(4).put<uint32_t>(uint32_t(s.alignment));
+  b.str("t").put<uint32_t>(s.n_dims);
+  b.put<uint64_t>(s.ne0);
+  if (s.n_dims > 1) b.put<uint64_t>(s.ne1);
+  for (uint32_t d = 2; d < s.n_dims; ++d) b.put<uint64_t>(1);
+  b.put<uint32_t>(s.type).put<uint64_t>(s.offset);
+  b.pad_to(s.alignment > 0 && (s.alignment & (s.alignment - 1)) == 0 ? size_t(s.alignment) : 32);
+  b.b.append(s.data_bytes, '\x01');
+  return b.b;
+}
+
+std::string open_error(const GgufSpec& spec) {
+  std::string path = test::temp_dir("gguf") + "/t.gguf";
+  test::write_file(path, build(spec));
+  auto g = GGUFFile::open(path);
+  if (g.ok()) return "";
+  EXPECT_NE(g.status().message().find(path), std::string::npos) << "error must name the file";
+  return g.status().message();
+}
+
+TEST(Gguf, HandcraftedValidFileOpens) {
+  std::string path = test::temp_dir("gguf_ok") + "/t.gguf";
+  test::write_file(path, build({}));
+  auto g = GGUFFile::open(path);
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  auto t = g->tensor("t");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->shape, (std::vector<int64_t>{2, 32}));  // row-major: ne reversed
+  EXPECT_EQ(*g->get_string("general.architecture"), "llama");
+}
+
+TEST(Gguf, BadMagic) {
+  GgufSpec s;
+  s.magic = "GGML";
+  EXPECT_NE(open_error(s).find("bad magic"), std::string::npos);
+}
+TEST(Gguf, UnsupportedVersion) {
+  GgufSpec s;
+  s.version = 1;
+  EXPECT_NE(open_error(s).find("unsupported GGUF version 1"), std::string::npos);
+}
+TEST(Gguf, AlignmentNotPowerOfTwo) {
+  GgufSpec s;
+  s.alignment = 3;
+  EXPECT_NE(open_error(s).find("power of two"), std::string::npos);
+}
+TEST(Gguf, AlignmentZero) {
+  GgufSpec s;
+  s.alignment = 0;
+  EXPECT_NE(open_error(s).find("power of two"), std::string::npos);
+}
+TEST(Gguf, OffsetOutsideData) {
+  GgufSpec s;
+  s.offset = 1 << 20;
+  EXPECT_NE(open_error(s).find("outside the data section"), std::string::npos);
+}
+TEST(Gguf, OffsetNotAligned) {
+  GgufSpec s;
+  s.offset = 4;
+  EXPECT_NE(open_error(s).find("not a multiple of the alignment"), std::string::npos);
+}
+TEST(Gguf, TruncatedData) {
+  GgufSpec s;
+  s.data_bytes = 100;
+  EXPECT_NE(open_error(s).find("outside the data section"), std::string::npos);
+}
+TEST(Gguf, TooManyDims) {
+  GgufSpec s;
+  s.n_dims = 5;
+  EXPECT_NE(open_error(s).find("5 dimensions"), std::string::npos);
+}
+TEST(Gguf, ZeroDim) {
+  GgufSpec s;
+  s.ne1 = 0;
+  EXPECT_NE(open_error(s).find("zero or overflowing"), std::string::npos);
+}
+TEST(Gguf, OverflowingDims) {
+  GgufSpec s;
+  s.ne0 = uint64_t(1) << 40;
+  s.ne1 = uint64_t(1) << 40;
+  EXPECT_NE(open_error(s).find("zero or overflowing"), std::string::npos);
+}
+TEST(Gguf, RowNotMultipleOfBlock) {
+  GgufSpec s;
+  s.type = 8;  // Q8_0, block 32
+  s.ne0 = 33;
+  EXPECT_NE(open_error(s).find("not a multiple of the Q8_0 block size"), std::string::npos);
+}
+TEST(Gguf, CountsLargerThanFile) {
+  GgufSpec s;
+  s.kv_count_override = uint64_t(1) << 60;
+  EXPECT_NE(open_error(s).find("cannot fit"), std::string::npos);
+}
+TEST(Gguf, UnknownValueType) {
+  GgufSpec s;
+  s.arch_value_type = 99;
+  EXPECT_NE(open_error(s).find("unknown value type 99"), std::string::npos);
+}
+TEST(Gguf, TruncatedHeader) {
+  std::string path = test::temp_dir("gguf_trunc") + "/t.gguf";
+  std::string bytes = build({});
+  test::write_file(path, bytes.substr(0, 40));
+  auto g = GGUFFile::open(path);
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(g.status().message().find("truncated"), std::string::npos) << g.status().message();
+}
+TEST(Gguf, TypeQforgeCannotDecodeIsNamed) {
+  GgufSpec s;
+  s.type = 12;  // Q4_K: 256-weight blocks of 144 bytes
+  s.ne0 = 256;
+  s.ne1 = 1;
+  std::string path = test::temp_dir("gguf_q4k") + "/t.gguf";
+  test::write_file(path, build(s));
+  auto g = GGUFFile::open(path);
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  auto t = g->tensor("t");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("tensor 't' has type Q4_K"), std::string::npos) << t.status().message();
+}
+
+TEST(Gguf, RealLlamaCppFile) {
+  auto g = GGUFFile::open(test::bundled_stories() + "/stories260K.gguf");
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  EXPECT_EQ(g->version(), 3u);
+  EXPECT_EQ(g->tensor_infos().size(), 48u);
+  EXPECT_EQ(*g->get_string("general.architecture"), "llama");
+  EXPECT_EQ(*g->get_int("llama.block_count"), 5);
+  EXPECT_EQ(g->get_string_array("tokenizer.ggml.tokens")->size(), 512u);
+  auto t = g->tensor("token_embd.weight");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->shape, (std::vector<int64_t>{512, 64}));
+  EXPECT_EQ(t->type, QType::F32);
+}
+
+}  // namespace
+}  // namespace qf

@@ -29,7 +29,7 @@ class Cursor {
     uint64_t len;
     QF_RETURN_IF_ERROR(read(&len, what));
     if (len > remaining())
-      return error("{}: {} has length {} but only {} bytes remain", path_, what, len, remaining());
+      return error("{}: truncated at byte {}: {} has length {} but only {} bytes remain", path_, pos_, what, len, remaining());
     out->assign(reinterpret_cast<const char*>(data_ + pos_), len);
     pos_ += len;
     return {};
@@ -166,7 +166,7 @@ Expected<GGUFFile> GGUFFile::open(const std::string& path) {
   QF_RETURN_IF_ERROR(c.read(&n_kv, "metadata count"));
   // A key/value pair needs at least 12 bytes and a tensor info at least 24.
   if (n_kv > c.remaining() / 12 || n_tensors > c.remaining() / 24)
-    return error("{}: {} metadata pairs and {} tensors cannot fit in a file of {} bytes", path, n_kv,
+    return error("{}: truncated or corrupt header: {} metadata pairs and {} tensors cannot fit in a file of {} bytes", path, n_kv,
                  n_tensors, g.file_->size());
   for (uint64_t i = 0; i < n_kv; ++i) {
     std::string key;

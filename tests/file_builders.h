@@ -1,0 +1,43 @@
+// tests/file_builders.h — writers for handcrafted (often deliberately corrupt) test files.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace qf::test {
+
+// A byte buffer with little-endian appenders, for GGUF and safetensors headers.
+struct Bytes {
+  std::string b;
+  template <typename T>
+  Bytes& put(T v) {
+    b.append(reinterpret_cast<const char*>(&v), sizeof v);
+    return *this;
+  }
+  Bytes& str(const std::string& s) {
+    put<uint64_t>(s.size());
+    b += s;
+    return *this;
+  }
+  Bytes& pad_to(size_t align) {
+    while (b.size() % align) b += '\0';
+    return *this;
+  }
+};
+
+inline std::string temp_dir(const std::string& name) {
+  auto p = std::filesystem::temp_directory_path() / ("qforge_test_" + name);
+  std::filesystem::remove_all(p);
+  std::filesystem::create_directories(p);
+  return p.string();
+}
+
+inline void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+}  // namespace qf::test
