@@ -1,1 +1,159 @@
+// Loading HF directories and GGUF files: config styles, shards, biases, and the errors users
+// see for broken checkpoints. Uses the bundled stories260K model as raw material.
 #include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "file_builders.h"
+#include "io/safetensors.h"
+#include "model/checkpoint.h"
+#include "model/transformer.h"
+#include "test_paths.h"
+
+namespace qf {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string stories_hf() { return test::bundled_stories() + "/hf"; }
+
+// A copy of the bundled HF directory whose config.json is edited by `edit`.
+std::string copy_with_config(const std::string& name, const std::function<void(json&)>& edit) {
+  std::string dir = test::temp_dir(name);
+  for (const auto& e : fs::directory_iterator(stories_hf())) fs::copy(e.path(), dir + "/" + e.path().filename().string());
+  json cfg = json::parse(test::slurp(dir + "/config.json"));
+  edit(cfg);
+  fs::remove(dir + "/config.json");
+  test::write_file(dir + "/config.json", cfg.dump(2));
+  return dir;
+}
+
+std::vector<float> logits_of(const std::string& path, const std::vector<int32_t>& ids) {
+  auto ck = load_checkpoint(path);
+  EXPECT_TRUE(ck.ok()) << ck.status().message();
+  if (!ck.ok()) return {};
+  auto tf = Transformer::create(*ck);
+  KVCache cache = (*tf)->new_cache(int(ids.size()));
+  std::vector<float> out(ids.size() * size_t(ck->config.vocab_size));
+  (*tf)->forward(ids.data(), int(ids.size()), cache, out.data());
+  return out;
+}
+
+const std::vector<int32_t> kIds = {1, 403, 407, 261, 378, 432, 383};
+
+std::string load_error(const std::string& path) {
+  auto ck = load_checkpoint(path);
+  return ck.ok() ? "" : ck.status().message();
+}
+
+TEST(Checkpoint, OldAndNewConfigStylesAgree) {
+  std::string modern = copy_with_config("cfg_new", [](json& c) {
+    c["rope_parameters"] = {{"rope_theta", c["rope_theta"]}, {"rope_type", "default"}};
+    c.erase("rope_theta");
+    c.erase("rope_scaling");
+    c["dtype"] = c["torch_dtype"];
+    c.erase("torch_dtype");
+    c.erase("head_dim");  // derived: 64 / 8
+  });
+  EXPECT_EQ(logits_of(modern, kIds), logits_of(stories_hf(), kIds));
+}
+
+TEST(Checkpoint, ShardedSafetensorsAgree) {
+  std::string dir = copy_with_config("sharded", [](json&) {});
+  auto st = read_safetensors(dir + "/model.safetensors");
+  ASSERT_TRUE(st.ok());
+  std::map<std::string, test::F32Tensor> shard[2];
+  json index = {{"metadata", json::object()}, {"weight_map", json::object()}};
+  int i = 0;
+  for (const auto& t : st->tensors) {
+    int s = i++ % 2;
+    shard[s][t.name] = {t.shape, t.to_f32()};
+    index["weight_map"][t.name] = fmt::format("model-0000{}-of-00002.safetensors", s + 1);
+  }
+  fs::remove(dir + "/model.safetensors");
+  for (int s = 0; s < 2; ++s)
+    test::write_file(fmt::format("{}/model-0000{}-of-00002.safetensors", dir, s + 1), test::safetensors_bytes(shard[s]));
+  test::write_file(dir + "/model.safetensors.index.json", index.dump());
+  EXPECT_EQ(logits_of(dir, kIds), logits_of(stories_hf(), kIds));
+}
+
+// Qwen2 = LLaMA + q/k/v biases. With zero biases it must reproduce the LLaMA logits; with a
+// v bias b, attention outputs shift by b (softmax weights sum to 1), i.e. by W_o·b after o_proj.
+TEST(Checkpoint, Qwen2BiasesAreLoadedAndApplied) {
+  std::string dir = copy_with_config("qwen2", [](json& c) { c["architectures"] = {"Qwen2ForCausalLM"}; });
+  auto st = read_safetensors(dir + "/model.safetensors");
+  ASSERT_TRUE(st.ok());
+  std::map<std::string, test::F32Tensor> tensors;
+  for (const auto& t : st->tensors) tensors[t.name] = {t.shape, t.to_f32()};
+  for (int l = 0; l < 5; ++l)
+    for (auto [proj, n] : {std::pair{"q", 64}, {"k", 32}, {"v", 32}})
+      tensors[fmt::format("model.layers.{}.self_attn.{}_proj.bias", l, proj)] = {{n}, std::vector<float>(size_t(n), 0.f)};
+  fs::remove(dir + "/model.safetensors");
+  test::write_file(dir + "/model.safetensors", test::safetensors_bytes(tensors));
+  EXPECT_EQ(logits_of(dir, kIds), logits_of(stories_hf(), kIds));
+
+  // Non-zero q bias changes the result; a missing bias is an error naming the tensor.
+  tensors["model.layers.0.self_attn.q_proj.bias"].data.assign(64, 0.5f);
+  fs::remove(dir + "/model.safetensors");
+  test::write_file(dir + "/model.safetensors", test::safetensors_bytes(tensors));
+  EXPECT_NE(logits_of(dir, kIds), logits_of(stories_hf(), kIds));
+  tensors.erase("model.layers.3.self_attn.k_proj.bias");
+  fs::remove(dir + "/model.safetensors");
+  test::write_file(dir + "/model.safetensors", test::safetensors_bytes(tensors));
+  EXPECT_NE(load_error(dir).find("missing tensor 'model.layers.3.self_attn.k_proj.bias'"), std::string::npos);
+}
+
+TEST(Checkpoint, HfAndGgufOfStoriesAreTheSameModel) {
+  // llama.cpp's converter permutes q/k rows into (2i, 2i+1) RoPE pairs; qforge applies RoPE
+  // to match, so the logits agree up to fp32 summation order.
+  auto a = logits_of(stories_hf(), kIds), b = logits_of(test::bundled_stories() + "/stories260K.gguf", kIds);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-4f * std::max(1.0f, std::fabs(a[i])));
+}
+
+TEST(Checkpoint, MissingConfig) {
+  std::string dir = test::temp_dir("nocfg");
+  EXPECT_NE(load_error(dir).find("missing config.json"), std::string::npos);
+}
+TEST(Checkpoint, InvalidConfigJson) {
+  std::string dir = copy_with_config("badjson", [](json&) {});
+  fs::remove(dir + "/config.json");
+  test::write_file(dir + "/config.json", "{\"hidden_size\": 64,");
+  EXPECT_NE(load_error(dir).find("config.json: not a valid JSON object"), std::string::npos);
+}
+TEST(Checkpoint, UnsupportedArchitectureListsSupported) {
+  std::string dir = copy_with_config("gpt2", [](json& c) { c["architectures"] = {"GPT2LMHeadModel"}; });
+  std::string e = load_error(dir);
+  EXPECT_NE(e.find("unsupported architecture 'GPT2LMHeadModel'"), std::string::npos) << e;
+  EXPECT_NE(e.find("LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM"), std::string::npos) << e;
+}
+TEST(Checkpoint, MissingKey) {
+  std::string dir = copy_with_config("nokey", [](json& c) { c.erase("hidden_size"); });
+  EXPECT_NE(load_error(dir).find("missing key 'hidden_size'"), std::string::npos);
+}
+TEST(Checkpoint, WrongTypeForKey) {
+  std::string dir = copy_with_config("badkey", [](json& c) { c["num_hidden_layers"] = "five"; });
+  EXPECT_NE(load_error(dir).find("'num_hidden_layers' should be a positive integer, found \"five\""), std::string::npos);
+}
+TEST(Checkpoint, ShapeMismatchNamesTensor) {
+  std::string dir = copy_with_config("shape", [](json& c) { c["intermediate_size"] = 128; });
+  std::string e = load_error(dir);
+  EXPECT_NE(e.find("tensor 'model.layers.0.mlp.gate_proj.weight' has wrong shape; expected 128x64, got 172x64"),
+            std::string::npos) << e;
+}
+TEST(Checkpoint, MissingTokenizer) {
+  std::string dir = copy_with_config("notok", [](json&) {});
+  fs::remove(dir + "/tokenizer.json");
+  EXPECT_NE(load_error(dir).find("missing tokenizer: expected tokenizer.json or tokenizer.model"), std::string::npos);
+}
+TEST(Checkpoint, UnsupportedRopeScaling) {
+  std::string dir = copy_with_config("rope", [](json& c) { c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8}}; });
+  EXPECT_NE(load_error(dir).find("unsupported rope type 'llama3'"), std::string::npos);
+}
+TEST(Checkpoint, MissingPath) {
+  EXPECT_NE(load_error("/nonexistent/model.gguf").find("no such file or directory"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace qf

@@ -1,1 +1,89 @@
+// The qforge binary on bad input: exit code 1, exactly one line on stderr naming the problem,
+// nothing on stdout. And the happy path of each command on the bundled model.
 #include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <cstdio>
+
+#include "file_builders.h"
+#include "test_paths.h"
+
+namespace qf {
+namespace {
+
+struct Run {
+  int code;
+  std::string out, err;
+};
+
+Run run(const std::string& args) {
+  std::string dir = test::temp_dir("cli_run");
+  std::string cmd = test::qforge_bin() + " " + args + " >" + dir + "/out 2>" + dir + "/err";
+  int status = std::system(cmd.c_str());
+  return {WEXITSTATUS(status), test::slurp(dir + "/out"), test::slurp(dir + "/err")};
+}
+
+void expect_one_line_error(const Run& r, const std::string& needle) {
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(r.err.rfind("qforge: error: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+}
+
+std::string stories() { return test::bundled_stories() + "/hf"; }
+
+TEST(Cli, MissingModel) { expect_one_line_error(run("eval /nonexistent --text /etc/hostname"), "/nonexistent: no such file"); }
+
+TEST(Cli, TextNotUtf8) {
+  std::string path = test::temp_dir("cli_latin1") + "/latin1.txt";
+  test::write_file(path, "caf\xe9\n");
+  expect_one_line_error(run("eval " + stories() + " --text " + path), "latin1.txt: not UTF-8: invalid byte 0xe9 at offset 3");
+}
+
+TEST(Cli, MissingTextFile) { expect_one_line_error(run("eval " + stories() + " --text /nonexistent.txt"), "/nonexistent.txt"); }
+
+TEST(Cli, CorruptGguf) {
+  std::string path = test::temp_dir("cli_gguf") + "/bad.gguf";
+  test::write_file(path, "NOPE and then some bytes");
+  expect_one_line_error(run("inspect " + path), "bad magic");
+  expect_one_line_error(run("generate " + path + " -p hi"), "bad magic");
+}
+
+TEST(Cli, DirectoryWithoutConfig) {
+  std::string dir = test::temp_dir("cli_empty");
+  expect_one_line_error(run("eval " + dir + " --text /etc/hostname"), "missing config.json");
+}
+
+TEST(Cli, BadFlag) { expect_one_line_error(run("eval " + stories() + " --text x --ctx -5"), "--ctx"); }
+TEST(Cli, UnknownFlag) { expect_one_line_error(run("eval " + stories() + " --text x --bogus"), "bogus"); }
+
+TEST(Cli, TextShorterThanOneWindow) {
+  std::string path = test::temp_dir("cli_short") + "/short.txt";
+  test::write_file(path, "Once upon a time.");
+  expect_one_line_error(run("eval " + stories() + " --text " + path + " --ctx 512"), "fewer than one window");
+}
+
+TEST(Cli, EvalJsonAndInspectAndGenerate) {
+  auto r = run("eval " + stories() + " --text " + test::text_path("tinystories-val-head") + " --ctx 128 --max-windows 4 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["windows"], 4);
+  EXPECT_EQ(j["scored"], 4 * 127);
+  EXPECT_GT(j["ppl"].get<double>(), 1.0);
+
+  r = run("inspect " + stories());
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("parameters:   260032"), std::string::npos) << r.out;  // the model card's count
+  r = run("inspect " + test::bundled_stories() + "/stories260K.gguf");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("tensors:      48"), std::string::npos) << r.out;
+
+  auto golden = test::load_golden(test::bundled_stories())["logits"][0];
+  r = run("generate " + stories() + " -p \"Once upon a time\" -n 48");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "Once upon a time" + golden["greedy_text"].get<std::string>() + "\n");
+}
+
+}  // namespace
+}  // namespace qf

@@ -41,3 +41,31 @@ inline void write_file(const std::string& path, const std::string& bytes) {
 }
 
 }  // namespace qf::test
+
+#include <map>
+#include <nlohmann/json.hpp>
+
+namespace qf::test {
+
+struct F32Tensor {
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+
+// A safetensors file of F32 tensors (header padded to 8 bytes as the reference writer does).
+inline std::string safetensors_bytes(const std::map<std::string, F32Tensor>& tensors) {
+  nlohmann::json header = nlohmann::json::object();
+  std::string data;
+  for (const auto& [name, t] : tensors) {
+    size_t begin = data.size();
+    data.append(reinterpret_cast<const char*>(t.data.data()), t.data.size() * 4);
+    header[name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {begin, data.size()}}};
+  }
+  std::string h = header.dump();
+  while (h.size() % 8) h += ' ';
+  Bytes b;
+  b.put<uint64_t>(h.size());
+  return b.b + h + data;
+}
+
+}  // namespace qf::test

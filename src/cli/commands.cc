@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -16,6 +18,13 @@
 
 namespace qf::cli {
 namespace {
+
+// Informational lines go to stderr on a terminal only, so that a failing run prints exactly
+// one line (the error) when its output is captured.
+template <typename... Args>
+void info(fmt::format_string<Args...> f, Args&&... args) {
+  if (isatty(2)) fmt::print(stderr, "{}\n", fmt::format(f, std::forward<Args>(args)...));
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -73,7 +82,7 @@ void print_config(const Checkpoint& ck) {
 Expected<Checkpoint> load_or_explain(const std::string& path) {
   auto t0 = std::chrono::steady_clock::now();
   auto ck = load_checkpoint(path);
-  if (ck) std::fprintf(stderr, "loaded %s in %.2fs\n", path.c_str(), seconds_since(t0));
+  if (ck) info("loaded {} in {:.2f}s", path, seconds_since(t0));
   return ck;
 }
 
@@ -143,7 +152,7 @@ Status run_eval(const EvalArgs& a) {
   QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck));
   auto t0 = std::chrono::steady_clock::now();
   std::vector<int32_t> tokens = ck.tokenizer->encode(text, true);
-  std::fprintf(stderr, "tokenized %s: %zu tokens in %.2fs\n", a.text.c_str(), tokens.size(), seconds_since(t0));
+  info("tokenized {}: {} tokens in {:.2f}s", a.text, tokens.size(), seconds_since(t0));
   ProgressBar bar("perplexity");
   PerplexityOptions opt;
   opt.ctx = a.ctx;

@@ -9,6 +9,7 @@
 int main(int argc, char** argv) {
   CLI::App app{"qforge: load, run, quantize and measure LLaMA-family models"};
   app.require_subcommand(1);
+
   int threads = 0;
   app.add_option("-t,--threads", threads, "threads for BLAS and element-wise work (0 = all cores)");
 
@@ -32,7 +33,13 @@ int main(int argc, char** argv) {
   eval->add_option("--max-windows", ea.max_windows, "score at most N windows");
   eval->add_flag("--json", ea.json, "print one JSON object");
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    std::fprintf(stderr, "qforge: error: %s (see qforge --help)\n", e.what());
+    return 1;
+  }
   qf::set_num_threads(threads);
   qf::Status st;
   if (*inspect) st = qf::cli::run_inspect(ia);
