@@ -10,7 +10,7 @@ PKGS=(
   libhwy-dev libsentencepiece-dev libpcre2-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev libomp-dev
-  python3
+  python3 time
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -104,6 +104,28 @@ TEST(Checkpoint, Qwen2BiasesAreLoadedAndApplied) {
   EXPECT_NE(load_error(dir).find("missing tensor 'model.layers.3.self_attn.k_proj.bias'"), std::string::npos);
 }
 
+// Mistral's sliding window W: with W = 2 each of the 5 layers widens the receptive field by one
+// position, so the last logits of a 7-token sequence depend only on its last 6 tokens. RoPE
+// scores depend only on relative positions, so running those 6 tokens alone must agree (up
+// to fp32 rounding of the different rotation angles), while the full-attention model differs.
+TEST(Checkpoint, MistralSlidingWindowLimitsAttention) {
+  std::string dir = copy_with_config("mistral", [](json& c) {
+    c["architectures"] = {"MistralForCausalLM"};
+    c["sliding_window"] = 2;
+  });
+  const int V = 512;
+  auto full = logits_of(dir, kIds);
+  auto tail = logits_of(dir, std::vector<int32_t>(kIds.begin() + 1, kIds.end()));
+  auto llama = logits_of(stories_hf(), kIds);
+  float max_diff_tail = 0, max_diff_llama = 0;
+  for (int v = 0; v < V; ++v) {
+    max_diff_tail = std::max(max_diff_tail, std::fabs(full[6 * V + v] - tail[5 * V + v]));
+    max_diff_llama = std::max(max_diff_llama, std::fabs(full[6 * V + v] - llama[6 * V + v]));
+  }
+  EXPECT_LT(max_diff_tail, 1e-4f);
+  EXPECT_GT(max_diff_llama, 1e-2f);
+}
+
 TEST(Checkpoint, HfAndGgufOfStoriesAreTheSameModel) {
   // llama.cpp's converter permutes q/k rows into (2i, 2i+1) RoPE pairs; qforge applies RoPE
   // to match, so the logits agree up to fp32 summation order.

@@ -147,6 +147,7 @@ TEST(GoldenStories, Greedy256FromBosMatchesLlama2c) {
 
 struct PplCase {
   std::string model, key;
+  friend void PrintTo(const PplCase& c, std::ostream* os) { *os << c.model << " " << c.key; }
 };
 class GoldenPpl : public ::testing::TestWithParam<PplCase> {};
 
@@ -180,6 +181,68 @@ INSTANTIATE_TEST_SUITE_P(Ctx128, GoldenPpl,
                              if (!std::isalnum(uint8_t(ch))) ch = '_';
                            return s;
                          });
+
+}  // namespace
+}  // namespace qf
+
+namespace qf {
+namespace {
+
+// llama.cpp's converter turned qf-27m's bf16 weights into f16 (via fp32). f16 has more mantissa
+// bits than bf16 (10 vs 7), so every bf16 value is exact in f16 unless it lies below f16's
+// normal range (|w| < 2^-14), where f16 subnormals have a spacing of 2^-24: the conversion
+// error is then at most half of that, 2^-25. q/k rows are compared through llama.cpp's RoPE
+// permutation (HF row h·d + s·d/2 + i is GGUF row h·d + 2i + s).
+TEST(GoldenQf27m, GgufF16ConversionDiffersFromBf16OnlyBelowF16Normals) {
+  auto hf = load_checkpoint(test::qf27m());
+  auto gg = load_checkpoint(test::qf27m() + "/qf-27m-f16.gguf");
+  ASSERT_TRUE(hf.ok() && gg.ok());
+  const int hd = hf->config.head_dim;
+  auto compare = [&](const TensorView& a, const TensorView& b, bool permuted, int64_t* differing) {
+    auto x = a.to_f32(), y = b.to_f32();
+    ASSERT_EQ(x.size(), y.size()) << a.name;
+    const int64_t cols = a.cols();
+    for (int64_t r = 0; r < a.rows(); ++r) {
+      int64_t h = r / hd, j = r % hd, s = j / (hd / 2), i = j % (hd / 2);
+      int64_t rg = permuted ? h * hd + 2 * i + s : r;
+      for (int64_t c = 0; c < cols; ++c) {
+        float wa = x[size_t(r * cols + c)], wb = y[size_t(rg * cols + c)];
+        if (wa == wb) continue;
+        ++*differing;
+        ASSERT_LT(std::fabs(wa), std::ldexp(1.0f, -14)) << a.name << " row " << r << " col " << c;
+        ASSERT_LE(std::fabs(wa - wb), std::ldexp(1.0f, -25)) << a.name;
+      }
+    }
+  };
+  int64_t differing = 0, total = 0;
+  const auto &A = hf->weights, &B = gg->weights;
+  compare(A.tok_embd, B.tok_embd, false, &differing);
+  compare(A.output, B.output, false, &differing);
+  for (size_t l = 0; l < A.layers.size(); ++l) {
+    const auto &a = A.layers[l], &b = B.layers[l];
+    compare(a.wq, b.wq, true, &differing);
+    compare(a.wk, b.wk, true, &differing);
+    for (auto [ta, tb] : {std::pair{&a.wv, &b.wv}, {&a.wo, &b.wo}, {&a.w_gate, &b.w_gate}, {&a.w_up, &b.w_up},
+                          {&a.w_down, &b.w_down}, {&a.attn_norm, &b.attn_norm}, {&a.ffn_norm, &b.ffn_norm}})
+      compare(*ta, *tb, false, &differing);
+  }
+  for (const auto& t : hf->all_tensors) total += t.numel();
+  std::printf("weights differing between bf16 and llama.cpp's f16: %lld of %lld\n", (long long)differing, (long long)total);
+
+  // Same token ids through both files: the logits differ by the effect of those few tiny
+  // weights plus fp32 reordering; bounded by the golden tolerance above.
+  const json golden = test::load_golden(test::qf27m());
+  auto ids = golden["logits"][0]["ids"].get<std::vector<int32_t>>();
+  auto ta = Transformer::create(*hf), tb = Transformer::create(*gg);
+  auto la = all_logits(**ta, ids), lb = all_logits(**tb, ids);
+  double max_abs = 0, max_err = 0;
+  for (size_t i = 0; i < la.size(); ++i) {
+    max_abs = std::max(max_abs, double(std::fabs(la[i])));
+    max_err = std::max(max_err, double(std::fabs(la[i] - lb[i])));
+  }
+  std::printf("HF bf16 vs GGUF f16 logits: max |Δ| %.3g over %zu values\n", max_err, la.size());
+  EXPECT_LE(max_err, logit_tolerance(hf->config, max_abs));
+}
 
 }  // namespace
 }  // namespace qf

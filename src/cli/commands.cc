@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <map>
 
@@ -169,6 +170,68 @@ Status run_eval(const EvalArgs& a) {
   } else {
     fmt::print("perplexity {:.6f} (mean NLL {:.6f}) — ctx {}, {} windows, {} scored of {} tokens, {:.1f}s, {:.0f} tokens/s\n",
                r.ppl, r.mean_nll, r.ctx, r.windows, r.scored, r.n_tokens, r.seconds, r.tokens_per_second);
+  }
+  return {};
+}
+
+}  // namespace qf::cli
+
+namespace qf::cli {
+namespace {
+
+struct MeanStd {
+  double mean = 0, stdev = 0;
+};
+MeanStd mean_std(const std::vector<double>& xs) {
+  MeanStd r;
+  for (double x : xs) r.mean += x / double(xs.size());
+  for (double x : xs) r.stdev += (x - r.mean) * (x - r.mean);
+  r.stdev = xs.size() > 1 ? std::sqrt(r.stdev / double(xs.size() - 1)) : 0.0;
+  return r;
+}
+
+}  // namespace
+
+// Like llama-bench: pp = one batch of n_prompt tokens from an empty cache (logits of the last
+// position only); tg = n_gen tokens decoded one at a time from an empty cache. Token ids are
+// a fixed pseudo-random sequence. One warm-up run of each, then `reps` timed runs.
+Status run_bench(const BenchArgs& a) {
+  QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));
+  QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck));
+  const int vocab = tf->config().vocab_size;
+  std::vector<int32_t> tokens(size_t(std::max(a.n_prompt, a.n_gen)));
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t((i * 7919 + 3) % size_t(vocab));
+  KVCache cache = tf->new_cache(std::max(a.n_prompt, a.n_gen));
+  std::vector<float> logits(static_cast<size_t>(vocab));
+  auto time_prompt = [&] {
+    cache.clear();
+    auto t0 = std::chrono::steady_clock::now();
+    tf->forward(tokens.data(), a.n_prompt, cache, logits.data(), true);
+    return a.n_prompt / seconds_since(t0);
+  };
+  auto time_gen = [&] {
+    cache.clear();
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < a.n_gen; ++i) tf->forward(&tokens[size_t(i)], 1, cache, logits.data(), true);
+    return a.n_gen / seconds_since(t0);
+  };
+  time_prompt();
+  time_gen();
+  std::vector<double> pp, tg;
+  for (int r = 0; r < a.reps; ++r) pp.push_back(time_prompt());
+  for (int r = 0; r < a.reps; ++r) tg.push_back(time_gen());
+  auto p = mean_std(pp), g = mean_std(tg);
+  if (a.json) {
+    nlohmann::json j = {{"engine", "qforge"},         {"model", a.model},           {"threads", num_threads()},
+                        {"prompt", a.n_prompt},       {"gen", a.n_gen},             {"reps", a.reps},
+                        {"prompt_tps", p.mean},       {"prompt_tps_stdev", p.stdev}, {"gen_tps", g.mean},
+                        {"gen_tps_stdev", g.stdev},   {"weight_bytes_per_token", tf->weight_bytes_per_token()}};
+    fmt::print("{}\n", j.dump());
+  } else {
+    fmt::print("{}: {} threads\n  pp{}: {:.1f} ± {:.1f} tokens/s\n  tg{}: {:.1f} ± {:.1f} tokens/s\n"
+               "  weight bytes read per generated token: {:.1f} MB\n",
+               a.model, num_threads(), a.n_prompt, p.mean, p.stdev, a.n_gen, g.mean, g.stdev,
+               tf->weight_bytes_per_token() / 1e6);
   }
   return {};
 }

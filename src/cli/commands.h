@@ -24,8 +24,15 @@ struct EvalArgs {
   bool json = false;
 };
 
+struct BenchArgs {
+  std::string model;
+  int n_prompt = 512, n_gen = 128, reps = 5;
+  bool json = false;
+};
+
 Status run_inspect(const InspectArgs& a);
 Status run_generate(const GenerateArgs& a);
 Status run_eval(const EvalArgs& a);
+Status run_bench(const BenchArgs& a);
 
 }  // namespace qf::cli

@@ -33,6 +33,14 @@ int main(int argc, char** argv) {
   eval->add_option("--max-windows", ea.max_windows, "score at most N windows");
   eval->add_flag("--json", ea.json, "print one JSON object");
 
+  qf::cli::BenchArgs ba;
+  auto* bench = app.add_subcommand("bench", "prompt and generation tokens/s, measured like llama-bench");
+  bench->add_option("model", ba.model, "HF model directory or .gguf file")->required();
+  bench->add_option("--prompt", ba.n_prompt, "prompt tokens (one batch)")->check(CLI::Range(1, 1 << 16));
+  bench->add_option("--gen", ba.n_gen, "generated tokens (one at a time)")->check(CLI::Range(1, 1 << 16));
+  bench->add_option("--reps", ba.reps, "repetitions after one warm-up")->check(CLI::Range(1, 1000));
+  bench->add_flag("--json", ba.json, "print one JSON object");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -45,6 +53,7 @@ int main(int argc, char** argv) {
   if (*inspect) st = qf::cli::run_inspect(ia);
   else if (*generate) st = qf::cli::run_generate(ga);
   else if (*eval) st = qf::cli::run_eval(ea);
+  else if (*bench) st = qf::cli::run_bench(ba);
   if (!st.ok()) {
     std::fprintf(stderr, "qforge: error: %s\n", st.message().c_str());
     return 1;

@@ -116,6 +116,8 @@ Expected<ModelConfig> parse_hf_config(const std::string& path, const json& cfg) 
   }
   if (c.head_dim % 2 != 0) return error("{}: head_dim {} must be even for RoPE", path, c.head_dim);
   c.max_ctx = cfg.value("max_position_embeddings", 2048);
+  if (c.arch == Arch::Mistral && cfg.contains("sliding_window") && cfg["sliding_window"].is_number_integer())
+    c.sliding_window = std::max(0, cfg["sliding_window"].get<int>());
   c.rms_eps = cfg.value("rms_norm_eps", 1e-6f);
   const json* rope = nullptr;
   if (cfg.contains("rope_parameters") && cfg["rope_parameters"].is_object()) rope = &cfg["rope_parameters"];

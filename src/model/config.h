@@ -18,6 +18,7 @@ struct ModelConfig {
   int head_dim = 0;             // given, or n_embd / n_head
   int vocab_size = 0;
   int max_ctx = 0;              // max_position_embeddings / context_length
+  int sliding_window = 0;       // Mistral: attend to at most this many positions (0 = unlimited)
   float rms_eps = 1e-5f;
   float rope_theta = 10000.0f;
   // RoPE pairs: false = (i, i + head_dim/2) as in HF ("rotate_half", ggml NEOX);

@@ -35,18 +35,18 @@ Expected<std::unique_ptr<Transformer>> Transformer::create(const Checkpoint& ck)
   const auto& w = ck.weights;
   tf->tok_embd_ = w.tok_embd;
   tf->output_norm_ = decode(w.output_norm);
-  tf->output_ = std::make_unique<DenseLinear>(w.output, nullptr);
+  tf->output_ = std::make_unique<StoredLinear>(w.output, TensorView{});
   for (const auto& lw : w.layers) {
     Layer L;
     L.attn_norm = decode(lw.attn_norm);
     L.ffn_norm = decode(lw.ffn_norm);
-    L.wq = std::make_unique<DenseLinear>(lw.wq, &lw.bq);
-    L.wk = std::make_unique<DenseLinear>(lw.wk, &lw.bk);
-    L.wv = std::make_unique<DenseLinear>(lw.wv, &lw.bv);
-    L.wo = std::make_unique<DenseLinear>(lw.wo, &lw.bo);
-    L.w_gate = std::make_unique<DenseLinear>(lw.w_gate, nullptr);
-    L.w_up = std::make_unique<DenseLinear>(lw.w_up, nullptr);
-    L.w_down = std::make_unique<DenseLinear>(lw.w_down, nullptr);
+    L.wq = std::make_unique<StoredLinear>(lw.wq, lw.bq);
+    L.wk = std::make_unique<StoredLinear>(lw.wk, lw.bk);
+    L.wv = std::make_unique<StoredLinear>(lw.wv, lw.bv);
+    L.wo = std::make_unique<StoredLinear>(lw.wo, lw.bo);
+    L.w_gate = std::make_unique<StoredLinear>(lw.w_gate, TensorView{});
+    L.w_up = std::make_unique<StoredLinear>(lw.w_up, TensorView{});
+    L.w_down = std::make_unique<StoredLinear>(lw.w_down, TensorView{});
     tf->layers_.push_back(std::move(L));
   }
   // HF: inv_freq = 1 / base^(arange(0, d, 2) / d), all in fp32.
@@ -64,6 +64,14 @@ KVCache Transformer::new_cache(int n_ctx) const {
   c.k.assign(size_t(cfg_.n_layer), std::vector<float>(size_t(n_ctx) * size_t(cfg_.kv_dim())));
   c.v = c.k;
   return c;
+}
+
+int64_t Transformer::weight_bytes_per_token() const {
+  int64_t bytes = output_->weight_bytes() + qtype_row_bytes(tok_embd_.type, cfg_.n_embd);
+  for (const auto& L : layers_)
+    for (const Linear* l : {L.wq.get(), L.wk.get(), L.wv.get(), L.wo.get(), L.w_gate.get(), L.w_up.get(), L.w_down.get()})
+      bytes += l->weight_bytes();
+  return bytes;
 }
 
 void Transformer::apply_rope(float* x, int n, int n_heads, int pos0) const {
@@ -106,15 +114,17 @@ void Transformer::attention(const Layer& L, int layer, const float* x, float* ou
     // scores (n, total) = Q_h (n, hd) · K_g (total, hd)ᵀ · scale
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, total, hd, scale, q.data() + h * hd, qd,
                 kc + g * hd, kvd, 0.0f, scores.data(), total);
-    for (int t = 0; t < n; ++t) {  // causal softmax: row t sees positions 0 .. p + t
+    for (int t = 0; t < n; ++t) {  // causal softmax: row t sees positions first .. p + t
       float* row = scores.data() + int64_t(t) * total;
-      const int visible = p + t + 1;
+      const int visible = p + t + 1, window = cfg_.sliding_window;
+      const int first = window > 0 ? std::max(0, visible - window) : 0;
       float mx = -std::numeric_limits<float>::infinity();
-      for (int j = 0; j < visible; ++j) mx = std::max(mx, row[j]);
+      for (int j = first; j < visible; ++j) mx = std::max(mx, row[j]);
       double sum = 0;
-      for (int j = 0; j < visible; ++j) sum += (row[j] = std::exp(row[j] - mx));
+      for (int j = first; j < visible; ++j) sum += (row[j] = std::exp(row[j] - mx));
       const float inv = float(1.0 / sum);
-      for (int j = 0; j < visible; ++j) row[j] *= inv;
+      for (int j = 0; j < first; ++j) row[j] = 0.0f;
+      for (int j = first; j < visible; ++j) row[j] *= inv;
       for (int j = visible; j < total; ++j) row[j] = 0.0f;
     }
     // attn_h (n, hd) = P (n, total) · V_g (total, hd)

@@ -1,0 +1,56 @@
+// Highway's foreach_target re-includes this file once per SIMD target.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/cpu/widen.cc"
+#include <hwy/foreach_target.h>  // must come before highway.h
+#include <hwy/highway.h>
+
+#include "core/half.h"
+#include "kernels/cpu/widen.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace qf::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+template <typename Half>
+void WidenHalf(const Half* src, float* dst, int64_t n, float (*scalar)(uint16_t)) {
+  const hn::ScalableTag<float> df;
+  const hn::Rebind<Half, decltype(df)> dh;
+  const int64_t lanes = int64_t(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, src + i)), df, dst + i);
+  for (; i < n; ++i) {
+    uint16_t bits;
+    std::memcpy(&bits, src + i, 2);
+    dst[i] = scalar(bits);
+  }
+}
+
+void WidenF16(const void* src, float* dst, int64_t n) {
+  WidenHalf(static_cast<const hwy::float16_t*>(src), dst, n, f16_to_f32);
+}
+void WidenBF16(const void* src, float* dst, int64_t n) {
+  WidenHalf(static_cast<const hwy::bfloat16_t*>(src), dst, n, bf16_to_f32);
+}
+
+}  // namespace qf::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include <cstring>
+
+namespace qf {
+
+HWY_EXPORT(WidenF16);
+HWY_EXPORT(WidenBF16);
+
+void widen_to_f32(QType type, const void* src, float* dst, int64_t n) {
+  switch (type) {
+    case QType::F32: std::memcpy(dst, src, size_t(n) * sizeof(float)); return;
+    case QType::F16: HWY_DYNAMIC_DISPATCH(WidenF16)(src, dst, n); return;
+    case QType::BF16: HWY_DYNAMIC_DISPATCH(WidenBF16)(src, dst, n); return;
+    default: traits(type).dequantize_ref(src, dst, n); return;
+  }
+}
+
+}  // namespace qf
+#endif  // HWY_ONCE
