@@ -148,6 +148,59 @@ TEST(Gguf, TypeQforgeCannotDecodeIsNamed) {
   EXPECT_NE(t.status().message().find("tensor 't' has type Q4_K"), std::string::npos) << t.status().message();
 }
 
+TEST(Gguf, EveryMetadataValueType) {
+  Bytes b;
+  b.b += "GGUF";
+  b.put<uint32_t>(2).put<uint64_t>(0).put<uint64_t>(14);  // version 2: same layout as 3
+  b.str("u8").put<uint32_t>(0).put<uint8_t>(200);
+  b.str("i8").put<uint32_t>(1).put<int8_t>(-100);
+  b.str("u16").put<uint32_t>(2).put<uint16_t>(60000);
+  b.str("i16").put<uint32_t>(3).put<int16_t>(-30000);
+  b.str("u32").put<uint32_t>(4).put<uint32_t>(4000000000u);
+  b.str("i32").put<uint32_t>(5).put<int32_t>(-2000000000);
+  b.str("f32").put<uint32_t>(6).put<float>(0.25f);
+  b.str("bool").put<uint32_t>(7).put<uint8_t>(1);
+  b.str("str").put<uint32_t>(8).str("héllo");
+  b.str("u64").put<uint32_t>(10).put<uint64_t>(uint64_t(1) << 40);
+  b.str("i64").put<uint32_t>(11).put<int64_t>(-(int64_t(1) << 40));
+  b.str("f64").put<uint32_t>(12).put<double>(-1.5);
+  b.str("arr").put<uint32_t>(9).put<uint32_t>(5).put<uint64_t>(3).put<int32_t>(1).put<int32_t>(-2).put<int32_t>(3);
+  b.str("nested").put<uint32_t>(9).put<uint32_t>(9).put<uint64_t>(1);  // array of one array of strings
+  b.put<uint32_t>(8).put<uint64_t>(2).str("a").str("b");
+  std::string path = test::temp_dir("gguf_types") + "/t.gguf";
+  test::write_file(path, b.b);
+  auto g = GGUFFile::open(path);
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  EXPECT_EQ(*g->get_int("u8"), 200);
+  EXPECT_EQ(*g->get_int("i8"), -100);
+  EXPECT_EQ(*g->get_int("u16"), 60000);
+  EXPECT_EQ(*g->get_int("i16"), -30000);
+  EXPECT_EQ(*g->get_int("u32"), 4000000000LL);
+  EXPECT_EQ(*g->get_int("i32"), -2000000000);
+  EXPECT_EQ(*g->get_float("f32"), 0.25);
+  EXPECT_TRUE(std::get<bool>(g->find("bool")->v));
+  EXPECT_EQ(*g->get_string("str"), "héllo");
+  EXPECT_EQ(*g->get_int("u64"), int64_t(1) << 40);
+  EXPECT_EQ(*g->get_int("i64"), -(int64_t(1) << 40));
+  EXPECT_EQ(*g->get_float("f64"), -1.5);
+  EXPECT_EQ(*g->get_float_array("arr"), (std::vector<double>{1, -2, 3}));
+  const auto& nested = *g->find("nested")->as_array();
+  ASSERT_EQ(nested.size(), 1u);
+  EXPECT_EQ(*(*nested[0].as_array())[1].as_string(), "b");
+}
+
+TEST(Gguf, BoolOutOfRange) {
+  Bytes b;
+  b.b += "GGUF";
+  b.put<uint32_t>(3).put<uint64_t>(0).put<uint64_t>(1);
+  b.str("flag").put<uint32_t>(7).put<uint8_t>(2);
+  std::string path = test::temp_dir("gguf_bool") + "/t.gguf";
+  test::write_file(path, b.b);
+  auto g = GGUFFile::open(path);
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(g.status().message().find("key 'flag': bool value 2 is not 0 or 1"), std::string::npos);
+}
+
 TEST(Gguf, RealLlamaCppFile) {
   auto g = GGUFFile::open(test::bundled_stories() + "/stories260K.gguf");
   ASSERT_TRUE(g.ok()) << g.status().message();

@@ -51,6 +51,8 @@ class Expected {
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
+  T&& operator*() && { return std::move(*this).value(); }
+  const T& operator*() const& { return value(); }
   const Status& status() const { return std::get<1>(v_); }
 
  private:
