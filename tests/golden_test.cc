@@ -220,10 +220,11 @@ TEST(GoldenQf27m, GgufF16ConversionDiffersFromBf16OnlyBelowF16Normals) {
   compare(A.output, B.output, false, &differing);
   for (size_t l = 0; l < A.layers.size(); ++l) {
     const auto &a = A.layers[l], &b = B.layers[l];
-    compare(a.wq, b.wq, true, &differing);
-    compare(a.wk, b.wk, true, &differing);
-    for (auto [ta, tb] : {std::pair{&a.wv, &b.wv}, {&a.wo, &b.wo}, {&a.w_gate, &b.w_gate}, {&a.w_up, &b.w_up},
-                          {&a.w_down, &b.w_down}, {&a.attn_norm, &b.attn_norm}, {&a.ffn_norm, &b.ffn_norm}})
+    compare(a.wq.weight, b.wq.weight, true, &differing);
+    compare(a.wk.weight, b.wk.weight, true, &differing);
+    for (auto [ta, tb] : {std::pair{&a.wv.weight, &b.wv.weight}, {&a.wo.weight, &b.wo.weight},
+                          {&a.w_gate.weight, &b.w_gate.weight}, {&a.w_up.weight, &b.w_up.weight},
+                          {&a.w_down.weight, &b.w_down.weight}, {&a.attn_norm, &b.attn_norm}, {&a.ffn_norm, &b.ffn_norm}})
       compare(*ta, *tb, false, &differing);
   }
   for (const auto& t : hf->all_tensors) total += t.numel();

@@ -7,7 +7,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <map>
+#include <optional>
 
 #include "core/mapped_file.h"
 #include "core/progress.h"
@@ -16,6 +18,7 @@
 #include "io/gguf.h"
 #include "model/checkpoint.h"
 #include "model/transformer.h"
+#include "quant/quantize_hf.h"
 
 namespace qf::cli {
 namespace {
@@ -78,6 +81,16 @@ void print_config(const Checkpoint& ck) {
   fmt::print("options:      tied embeddings {}, q/k/v bias {}, o bias {}, stored dtype {}\n",
              c.tied_embeddings ? "yes" : "no", c.qkv_bias ? "yes" : "no", c.o_bias ? "yes" : "no", c.source_dtype);
   fmt::print("tokenizer:    {}\n", ck.tokenizer->describe());
+}
+
+// Bytes of the files holding the weights: the .gguf file, or a directory's .safetensors.
+int64_t model_file_bytes(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(path)) return int64_t(fs::file_size(path));
+  int64_t total = 0;
+  for (const auto& e : fs::directory_iterator(path))
+    if (e.path().extension() == ".safetensors") total += int64_t(e.file_size());
+  return total;
 }
 
 Expected<Checkpoint> load_or_explain(const std::string& path) {
@@ -146,30 +159,71 @@ Status run_generate(const GenerateArgs& a) {
   return {};
 }
 
+Status run_quantize(const QuantizeArgs& a) {
+  QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));
+  QuantizeOptions opt;
+  opt.method = a.method;
+  opt.grid.bits = a.bits;
+  opt.grid.group = a.group;
+  opt.grid.sym = a.sym;
+  opt.grid.clip_mse = a.clip == "mse";
+  ProgressBar bar("quantize");
+  auto t0 = std::chrono::steady_clock::now();
+  QF_ASSIGN_OR_RETURN(auto rep, quantize_hf_checkpoint(ck, opt, a.out, [&](int64_t d, int64_t t) { bar.update(d, t); }));
+  fmt::print("wrote {}: {} Linears ({} weights) as {} in the GPTQ layout, {:.3f} bits per weight, "
+             "model.safetensors {} bytes, {:.1f}s\n",
+             a.out, rep.linears, rep.quantized_params, opt.grid.describe(), rep.body_bits_per_weight, rep.output_bytes,
+             seconds_since(t0));
+  if (rep.zero_wraps > 0)
+    fmt::print(stderr, "warning: {} groups have zero point 0, which the GPTQ v1 layout stores as {} (loaders read {})\n",
+               rep.zero_wraps, opt.grid.maxq(), opt.grid.maxq() + 1);
+  return {};
+}
+
 Status run_eval(const EvalArgs& a) {
   QF_ASSIGN_OR_RETURN(auto text, read_text_file(a.text));
   QF_RETURN_IF_ERROR(check_utf8(text, a.text));
   QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));
   QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck));
+  std::optional<Checkpoint> base_ck;
+  std::unique_ptr<Transformer> base_tf;
+  if (!a.base.empty()) {
+    QF_ASSIGN_OR_RETURN(base_ck, load_or_explain(a.base));
+    QF_ASSIGN_OR_RETURN(base_tf, Transformer::create(*base_ck));
+  }
   auto t0 = std::chrono::steady_clock::now();
   std::vector<int32_t> tokens = ck.tokenizer->encode(text, true);
+  if (base_ck && base_ck->tokenizer->encode(text.substr(0, 4096), true) != ck.tokenizer->encode(text.substr(0, 4096), true))
+    return error("--base {} tokenizes the text differently from {}", a.base, a.model);
   info("tokenized {}: {} tokens in {:.2f}s", a.text, tokens.size(), seconds_since(t0));
   ProgressBar bar("perplexity");
   PerplexityOptions opt;
   opt.ctx = a.ctx;
   opt.max_windows = a.max_windows;
   opt.on_window = [&](int64_t d, int64_t t) { bar.update(d, t); };
-  QF_ASSIGN_OR_RETURN(auto r, perplexity(*tf, tokens, opt));
+  QF_ASSIGN_OR_RETURN(auto r, perplexity(*tf, tokens, opt, base_tf.get()));
+  const double bpw = tf->body_bits_per_weight();
+  const int64_t file_bytes = model_file_bytes(a.model);
   if (a.json) {
     nlohmann::json j = {{"model", a.model},       {"text", a.text},         {"protocol", "canonical"},
                         {"ctx", r.ctx},           {"n_tokens", r.n_tokens}, {"windows", r.windows},
                         {"scored", r.scored},     {"ppl", r.ppl},           {"mean_nll", r.mean_nll},
                         {"seconds", r.seconds},   {"tokens_per_second", r.tokens_per_second},
-                        {"threads", num_threads()}};
+                        {"threads", num_threads()}, {"file_bytes", file_bytes}, {"body_bits_per_weight", bpw}};
+    if (r.has_base) {
+      j["base"] = a.base;
+      j["base_ppl"] = r.base_ppl;
+      j["kld"] = r.kld;
+      j["top1"] = r.top1;
+    }
     fmt::print("{}\n", j.dump(2));
   } else {
     fmt::print("perplexity {:.6f} (mean NLL {:.6f}) — ctx {}, {} windows, {} scored of {} tokens, {:.1f}s, {:.0f} tokens/s\n",
                r.ppl, r.mean_nll, r.ctx, r.windows, r.scored, r.n_tokens, r.seconds, r.tokens_per_second);
+    if (r.has_base)
+      fmt::print("against {}: base perplexity {:.6f}, KL divergence {:.6f}, top-1 agreement {:.2f} %\n", a.base,
+                 r.base_ppl, r.kld, 100 * r.top1);
+    fmt::print("size: {} bytes of weight files, {:.3f} bits per weight in the decoder blocks\n", file_bytes, bpw);
   }
   return {};
 }

@@ -18,10 +18,16 @@ struct GenerateArgs {
   bool ignore_eos = false;
 };
 struct EvalArgs {
-  std::string model, text;
+  std::string model, text, base;
   int ctx = 512;
   long long max_windows = -1;
   bool json = false;
+};
+
+struct QuantizeArgs {
+  std::string model, out, method = "rtn", clip = "none";
+  int bits = 4, group = 128;
+  bool sym = false;
 };
 
 struct BenchArgs {
@@ -34,5 +40,6 @@ Status run_inspect(const InspectArgs& a);
 Status run_generate(const GenerateArgs& a);
 Status run_eval(const EvalArgs& a);
 Status run_bench(const BenchArgs& a);
+Status run_quantize(const QuantizeArgs& a);
 
 }  // namespace qf::cli

@@ -32,6 +32,17 @@ int main(int argc, char** argv) {
   eval->add_option("--ctx", ea.ctx, "window length in tokens")->check(CLI::Range(2, 1 << 20));
   eval->add_option("--max-windows", ea.max_windows, "score at most N windows");
   eval->add_flag("--json", ea.json, "print one JSON object");
+  eval->add_option("--base", ea.base, "unquantized model: also report KL divergence and top-1 agreement against it");
+
+  qf::cli::QuantizeArgs qa;
+  auto* quantize = app.add_subcommand("quantize", "quantize an HF checkpoint and save it in the HF GPTQ layout");
+  quantize->add_option("model", qa.model, "HF model directory")->required();
+  quantize->add_option("-o,--out", qa.out, "output directory (must not exist)")->required();
+  quantize->add_option("--method", qa.method, "quantization method")->check(CLI::IsMember({"rtn"}));
+  quantize->add_option("--bits", qa.bits, "bits per weight: 2, 3, 4 or 8 (the GPTQ layout's widths)");
+  quantize->add_option("--group", qa.group, "group size along the input dimension, -1 = per output channel");
+  quantize->add_flag("--sym", qa.sym, "symmetric grid (zero fixed at (maxq+1)/2)");
+  quantize->add_option("--clip", qa.clip, "range clipping search")->check(CLI::IsMember({"none", "mse"}));
 
   qf::cli::BenchArgs ba;
   auto* bench = app.add_subcommand("bench", "prompt and generation tokens/s, measured like llama-bench");
@@ -54,6 +65,7 @@ int main(int argc, char** argv) {
   else if (*generate) st = qf::cli::run_generate(ga);
   else if (*eval) st = qf::cli::run_eval(ea);
   else if (*bench) st = qf::cli::run_bench(ba);
+  else if (*quantize) st = qf::cli::run_quantize(qa);
   if (!st.ok()) {
     std::fprintf(stderr, "qforge: error: %s\n", st.message().c_str());
     return 1;

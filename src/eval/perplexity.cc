@@ -1,20 +1,47 @@
 #include "eval/perplexity.h"
 
 #include <chrono>
+#include <algorithm>
 #include <cmath>
 
 namespace qf {
 
-double token_nll(const float* logits, int vocab, int32_t target) {
-  float mx = logits[0];
-  for (int i = 1; i < vocab; ++i) mx = std::max(mx, logits[i]);
+namespace {
+
+double log_sum_exp(const float* l, int n) {
+  float mx = *std::max_element(l, l + n);
   double sum = 0;
-  for (int i = 0; i < vocab; ++i) sum += std::exp(double(logits[i]) - mx);
-  return std::log(sum) + mx - double(logits[target]);
+  for (int i = 0; i < n; ++i) sum += std::exp(double(l[i]) - mx);
+  return std::log(sum) + mx;
 }
 
+struct PositionStats {
+  double nll = 0, base_nll = 0, kld = 0;
+  int agree = 0;
+};
+
+// One scored position: model logits q, base logits b (may be null), target token.
+PositionStats score_position(const float* q, const float* b, int vocab, int32_t target) {
+  PositionStats s;
+  const double lse_q = log_sum_exp(q, vocab);
+  s.nll = lse_q - q[target];
+  if (!b) return s;
+  const double lse_b = log_sum_exp(b, vocab);
+  s.base_nll = lse_b - b[target];
+  for (int v = 0; v < vocab; ++v) {
+    const double lb = b[v] - lse_b, lq = q[v] - lse_q;
+    s.kld += std::exp(lb) * (lb - lq);
+  }
+  s.agree = std::max_element(q, q + vocab) - q == std::max_element(b, b + vocab) - b;
+  return s;
+}
+
+}  // namespace
+
 Expected<PerplexityResult> perplexity(const Transformer& tf, const std::vector<int32_t>& tokens,
-                                      const PerplexityOptions& opt) {
+                                      const PerplexityOptions& opt, const Transformer* base) {
+  if (base && (base->config().vocab_size != tf.config().vocab_size))
+    return error("--base has a vocabulary of {}, the model {}", base->config().vocab_size, tf.config().vocab_size);
   if (opt.ctx < 2) return error("--ctx must be at least 2, got {}", opt.ctx);
   PerplexityResult r;
   r.ctx = opt.ctx;
@@ -25,17 +52,33 @@ Expected<PerplexityResult> perplexity(const Transformer& tf, const std::vector<i
     return error("text has {} tokens, fewer than one window of --ctx {}", r.n_tokens, opt.ctx);
   const int vocab = tf.config().vocab_size;
   KVCache cache = tf.new_cache(opt.ctx);
-  std::vector<float> logits(size_t(opt.ctx) * size_t(vocab));
-  double total_nll = 0;
+  std::vector<float> logits(size_t(opt.ctx) * size_t(vocab)), base_logits(base ? logits.size() : 0);
+  double total_nll = 0, total_base_nll = 0, total_kld = 0;
+  int64_t total_agree = 0;
   auto t0 = std::chrono::steady_clock::now();
   for (int64_t w = 0; w < windows; ++w) {
     const int32_t* win = tokens.data() + w * opt.ctx;
     cache.clear();
     tf.forward(win, opt.ctx, cache, logits.data());
-    double nll = 0;
-#pragma omp parallel for reduction(+ : nll) schedule(static)
-    for (int i = 0; i < opt.ctx - 1; ++i) nll += token_nll(logits.data() + int64_t(i) * vocab, vocab, win[i + 1]);
+    if (base) {
+      cache.clear();
+      base->forward(win, opt.ctx, cache, base_logits.data());
+    }
+    double nll = 0, base_nll = 0, kld = 0;
+    int64_t agree = 0;
+#pragma omp parallel for reduction(+ : nll, base_nll, kld, agree) schedule(static)
+    for (int i = 0; i < opt.ctx - 1; ++i) {
+      const int64_t off = int64_t(i) * vocab;
+      PositionStats s = score_position(logits.data() + off, base ? base_logits.data() + off : nullptr, vocab, win[i + 1]);
+      nll += s.nll;
+      base_nll += s.base_nll;
+      kld += s.kld;
+      agree += s.agree;
+    }
     total_nll += nll;
+    total_base_nll += base_nll;
+    total_kld += kld;
+    total_agree += agree;
     if (opt.on_window) opt.on_window(w + 1, windows);
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -43,6 +86,12 @@ Expected<PerplexityResult> perplexity(const Transformer& tf, const std::vector<i
   r.scored = windows * (opt.ctx - 1);
   r.mean_nll = total_nll / double(r.scored);
   r.ppl = std::exp(r.mean_nll);
+  if (base) {
+    r.has_base = true;
+    r.base_ppl = std::exp(total_base_nll / double(r.scored));
+    r.kld = total_kld / double(r.scored);
+    r.top1 = double(total_agree) / double(r.scored);
+  }
   r.tokens_per_second = double(windows * opt.ctx) / r.seconds;
   return r;
 }

@@ -1,7 +1,9 @@
 // eval/perplexity.h — perplexity under the canonical protocol (../shared/README.md):
 // tokens = tokenizer(text) with its own BOS rule; consecutive non-overlapping windows of ctx
 // tokens; the remainder dropped; every position but the first of each window scored;
-// PPL = exp(mean NLL). NLLs are accumulated in double.
+// PPL = exp(mean NLL). NLLs are accumulated in double. Given a base model, also the KL
+// divergence KL(base ‖ model) of the next-token distributions and the share of positions
+// where both argmaxes agree, over the same scored positions.
 #pragma once
 
 #include <cstdint>
@@ -26,12 +28,11 @@ struct PerplexityResult {
   int64_t scored = 0;
   double seconds = 0;
   double tokens_per_second = 0;  // tokens processed (windows × ctx) per second
+  bool has_base = false;
+  double base_ppl = 0, kld = 0, top1 = 0;  // against the base model, when given
 };
 
-// -log softmax(logits)[target], in double.
-double token_nll(const float* logits, int vocab, int32_t target);
-
 Expected<PerplexityResult> perplexity(const Transformer& tf, const std::vector<int32_t>& tokens,
-                                      const PerplexityOptions& opt);
+                                      const PerplexityOptions& opt, const Transformer* base = nullptr);
 
 }  // namespace qf

@@ -52,12 +52,31 @@ void quant_q8_0(const float* src, void* dst, int64_t n) {
   }
 }
 
+template <typename Int>
+void dequant_int(const void* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    Int v;
+    std::memcpy(&v, static_cast<const uint8_t*>(src) + i * int64_t(sizeof(Int)), sizeof(Int));
+    dst[i] = float(v);
+  }
+}
+template <typename Int>
+void quant_int(const float* src, void* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    Int v = Int(std::lround(src[i]));
+    std::memcpy(static_cast<uint8_t*>(dst) + i * int64_t(sizeof(Int)), &v, sizeof(Int));
+  }
+}
+
 // Rows in QType order.
 const QTypeTraits kTraits[] = {
     {QType::F32, "F32", 0, 1, 4, dequant_f32, quant_f32},
     {QType::F16, "F16", 1, 1, 2, dequant_f16, quant_f16},
     {QType::BF16, "BF16", 30, 1, 2, dequant_bf16, quant_bf16},
     {QType::Q8_0, "Q8_0", 8, 32, 34, dequant_q8_0, quant_q8_0},
+    {QType::I8, "I8", 24, 1, 1, dequant_int<int8_t>, quant_int<int8_t>},
+    {QType::U8, "U8", -1, 1, 1, dequant_int<uint8_t>, quant_int<uint8_t>},
+    {QType::I32, "I32", 26, 1, 4, dequant_int<int32_t>, quant_int<int32_t>},
 };
 
 }  // namespace
@@ -70,7 +89,7 @@ const QTypeTraits& traits(QType t) {
 
 std::optional<QType> qtype_from_ggml_id(uint32_t id) {
   for (const auto& tr : kTraits)
-    if (uint32_t(tr.ggml_id) == id) return tr.type;
+    if (tr.ggml_id >= 0 && uint32_t(tr.ggml_id) == id) return tr.type;
   return std::nullopt;
 }
 

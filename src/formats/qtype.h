@@ -11,12 +11,14 @@
 
 namespace qf {
 
-enum class QType : uint8_t { F32, F16, BF16, Q8_0 };
+// F32..Q8_0: weight formats; I8, U8, I32: raw integer tensors of checkpoint layouts
+// (packed codes, zeros, indices) — "decoding" them converts each integer to float.
+enum class QType : uint8_t { F32, F16, BF16, Q8_0, I8, U8, I32 };
 
 struct QTypeTraits {
   QType type;
   std::string_view name;
-  int ggml_id;          // ggml_type value in GGUF files
+  int ggml_id;          // ggml_type value in GGUF files, -1 if none
   int block;            // weights per block
   int bytes_per_block;
   // Decodes n weights (n a multiple of block) from src into dst.

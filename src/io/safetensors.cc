@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -16,6 +17,9 @@ std::optional<QType> dtype_from_name(const std::string& s) {
   if (s == "F32") return QType::F32;
   if (s == "F16") return QType::F16;
   if (s == "BF16") return QType::BF16;
+  if (s == "I8") return QType::I8;
+  if (s == "U8") return QType::U8;
+  if (s == "I32") return QType::I32;
   return std::nullopt;
 }
 
@@ -27,7 +31,7 @@ Expected<TensorView> parse_entry(const std::string& path, const std::string& nam
   if (!e["dtype"].is_string()) return error("{}: dtype is not a string", where());
   std::string dtype = e["dtype"];
   auto type = dtype_from_name(dtype);
-  if (!type) return error("{}: unsupported dtype '{}' (supported: F32, F16, BF16)", where(), dtype);
+  if (!type) return error("{}: unsupported dtype '{}' (supported: F32, F16, BF16, I8, U8, I32)", where(), dtype);
   TensorView t;
   t.name = name;
   t.type = *type;
@@ -131,6 +135,63 @@ Expected<std::map<std::string, TensorView>> read_safetensors_dir(const std::stri
     if (!tensors.count(name))
       return error("{}: tensor '{}' listed in the index is missing from {}", index.string(), name, shard);
   return tensors;
+}
+
+}  // namespace qf
+
+namespace qf {
+
+size_t dtype_size(const std::string& dtype) {
+  if (dtype == "F32" || dtype == "I32") return 4;
+  if (dtype == "F16" || dtype == "BF16") return 2;
+  if (dtype == "I8" || dtype == "U8") return 1;
+  return 0;
+}
+
+Expected<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::create(
+    const std::string& path, std::vector<Entry> entries, const std::map<std::string, std::string>& metadata) {
+  std::unique_ptr<SafetensorsWriter> w(new SafetensorsWriter());
+  w->path_ = path;
+  json header = json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const auto& e : entries) {
+    size_t n = dtype_size(e.dtype);
+    QF_CHECK(n > 0, "unknown dtype {}", e.dtype);
+    for (int64_t d : e.shape) n *= size_t(d);
+    header[e.name] = {{"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {offset, offset + n}}};
+    offset += n;
+    w->sizes_.push_back(n);
+  }
+  w->entries_ = std::move(entries);
+  std::string h = header.dump();
+  while ((h.size() + 8) % 8) h += ' ';  // data section 8-byte aligned, as the reference writer does
+  w->file_ = std::fopen(path.c_str(), "wb");
+  if (!w->file_) return error("{}: cannot create: {}", path, std::strerror(errno));
+  uint64_t len = h.size();
+  if (std::fwrite(&len, 8, 1, w->file_) != 1 || std::fwrite(h.data(), 1, h.size(), w->file_) != h.size())
+    return error("{}: write failed", path);
+  return w;
+}
+
+Status SafetensorsWriter::write(const std::string& name, const void* data, size_t nbytes) {
+  QF_CHECK(next_ < entries_.size() && entries_[next_].name == name && sizes_[next_] == nbytes,
+           "tensor '{}' ({} bytes) written out of the declared order", name, nbytes);
+  ++next_;
+  if (std::fwrite(data, 1, nbytes, file_) != nbytes) return error("{}: write failed: {}", path_, std::strerror(errno));
+  return {};
+}
+
+Status SafetensorsWriter::finish() {
+  QF_CHECK(next_ == entries_.size(), "{} of {} tensors written", next_, entries_.size());
+  int rc = std::fclose(file_);
+  file_ = nullptr;
+  if (rc != 0) return error("{}: close failed: {}", path_, std::strerror(errno));
+  return {};
+}
+
+SafetensorsWriter::~SafetensorsWriter() {
+  if (file_) std::fclose(file_);
 }
 
 }  // namespace qf

@@ -34,7 +34,7 @@ Expected<TensorView> fetch(const TensorSource& src, const std::string& name, std
   return t;
 }
 
-Status map_weights(const TensorSource& src, const ModelConfig& c, ModelWeights& w) {
+Status map_weights(const TensorSource& src, const ModelConfig& c, bool packed, ModelWeights& w) {
   const int64_t E = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, V = c.vocab_size;
   QF_ASSIGN_OR_RETURN(w.tok_embd, fetch(src, src.embd, {V, E}));
   QF_ASSIGN_OR_RETURN(w.output_norm, fetch(src, src.out_norm, {E}));
@@ -46,25 +46,38 @@ Status map_weights(const TensorSource& src, const ModelConfig& c, ModelWeights& 
   w.layers.resize(size_t(c.n_layer));
   for (int i = 0; i < c.n_layer; ++i) {
     auto& L = w.layers[size_t(i)];
-    auto get = [&](const char* role, std::vector<int64_t> shape, TensorView& dst) -> Status {
-      QF_ASSIGN_OR_RETURN(dst, fetch(src, src.layer_name(i, role), std::move(shape)));
+    auto norm = [&](const char* role, TensorView& dst) -> Status {
+      QF_ASSIGN_OR_RETURN(dst, fetch(src, src.layer_name(i, role), {E}));
       return {};
     };
-    QF_RETURN_IF_ERROR(get("input_layernorm.weight", {E}, L.attn_norm));
-    QF_RETURN_IF_ERROR(get("self_attn.q_proj.weight", {Q, E}, L.wq));
-    QF_RETURN_IF_ERROR(get("self_attn.k_proj.weight", {KV, E}, L.wk));
-    QF_RETURN_IF_ERROR(get("self_attn.v_proj.weight", {KV, E}, L.wv));
-    QF_RETURN_IF_ERROR(get("self_attn.o_proj.weight", {E, Q}, L.wo));
-    if (c.qkv_bias) {
-      QF_RETURN_IF_ERROR(get("self_attn.q_proj.bias", {Q}, L.bq));
-      QF_RETURN_IF_ERROR(get("self_attn.k_proj.bias", {KV}, L.bk));
-      QF_RETURN_IF_ERROR(get("self_attn.v_proj.bias", {KV}, L.bv));
-    }
-    if (c.o_bias) QF_RETURN_IF_ERROR(get("self_attn.o_proj.bias", {E}, L.bo));
-    QF_RETURN_IF_ERROR(get("post_attention_layernorm.weight", {E}, L.ffn_norm));
-    QF_RETURN_IF_ERROR(get("mlp.gate_proj.weight", {F, E}, L.w_gate));
-    QF_RETURN_IF_ERROR(get("mlp.up_proj.weight", {F, E}, L.w_up));
-    QF_RETURN_IF_ERROR(get("mlp.down_proj.weight", {E, F}, L.w_down));
+    // role: HF module name; a bias is fetched when `bias` says the architecture has one.
+    auto linear = [&](const char* role, int64_t n_out, int64_t n_in, bool bias, LinearTensors& dst) -> Status {
+      std::string base = src.layer_name(i, (std::string(role) + ".weight").c_str());
+      dst.prefix = base.substr(0, base.size() - 7);
+      dst.n_out = n_out;
+      dst.n_in = n_in;
+      if (packed) {  // shapes are checked when the parts are unpacked
+        for (auto [part, view] : {std::pair{".qweight", &dst.qweight}, {".qzeros", &dst.qzeros},
+                                  {".scales", &dst.scales}, {".g_idx", &dst.g_idx}}) {
+          QF_ASSIGN_OR_RETURN(*view, src.find(dst.prefix + part));
+        }
+      } else {
+        QF_ASSIGN_OR_RETURN(dst.weight, fetch(src, base, {n_out, n_in}));
+      }
+      if (bias) {
+        QF_ASSIGN_OR_RETURN(dst.bias, fetch(src, src.layer_name(i, (std::string(role) + ".bias").c_str()), {n_out}));
+      }
+      return {};
+    };
+    QF_RETURN_IF_ERROR(norm("input_layernorm.weight", L.attn_norm));
+    QF_RETURN_IF_ERROR(linear("self_attn.q_proj", Q, E, c.qkv_bias, L.wq));
+    QF_RETURN_IF_ERROR(linear("self_attn.k_proj", KV, E, c.qkv_bias, L.wk));
+    QF_RETURN_IF_ERROR(linear("self_attn.v_proj", KV, E, c.qkv_bias, L.wv));
+    QF_RETURN_IF_ERROR(linear("self_attn.o_proj", E, Q, c.o_bias, L.wo));
+    QF_RETURN_IF_ERROR(norm("post_attention_layernorm.weight", L.ffn_norm));
+    QF_RETURN_IF_ERROR(linear("mlp.gate_proj", F, E, false, L.w_gate));
+    QF_RETURN_IF_ERROR(linear("mlp.up_proj", F, E, false, L.w_up));
+    QF_RETURN_IF_ERROR(linear("mlp.down_proj", E, F, false, L.w_down));
   }
   return {};
 }
@@ -140,6 +153,24 @@ Expected<ModelConfig> parse_hf_config(const std::string& path, const json& cfg) 
   return c;
 }
 
+Status parse_quantization_config(const std::string& path, const json& cfg, QuantizationConfig& q) {
+  const json& qc = cfg["quantization_config"];
+  std::string method = qc.value("quant_method", "");
+  if (method != "gptq")
+    return error("{}: quantization_config.quant_method '{}' is not supported (supported: gptq)", path, method);
+  std::string fmt = qc.value("checkpoint_format", "gptq");
+  if (fmt != "gptq")
+    return error("{}: quantization_config.checkpoint_format '{}' is not supported (supported: gptq)", path, fmt);
+  q.method = method;
+  q.bits = qc.value("bits", 4);
+  q.group_size = qc.value("group_size", -1);
+  q.sym = qc.value("sym", true);
+  q.desc_act = qc.value("desc_act", false);
+  if (q.bits != 2 && q.bits != 3 && q.bits != 4 && q.bits != 8)
+    return error("{}: quantization_config.bits {} is not one of 2, 3, 4, 8", path, q.bits);
+  return {};
+}
+
 Expected<Checkpoint> load_hf(const std::string& dir) {
   Checkpoint ck;
   ck.path = dir;
@@ -170,7 +201,8 @@ Expected<Checkpoint> load_hf(const std::string& dir) {
   src.layer_name = [](int i, const char* role) { return fmt::format("model.layers.{}.{}", i, role); };
   if (!ck.config.tied_embeddings && !tensors.count("lm_head.weight"))
     return error("{}: tie_word_embeddings is false but the checkpoint has no 'lm_head.weight'", dir);
-  QF_RETURN_IF_ERROR(map_weights(src, ck.config, ck.weights).with_context(dir));
+  if (cfg.contains("quantization_config")) QF_RETURN_IF_ERROR(parse_quantization_config(cfg_path, cfg, ck.quant));
+  QF_RETURN_IF_ERROR(map_weights(src, ck.config, !ck.quant.method.empty(), ck.weights).with_context(dir));
   std::string tok_json = (fs::path(dir) / "tokenizer.json").string();
   std::string tok_model = (fs::path(dir) / "tokenizer.model").string();
   if (fs::exists(tok_json)) {
@@ -250,7 +282,7 @@ Expected<Checkpoint> load_gguf(const std::string& path) {
   src.out_norm = "output_norm.weight";
   src.output = "output.weight";
   src.layer_name = [](int i, const char* role) { return fmt::format("blk.{}.{}", i, kRoles.at(role)); };
-  QF_RETURN_IF_ERROR(map_weights(src, c, ck.weights));
+  QF_RETURN_IF_ERROR(map_weights(src, c, false, ck.weights));
   for (const auto& info : g.tensor_infos()) {
     auto t = g.tensor(info.name);
     if (t) ck.all_tensors.push_back(*t);

@@ -18,12 +18,21 @@
 
 namespace qf {
 
+// One Linear as stored: a dense weight, or the GPTQ layout's packed parts.
+struct LinearTensors {
+  std::string prefix;                         // "model.layers.0.self_attn.q_proj" or "blk.0.attn_q"
+  int64_t n_out = 0, n_in = 0;
+  TensorView weight;                          // (n_out, n_in) when dense
+  TensorView qweight, qzeros, scales, g_idx;  // GPTQ layout (io/gptq_layout.h) when packed
+  TensorView bias;                            // (n_out), optional
+  bool packed() const { return qweight.valid(); }
+};
+
 struct LayerWeights {
-  TensorView attn_norm;              // (n_embd)
-  TensorView wq, wk, wv, wo;         // (q_dim, n_embd), (kv_dim, n_embd) x2, (n_embd, q_dim)
-  TensorView bq, bk, bv, bo;         // optional biases (q_dim), (kv_dim) x2, (n_embd)
-  TensorView ffn_norm;               // (n_embd)
-  TensorView w_gate, w_up, w_down;   // (n_ff, n_embd) x2, (n_embd, n_ff)
+  TensorView attn_norm;                // (n_embd)
+  LinearTensors wq, wk, wv, wo;        // (q_dim, n_embd), (kv_dim, n_embd) x2, (n_embd, q_dim)
+  TensorView ffn_norm;                 // (n_embd)
+  LinearTensors w_gate, w_up, w_down;  // (n_ff, n_embd) x2, (n_embd, n_ff)
 };
 
 struct ModelWeights {
@@ -33,10 +42,20 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
 };
 
+// config.json `quantization_config` of a quantized HF checkpoint.
+struct QuantizationConfig {
+  std::string method;  // "" (none) or "gptq"
+  int bits = 0;
+  int group_size = -1;
+  bool sym = true;
+  bool desc_act = false;
+};
+
 struct Checkpoint {
   std::string path;
   std::string format;  // "hf" or "gguf"
   ModelConfig config;
+  QuantizationConfig quant;
   ModelWeights weights;
   std::unique_ptr<Tokenizer> tokenizer;
   std::vector<std::pair<std::string, std::string>> metadata;  // for `qforge inspect`

@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "formats/int_grid.h"
 #include "formats/tensor.h"
 
 namespace qf {
@@ -20,26 +21,54 @@ class Linear {
   virtual int64_t weight_bytes() const = 0;
 };
 
-// Weights kept in their stored format (usually an mmap'd view: no copy, no load time) and
-// multiplied with fp32 BLAS. fp32 weights are used in place; F16/BF16/Q8_0 rows are widened
-// to fp32 one tile at a time into a per-thread buffer that stays in cache. Threads split the
-// output rows; BLAS runs single-threaded inside each.
-class StoredLinear : public Linear {
+// A Linear whose rows are decoded to fp32 one cache-sized tile at a time into a per-thread
+// buffer and multiplied with single-threaded BLAS; threads split the output rows. Weights
+// already in fp32 are used in place. Subclasses say how rows are stored.
+class TiledLinear : public Linear {
  public:
-  // weight: (n_out, n_in); bias: (n_out), or an invalid view for none.
-  StoredLinear(const TensorView& weight, const TensorView& bias);
   void forward(const float* x, float* y, int64_t tokens) const override;
   int64_t n_in() const override { return n_in_; }
   int64_t n_out() const override { return n_out_; }
-  int64_t weight_bytes() const override { return w_.nbytes + int64_t(b_.size()) * 4; }
+
+ protected:
+  TiledLinear(int64_t n_out, int64_t n_in, const TensorView& bias);
+  // Decodes rows [r0, r0 + rows) into dst (rows, n_in).
+  virtual void decode_rows(int64_t r0, int64_t rows, float* dst) const = 0;
+  // (n_out, n_in) fp32 weights usable in place, or null.
+  virtual const float* f32_weights() const { return nullptr; }
+  int64_t bias_bytes() const { return int64_t(b_.size()) * 4; }
 
  private:
-  void multiply(const float* x, const float* w, float* y, int64_t tokens, int64_t rows) const;
+  int64_t n_out_, n_in_;
+  std::vector<float> b_;  // (n_out) or empty
+};
+
+// Weights kept in their stored format (usually an mmap'd view: no copy, no load time).
+// F16/BF16 rows are widened with SIMD; fp32 is used in place.
+class StoredLinear : public TiledLinear {
+ public:
+  // weight: (n_out, n_in); bias: (n_out), or an invalid view for none.
+  StoredLinear(const TensorView& weight, const TensorView& bias);
+  int64_t weight_bytes() const override { return w_.nbytes + bias_bytes(); }
+
+ private:
+  void decode_rows(int64_t r0, int64_t rows, float* dst) const override;
+  const float* f32_weights() const override { return f32_; }
   TensorView w_;
-  int64_t n_in_, n_out_, row_bytes_;
-  std::vector<float> owned_;  // fp32 copy, only when a stored fp32 tensor is misaligned
-  const float* f32_ = nullptr;  // (n_out, n_in) fp32 weights usable in place, else null
-  std::vector<float> b_;        // (n_out) or empty
+  int64_t row_bytes_;
+  std::vector<float> owned_;    // fp32 copy, only when a stored fp32 tensor is misaligned
+  const float* f32_ = nullptr;
+};
+
+// Integer-grid weights (RTN/GPTQ codes with per-group scales and zeros).
+class IntLinear : public TiledLinear {
+ public:
+  IntLinear(IntQuantized q, const TensorView& bias);
+  int64_t weight_bytes() const override;
+
+ private:
+  void decode_rows(int64_t r0, int64_t rows, float* dst) const override { q_.dequantize_rows(r0, rows, dst); }
+  IntQuantized q_;
 };
 
 }  // namespace qf

@@ -1,6 +1,7 @@
 #include "model/transformer.h"
 
 #include "core/threads.h"
+#include "io/gptq_layout.h"
 
 #include <cblas.h>
 
@@ -26,6 +27,15 @@ void rms_norm(const float* x, const float* w, float* y, int n, int dim, float ep
 
 std::vector<float> decode(const TensorView& t) { return t.to_f32(); }
 
+Expected<std::unique_ptr<Linear>> make_linear(const LinearTensors& t, const QuantizationConfig& quant) {
+  if (!t.packed()) return std::unique_ptr<Linear>(new StoredLinear(t.weight, t.bias));
+  QF_ASSIGN_OR_RETURN(auto q, unpack_gptq(t.qweight, t.qzeros, t.scales, t.g_idx, quant.bits, t.prefix));
+  if (q.n_out != t.n_out || q.n_in != t.n_in)
+    return error("{}: packed weight is {}x{}, the config says {}x{}", t.prefix, q.n_out, q.n_in, t.n_out, t.n_in);
+  q.spec.sym = quant.sym;
+  return std::unique_ptr<Linear>(new IntLinear(std::move(q), t.bias));
+}
+
 }  // namespace
 
 Expected<std::unique_ptr<Transformer>> Transformer::create(const Checkpoint& ck) {
@@ -40,13 +50,10 @@ Expected<std::unique_ptr<Transformer>> Transformer::create(const Checkpoint& ck)
     Layer L;
     L.attn_norm = decode(lw.attn_norm);
     L.ffn_norm = decode(lw.ffn_norm);
-    L.wq = std::make_unique<StoredLinear>(lw.wq, lw.bq);
-    L.wk = std::make_unique<StoredLinear>(lw.wk, lw.bk);
-    L.wv = std::make_unique<StoredLinear>(lw.wv, lw.bv);
-    L.wo = std::make_unique<StoredLinear>(lw.wo, lw.bo);
-    L.w_gate = std::make_unique<StoredLinear>(lw.w_gate, TensorView{});
-    L.w_up = std::make_unique<StoredLinear>(lw.w_up, TensorView{});
-    L.w_down = std::make_unique<StoredLinear>(lw.w_down, TensorView{});
+    for (auto [src, dst] : {std::pair{&lw.wq, &L.wq}, {&lw.wk, &L.wk}, {&lw.wv, &L.wv}, {&lw.wo, &L.wo},
+                            {&lw.w_gate, &L.w_gate}, {&lw.w_up, &L.w_up}, {&lw.w_down, &L.w_down}}) {
+      QF_ASSIGN_OR_RETURN(*dst, make_linear(*src, ck.quant));
+    }
     tf->layers_.push_back(std::move(L));
   }
   // HF: inv_freq = 1 / base^(arange(0, d, 2) / d), all in fp32.
@@ -72,6 +79,16 @@ int64_t Transformer::weight_bytes_per_token() const {
     for (const Linear* l : {L.wq.get(), L.wk.get(), L.wv.get(), L.wo.get(), L.w_gate.get(), L.w_up.get(), L.w_down.get()})
       bytes += l->weight_bytes();
   return bytes;
+}
+
+double Transformer::body_bits_per_weight() const {
+  int64_t bytes = 0, params = 0;
+  for (const auto& L : layers_)
+    for (const Linear* l : {L.wq.get(), L.wk.get(), L.wv.get(), L.wo.get(), L.w_gate.get(), L.w_up.get(), L.w_down.get()}) {
+      bytes += l->weight_bytes();
+      params += l->n_in() * l->n_out();
+    }
+  return 8.0 * double(bytes) / double(params);
 }
 
 void Transformer::apply_rope(float* x, int n, int n_heads, int pos0) const {

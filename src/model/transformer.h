@@ -32,6 +32,8 @@ class Transformer {
   KVCache new_cache(int n_ctx) const;
   // Weight bytes read to generate one token: every Linear once, plus one embedding row.
   int64_t weight_bytes_per_token() const;
+  // Bits per weight of the decoder blocks' Linears as they are held (codes, scales, zeros).
+  double body_bits_per_weight() const;
 
   // Runs `n` tokens at positions cache.n_past .. cache.n_past + n - 1 and appends them to the
   // cache. logits: (n, vocab) for every position, or (1, vocab) for the last one when

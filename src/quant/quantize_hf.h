@@ -1,0 +1,37 @@
+// quant/quantize_hf.h — `qforge quantize`: an HF checkpoint in, a quantized HF checkpoint out.
+//
+// Streams tensor by tensor (one tensor widened to fp32 at a time; the source stays mmap'd):
+// each decoder-block Linear is quantized on the integer grid and written in the GPTQ layout
+// (io/gptq_layout.h); embeddings, norms and lm_head are copied unchanged. The output is
+// built in a temporary folder next to OUT and renamed when complete, so a failed or
+// interrupted run leaves nothing at OUT. Every non-weight file (tokenizer, generation
+// config) is copied; config.json gains `quantization_config`.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "core/status.h"
+#include "formats/int_grid.h"
+#include "model/checkpoint.h"
+
+namespace qf {
+
+struct QuantizeOptions {
+  std::string method = "rtn";
+  IntGridSpec grid;
+};
+
+struct QuantizeReport {
+  int64_t linears = 0;
+  int64_t quantized_params = 0;
+  int64_t zero_wraps = 0;     // groups whose zero 0 the GPTQ v1 layout cannot store
+  int64_t output_bytes = 0;   // model.safetensors
+  double body_bits_per_weight = 0;  // of the quantized Linears: codes + fp16 scales + packed zeros
+};
+
+Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const QuantizeOptions& opt,
+                                                const std::string& out_dir,
+                                                const std::function<void(int64_t, int64_t)>& progress);
+
+}  // namespace qf

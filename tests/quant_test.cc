@@ -1,0 +1,194 @@
+// The integer grid against hand-computed values and the reference Quantizer's rules; GPTQ
+// packing against AutoGPTQ's bit layout; `qforge quantize` end to end on the bundled model.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#include "core/half.h"
+#include "file_builders.h"
+#include "formats/int_grid.h"
+#include "io/gptq_layout.h"
+#include "test_paths.h"
+
+namespace qf {
+namespace {
+
+TEST(IntGrid, HandComputedAsymmetricGroup) {
+  // xmin = -1, xmax = 2, maxq = 15: scale = 3/15 = 0.2, zero = round(1 / 0.2) = 5.
+  const float x[] = {-1.0f, 0.5f, 2.0f, 0.25f};
+  IntGridSpec s{4, 4, false, false};
+  GroupParams p = find_group_params(x, s);
+  EXPECT_FLOAT_EQ(p.scale, 0.2f);
+  EXPECT_EQ(p.zero, 5.0f);
+  EXPECT_EQ(quantize_value(-1.0f, p, 15), 0);
+  EXPECT_EQ(quantize_value(0.5f, p, 15), 7);    // 0.5 / 0.2 = 2.5 rounds half to even: 2
+  EXPECT_EQ(quantize_value(2.0f, p, 15), 15);
+  EXPECT_EQ(quantize_value(0.25f, p, 15), 6);   // 1.25 -> 1
+  EXPECT_EQ(quantize_value(9.0f, p, 15), 15);   // clamped
+  EXPECT_FLOAT_EQ(dequantize_value(7, p), 0.4f);
+}
+
+TEST(IntGrid, HandComputedSymmetricAndZeroGroups) {
+  const float x[] = {-1.0f, 0.5f, 2.0f, 0.25f};
+  GroupParams p = find_group_params(x, IntGridSpec{4, 4, true, false});
+  EXPECT_FLOAT_EQ(p.scale, 4.0f / 15);  // range [-2, 2]
+  EXPECT_EQ(p.zero, 8.0f);              // (maxq + 1) / 2
+  const float zeros[] = {0, 0, 0, 0};
+  GroupParams z = find_group_params(zeros, IntGridSpec{4, 4, false, false});
+  EXPECT_FLOAT_EQ(z.scale, 2.0f / 15);  // [-1, 1] by the reference's rule
+  // fp32: scale = 2/15 rounds up to 0.13333334, so 1/scale = 7.4999996 and the zero is 7.
+  EXPECT_EQ(z.zero, 7.0f);
+}
+
+// Within the group's range the error is at most half a step; every bit width 2..8.
+TEST(IntGrid, RoundTripWithinHalfStep) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.f, 0.02f);
+  for (int bits = 2; bits <= 8; ++bits)
+    for (bool sym : {false, true}) {
+      std::vector<float> w(8 * 256);
+      for (auto& v : w) v = nd(rng);
+      IntGridSpec s{bits, 64, sym, false};
+      IntQuantized q = quantize_rtn(w.data(), 8, 256, s);
+      std::vector<float> back(w.size());
+      q.dequantize_rows(0, 8, back.data());
+      for (size_t i = 0; i < w.size(); ++i) {
+        float scale = q.scales[(i / 256) * 4 + (i % 256) / 64];
+        // sym grids put (maxq+1)/2 at zero, leaving one step fewer above it: the largest
+        // positive value may be clipped by up to one step.
+        EXPECT_LE(std::fabs(back[i] - w[i]), (sym ? 1.0f : 0.5f) * scale * (1 + 1e-5f)) << bits << " " << i;
+      }
+    }
+}
+
+TEST(IntGrid, MseClipNeverIncreasesTheError) {
+  std::mt19937 rng(9);
+  std::student_t_distribution<float> heavy(3.f);  // outliers make clipping worthwhile
+  for (int trial = 0; trial < 50; ++trial) {
+    std::vector<float> x(128);
+    for (auto& v : x) v = heavy(rng);
+    for (bool sym : {false, true}) {
+      auto err = [&](bool clip) {
+        IntGridSpec s{3, 128, sym, clip};
+        GroupParams p = find_group_params(x, s);
+        double e = 0;
+        for (float v : x) e += std::pow(std::fabs(double(dequantize_value(quantize_value(v, p, 7), p) - v)), 2.4);
+        return e;
+      };
+      EXPECT_LE(err(true), err(false));
+    }
+  }
+}
+
+TEST(IntGrid, RefusesImpossibleSpecs) {
+  EXPECT_NE(validate({7, 100, false, false}, 256, "t").message().find("group size 100 does not divide the row length 256"),
+            std::string::npos);
+  EXPECT_NE(validate({9, 128, false, false}, 256, "t").message().find("2..8 bits"), std::string::npos);
+  EXPECT_TRUE(validate({4, -1, false, false}, 172, "t").ok());
+}
+
+TEST(GptqLayout, ThreeBitValuesStraddleWordsAsAutoGptqPacksThem) {
+  std::vector<uint8_t> v(32, 0);
+  v[10] = 0b111;  // bits 30..32: two low bits end word 0, the high bit starts word 1
+  v[21] = 0b101;  // bits 63..65: bit 31 of word 1, bits 0..1 of word 2
+  std::vector<int32_t> words(3, 0);
+  pack_bits(v.data(), 32, 1, 3, words.data(), 1);
+  EXPECT_EQ(uint32_t(words[0]), 0xC0000000u);
+  EXPECT_EQ(uint32_t(words[1]), 0x80000001u);
+  EXPECT_EQ(uint32_t(words[2]), 0x00000002u);
+  for (int k = 0; k < 32; ++k) EXPECT_EQ(unpack_bits(words.data(), 1, k, 3), v[size_t(k)]);
+}
+
+TEST(GptqLayout, FourBitNibblesLowFirst) {
+  std::vector<uint8_t> v = {1, 2, 3, 4, 5, 6, 7, 8};
+  int32_t word = 0;
+  pack_bits(v.data(), 8, 1, 4, &word, 1);
+  EXPECT_EQ(uint32_t(word), 0x87654321u);
+}
+
+TEST(GptqLayout, PackUnpackRoundTripEveryWidth) {
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (int bits : {2, 3, 4, 8}) {
+    const int64_t n_out = 64, n_in = 256;
+    std::vector<float> w(size_t(n_out * n_in));
+    for (auto& v : w) v = nd(rng);
+    IntQuantized q = quantize_rtn(w.data(), n_out, n_in, IntGridSpec{bits, 64, false, false});
+    GptqTensors g = pack_gptq(q);
+    ASSERT_EQ(g.qweight.size(), size_t(n_in * bits / 32 * n_out));
+    auto view = [](auto& vec, QType t, std::vector<int64_t> shape) {
+      return TensorView{"", t, shape, reinterpret_cast<const uint8_t*>(vec.data()), int64_t(vec.size() * sizeof(vec[0])), nullptr};
+    };
+    auto back = unpack_gptq(view(g.qweight, QType::I32, {n_in * bits / 32, n_out}),
+                            view(g.qzeros, QType::I32, {4, n_out * bits / 32}), view(g.scales, QType::F16, {4, n_out}),
+                            view(g.g_idx, QType::I32, {n_in}), bits, "t");
+    ASSERT_TRUE(back.ok()) << back.status().message();
+    EXPECT_EQ(back->codes, q.codes);
+    for (size_t i = 0; i < q.scales.size(); ++i) {
+      EXPECT_EQ(back->scales[i], f16_to_f32(f32_to_f16(q.scales[i])));  // stored as fp16
+      if (q.zeros[i] >= 1) EXPECT_EQ(back->zeros[i], q.zeros[i]);
+      else EXPECT_EQ(back->zeros[i], float(1 << bits));  // v1's zero − 1 wraps
+    }
+  }
+}
+
+// ---- qforge quantize, end to end on the bundled model ------------------------------------
+
+int run(const std::string& args, std::string* err = nullptr) {
+  std::string log = test::temp_dir("quant_cli") + "/err";
+  int status = std::system((test::qforge_bin() + " " + args + " >/dev/null 2>" + log).c_str());
+  if (err) *err = test::slurp(log);
+  return WEXITSTATUS(status);
+}
+
+TEST(QuantizeCli, WritesAGptqCheckpointThatLoadsBack) {
+  std::string out = test::temp_dir("quant_out") + "/q8";
+  ASSERT_EQ(run("quantize " + test::bundled_stories() + "/hf -o " + out + " --bits 8 --group -1"), 0);
+  auto cfg = nlohmann::json::parse(test::slurp(out + "/config.json"));
+  EXPECT_EQ(cfg["quantization_config"]["quant_method"], "gptq");
+  EXPECT_EQ(cfg["quantization_config"]["bits"], 8);
+  EXPECT_TRUE(std::filesystem::exists(out + "/tokenizer.json"));
+  std::string err;
+  EXPECT_EQ(run("eval " + out + " --base " + test::bundled_stories() + "/hf --text " +
+                    test::text_path("tinystories-val-head") + " --ctx 64 --max-windows 4", &err), 0) << err;
+}
+
+TEST(QuantizeCli, RefusesWhatTheLayoutCannotHoldAndLeavesNothing) {
+  std::string dir = test::temp_dir("quant_bad");
+  std::string err;
+  // stories260K's MLP has 172 outputs: 4-bit qzeros need n_out·4 to be a multiple of 32.
+  EXPECT_EQ(run("quantize " + test::bundled_stories() + "/hf -o " + dir + "/q4 --bits 4 --group -1", &err), 1);
+  EXPECT_NE(err.find("model.layers.0.mlp.gate_proj.weight: GPTQ packing needs"), std::string::npos) << err;
+  EXPECT_EQ(run("quantize " + test::bundled_stories() + "/hf -o " + dir + "/g --bits 8 --group 48", &err), 1);
+  EXPECT_NE(err.find("group size 48 does not divide the row length 64"), std::string::npos) << err;
+  EXPECT_EQ(run("quantize " + test::bundled_stories() + "/hf -o " + dir + " --bits 8", &err), 1);
+  EXPECT_NE(err.find("already exists"), std::string::npos) << err;
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 0);  // no partial output
+}
+
+TEST(QuantizeCli, NanWeightIsNamedAndNoOutputIsLeft) {
+  namespace fs = std::filesystem;
+  std::string src = test::temp_dir("quant_nan_src");
+  for (const auto& e : fs::directory_iterator(test::bundled_stories() + "/hf")) fs::copy(e.path(), src + "/" + e.path().filename().string());
+  // Overwrite one weight of the F32 checkpoint with a NaN, in place.
+  std::string st = test::slurp(src + "/model.safetensors");
+  uint64_t hlen;
+  std::memcpy(&hlen, st.data(), 8);
+  auto header = nlohmann::json::parse(st.substr(8, hlen));
+  size_t off = 8 + hlen + header["model.layers.2.self_attn.v_proj.weight"]["data_offsets"][0].get<size_t>() + 4 * 5;
+  float nan = std::nanf("");
+  std::memcpy(st.data() + off, &nan, 4);
+  fs::remove(src + "/model.safetensors");
+  test::write_file(src + "/model.safetensors", st);
+  std::string out = test::temp_dir("quant_nan_out") + "/q";
+  std::string err;
+  EXPECT_EQ(run("quantize " + src + " -o " + out + " --bits 8 --group -1", &err), 1);
+  EXPECT_NE(err.find("tensor 'model.layers.2.self_attn.v_proj.weight': element 5 is nan"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_EQ(std::distance(fs::directory_iterator(fs::path(out).parent_path()), {}), 0);
+}
+
+}  // namespace
+}  // namespace qf
