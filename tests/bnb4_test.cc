@@ -122,3 +122,57 @@ TEST(Bnb4, RefusesBadBlocksizes) {
 
 }  // namespace
 }  // namespace qf
+
+#include "io/bnb_layout.h"
+
+namespace qf {
+namespace {
+
+std::map<std::string, TensorView> views(const std::vector<SerializedTensor>& ts) {
+  std::map<std::string, TensorView> m;
+  for (const auto& t : ts) {
+    QType type = t.dtype == "F32" ? QType::F32 : QType::U8;
+    m[t.suffix] = TensorView{t.suffix, type, t.shape, t.bytes.data(), int64_t(t.bytes.size()), nullptr};
+  }
+  return m;
+}
+
+TEST(BnbLayout, QuantStateJsonIsWhatPythonJsonDumpsWrites) {
+  std::vector<float> w(64 * 64, 0.5f);
+  Bnb4Quantized q = quantize_bnb4(w.data(), int64_t(w.size()), Bnb4Type::NF4, 64, true);
+  auto ts = serialize_bnb4(q, 64, 64, "bfloat16");
+  ASSERT_EQ(ts.back().suffix, ".weight.quant_state.bitsandbytes__nf4");
+  std::string js(ts.back().bytes.begin(), ts.back().bytes.end());
+  EXPECT_EQ(js, R"({"quant_type": "nf4", "blocksize": 64, "dtype": "bfloat16", "shape": [64, 64], )"
+                R"("nested_blocksize": 256, "nested_dtype": "float32", "nested_offset": 0.5})");
+  EXPECT_EQ(ts[0].shape, (std::vector<int64_t>{2048, 1}));  // Params4bit: (n/2, 1) uint8
+  EXPECT_EQ(ts[1].dtype, "U8");                             // absmax codes with double quant
+}
+
+TEST(BnbLayout, SerializeDeserializeRoundTrip) {
+  std::mt19937 rng(12);
+  std::normal_distribution<float> nd(0.f, 0.05f);
+  for (bool dq : {false, true})
+    for (Bnb4Type t : {Bnb4Type::NF4, Bnb4Type::FP4}) {
+      std::vector<float> w(96 * 128);
+      for (auto& v : w) v = nd(rng);
+      Bnb4Quantized q = quantize_bnb4(w.data(), int64_t(w.size()), t, 128, dq);
+      auto ts = serialize_bnb4(q, 96, 128, "float16");
+      auto layout = bnb4_layout(t, 128, dq, q.offset, 96, 128, "float16");
+      ASSERT_EQ(layout.size(), ts.size());
+      for (size_t i = 0; i < ts.size(); ++i) {  // the header written before quantizing agrees
+        EXPECT_EQ(layout[i].suffix, ts[i].suffix);
+        EXPECT_EQ(layout[i].shape, ts[i].shape);
+      }
+      auto back = deserialize_bnb4(views(ts), 96, 128, "p");
+      ASSERT_TRUE(back.ok()) << back.status().message();
+      EXPECT_EQ(back->packed, q.packed);
+      EXPECT_EQ(back->absmax, q.absmax);
+      auto wrong = deserialize_bnb4(views(ts), 128, 96, "p");
+      ASSERT_FALSE(wrong.ok());
+      EXPECT_NE(wrong.status().message().find("does not match the model's 128x96"), std::string::npos);
+    }
+}
+
+}  // namespace
+}  // namespace qf

@@ -155,6 +155,20 @@ TEST(QuantizeCli, WritesAGptqCheckpointThatLoadsBack) {
                     test::text_path("tinystories-val-head") + " --ctx 64 --max-windows 4", &err), 0) << err;
 }
 
+TEST(QuantizeCli, Nf4DoubleQuantCheckpointLoadsBack) {
+  std::string out = test::temp_dir("quant_nf4") + "/nf4";
+  ASSERT_EQ(run("quantize " + test::bundled_stories() + "/hf -o " + out + " --method nf4 --double-quant"), 0);
+  auto cfg = nlohmann::json::parse(test::slurp(out + "/config.json"));
+  EXPECT_EQ(cfg["quantization_config"]["quant_method"], "bitsandbytes");
+  EXPECT_EQ(cfg["quantization_config"]["bnb_4bit_quant_type"], "nf4");
+  EXPECT_EQ(cfg["quantization_config"]["bnb_4bit_use_double_quant"], true);
+  std::string err;
+  EXPECT_EQ(run("eval " + out + " --base " + test::bundled_stories() + "/hf --text " +
+                    test::text_path("tinystories-val-head") + " --ctx 64 --max-windows 4", &err), 0) << err;
+  EXPECT_EQ(run("quantize " + test::bundled_stories() + "/hf -o " + out + "2 --method fp4 --blocksize 48", &err), 1);
+  EXPECT_NE(err.find("blocksize must be a power of two from 32 to 4096, got 48"), std::string::npos) << err;
+}
+
 TEST(QuantizeCli, RefusesWhatTheLayoutCannotHoldAndLeavesNothing) {
   std::string dir = test::temp_dir("quant_bad");
   std::string err;

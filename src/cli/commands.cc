@@ -167,12 +167,13 @@ Status run_quantize(const QuantizeArgs& a) {
   opt.grid.group = a.group;
   opt.grid.sym = a.sym;
   opt.grid.clip_mse = a.clip == "mse";
+  opt.blocksize = a.blocksize;
+  opt.double_quant = a.double_quant;
   ProgressBar bar("quantize");
   auto t0 = std::chrono::steady_clock::now();
   QF_ASSIGN_OR_RETURN(auto rep, quantize_hf_checkpoint(ck, opt, a.out, [&](int64_t d, int64_t t) { bar.update(d, t); }));
-  fmt::print("wrote {}: {} Linears ({} weights) as {} in the GPTQ layout, {:.3f} bits per weight, "
-             "model.safetensors {} bytes, {:.1f}s\n",
-             a.out, rep.linears, rep.quantized_params, opt.grid.describe(), rep.body_bits_per_weight, rep.output_bytes,
+  fmt::print("wrote {}: {} Linears ({} weights) as {}, {:.3f} bits per weight, model.safetensors {} bytes, {:.1f}s\n",
+             a.out, rep.linears, rep.quantized_params, rep.describe, rep.body_bits_per_weight, rep.output_bytes,
              seconds_since(t0));
   if (rep.zero_wraps > 0)
     fmt::print(stderr, "warning: {} groups have zero point 0, which the GPTQ v1 layout stores as {} (loaders read {})\n",

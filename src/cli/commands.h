@@ -26,8 +26,8 @@ struct EvalArgs {
 
 struct QuantizeArgs {
   std::string model, out, method = "rtn", clip = "none";
-  int bits = 4, group = 128;
-  bool sym = false;
+  int bits = 4, group = 128, blocksize = 64;
+  bool sym = false, double_quant = false;
 };
 
 struct BenchArgs {

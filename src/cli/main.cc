@@ -35,14 +35,16 @@ int main(int argc, char** argv) {
   eval->add_option("--base", ea.base, "unquantized model: also report KL divergence and top-1 agreement against it");
 
   qf::cli::QuantizeArgs qa;
-  auto* quantize = app.add_subcommand("quantize", "quantize an HF checkpoint and save it in the HF GPTQ layout");
+  auto* quantize = app.add_subcommand("quantize", "quantize an HF checkpoint (rtn → GPTQ layout, nf4/fp4 → bitsandbytes layout)");
   quantize->add_option("model", qa.model, "HF model directory")->required();
   quantize->add_option("-o,--out", qa.out, "output directory (must not exist)")->required();
-  quantize->add_option("--method", qa.method, "quantization method")->check(CLI::IsMember({"rtn"}));
+  quantize->add_option("--method", qa.method, "quantization method")->check(CLI::IsMember({"rtn", "nf4", "fp4"}));
   quantize->add_option("--bits", qa.bits, "bits per weight: 2, 3, 4 or 8 (the GPTQ layout's widths)");
   quantize->add_option("--group", qa.group, "group size along the input dimension, -1 = per output channel");
   quantize->add_flag("--sym", qa.sym, "symmetric grid (zero fixed at (maxq+1)/2)");
   quantize->add_option("--clip", qa.clip, "range clipping search")->check(CLI::IsMember({"none", "mse"}));
+  quantize->add_option("--blocksize", qa.blocksize, "nf4/fp4: weights per absmax block (power of two, 32..4096)");
+  quantize->add_flag("--double-quant", qa.double_quant, "nf4/fp4: quantize the absmax values too (QLoRA)");
 
   qf::cli::BenchArgs ba;
   auto* bench = app.add_subcommand("bench", "prompt and generation tokens/s, measured like llama-bench");

@@ -128,6 +128,25 @@ Status validate_bnb4(int blocksize, int64_t n, const std::string& tensor) {
   return {};
 }
 
+namespace {
+float block_absmax(const float* x, int blocksize) {
+  float amax = 0;
+  for (int i = 0; i < blocksize; ++i) amax = std::max(amax, std::fabs(x[i]));
+  return amax;
+}
+float mean_of(const std::vector<float>& v) {
+  double sum = 0;
+  for (float a : v) sum += a;
+  return float(sum / double(v.size()));
+}
+}  // namespace
+
+float bnb4_absmax_offset(const float* x, int64_t n, int blocksize) {
+  std::vector<float> absmax(size_t(n / blocksize));
+  for (int64_t b = 0; b < n / blocksize; ++b) absmax[size_t(b)] = block_absmax(x + b * blocksize, blocksize);
+  return mean_of(absmax);
+}
+
 Bnb4Quantized quantize_bnb4(const float* x, int64_t n, Bnb4Type type, int blocksize, bool double_quant) {
   Bnb4Quantized q;
   q.type = type;
@@ -136,8 +155,7 @@ Bnb4Quantized quantize_bnb4(const float* x, int64_t n, Bnb4Type type, int blocks
   q.packed.assign(size_t(n / 2), 0);
   q.absmax.assign(size_t(n / blocksize), 0.0f);
   for (int64_t b = 0; b < n / blocksize; ++b) {
-    float amax = 0;
-    for (int64_t i = b * blocksize; i < (b + 1) * blocksize; ++i) amax = std::max(amax, std::fabs(x[i]));
+    const float amax = block_absmax(x + b * blocksize, blocksize);
     q.absmax[size_t(b)] = amax;
     const float inv = amax > 0 ? 1.0f / amax : 0.0f;
     for (int64_t i = b * blocksize; i < (b + 1) * blocksize; ++i)
@@ -145,9 +163,7 @@ Bnb4Quantized quantize_bnb4(const float* x, int64_t n, Bnb4Type type, int blocks
   }
   if (double_quant) {
     q.double_quant = true;
-    double sum = 0;
-    for (float a : q.absmax) sum += a;
-    q.offset = float(sum / double(q.absmax.size()));
+    q.offset = mean_of(q.absmax);
     std::vector<float> centred(q.absmax.size());
     for (size_t i = 0; i < centred.size(); ++i) centred[i] = q.absmax[i] - q.offset;
     quantize_blockwise8(centred, 256, q.absmax_q, q.nested_absmax);

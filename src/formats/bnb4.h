@@ -39,6 +39,8 @@ struct Bnb4Quantized {
 };
 
 Status validate_bnb4(int blocksize, int64_t n, const std::string& tensor);
+// mean of the block absmax values: the double-quantization offset.
+float bnb4_absmax_offset(const float* x, int64_t n, int blocksize);
 Bnb4Quantized quantize_bnb4(const float* x, int64_t n, Bnb4Type type, int blocksize, bool double_quant);
 // Decodes weights [begin, begin + count) into dst; begin and count multiples of 2.
 void dequantize_bnb4(const Bnb4Quantized& q, int64_t begin, int64_t count, float* dst);

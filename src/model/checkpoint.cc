@@ -34,7 +34,20 @@ Expected<TensorView> fetch(const TensorSource& src, const std::string& name, std
   return t;
 }
 
-Status map_weights(const TensorSource& src, const ModelConfig& c, bool packed, ModelWeights& w) {
+// Tensor suffixes of one quantized Linear in each checkpoint layout.
+std::vector<std::string> packed_parts(const QuantizationConfig& q) {
+  if (q.method == "gptq") return {".qweight", ".qzeros", ".scales", ".g_idx"};
+  std::vector<std::string> p = {".weight", ".weight.absmax", ".weight.quant_map",
+                                ".weight.quant_state.bitsandbytes__" + q.bnb_type};
+  if (q.double_quant) {
+    p.push_back(".weight.nested_absmax");
+    p.push_back(".weight.nested_quant_map");
+  }
+  return p;
+}
+
+Status map_weights(const TensorSource& src, const ModelConfig& c, const QuantizationConfig& quant, ModelWeights& w) {
+  const bool packed = !quant.method.empty();
   const int64_t E = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, V = c.vocab_size;
   QF_ASSIGN_OR_RETURN(w.tok_embd, fetch(src, src.embd, {V, E}));
   QF_ASSIGN_OR_RETURN(w.output_norm, fetch(src, src.out_norm, {E}));
@@ -57,9 +70,8 @@ Status map_weights(const TensorSource& src, const ModelConfig& c, bool packed, M
       dst.n_out = n_out;
       dst.n_in = n_in;
       if (packed) {  // shapes are checked when the parts are unpacked
-        for (auto [part, view] : {std::pair{".qweight", &dst.qweight}, {".qzeros", &dst.qzeros},
-                                  {".scales", &dst.scales}, {".g_idx", &dst.g_idx}}) {
-          QF_ASSIGN_OR_RETURN(*view, src.find(dst.prefix + part));
+        for (const auto& part : packed_parts(quant)) {
+          QF_ASSIGN_OR_RETURN(dst.parts[part], src.find(dst.prefix + part));
         }
       } else {
         QF_ASSIGN_OR_RETURN(dst.weight, fetch(src, base, {n_out, n_in}));
@@ -156,8 +168,17 @@ Expected<ModelConfig> parse_hf_config(const std::string& path, const json& cfg) 
 Status parse_quantization_config(const std::string& path, const json& cfg, QuantizationConfig& q) {
   const json& qc = cfg["quantization_config"];
   std::string method = qc.value("quant_method", "");
+  if (method == "bitsandbytes" && qc.value("load_in_4bit", false)) {
+    q.method = "bnb4";
+    q.bnb_type = qc.value("bnb_4bit_quant_type", "fp4");
+    q.double_quant = qc.value("bnb_4bit_use_double_quant", false);
+    if (q.bnb_type != "nf4" && q.bnb_type != "fp4")
+      return error("{}: quantization_config.bnb_4bit_quant_type '{}' is not nf4 or fp4", path, q.bnb_type);
+    return {};
+  }
   if (method != "gptq")
-    return error("{}: quantization_config.quant_method '{}' is not supported (supported: gptq)", path, method);
+    return error("{}: quantization_config.quant_method '{}' is not supported (supported: gptq, bitsandbytes 4-bit)",
+                 path, method);
   std::string fmt = qc.value("checkpoint_format", "gptq");
   if (fmt != "gptq")
     return error("{}: quantization_config.checkpoint_format '{}' is not supported (supported: gptq)", path, fmt);
@@ -202,7 +223,7 @@ Expected<Checkpoint> load_hf(const std::string& dir) {
   if (!ck.config.tied_embeddings && !tensors.count("lm_head.weight"))
     return error("{}: tie_word_embeddings is false but the checkpoint has no 'lm_head.weight'", dir);
   if (cfg.contains("quantization_config")) QF_RETURN_IF_ERROR(parse_quantization_config(cfg_path, cfg, ck.quant));
-  QF_RETURN_IF_ERROR(map_weights(src, ck.config, !ck.quant.method.empty(), ck.weights).with_context(dir));
+  QF_RETURN_IF_ERROR(map_weights(src, ck.config, ck.quant, ck.weights).with_context(dir));
   std::string tok_json = (fs::path(dir) / "tokenizer.json").string();
   std::string tok_model = (fs::path(dir) / "tokenizer.model").string();
   if (fs::exists(tok_json)) {
@@ -282,7 +303,7 @@ Expected<Checkpoint> load_gguf(const std::string& path) {
   src.out_norm = "output_norm.weight";
   src.output = "output.weight";
   src.layer_name = [](int i, const char* role) { return fmt::format("blk.{}.{}", i, kRoles.at(role)); };
-  QF_RETURN_IF_ERROR(map_weights(src, c, false, ck.weights));
+  QF_RETURN_IF_ERROR(map_weights(src, c, ck.quant, ck.weights));
   for (const auto& info : g.tensor_infos()) {
     auto t = g.tensor(info.name);
     if (t) ck.all_tensors.push_back(*t);

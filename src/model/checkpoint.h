@@ -13,19 +13,20 @@
 
 #include "core/status.h"
 #include "formats/tensor.h"
+#include "formats/tensor.h"
 #include "io/tokenizer.h"
 #include "model/config.h"
 
 namespace qf {
 
-// One Linear as stored: a dense weight, or the GPTQ layout's packed parts.
+// One Linear as stored: a dense weight, or the parts of a quantized checkpoint layout.
 struct LinearTensors {
   std::string prefix;                         // "model.layers.0.self_attn.q_proj" or "blk.0.attn_q"
   int64_t n_out = 0, n_in = 0;
   TensorView weight;                          // (n_out, n_in) when dense
-  TensorView qweight, qzeros, scales, g_idx;  // GPTQ layout (io/gptq_layout.h) when packed
+  std::map<std::string, TensorView> parts;    // suffix -> view (".qweight", ".weight.absmax", ...) when quantized
   TensorView bias;                            // (n_out), optional
-  bool packed() const { return qweight.valid(); }
+  bool packed() const { return !parts.empty(); }
 };
 
 struct LayerWeights {
@@ -44,11 +45,13 @@ struct ModelWeights {
 
 // config.json `quantization_config` of a quantized HF checkpoint.
 struct QuantizationConfig {
-  std::string method;  // "" (none) or "gptq"
-  int bits = 0;
-  int group_size = -1;
-  bool sym = true;
+  std::string method;  // "" (none), "gptq" or "bnb4" (bitsandbytes load_in_4bit)
+  int bits = 0;         // gptq
+  int group_size = -1;  // gptq
+  bool sym = true;      // gptq
   bool desc_act = false;
+  std::string bnb_type = "nf4";  // bnb4: nf4 | fp4
+  bool double_quant = false;     // bnb4
 };
 
 struct Checkpoint {

@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "formats/bnb4.h"
 #include "formats/int_grid.h"
 #include "formats/tensor.h"
 
@@ -69,6 +70,20 @@ class IntLinear : public TiledLinear {
  private:
   void decode_rows(int64_t r0, int64_t rows, float* dst) const override { q_.dequantize_rows(r0, rows, dst); }
   IntQuantized q_;
+};
+
+// bitsandbytes NF4/FP4 weights (codes two per byte, one absmax per block).
+class Bnb4Linear : public TiledLinear {
+ public:
+  Bnb4Linear(Bnb4Quantized q, int64_t n_out, int64_t n_in, const TensorView& bias)
+      : TiledLinear(n_out, n_in, bias), q_(std::move(q)) {}
+  int64_t weight_bytes() const override { return int64_t(q_.bits_per_weight() * double(q_.n) / 8) + bias_bytes(); }
+
+ private:
+  void decode_rows(int64_t r0, int64_t rows, float* dst) const override {
+    dequantize_bnb4(q_, r0 * n_in(), rows * n_in(), dst);
+  }
+  Bnb4Quantized q_;
 };
 
 }  // namespace qf

@@ -1,6 +1,7 @@
 #include "model/transformer.h"
 
 #include "core/threads.h"
+#include "io/bnb_layout.h"
 #include "io/gptq_layout.h"
 
 #include <cblas.h>
@@ -29,7 +30,12 @@ std::vector<float> decode(const TensorView& t) { return t.to_f32(); }
 
 Expected<std::unique_ptr<Linear>> make_linear(const LinearTensors& t, const QuantizationConfig& quant) {
   if (!t.packed()) return std::unique_ptr<Linear>(new StoredLinear(t.weight, t.bias));
-  QF_ASSIGN_OR_RETURN(auto q, unpack_gptq(t.qweight, t.qzeros, t.scales, t.g_idx, quant.bits, t.prefix));
+  if (quant.method == "bnb4") {
+    QF_ASSIGN_OR_RETURN(auto q, deserialize_bnb4(t.parts, t.n_out, t.n_in, t.prefix));
+    return std::unique_ptr<Linear>(new Bnb4Linear(std::move(q), t.n_out, t.n_in, t.bias));
+  }
+  const auto& p = t.parts;
+  QF_ASSIGN_OR_RETURN(auto q, unpack_gptq(p.at(".qweight"), p.at(".qzeros"), p.at(".scales"), p.at(".g_idx"), quant.bits, t.prefix));
   if (q.n_out != t.n_out || q.n_in != t.n_in)
     return error("{}: packed weight is {}x{}, the config says {}x{}", t.prefix, q.n_out, q.n_in, t.n_out, t.n_in);
   q.spec.sym = quant.sym;

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/mapped_file.h"
+#include "io/bnb_layout.h"
 #include "io/gptq_layout.h"
 #include "io/safetensors.h"
 
@@ -45,14 +46,99 @@ Status check_finite(const std::vector<float>& w, const std::string& name) {
   return {};
 }
 
-Status write_config(const std::string& src_dir, const std::string& dst_dir, const QuantizeOptions& opt) {
+std::string torch_dtype(QType t) {
+  return t == QType::BF16 ? "bfloat16" : t == QType::F16 ? "float16" : "float32";
+}
+
+// What a method writes for one Linear: the tensors' layout (known before quantizing, so the
+// header can be written first) and the encoded tensors.
+class LinearCodec {
+ public:
+  virtual ~LinearCodec() = default;
+  virtual Status check(const LinearTensors& t) const = 0;
+  virtual std::vector<SerializedTensor> layout(const LinearTensors& t) const = 0;
+  virtual std::vector<SerializedTensor> encode(const LinearTensors& t, const std::vector<float>& w, QuantizeReport& rep) const = 0;
+  virtual json quantization_config() const = 0;
+};
+
+class GptqCodec : public LinearCodec {
+ public:
+  explicit GptqCodec(const QuantizeOptions& o) : o_(o) {}
+  Status check(const LinearTensors& t) const override {
+    QF_RETURN_IF_ERROR(validate(o_.grid, t.n_in, t.weight.name));
+    return check_gptq_packable(o_.grid, t.n_out, t.n_in, t.weight.name);
+  }
+  std::vector<SerializedTensor> layout(const LinearTensors& t) const override {
+    const int64_t bits = o_.grid.bits, ng = t.n_in / o_.grid.group_len(t.n_in);
+    return {{".g_idx", "I32", {t.n_in}, {}},
+            {".qweight", "I32", {t.n_in * bits / 32, t.n_out}, {}},
+            {".qzeros", "I32", {ng, t.n_out * bits / 32}, {}},
+            {".scales", "F16", {ng, t.n_out}, {}}};
+  }
+  std::vector<SerializedTensor> encode(const LinearTensors& t, const std::vector<float>& w, QuantizeReport& rep) const override {
+    GptqTensors g = pack_gptq(quantize_rtn(w.data(), t.n_out, t.n_in, o_.grid));
+    rep.zero_wraps += g.zero_wraps;
+    auto out = layout(t);
+    auto bytes = [](const auto& v) {
+      const auto* p = reinterpret_cast<const uint8_t*>(v.data());
+      return std::vector<uint8_t>(p, p + v.size() * sizeof(v[0]));
+    };
+    out[0].bytes = bytes(g.g_idx);
+    out[1].bytes = bytes(g.qweight);
+    out[2].bytes = bytes(g.qzeros);
+    out[3].bytes = bytes(g.scales);
+    return out;
+  }
+  json quantization_config() const override {
+    return {{"quant_method", "gptq"},  {"checkpoint_format", "gptq"}, {"bits", o_.grid.bits},
+            {"group_size", o_.grid.group}, {"sym", o_.grid.sym},    {"desc_act", false},
+            {"static_groups", false},  {"true_sequential", true},   {"damp_percent", 0.01},
+            {"meta", {{"quantizer", "qforge"}, {"method", "rtn"}, {"clip", o_.grid.clip_mse ? "mse" : "none"}}}};
+  }
+
+ private:
+  QuantizeOptions o_;
+};
+
+class Bnb4Codec : public LinearCodec {
+ public:
+  explicit Bnb4Codec(const QuantizeOptions& o) : o_(o), type_(o.method == "nf4" ? Bnb4Type::NF4 : Bnb4Type::FP4) {}
+  Status check(const LinearTensors& t) const override { return validate_bnb4(o_.blocksize, t.n_out * t.n_in, t.weight.name); }
+  std::vector<SerializedTensor> layout(const LinearTensors& t) const override {
+    float offset = 0;
+    if (o_.double_quant) {  // the quant-state JSON records the offset: one extra read of the weight
+      std::vector<float> w = t.weight.to_f32();
+      offset = bnb4_absmax_offset(w.data(), int64_t(w.size()), o_.blocksize);
+    }
+    return bnb4_layout(type_, o_.blocksize, o_.double_quant, offset, t.n_out, t.n_in, torch_dtype(t.weight.type));
+  }
+  std::vector<SerializedTensor> encode(const LinearTensors& t, const std::vector<float>& w, QuantizeReport&) const override {
+    Bnb4Quantized q = quantize_bnb4(w.data(), int64_t(w.size()), type_, o_.blocksize, o_.double_quant);
+    return serialize_bnb4(q, t.n_out, t.n_in, torch_dtype(t.weight.type));
+  }
+  json quantization_config() const override {
+    return {{"quant_method", "bitsandbytes"},
+            {"load_in_4bit", true},
+            {"load_in_8bit", false},
+            {"bnb_4bit_quant_type", bnb4_type_name(type_)},
+            {"bnb_4bit_use_double_quant", o_.double_quant},
+            {"bnb_4bit_compute_dtype", "float32"},
+            {"bnb_4bit_quant_storage", "uint8"},
+            {"llm_int8_threshold", 6.0},
+            {"llm_int8_skip_modules", nullptr},
+            {"llm_int8_has_fp16_weight", false},
+            {"llm_int8_enable_fp32_cpu_offload", false}};
+  }
+
+ private:
+  QuantizeOptions o_;
+  Bnb4Type type_;
+};
+
+Status write_config(const std::string& src_dir, const std::string& dst_dir, const LinearCodec& codec) {
   QF_ASSIGN_OR_RETURN(auto text, read_text_file(src_dir + "/config.json"));
   json cfg = json::parse(text);
-  cfg["quantization_config"] = {
-      {"quant_method", "gptq"},   {"checkpoint_format", "gptq"}, {"bits", opt.grid.bits},
-      {"group_size", opt.grid.group}, {"sym", opt.grid.sym},     {"desc_act", false},
-      {"static_groups", false},   {"true_sequential", true},    {"damp_percent", 0.01},
-      {"meta", {{"quantizer", "qforge"}, {"method", opt.method}, {"clip", opt.grid.clip_mse ? "mse" : "none"}}}};
+  cfg["quantization_config"] = codec.quantization_config();
   return write_file_atomic(dst_dir + "/config.json", cfg.dump(2) + "\n");
 }
 
@@ -63,30 +149,25 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
                                                 const std::function<void(int64_t, int64_t)>& progress) {
   if (ck.format != "hf") return error("{}: quantize reads Hugging Face directories (GGUF input is not supported yet)", ck.path);
   if (!ck.quant.method.empty()) return error("{}: the checkpoint is already quantized ({})", ck.path, ck.quant.method);
-  if (opt.method != "rtn") return error("--method {}: not available (supported: rtn)", opt.method);
+  std::unique_ptr<LinearCodec> codec;
+  if (opt.method == "rtn") codec = std::make_unique<GptqCodec>(opt);
+  else if (opt.method == "nf4" || opt.method == "fp4") codec = std::make_unique<Bnb4Codec>(opt);
+  else return error("--method {}: not available (supported: rtn, nf4, fp4)", opt.method);
   if (fs::exists(out_dir)) return error("{}: already exists; choose a new output folder", out_dir);
   std::map<std::string, const LinearTensors*> linears;  // weight name -> linear
   for (const auto& L : ck.weights.layers)
     for (const LinearTensors* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
-      QF_RETURN_IF_ERROR(validate(opt.grid, t->n_in, t->weight.name));
-      QF_RETURN_IF_ERROR(check_gptq_packable(opt.grid, t->n_out, t->n_in, t->weight.name));
+      QF_RETURN_IF_ERROR(codec->check(*t));
       linears[t->weight.name] = t;
     }
   std::vector<SafetensorsWriter::Entry> entries;
-  std::vector<const TensorView*> sources;
   for (const auto& t : ck.all_tensors) {
     auto it = linears.find(t.name);
     if (it == linears.end()) {
       entries.push_back({t.name, dtype_name(t.type), t.shape});
       continue;
     }
-    const int64_t n_out = it->second->n_out, n_in = it->second->n_in, bits = opt.grid.bits;
-    const int64_t ng = n_in / opt.grid.group_len(n_in);
-    const std::string& p = it->second->prefix;
-    entries.push_back({p + ".g_idx", "I32", {n_in}});
-    entries.push_back({p + ".qweight", "I32", {n_in * bits / 32, n_out}});
-    entries.push_back({p + ".qzeros", "I32", {ng, n_out * bits / 32}});
-    entries.push_back({p + ".scales", "F16", {ng, n_out}});
+    for (const auto& s : codec->layout(*it->second)) entries.push_back({it->second->prefix + s.suffix, s.dtype, s.shape});
   }
   TempDirGuard tmp{out_dir + ".tmp-" + std::to_string(getpid())};
   std::error_code ec;
@@ -94,7 +175,7 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
   QF_ASSIGN_OR_RETURN(auto writer, SafetensorsWriter::create(tmp.path + "/model.safetensors", entries,
                                                              {{"format", "pt"}, {"quantizer", "qforge"}}));
   QuantizeReport rep;
-  int64_t done = 0, packed_bits = 0;
+  int64_t done = 0, quantized_bytes = 0;
   for (const auto& t : ck.all_tensors) {
     auto it = linears.find(t.name);
     if (it == linears.end()) {
@@ -102,17 +183,14 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
     } else {
       std::vector<float> w = t.to_f32();
       QF_RETURN_IF_ERROR(check_finite(w, t.name));
-      IntQuantized q = quantize_rtn(w.data(), it->second->n_out, it->second->n_in, opt.grid);
-      GptqTensors g = pack_gptq(q);
-      const std::string& p = it->second->prefix;
-      QF_RETURN_IF_ERROR(writer->write(p + ".g_idx", g.g_idx.data(), g.g_idx.size() * 4));
-      QF_RETURN_IF_ERROR(writer->write(p + ".qweight", g.qweight.data(), g.qweight.size() * 4));
-      QF_RETURN_IF_ERROR(writer->write(p + ".qzeros", g.qzeros.data(), g.qzeros.size() * 4));
-      QF_RETURN_IF_ERROR(writer->write(p + ".scales", g.scales.data(), g.scales.size() * 2));
+      for (const auto& s : codec->encode(*it->second, w, rep)) {
+        QF_RETURN_IF_ERROR(writer->write(it->second->prefix + s.suffix, s.bytes.data(), s.bytes.size()));
+        if (s.suffix != ".g_idx" && s.suffix.find("quant_map") == std::string::npos &&
+            s.suffix.find("quant_state") == std::string::npos)
+          quantized_bytes += int64_t(s.bytes.size());  // codes, scales, zeros, absmax
+      }
       rep.linears++;
       rep.quantized_params += t.numel();
-      rep.zero_wraps += g.zero_wraps;
-      packed_bits += int64_t(g.qweight.size() + g.qzeros.size()) * 32 + int64_t(g.scales.size()) * 16;
     }
     if (progress) progress(++done, int64_t(ck.all_tensors.size()));
   }
@@ -125,9 +203,12 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
     fs::copy_file(e.path(), tmp.path + "/" + name, ec);
     if (ec) return error("{}: cannot copy to {}: {}", e.path().string(), tmp.path, ec.message());
   }
-  QF_RETURN_IF_ERROR(write_config(ck.path, tmp.path, opt));
+  QF_RETURN_IF_ERROR(write_config(ck.path, tmp.path, *codec));
   rep.output_bytes = int64_t(fs::file_size(tmp.path + "/model.safetensors"));
-  rep.body_bits_per_weight = double(packed_bits) / double(rep.quantized_params);
+  rep.body_bits_per_weight = 8.0 * double(quantized_bytes) / double(rep.quantized_params);
+  rep.describe = opt.method == "rtn" ? opt.grid.describe() + " in the GPTQ layout"
+                                     : fmt::format("{} blocksize {}{} in the bitsandbytes layout", opt.method,
+                                                   opt.blocksize, opt.double_quant ? " double-quant" : "");
   fs::rename(tmp.path, out_dir, ec);
   if (ec) return error("{}: cannot rename from {}: {}", out_dir, tmp.path, ec.message());
   tmp.keep = true;

@@ -1,8 +1,9 @@
 // quant/quantize_hf.h — `qforge quantize`: an HF checkpoint in, a quantized HF checkpoint out.
 //
 // Streams tensor by tensor (one tensor widened to fp32 at a time; the source stays mmap'd):
-// each decoder-block Linear is quantized on the integer grid and written in the GPTQ layout
-// (io/gptq_layout.h); embeddings, norms and lm_head are copied unchanged. The output is
+// each decoder-block Linear is quantized — rtn: integer grid, written in the GPTQ layout
+// (io/gptq_layout.h); nf4/fp4: bitsandbytes 4-bit, written as transformers serializes
+// Linear4bit (io/bnb_layout.h) — and embeddings, norms and lm_head are copied unchanged. The output is
 // built in a temporary folder next to OUT and renamed when complete, so a failed or
 // interrupted run leaves nothing at OUT. Every non-weight file (tokenizer, generation
 // config) is copied; config.json gains `quantization_config`.
@@ -18,16 +19,19 @@
 namespace qf {
 
 struct QuantizeOptions {
-  std::string method = "rtn";
-  IntGridSpec grid;
+  std::string method = "rtn";  // rtn | nf4 | fp4
+  IntGridSpec grid;            // rtn
+  int blocksize = 64;          // nf4/fp4
+  bool double_quant = false;   // nf4/fp4
 };
 
 struct QuantizeReport {
   int64_t linears = 0;
   int64_t quantized_params = 0;
-  int64_t zero_wraps = 0;     // groups whose zero 0 the GPTQ v1 layout cannot store
+  int64_t zero_wraps = 0;     // rtn: groups whose zero 0 the GPTQ v1 layout cannot store
   int64_t output_bytes = 0;   // model.safetensors
-  double body_bits_per_weight = 0;  // of the quantized Linears: codes + fp16 scales + packed zeros
+  double body_bits_per_weight = 0;  // of the quantized Linears: codes and every scale/zero/absmax
+  std::string describe;
 };
 
 Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const QuantizeOptions& opt,
