@@ -31,6 +31,11 @@ class MappedFile {
   size_t size_;
 };
 
+// Tells the kernel the pages under [p, p + n) of a read-only mapping are no longer needed, so
+// streaming over a checkpoint keeps resident only what is being worked on (pages are read
+// again from the file if touched later). Partial pages at either end are kept.
+void release_mapped_pages(const void* p, size_t n);
+
 // Reads a whole (small) file into a string.
 Expected<std::string> read_text_file(const std::string& path);
 

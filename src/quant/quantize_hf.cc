@@ -109,6 +109,7 @@ class Bnb4Codec : public LinearCodec {
     if (o_.double_quant) {  // the quant-state JSON records the offset: one extra read of the weight
       std::vector<float> w = t.weight.to_f32();
       offset = bnb4_absmax_offset(w.data(), int64_t(w.size()), o_.blocksize);
+      release_mapped_pages(t.weight.data, size_t(t.weight.nbytes));
     }
     return bnb4_layout(type_, o_.blocksize, o_.double_quant, offset, t.n_out, t.n_in, torch_dtype(t.weight.type));
   }
@@ -180,6 +181,7 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
     auto it = linears.find(t.name);
     if (it == linears.end()) {
       QF_RETURN_IF_ERROR(writer->write(t.name, t.data, size_t(t.nbytes)));
+      release_mapped_pages(t.data, size_t(t.nbytes));
     } else {
       std::vector<float> w = t.to_f32();
       QF_RETURN_IF_ERROR(check_finite(w, t.name));
@@ -191,6 +193,7 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
       }
       rep.linears++;
       rep.quantized_params += t.numel();
+      release_mapped_pages(t.data, size_t(t.nbytes));
     }
     if (progress) progress(++done, int64_t(ck.all_tensors.size()));
   }
