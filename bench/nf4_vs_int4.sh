@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # QLoRA's claim, checked on qf-27m: NF4 vs FP4 vs symmetric INT4 at the same block size (64),
 # with and without double quantization; `qforge eval --base` on all of wiki.test.raw, ctx 512.
-# Writes bench/results/nf4_vs_int4.jsonl and prints a table. Usage: bench/nf4_vs_int4.sh [THREADS]
+# Writes bench/results/nf4_vs_int4.jsonl and prints a table. Usage: [MAXW=N] bench/nf4_vs_int4.sh [THREADS]
+# (MAXW limits the evaluation to the first N windows.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${1:-2}
@@ -21,7 +22,7 @@ for c in "${CONFIGS[@]}"; do
   IFS='|' read -r name flags <<<"$c"
   dir=$(mktemp -d)/q
   ./build/qforge quantize "$BASE" -o "$dir" $flags >/dev/null
-  ./build/qforge -t "$THREADS" eval "$dir" --base "$BASE" --text "$TEXT" --ctx 512 --json |
+  ./build/qforge -t "$THREADS" eval "$dir" --base "$BASE" --text "$TEXT" --ctx 512 ${MAXW:+--max-windows $MAXW} --json |
     python3 -c "import json,sys; r=json.load(sys.stdin); r['config']='$name'; print(json.dumps(r))" >>"$OUT/nf4_vs_int4.jsonl"
   rm -rf "$(dirname "$dir")"
   tail -n 1 "$OUT/nf4_vs_int4.jsonl" | python3 -c "
