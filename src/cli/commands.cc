@@ -194,8 +194,13 @@ Status run_eval(const EvalArgs& a) {
   }
   auto t0 = std::chrono::steady_clock::now();
   std::vector<int32_t> tokens = ck.tokenizer->encode(text, true);
-  if (base_ck && base_ck->tokenizer->encode(text.substr(0, 4096), true) != ck.tokenizer->encode(text.substr(0, 4096), true))
-    return error("--base {} tokenizes the text differently from {}", a.base, a.model);
+  if (base_ck) {  // compare on a prefix cut at a character boundary
+    size_t cut = std::min<size_t>(text.size(), 4096);
+    while (cut > 0 && cut < text.size() && (uint8_t(text[cut]) & 0xC0) == 0x80) --cut;
+    const std::string head = text.substr(0, cut);
+    if (base_ck->tokenizer->encode(head, true) != ck.tokenizer->encode(head, true))
+      return error("--base {} tokenizes the text differently from {}", a.base, a.model);
+  }
   info("tokenized {}: {} tokens in {:.2f}s", a.text, tokens.size(), seconds_since(t0));
   ProgressBar bar("perplexity");
   PerplexityOptions opt;
