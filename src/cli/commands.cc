@@ -130,7 +130,6 @@ Status run_generate(const GenerateArgs& a) {
     std::fprintf(stderr, "warning: %d positions exceed the model's trained context of %d\n", n_ctx, tf->config().max_ctx);
   KVCache cache = tf->new_cache(n_ctx);
   std::vector<float> logits(size_t(tf->config().vocab_size));
-  const int vocab = tf->config().vocab_size;
   auto argmax = [&] { return int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin()); };
   fmt::print("{}", a.prompt);
   auto t0 = std::chrono::steady_clock::now();
@@ -153,7 +152,7 @@ Status run_generate(const GenerateArgs& a) {
   }
   double gen_s = seconds_since(t0);
   fmt::print("\n");
-  (void)vocab;
+  std::fflush(stdout);  // the statistics below go to stderr, after the text
   std::fprintf(stderr, "prompt: %zu tokens, %.1f tokens/s; generated: %zu tokens, %.1f tokens/s\n", ids.size(),
                ids.size() / prompt_s, out.size(), out.size() / std::max(gen_s, 1e-9));
   return {};
