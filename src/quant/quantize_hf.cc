@@ -18,18 +18,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-std::string dtype_name(QType t) {
-  switch (t) {
-    case QType::F32: return "F32";
-    case QType::F16: return "F16";
-    case QType::BF16: return "BF16";
-    case QType::I8: return "I8";
-    case QType::U8: return "U8";
-    case QType::I32: return "I32";
-    default: return "";
-  }
-}
-
 // Removes the temporary output folder unless the run completed.
 struct TempDirGuard {
   std::string path;
@@ -165,7 +153,7 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
   for (const auto& t : ck.all_tensors) {
     auto it = linears.find(t.name);
     if (it == linears.end()) {
-      entries.push_back({t.name, dtype_name(t.type), t.shape});
+      entries.push_back({t.name, std::string(traits(t.type).name), t.shape});  // safetensors names match
       continue;
     }
     for (const auto& s : codec->layout(*it->second)) entries.push_back({it->second->prefix + s.suffix, s.dtype, s.shape});
