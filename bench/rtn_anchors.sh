@@ -3,7 +3,7 @@
 # quantize each config with `qforge quantize --method rtn` (GPTQ layout, fp16 scales), then
 # `qforge eval --base` on all of wiki.test.raw at ctx 512 (708 windows). Prints one JSON line
 # per config to bench/results/rtn_anchors.jsonl and a table.
-# Usage: bench/rtn_anchors.sh [THREADS]
+# Usage: [FILTER=regex] bench/rtn_anchors.sh [THREADS]   (FILTER picks configs by name and appends)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${1:-2}
@@ -12,7 +12,7 @@ BASE=$SHARED/models/qf-27m
 TEXT=$SHARED/data/wikitext-2-raw/wiki.test.raw
 OUT=bench/results
 mkdir -p "$OUT"
-: >"$OUT/rtn_anchors.jsonl"
+[ -n "${FILTER:-}" ] || : >"$OUT/rtn_anchors.jsonl"
 # name | flags | reference wiki PPL | reference KLD | reference top-1 %
 CONFIGS=(
   "W8 per-channel asym|--bits 8 --group -1|82.7068|0.00022|98.96"
@@ -24,6 +24,7 @@ CONFIGS=(
 )
 for c in "${CONFIGS[@]}"; do
   IFS='|' read -r name flags ref_ppl ref_kld ref_top1 <<<"$c"
+  [[ "$name" =~ ${FILTER:-.} ]] || continue
   dir=$(mktemp -d)/q
   ./build/qforge quantize "$BASE" -o "$dir" --method rtn $flags >/dev/null
   ./build/qforge -t "$THREADS" eval "$dir" --base "$BASE" --text "$TEXT" --ctx 512 --json |

@@ -131,7 +131,7 @@ namespace {
 std::map<std::string, TensorView> views(const std::vector<SerializedTensor>& ts) {
   std::map<std::string, TensorView> m;
   for (const auto& t : ts) {
-    QType type = t.dtype == "F32" ? QType::F32 : QType::U8;
+    QType type = *qtype_from_name(t.dtype);
     m[t.suffix] = TensorView{t.suffix, type, t.shape, t.bytes.data(), int64_t(t.bytes.size()), nullptr};
   }
   return m;

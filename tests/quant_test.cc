@@ -9,7 +9,10 @@
 #include "core/half.h"
 #include "file_builders.h"
 #include "formats/int_grid.h"
+#include "formats/int8_rowwise.h"
+#include "io/bnb_layout.h"
 #include "io/gptq_layout.h"
+#include "model/checkpoint.h"
 #include "test_paths.h"
 
 namespace qf {
@@ -111,7 +114,7 @@ TEST(GptqLayout, FourBitNibblesLowFirst) {
 TEST(GptqLayout, PackUnpackRoundTripEveryWidth) {
   std::mt19937 rng(2);
   std::normal_distribution<float> nd(0.f, 1.f);
-  for (int bits : {2, 3, 4, 8}) {
+  for (int bits : {2, 3, 4, 5, 6, 8}) {
     const int64_t n_out = 64, n_in = 256;
     std::vector<float> w(size_t(n_out * n_in));
     for (auto& v : w) v = nd(rng);
@@ -132,6 +135,59 @@ TEST(GptqLayout, PackUnpackRoundTripEveryWidth) {
       else EXPECT_EQ(back->zeros[i], float(1 << bits));  // v1's zero − 1 wraps
     }
   }
+}
+
+TEST(GptqLayout, ActOrderGroupIndexRoundTrips) {
+  // desc_act checkpoints keep the codes in column order; g_idx sends columns to groups out of
+  // order. Decoding must use each column's own group's scale and zero.
+  const int64_t n_out = 32, n_in = 64;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> w(size_t(n_out * n_in));
+  for (auto& v : w) v = nd(rng);
+  IntQuantized q = quantize_rtn(w.data(), n_out, n_in, IntGridSpec{4, 16, false, false});
+  for (int64_t i = 0; i < n_in; ++i) q.g_idx.push_back(int32_t((i * 7) % 4));  // a permuted assignment
+  GptqTensors g = pack_gptq(q);
+  EXPECT_EQ(g.g_idx, q.g_idx);
+  auto view = [](auto& vec, QType t, std::vector<int64_t> shape) {
+    return TensorView{"", t, shape, reinterpret_cast<const uint8_t*>(vec.data()), int64_t(vec.size() * sizeof(vec[0])), nullptr};
+  };
+  auto back = unpack_gptq(view(g.qweight, QType::I32, {n_in / 8, n_out}), view(g.qzeros, QType::I32, {4, n_out / 8}),
+                          view(g.scales, QType::F16, {4, n_out}), view(g.g_idx, QType::I32, {n_in}), 4, "t");
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->g_idx, q.g_idx);
+  std::vector<float> d(size_t(n_out * n_in));
+  back->dequantize_rows(0, n_out, d.data());
+  for (int64_t r = 0; r < n_out; ++r)
+    for (int64_t i = 0; i < n_in; ++i) {
+      const size_t k = size_t(r * 4 + q.g_idx[size_t(i)]);
+      const float scale = f16_to_f32(f32_to_f16(q.scales[k]));
+      ASSERT_EQ(d[size_t(r * n_in + i)], scale * (float(q.codes[size_t(r * n_in + i)]) - back->zeros[k]));
+    }
+  std::vector<int32_t> bad = g.g_idx;
+  bad[3] = 4;
+  auto refused = unpack_gptq(view(g.qweight, QType::I32, {n_in / 8, n_out}), view(g.qzeros, QType::I32, {4, n_out / 8}),
+                             view(g.scales, QType::F16, {4, n_out}), view(bad, QType::I32, {n_in}), 4, "t");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("g_idx[3] = 4, expected a group in [0, 4)"), std::string::npos);
+}
+
+TEST(PackedInt, DecodesExactlyAsTheUnpackedCodesEveryWidth) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (int bits = 2; bits <= 8; ++bits)
+    for (auto [n_out, n_in, group] : {std::tuple{5, 37, -1}, {3, 96, 32}}) {
+      std::vector<float> w(size_t(n_out * n_in));
+      for (auto& v : w) v = nd(rng);
+      IntQuantized q = quantize_rtn(w.data(), n_out, n_in, IntGridSpec{bits, group, false, false});
+      if (group > 0)
+        for (int64_t i = 0; i < n_in; ++i) q.g_idx.push_back(int32_t((i * 5) % q.n_groups()));
+      PackedInt p(q);
+      std::vector<float> a(size_t(n_out * n_in)), b(a.size());
+      q.dequantize_rows(1, n_out - 1, a.data());
+      p.dequantize_rows(1, n_out - 1, b.data());
+      ASSERT_EQ(a, b) << bits << " bits, " << n_in << " columns";
+    }
 }
 
 // ---- qforge quantize, end to end on the bundled model ------------------------------------
@@ -167,6 +223,60 @@ TEST(QuantizeCli, Nf4DoubleQuantCheckpointLoadsBack) {
                     test::text_path("tinystories-val-head") + " --ctx 64 --max-windows 4", &err), 0) << err;
   EXPECT_EQ(run("quantize " + test::bundled_stories() + "/hf -o " + out + "2 --method fp4 --blocksize 48", &err), 1);
   EXPECT_NE(err.find("blocksize must be a power of two from 32 to 4096, got 48"), std::string::npos) << err;
+}
+
+TEST(QuantizeCli, LlmInt8CheckpointHoldsBitsandbytesRowwiseCodes) {
+  std::string out = test::temp_dir("quant_int8") + "/int8";
+  ASSERT_EQ(run("quantize " + test::bundled_stories() + "/hf -o " + out + " --method llm-int8 --int8-threshold 4.5"), 0);
+  auto cfg = nlohmann::json::parse(test::slurp(out + "/config.json"));
+  EXPECT_EQ(cfg["quantization_config"]["load_in_8bit"], true);
+  EXPECT_EQ(cfg["quantization_config"]["llm_int8_threshold"], 4.5);
+  auto q = load_checkpoint(out);
+  auto base = load_checkpoint(test::bundled_stories() + "/hf");
+  ASSERT_TRUE(q.ok() && base.ok()) << q.status().message();
+  EXPECT_EQ(q->quant.method, "bnb8");
+  EXPECT_EQ(q->quant.int8_threshold, 4.5f);
+  // The stored codes and SCB are bitsandbytes' rule applied to the original fp32 weight.
+  const auto& lin = q->weights.layers[1].w_down;
+  std::vector<float> w = base->weights.layers[1].w_down.weight.to_f32();
+  Int8Rowwise expect = quantize_int8_rowwise(w.data(), lin.n_out, lin.n_in);
+  auto got = deserialize_int8(lin.parts, lin.n_out, lin.n_in, lin.prefix);
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  EXPECT_EQ(got->codes, expect.codes);
+  EXPECT_EQ(got->scb, expect.scb);
+  std::string err;
+  EXPECT_EQ(run("eval " + out + " --base " + test::bundled_stories() + "/hf --text " +
+                    test::text_path("tinystories-val-head") + " --ctx 64 --max-windows 4", &err), 0) << err;
+}
+
+TEST(QuantizeCli, QuantizeHeadUntiesATiedEmbedding) {
+  std::string out = test::temp_dir("quant_head") + "/nf4";
+  ASSERT_EQ(run("quantize " + test::bundled_stories() + "/hf -o " + out + " --method nf4 --quantize-head"), 0);
+  auto cfg = nlohmann::json::parse(test::slurp(out + "/config.json"));
+  EXPECT_EQ(cfg["tie_word_embeddings"], false);
+  EXPECT_EQ(cfg["quantization_config"]["llm_int8_skip_modules"], nlohmann::json::array());
+  auto q = load_checkpoint(out);
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  EXPECT_TRUE(q->weights.output.packed());
+  EXPECT_EQ(q->weights.output.prefix, "lm_head");
+  EXPECT_EQ(q->weights.tok_embd.type, QType::F32);  // the embedding itself stays as it was
+  std::string err;
+  EXPECT_EQ(run("eval " + out + " --base " + test::bundled_stories() + "/hf --text " +
+                    test::text_path("tinystories-val-head") + " --ctx 64 --max-windows 4", &err), 0) << err;
+}
+
+TEST(QuantizeCli, RefusesOptionsOfAnotherMethod) {
+  std::string dir = test::temp_dir("quant_opts"), err;
+  const std::string m = "quantize " + test::bundled_stories() + "/hf -o " + dir + "/q ";
+  EXPECT_EQ(run(m + "--method nf4 --bits 7", &err), 1);
+  EXPECT_NE(err.find("--bits 7 with --method nf4: nf4 codes are 4 bits"), std::string::npos) << err;
+  EXPECT_EQ(run(m + "--method llm-int8 --bits 4", &err), 1);
+  EXPECT_NE(err.find("its weights are 8 bits"), std::string::npos) << err;
+  EXPECT_EQ(run(m + "--method rtn --double-quant", &err), 1);
+  EXPECT_NE(err.find("--double-quant does not apply to --method rtn"), std::string::npos) << err;
+  EXPECT_EQ(run(m + "--method fp4 --group 64", &err), 1);
+  EXPECT_NE(err.find("--group does not apply to --method fp4"), std::string::npos) << err;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/q"));
 }
 
 TEST(QuantizeCli, RefusesWhatTheLayoutCannotHoldAndLeavesNothing) {

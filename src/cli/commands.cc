@@ -1,9 +1,11 @@
 #include "cli/commands.h"
 
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -158,7 +160,24 @@ Status run_generate(const GenerateArgs& a) {
   return {};
 }
 
+// Refuses options that mean nothing for the chosen method, and bit widths a format cannot have.
+Status check_method_options(const QuantizeArgs& a) {
+  const bool bnb4 = a.method == "nf4" || a.method == "fp4", int8 = a.method == "llm-int8";
+  auto given = [&](const char* name) { return std::find(a.given.begin(), a.given.end(), name) != a.given.end(); };
+  if (bnb4 && given("--bits") && a.bits != 4)
+    return error("--bits {} with --method {}: {} codes are 4 bits", a.bits, a.method, a.method);
+  if (int8 && given("--bits") && a.bits != 8) return error("--bits {} with --method llm-int8: its weights are 8 bits", a.bits);
+  const std::map<std::string, std::vector<const char*>> own = {
+      {"--group", {"rtn"}}, {"--sym", {"rtn"}}, {"--clip", {"rtn"}}, {"--blocksize", {"nf4", "fp4"}},
+      {"--double-quant", {"nf4", "fp4"}}, {"--int8-threshold", {"llm-int8"}}};
+  for (const auto& [name, methods] : own)
+    if (given(name.c_str()) && std::find(methods.begin(), methods.end(), a.method) == methods.end())
+      return error("{} does not apply to --method {} (it is for {})", name, a.method, fmt::join(methods, ", "));
+  return {};
+}
+
 Status run_quantize(const QuantizeArgs& a) {
+  QF_RETURN_IF_ERROR(check_method_options(a));
   QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));
   QuantizeOptions opt;
   opt.method = a.method;
@@ -168,6 +187,8 @@ Status run_quantize(const QuantizeArgs& a) {
   opt.grid.clip_mse = a.clip == "mse";
   opt.blocksize = a.blocksize;
   opt.double_quant = a.double_quant;
+  opt.int8_threshold = a.int8_threshold;
+  opt.quantize_head = a.quantize_head;
   ProgressBar bar("quantize");
   auto t0 = std::chrono::steady_clock::now();
   QF_ASSIGN_OR_RETURN(auto rep, quantize_hf_checkpoint(ck, opt, a.out, [&](int64_t d, int64_t t) { bar.update(d, t); }));

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 
@@ -27,7 +28,9 @@ struct EvalArgs {
 struct QuantizeArgs {
   std::string model, out, method = "rtn", clip = "none";
   int bits = 4, group = 128, blocksize = 64;
-  bool sym = false, double_quant = false;
+  bool sym = false, double_quant = false, quantize_head = false;
+  float int8_threshold = 6.0f;
+  std::vector<std::string> given;  // method options present on the command line
 };
 
 struct BenchArgs {

@@ -35,16 +35,21 @@ int main(int argc, char** argv) {
   eval->add_option("--base", ea.base, "unquantized model: also report KL divergence and top-1 agreement against it");
 
   qf::cli::QuantizeArgs qa;
-  auto* quantize = app.add_subcommand("quantize", "quantize an HF checkpoint (rtn → GPTQ layout, nf4/fp4 → bitsandbytes layout)");
+  auto* quantize = app.add_subcommand(
+      "quantize", "quantize an HF checkpoint (rtn → GPTQ layout; nf4/fp4/llm-int8 → bitsandbytes layout)");
   quantize->add_option("model", qa.model, "HF model directory")->required();
   quantize->add_option("-o,--out", qa.out, "output directory (must not exist)")->required();
-  quantize->add_option("--method", qa.method, "quantization method")->check(CLI::IsMember({"rtn", "nf4", "fp4"}));
-  quantize->add_option("--bits", qa.bits, "bits per weight: 2, 3, 4 or 8 (the GPTQ layout's widths)");
+  quantize->add_option("--method", qa.method, "quantization method")->check(CLI::IsMember({"rtn", "nf4", "fp4", "llm-int8"}));
+  quantize->add_option("--bits", qa.bits, "rtn: bits per weight, 2..8 (GPTQ runtimes load 2, 3, 4, 8)");
   quantize->add_option("--group", qa.group, "group size along the input dimension, -1 = per output channel");
   quantize->add_flag("--sym", qa.sym, "symmetric grid (zero fixed at (maxq+1)/2)");
   quantize->add_option("--clip", qa.clip, "range clipping search")->check(CLI::IsMember({"none", "mse"}));
   quantize->add_option("--blocksize", qa.blocksize, "nf4/fp4: weights per absmax block (power of two, 32..4096)");
   quantize->add_flag("--double-quant", qa.double_quant, "nf4/fp4: quantize the absmax values too (QLoRA)");
+  quantize->add_option("--int8-threshold", qa.int8_threshold,
+                       "llm-int8: activation outlier threshold, 0 = plain W8A8 (default 6.0)")
+      ->check(CLI::NonNegativeNumber);
+  quantize->add_flag("--quantize-head", qa.quantize_head, "quantize lm_head too (a tied head is untied)");
 
   qf::cli::BenchArgs ba;
   auto* bench = app.add_subcommand("bench", "prompt and generation tokens/s, measured like llama-bench");
@@ -67,7 +72,11 @@ int main(int argc, char** argv) {
   else if (*generate) st = qf::cli::run_generate(ga);
   else if (*eval) st = qf::cli::run_eval(ea);
   else if (*bench) st = qf::cli::run_bench(ba);
-  else if (*quantize) st = qf::cli::run_quantize(qa);
+  else if (*quantize) {
+    for (const char* name : {"--bits", "--group", "--sym", "--clip", "--blocksize", "--double-quant", "--int8-threshold"})
+      if (quantize->count(name) > 0) qa.given.push_back(name);
+    st = qf::cli::run_quantize(qa);
+  }
   if (!st.ok()) {
     std::fprintf(stderr, "qforge: error: %s\n", st.message().c_str());
     return 1;

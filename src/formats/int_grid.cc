@@ -87,13 +87,50 @@ IntQuantized quantize_rtn(const float* w, int64_t n_out, int64_t n_in, const Int
 }
 
 void IntQuantized::dequantize_rows(int64_t r0, int64_t rows, float* dst) const {
-  const int64_t g = spec.group_len(n_in), ng = n_in / g;
+  const int64_t ng = n_groups();
   for (int64_t r = r0; r < r0 + rows; ++r)
-    for (int64_t j = 0; j < ng; ++j) {
-      GroupParams p{scales[size_t(r * ng + j)], zeros[size_t(r * ng + j)]};
-      for (int64_t i = j * g; i < (j + 1) * g; ++i)
-        dst[(r - r0) * n_in + i] = dequantize_value(codes[size_t(r * n_in + i)], p);
+    for (int64_t i = 0; i < n_in; ++i) {
+      const size_t k = size_t(r * ng + group_of(i));
+      dst[(r - r0) * n_in + i] = dequantize_value(codes[size_t(r * n_in + i)], {scales[k], zeros[k]});
     }
+}
+
+PackedInt::PackedInt(const IntQuantized& q)
+    : bits_(q.spec.bits),
+      n_out_(q.n_out),
+      n_in_(q.n_in),
+      n_groups_(q.n_groups()),
+      group_(q.spec.group_len(q.n_in)),
+      row_bytes_((q.n_in * q.spec.bits + 7) / 8),
+      packed_(size_t(q.n_out * row_bytes_ + 1), 0),
+      scales_(q.scales),
+      zeros_(q.zeros),
+      g_idx_(q.g_idx) {
+  for (int64_t r = 0; r < n_out_; ++r) {
+    uint8_t* row = packed_.data() + r * row_bytes_;
+    for (int64_t i = 0; i < n_in_; ++i) {
+      const int64_t bit = i * bits_;
+      const unsigned v = unsigned(q.codes[size_t(r * n_in_ + i)]) << (bit % 8);
+      row[bit / 8] |= uint8_t(v);
+      if (bit % 8 + bits_ > 8) row[bit / 8 + 1] |= uint8_t(v >> 8);
+    }
+  }
+}
+
+void PackedInt::dequantize_rows(int64_t r0, int64_t rows, float* dst) const {
+  const unsigned mask = (1u << bits_) - 1;
+  for (int64_t r = r0; r < r0 + rows; ++r) {
+    const uint8_t* row = packed_.data() + r * row_bytes_;
+    const float* sc = scales_.data() + r * n_groups_;
+    const float* ze = zeros_.data() + r * n_groups_;
+    float* out = dst + (r - r0) * n_in_;
+    for (int64_t i = 0; i < n_in_; ++i) {
+      const int64_t bit = i * bits_;
+      const unsigned v = ((unsigned(row[bit / 8]) | unsigned(row[bit / 8 + 1]) << 8) >> (bit % 8)) & mask;
+      const int64_t g = g_idx_.empty() ? i / group_ : g_idx_[size_t(i)];
+      out[i] = sc[g] * (float(v) - ze[g]);
+    }
+  }
 }
 
 }  // namespace qf

@@ -46,17 +46,38 @@ inline int quantize_value(float x, const GroupParams& p, int maxq) {
 }
 inline float dequantize_value(int q, const GroupParams& p) { return p.scale * (float(q) - p.zero); }
 
-// A matrix on the integer grid, in qforge's in-memory layout: codes row-major (n_out, n_in),
-// one byte each; scales/zeros (n_out, n_groups). Checkpoint layouts (GPTQ, AWQ) convert from it.
+// A matrix on the integer grid as quantizers produce it: codes row-major (n_out, n_in), one
+// byte each; scales/zeros (n_out, n_groups). Checkpoint layouts (GPTQ, AWQ) convert from it.
 struct IntQuantized {
   IntGridSpec spec;
   int64_t n_out = 0, n_in = 0;
   std::vector<uint8_t> codes;   // (n_out, n_in)
   std::vector<float> scales;    // (n_out, n_groups)
   std::vector<float> zeros;     // (n_out, n_groups)
+  std::vector<int32_t> g_idx;   // (n_in) group of each input column (act-order), or empty: column / group
   int64_t n_groups() const { return n_in / spec.group_len(n_in); }
+  int64_t group_of(int64_t col) const { return g_idx.empty() ? col / spec.group_len(n_in) : g_idx[size_t(col)]; }
   // Decodes rows [r0, r0 + rows) into dst (rows, n_in).
   void dequantize_rows(int64_t r0, int64_t rows, float* dst) const;
+};
+
+// The same matrix as a quantized Linear holds it in memory: each row's codes bit-packed (a
+// little-endian bit stream of `bits` per code), scales and zeros beside them.
+class PackedInt {
+ public:
+  explicit PackedInt(const IntQuantized& q);
+  void dequantize_rows(int64_t r0, int64_t rows, float* dst) const;
+  int64_t n_out() const { return n_out_; }
+  int64_t n_in() const { return n_in_; }
+  int64_t n_groups() const { return n_groups_; }
+  int bits() const { return bits_; }
+
+ private:
+  int bits_;
+  int64_t n_out_, n_in_, n_groups_, group_, row_bytes_;
+  std::vector<uint8_t> packed_;  // (n_out, row_bytes) + 1 byte of padding for 16-bit reads
+  std::vector<float> scales_, zeros_;
+  std::vector<int32_t> g_idx_;
 };
 
 // Round-to-nearest quantization of a (n_out, n_in) fp32 matrix.

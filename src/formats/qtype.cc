@@ -93,6 +93,12 @@ std::optional<QType> qtype_from_ggml_id(uint32_t id) {
   return std::nullopt;
 }
 
+std::optional<QType> qtype_from_name(std::string_view name) {
+  for (const auto& tr : kTraits)
+    if (tr.name == name) return tr.type;
+  return std::nullopt;
+}
+
 std::string_view ggml_type_name(uint32_t id) {
   // llama.cpp ggml.h enum ggml_type (ids 4 and 5 were removed upstream).
   static constexpr std::string_view kNames[] = {

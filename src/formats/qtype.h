@@ -30,6 +30,8 @@ struct QTypeTraits {
 
 const QTypeTraits& traits(QType t);
 std::optional<QType> qtype_from_ggml_id(uint32_t id);
+// The type whose table name is `name` ("F32", "BF16", "I8", ...; safetensors uses the same).
+std::optional<QType> qtype_from_name(std::string_view name);
 // Name of a ggml type id, also for the types qforge does not read yet ("Q4_K", ...).
 std::string_view ggml_type_name(uint32_t id);
 

@@ -113,4 +113,35 @@ Expected<Bnb4Quantized> deserialize_bnb4(const std::map<std::string, TensorView>
   return q;
 }
 
+std::vector<SerializedTensor> int8_layout(int64_t n_out, int64_t n_in) {
+  return {{".weight", "I8", {n_out, n_in}, {}}, {".SCB", "F32", {n_out}, {}}, {".weight_format", "U8", {}, {0}}};
+}
+
+std::vector<SerializedTensor> serialize_int8(const Int8Rowwise& q) {
+  auto t = int8_layout(q.n_out, q.n_in);
+  t[0].bytes = bytes_of(q.codes.data(), q.codes.size());
+  t[1].bytes = bytes_of(q.scb.data(), q.scb.size());
+  return t;
+}
+
+Expected<Int8Rowwise> deserialize_int8(const std::map<std::string, TensorView>& parts, int64_t n_out, int64_t n_in,
+                                       const std::string& prefix) {
+  auto w = parts.find(".weight"), scb = parts.find(".SCB"), format = parts.find(".weight_format");
+  if (w == parts.end() || scb == parts.end()) return error("{}: expected .weight (int8) and .SCB", prefix);
+  if (w->second.type != QType::I8 || w->second.shape != std::vector<int64_t>{n_out, n_in})
+    return error("{}.weight: expected int8 [{}, {}], found {} {}", prefix, n_out, n_in, traits(w->second.type).name,
+                 w->second.shape_str());
+  if (scb->second.numel() != n_out || scb->second.shape.size() != 1)
+    return error("{}.SCB: expected {} row scales, found shape {}", prefix, n_out, scb->second.shape_str());
+  if (format != parts.end() && format->second.to_f32() != std::vector<float>{0.0f})
+    return error("{}.weight_format: expected 0 (row-major), found another layout", prefix);
+  Int8Rowwise q;
+  q.n_out = n_out;
+  q.n_in = n_in;
+  const auto* c = reinterpret_cast<const int8_t*>(w->second.data);
+  q.codes.assign(c, c + n_out * n_in);
+  q.scb = scb->second.to_f32();
+  return q;
+}
+
 }  // namespace qf

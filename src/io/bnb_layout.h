@@ -1,4 +1,4 @@
-// io/bnb_layout.h — the bitsandbytes 4-bit serialization transformers writes (Linear4bit /
+// io/bnb_layout.h — the bitsandbytes serializations transformers writes. 4-bit (Linear4bit /
 // QuantState.as_dict(packed=True)), per quantized Linear `<prefix>`:
 //   <prefix>.weight                                   uint8 (n/2, 1)  codes, first in the high nibble
 //   <prefix>.weight.absmax                            float32 (n_blocks), or uint8 with double quant
@@ -8,6 +8,11 @@
 //   <prefix>.weight.quant_state.bitsandbytes__<type>  uint8: UTF-8 JSON of
 //       {"quant_type", "blocksize", "dtype", "shape", ["nested_blocksize", "nested_dtype", "nested_offset"]}
 //       in that order, as Python's json.dumps writes it.
+//
+// LLM.int8() (Linear8bitLt._save_to_state_dict), per Linear:
+//   <prefix>.weight         int8 (n_out, n_in)  CB
+//   <prefix>.SCB            float32 (n_out)     row absmax
+//   <prefix>.weight_format  uint8 scalar 0      "row" layout (kept by bitsandbytes for compatibility)
 #pragma once
 
 #include <map>
@@ -16,6 +21,7 @@
 
 #include "core/status.h"
 #include "formats/bnb4.h"
+#include "formats/int8_rowwise.h"
 #include "formats/tensor.h"
 
 namespace qf {
@@ -40,5 +46,10 @@ Expected<Bnb4Quantized> deserialize_bnb4(const std::map<std::string, TensorView>
                                          const std::string& prefix);
 
 const char* bnb4_type_name(Bnb4Type t);
+
+std::vector<SerializedTensor> int8_layout(int64_t n_out, int64_t n_in);
+std::vector<SerializedTensor> serialize_int8(const Int8Rowwise& q);
+Expected<Int8Rowwise> deserialize_int8(const std::map<std::string, TensorView>& parts, int64_t n_out, int64_t n_in,
+                                       const std::string& prefix);
 
 }  // namespace qf

@@ -27,8 +27,6 @@ uint8_t unpack_bits(const int32_t* words, int word_stride, int64_t k, int bits) 
 }
 
 Status check_gptq_packable(const IntGridSpec& s, int64_t n_out, int64_t n_in, const std::string& tensor) {
-  if (s.bits != 2 && s.bits != 3 && s.bits != 4 && s.bits != 8)
-    return error("{}: the GPTQ checkpoint layout stores 2, 3, 4 or 8 bits, not {}", tensor, s.bits);
   if (n_in * s.bits % 32 != 0 || n_out * s.bits % 32 != 0)
     return error("{}: GPTQ packing needs n_in·bits and n_out·bits to be multiples of 32 (shape {}x{}, {} bits)",
                  tensor, n_out, n_in, s.bits);
@@ -56,7 +54,7 @@ GptqTensors pack_gptq(const IntQuantized& q) {
   for (int64_t j = 0; j < ng; ++j)
     for (int64_t o = 0; o < n_out; ++o) t.scales[size_t(j * n_out + o)] = f32_to_f16(q.scales[size_t(o * ng + j)]);
   t.g_idx.resize(size_t(n_in));
-  for (int64_t i = 0; i < n_in; ++i) t.g_idx[size_t(i)] = int32_t(i / g);
+  for (int64_t i = 0; i < n_in; ++i) t.g_idx[size_t(i)] = q.g_idx.empty() ? int32_t(i / g) : q.g_idx[size_t(i)];
   return t;
 }
 
@@ -78,9 +76,12 @@ Expected<IntQuantized> unpack_gptq(const TensorView& qweight, const TensorView& 
   const int64_t g = q.n_in / ng;
   q.spec.group = ng == 1 ? -1 : int(g);
   const auto* gi = reinterpret_cast<const int32_t*>(g_idx.data);
-  for (int64_t i = 0; i < q.n_in; ++i)
-    if (gi[i] != i / g)
-      return error("{}: g_idx[{}] = {}, expected {} (act-order checkpoints are not supported yet)", prefix, i, gi[i], i / g);
+  bool in_order = true;
+  for (int64_t i = 0; i < q.n_in; ++i) {
+    if (gi[i] < 0 || gi[i] >= ng) return error("{}: g_idx[{}] = {}, expected a group in [0, {})", prefix, i, gi[i], ng);
+    in_order = in_order && gi[i] == i / g;
+  }
+  if (!in_order) q.g_idx.assign(gi, gi + q.n_in);  // act-order: columns belong to groups out of order
   const auto* qw = reinterpret_cast<const int32_t*>(qweight.data);
   const auto* qz = reinterpret_cast<const int32_t*>(qzeros.data);
   const auto* sc = reinterpret_cast<const uint16_t*>(scales.data);

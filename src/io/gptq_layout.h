@@ -7,7 +7,9 @@
 // Packing is a little-endian bit stream: value k of a column occupies bits [bits·k, bits·k +
 // bits) of consecutive 32-bit words. For 2/4/8 bits that is 32/bits values per word; for 3
 // bits it is AutoGPTQ's 32-values-in-3-words scheme (value 10 straddles words 0 and 1, value
-// 21 words 1 and 2). v1 stores zero − 1, so a zero of 0 wraps to maxq (the format's known
+// 21 words 1 and 2). 5 and 6 bits continue the same stream: qforge reads and writes them, the
+// GPTQ runtimes (which stop at 2/3/4/8) do not. With act-order (desc_act) the codes stay in
+// column order and g_idx maps each column to its group. v1 stores zero − 1, so a zero of 0 wraps to maxq (the format's known
 // limitation, fixed by GPTQModel's internal v2); qforge counts such groups and says so.
 #pragma once
 
@@ -28,8 +30,7 @@ struct GptqTensors {
   int64_t zero_wraps = 0;        // groups whose zero of 0 cannot be stored in v1
 };
 
-// Checks that the shape can be packed: bits ∈ {2, 3, 4, 8}, n_in·bits and n_out·bits
-// multiples of 32. The error names `tensor`.
+// Checks that the shape can be packed: n_in·bits and n_out·bits multiples of 32. The error names `tensor`.
 Status check_gptq_packable(const IntGridSpec& spec, int64_t n_out, int64_t n_in, const std::string& tensor);
 
 GptqTensors pack_gptq(const IntQuantized& q);

@@ -13,13 +13,10 @@ namespace {
 
 using json = nlohmann::json;
 
+// safetensors dtypes are the element types of the QType table (block size 1), by name.
 std::optional<QType> dtype_from_name(const std::string& s) {
-  if (s == "F32") return QType::F32;
-  if (s == "F16") return QType::F16;
-  if (s == "BF16") return QType::BF16;
-  if (s == "I8") return QType::I8;
-  if (s == "U8") return QType::U8;
-  if (s == "I32") return QType::I32;
+  auto t = qtype_from_name(s);
+  if (t && traits(*t).block == 1) return t;
   return std::nullopt;
 }
 
@@ -141,12 +138,6 @@ Expected<std::map<std::string, TensorView>> read_safetensors_dir(const std::stri
 
 namespace qf {
 
-size_t dtype_size(const std::string& dtype) {
-  if (dtype == "F32" || dtype == "I32") return 4;
-  if (dtype == "F16" || dtype == "BF16") return 2;
-  if (dtype == "I8" || dtype == "U8") return 1;
-  return 0;
-}
 
 Expected<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::create(
     const std::string& path, std::vector<Entry> entries, const std::map<std::string, std::string>& metadata) {
@@ -156,8 +147,9 @@ Expected<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::create(
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
   for (const auto& e : entries) {
-    size_t n = dtype_size(e.dtype);
-    QF_CHECK(n > 0, "unknown dtype {}", e.dtype);
+    auto type = dtype_from_name(e.dtype);
+    QF_CHECK(type.has_value(), "unknown safetensors dtype {}", e.dtype);
+    size_t n = size_t(traits(*type).bytes_per_block);
     for (int64_t d : e.shape) n *= size_t(d);
     header[e.name] = {{"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {offset, offset + n}}};
     offset += n;

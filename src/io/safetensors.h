@@ -60,6 +60,4 @@ class SafetensorsWriter {
   size_t next_ = 0;
 };
 
-size_t dtype_size(const std::string& dtype);
-
 }  // namespace qf

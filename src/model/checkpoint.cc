@@ -34,10 +34,12 @@ Expected<TensorView> fetch(const TensorSource& src, const std::string& name, std
   return t;
 }
 
-// Tensor suffixes of one quantized Linear in each checkpoint layout.
+// Tensor suffixes of one quantized Linear in each checkpoint layout; the first one tells a
+// quantized Linear from a dense one.
 std::vector<std::string> packed_parts(const QuantizationConfig& q) {
   if (q.method == "gptq") return {".qweight", ".qzeros", ".scales", ".g_idx"};
-  std::vector<std::string> p = {".weight", ".weight.absmax", ".weight.quant_map",
+  if (q.method == "bnb8") return {".SCB", ".weight"};
+  std::vector<std::string> p = {".weight.absmax", ".weight", ".weight.quant_map",
                                 ".weight.quant_state.bitsandbytes__" + q.bnb_type};
   if (q.double_quant) {
     p.push_back(".weight.nested_absmax");
@@ -46,15 +48,35 @@ std::vector<std::string> packed_parts(const QuantizationConfig& q) {
   return p;
 }
 
+// Fetches one Linear `prefix` (n_out, n_in): dense `prefix.weight`, or the parts of the
+// checkpoint's layout when `quant` says it is quantized (for lm_head, when the parts are there).
+Status fetch_linear(const TensorSource& src, const QuantizationConfig& quant, const std::string& prefix, int64_t n_out,
+                    int64_t n_in, bool maybe_dense, LinearTensors& dst) {
+  dst.prefix = prefix;
+  dst.n_out = n_out;
+  dst.n_in = n_in;
+  if (quant.method.empty() || (maybe_dense && !src.find(prefix + packed_parts(quant)[0]).ok())) {
+    QF_ASSIGN_OR_RETURN(dst.weight, fetch(src, prefix + ".weight", {n_out, n_in}));
+    return {};
+  }
+  for (const auto& part : packed_parts(quant)) {  // shapes are checked when the parts are unpacked
+    QF_ASSIGN_OR_RETURN(dst.parts[part], src.find(prefix + part));
+  }
+  if (auto f = src.find(prefix + ".weight_format"); f.ok()) dst.parts[".weight_format"] = *f;
+  return {};
+}
+
 Status map_weights(const TensorSource& src, const ModelConfig& c, const QuantizationConfig& quant, ModelWeights& w) {
-  const bool packed = !quant.method.empty();
   const int64_t E = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, V = c.vocab_size;
   QF_ASSIGN_OR_RETURN(w.tok_embd, fetch(src, src.embd, {V, E}));
   QF_ASSIGN_OR_RETURN(w.output_norm, fetch(src, src.out_norm, {E}));
   if (c.tied_embeddings) {
-    w.output = w.tok_embd;
+    w.output.prefix = src.embd.substr(0, src.embd.size() - 7);
+    w.output.n_out = V;
+    w.output.n_in = E;
+    w.output.weight = w.tok_embd;
   } else {
-    QF_ASSIGN_OR_RETURN(w.output, fetch(src, src.output, {V, E}));
+    QF_RETURN_IF_ERROR(fetch_linear(src, quant, src.output.substr(0, src.output.size() - 7), V, E, true, w.output));
   }
   w.layers.resize(size_t(c.n_layer));
   for (int i = 0; i < c.n_layer; ++i) {
@@ -66,16 +88,7 @@ Status map_weights(const TensorSource& src, const ModelConfig& c, const Quantiza
     // role: HF module name; a bias is fetched when `bias` says the architecture has one.
     auto linear = [&](const char* role, int64_t n_out, int64_t n_in, bool bias, LinearTensors& dst) -> Status {
       std::string base = src.layer_name(i, (std::string(role) + ".weight").c_str());
-      dst.prefix = base.substr(0, base.size() - 7);
-      dst.n_out = n_out;
-      dst.n_in = n_in;
-      if (packed) {  // shapes are checked when the parts are unpacked
-        for (const auto& part : packed_parts(quant)) {
-          QF_ASSIGN_OR_RETURN(dst.parts[part], src.find(dst.prefix + part));
-        }
-      } else {
-        QF_ASSIGN_OR_RETURN(dst.weight, fetch(src, base, {n_out, n_in}));
-      }
+      QF_RETURN_IF_ERROR(fetch_linear(src, quant, base.substr(0, base.size() - 7), n_out, n_in, false, dst));
       if (bias) {
         QF_ASSIGN_OR_RETURN(dst.bias, fetch(src, src.layer_name(i, (std::string(role) + ".bias").c_str()), {n_out}));
       }
@@ -168,6 +181,13 @@ Expected<ModelConfig> parse_hf_config(const std::string& path, const json& cfg) 
 Status parse_quantization_config(const std::string& path, const json& cfg, QuantizationConfig& q) {
   const json& qc = cfg["quantization_config"];
   std::string method = qc.value("quant_method", "");
+  if (method == "bitsandbytes" && qc.value("load_in_8bit", false)) {
+    q.method = "bnb8";
+    q.int8_threshold = qc.value("llm_int8_threshold", 6.0f);
+    if (!(q.int8_threshold >= 0))
+      return error("{}: quantization_config.llm_int8_threshold {} is not a number ≥ 0", path, q.int8_threshold);
+    return {};
+  }
   if (method == "bitsandbytes" && qc.value("load_in_4bit", false)) {
     q.method = "bnb4";
     q.bnb_type = qc.value("bnb_4bit_quant_type", "fp4");
@@ -177,7 +197,7 @@ Status parse_quantization_config(const std::string& path, const json& cfg, Quant
     return {};
   }
   if (method != "gptq")
-    return error("{}: quantization_config.quant_method '{}' is not supported (supported: gptq, bitsandbytes 4-bit)",
+    return error("{}: quantization_config.quant_method '{}' is not supported (supported: gptq, bitsandbytes 4-bit and 8-bit)",
                  path, method);
   std::string fmt = qc.value("checkpoint_format", "gptq");
   if (fmt != "gptq")
@@ -187,8 +207,7 @@ Status parse_quantization_config(const std::string& path, const json& cfg, Quant
   q.group_size = qc.value("group_size", -1);
   q.sym = qc.value("sym", true);
   q.desc_act = qc.value("desc_act", false);
-  if (q.bits != 2 && q.bits != 3 && q.bits != 4 && q.bits != 8)
-    return error("{}: quantization_config.bits {} is not one of 2, 3, 4, 8", path, q.bits);
+  if (q.bits < 2 || q.bits > 8) return error("{}: quantization_config.bits {} is not in 2..8", path, q.bits);
   return {};
 }
 
@@ -220,8 +239,6 @@ Expected<Checkpoint> load_hf(const std::string& dir) {
   src.out_norm = "model.norm.weight";
   src.output = "lm_head.weight";
   src.layer_name = [](int i, const char* role) { return fmt::format("model.layers.{}.{}", i, role); };
-  if (!ck.config.tied_embeddings && !tensors.count("lm_head.weight"))
-    return error("{}: tie_word_embeddings is false but the checkpoint has no 'lm_head.weight'", dir);
   if (cfg.contains("quantization_config")) QF_RETURN_IF_ERROR(parse_quantization_config(cfg_path, cfg, ck.quant));
   QF_RETURN_IF_ERROR(map_weights(src, ck.config, ck.quant, ck.weights).with_context(dir));
   std::string tok_json = (fs::path(dir) / "tokenizer.json").string();

@@ -13,7 +13,6 @@
 
 #include "core/status.h"
 #include "formats/tensor.h"
-#include "formats/tensor.h"
 #include "io/tokenizer.h"
 #include "model/config.h"
 
@@ -39,19 +38,20 @@ struct LayerWeights {
 struct ModelWeights {
   TensorView tok_embd;     // (vocab, n_embd)
   TensorView output_norm;  // (n_embd)
-  TensorView output;       // (vocab, n_embd); the embedding itself when tied
+  LinearTensors output;    // lm_head (vocab, n_embd); its weight is the embedding itself when tied
   std::vector<LayerWeights> layers;
 };
 
 // config.json `quantization_config` of a quantized HF checkpoint.
 struct QuantizationConfig {
-  std::string method;  // "" (none), "gptq" or "bnb4" (bitsandbytes load_in_4bit)
+  std::string method;  // "" (none), "gptq", "bnb4" (bitsandbytes load_in_4bit) or "bnb8" (load_in_8bit)
   int bits = 0;         // gptq
   int group_size = -1;  // gptq
   bool sym = true;      // gptq
   bool desc_act = false;
   std::string bnb_type = "nf4";  // bnb4: nf4 | fp4
   bool double_quant = false;     // bnb4
+  float int8_threshold = 6.0f;   // bnb8: llm_int8_threshold (0: no outlier decomposition)
 };
 
 struct Checkpoint {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "formats/bnb4.h"
+#include "formats/int8_rowwise.h"
 #include "formats/int_grid.h"
 #include "formats/tensor.h"
 
@@ -61,15 +62,15 @@ class StoredLinear : public TiledLinear {
   const float* f32_ = nullptr;
 };
 
-// Integer-grid weights (RTN/GPTQ codes with per-group scales and zeros).
+// Integer-grid weights (RTN/GPTQ codes with per-group scales and zeros), bit-packed.
 class IntLinear : public TiledLinear {
  public:
-  IntLinear(IntQuantized q, const TensorView& bias);
+  IntLinear(const IntQuantized& q, const TensorView& bias);
   int64_t weight_bytes() const override;
 
  private:
   void decode_rows(int64_t r0, int64_t rows, float* dst) const override { q_.dequantize_rows(r0, rows, dst); }
-  IntQuantized q_;
+  PackedInt q_;
 };
 
 // bitsandbytes NF4/FP4 weights (codes two per byte, one absmax per block).
@@ -84,6 +85,25 @@ class Bnb4Linear : public TiledLinear {
     dequantize_bnb4(q_, r0 * n_in(), rows * n_in(), dst);
   }
   Bnb4Quantized q_;
+};
+
+// LLM.int8() (bitsandbytes Linear8bitLt): int8 weights with one absmax per row. Each call
+// quantizes the activations per token (absmax → int8) and multiplies with exact integer
+// accumulation; activation columns holding a value with |x| ≥ threshold are taken out of
+// the int8 product and multiplied in floating point against the dequantized weights (the
+// paper's mixed-precision decomposition). threshold 0 disables it: plain dynamic W8A8.
+class Int8Linear : public Linear {
+ public:
+  Int8Linear(Int8Rowwise q, float threshold, const TensorView& bias);
+  void forward(const float* x, float* y, int64_t tokens) const override;
+  int64_t n_in() const override { return q_.n_in; }
+  int64_t n_out() const override { return q_.n_out; }
+  int64_t weight_bytes() const override { return q_.n_out * (q_.n_in + 4) + int64_t(b_.size()) * 4; }
+
+ private:
+  Int8Rowwise q_;
+  float threshold_;
+  std::vector<float> b_;
 };
 
 }  // namespace qf

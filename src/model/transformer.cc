@@ -30,6 +30,10 @@ std::vector<float> decode(const TensorView& t) { return t.to_f32(); }
 
 Expected<std::unique_ptr<Linear>> make_linear(const LinearTensors& t, const QuantizationConfig& quant) {
   if (!t.packed()) return std::unique_ptr<Linear>(new StoredLinear(t.weight, t.bias));
+  if (quant.method == "bnb8") {
+    QF_ASSIGN_OR_RETURN(auto q, deserialize_int8(t.parts, t.n_out, t.n_in, t.prefix));
+    return std::unique_ptr<Linear>(new Int8Linear(std::move(q), quant.int8_threshold, t.bias));
+  }
   if (quant.method == "bnb4") {
     QF_ASSIGN_OR_RETURN(auto q, deserialize_bnb4(t.parts, t.n_out, t.n_in, t.prefix));
     return std::unique_ptr<Linear>(new Bnb4Linear(std::move(q), t.n_out, t.n_in, t.bias));
@@ -39,7 +43,7 @@ Expected<std::unique_ptr<Linear>> make_linear(const LinearTensors& t, const Quan
   if (q.n_out != t.n_out || q.n_in != t.n_in)
     return error("{}: packed weight is {}x{}, the config says {}x{}", t.prefix, q.n_out, q.n_in, t.n_out, t.n_in);
   q.spec.sym = quant.sym;
-  return std::unique_ptr<Linear>(new IntLinear(std::move(q), t.bias));
+  return std::unique_ptr<Linear>(new IntLinear(q, t.bias));
 }
 
 }  // namespace
@@ -51,7 +55,7 @@ Expected<std::unique_ptr<Transformer>> Transformer::create(const Checkpoint& ck)
   const auto& w = ck.weights;
   tf->tok_embd_ = w.tok_embd;
   tf->output_norm_ = decode(w.output_norm);
-  tf->output_ = std::make_unique<StoredLinear>(w.output, TensorView{});
+  QF_ASSIGN_OR_RETURN(tf->output_, make_linear(w.output, ck.quant));
   for (const auto& lw : w.layers) {
     Layer L;
     L.attn_norm = decode(lw.attn_norm);

@@ -49,6 +49,28 @@ class LinearCodec {
   virtual json quantization_config() const = 0;
 };
 
+// Bytes of a vector's elements.
+template <typename T>
+std::vector<uint8_t> bytes(const std::vector<T>& v) {
+  const auto* p = reinterpret_cast<const uint8_t*>(v.data());
+  return std::vector<uint8_t>(p, p + v.size() * sizeof(T));
+}
+
+// The bitsandbytes quantization_config transformers writes; 4-bit keys filled when bnb4.
+json bnb_quantization_config(const QuantizeOptions& o, bool bnb4) {
+  return {{"quant_method", "bitsandbytes"},
+          {"load_in_4bit", bnb4},
+          {"load_in_8bit", !bnb4},
+          {"bnb_4bit_quant_type", bnb4 ? o.method : "fp4"},
+          {"bnb_4bit_use_double_quant", bnb4 && o.double_quant},
+          {"bnb_4bit_compute_dtype", "float32"},
+          {"bnb_4bit_quant_storage", "uint8"},
+          {"llm_int8_threshold", bnb4 ? 6.0 : double(o.int8_threshold)},
+          {"llm_int8_skip_modules", o.quantize_head ? json::array() : json(nullptr)},
+          {"llm_int8_has_fp16_weight", false},
+          {"llm_int8_enable_fp32_cpu_offload", false}};
+}
+
 class GptqCodec : public LinearCodec {
  public:
   explicit GptqCodec(const QuantizeOptions& o) : o_(o) {}
@@ -67,10 +89,6 @@ class GptqCodec : public LinearCodec {
     GptqTensors g = pack_gptq(quantize_rtn(w.data(), t.n_out, t.n_in, o_.grid));
     rep.zero_wraps += g.zero_wraps;
     auto out = layout(t);
-    auto bytes = [](const auto& v) {
-      const auto* p = reinterpret_cast<const uint8_t*>(v.data());
-      return std::vector<uint8_t>(p, p + v.size() * sizeof(v[0]));
-    };
     out[0].bytes = bytes(g.g_idx);
     out[1].bytes = bytes(g.qweight);
     out[2].bytes = bytes(g.qzeros);
@@ -81,6 +99,7 @@ class GptqCodec : public LinearCodec {
     return {{"quant_method", "gptq"},  {"checkpoint_format", "gptq"}, {"bits", o_.grid.bits},
             {"group_size", o_.grid.group}, {"sym", o_.grid.sym},    {"desc_act", false},
             {"static_groups", false},  {"true_sequential", true},   {"damp_percent", 0.01},
+            {"lm_head", o_.quantize_head},
             {"meta", {{"quantizer", "qforge"}, {"method", "rtn"}, {"clip", o_.grid.clip_mse ? "mse" : "none"}}}};
   }
 
@@ -105,29 +124,32 @@ class Bnb4Codec : public LinearCodec {
     Bnb4Quantized q = quantize_bnb4(w.data(), int64_t(w.size()), type_, o_.blocksize, o_.double_quant);
     return serialize_bnb4(q, t.n_out, t.n_in, torch_dtype(t.weight.type));
   }
-  json quantization_config() const override {
-    return {{"quant_method", "bitsandbytes"},
-            {"load_in_4bit", true},
-            {"load_in_8bit", false},
-            {"bnb_4bit_quant_type", bnb4_type_name(type_)},
-            {"bnb_4bit_use_double_quant", o_.double_quant},
-            {"bnb_4bit_compute_dtype", "float32"},
-            {"bnb_4bit_quant_storage", "uint8"},
-            {"llm_int8_threshold", 6.0},
-            {"llm_int8_skip_modules", nullptr},
-            {"llm_int8_has_fp16_weight", false},
-            {"llm_int8_enable_fp32_cpu_offload", false}};
-  }
+  json quantization_config() const override { return bnb_quantization_config(o_, true); }
 
  private:
   QuantizeOptions o_;
   Bnb4Type type_;
 };
 
-Status write_config(const std::string& src_dir, const std::string& dst_dir, const LinearCodec& codec) {
+class Int8Codec : public LinearCodec {
+ public:
+  explicit Int8Codec(const QuantizeOptions& o) : o_(o) {}
+  Status check(const LinearTensors&) const override { return {}; }
+  std::vector<SerializedTensor> layout(const LinearTensors& t) const override { return int8_layout(t.n_out, t.n_in); }
+  std::vector<SerializedTensor> encode(const LinearTensors& t, const std::vector<float>& w, QuantizeReport&) const override {
+    return serialize_int8(quantize_int8_rowwise(w.data(), t.n_out, t.n_in));
+  }
+  json quantization_config() const override { return bnb_quantization_config(o_, false); }
+
+ private:
+  QuantizeOptions o_;
+};
+
+Status write_config(const std::string& src_dir, const std::string& dst_dir, const LinearCodec& codec, bool untie) {
   QF_ASSIGN_OR_RETURN(auto text, read_text_file(src_dir + "/config.json"));
   json cfg = json::parse(text);
   cfg["quantization_config"] = codec.quantization_config();
+  if (untie) cfg["tie_word_embeddings"] = false;
   return write_file_atomic(dst_dir + "/config.json", cfg.dump(2) + "\n");
 }
 
@@ -141,22 +163,38 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
   std::unique_ptr<LinearCodec> codec;
   if (opt.method == "rtn") codec = std::make_unique<GptqCodec>(opt);
   else if (opt.method == "nf4" || opt.method == "fp4") codec = std::make_unique<Bnb4Codec>(opt);
-  else return error("--method {}: not available (supported: rtn, nf4, fp4)", opt.method);
+  else if (opt.method == "llm-int8") codec = std::make_unique<Int8Codec>(opt);
+  else return error("--method {}: not available (supported: rtn, nf4, fp4, llm-int8)", opt.method);
   if (fs::exists(out_dir)) return error("{}: already exists; choose a new output folder", out_dir);
+  // One job per output tensor group, in file order: a tensor copied as is, or a Linear quantized.
+  struct Job {
+    const TensorView* src;
+    const LinearTensors* linear;  // null: copy
+  };
   std::map<std::string, const LinearTensors*> linears;  // weight name -> linear
   for (const auto& L : ck.weights.layers)
     for (const LinearTensors* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
       QF_RETURN_IF_ERROR(codec->check(*t));
       linears[t->weight.name] = t;
     }
-  std::vector<SafetensorsWriter::Entry> entries;
+  const bool untie = opt.quantize_head && ck.config.tied_embeddings;
+  LinearTensors head = ck.weights.output;
+  if (untie) head.prefix = "lm_head";
+  if (opt.quantize_head) QF_RETURN_IF_ERROR(codec->check(head));
+  if (opt.quantize_head && !untie) linears[head.weight.name] = &head;
+  std::vector<Job> jobs;
   for (const auto& t : ck.all_tensors) {
     auto it = linears.find(t.name);
-    if (it == linears.end()) {
-      entries.push_back({t.name, std::string(traits(t.type).name), t.shape});  // safetensors names match
+    jobs.push_back({&t, it == linears.end() ? nullptr : it->second});
+  }
+  if (untie) jobs.push_back({&head.weight, &head});
+  std::vector<SafetensorsWriter::Entry> entries;
+  for (const auto& j : jobs) {
+    if (!j.linear) {
+      entries.push_back({j.src->name, std::string(traits(j.src->type).name), j.src->shape});  // safetensors names match
       continue;
     }
-    for (const auto& s : codec->layout(*it->second)) entries.push_back({it->second->prefix + s.suffix, s.dtype, s.shape});
+    for (const auto& s : codec->layout(*j.linear)) entries.push_back({j.linear->prefix + s.suffix, s.dtype, s.shape});
   }
   TempDirGuard tmp{out_dir + ".tmp-" + std::to_string(getpid())};
   std::error_code ec;
@@ -165,25 +203,24 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
                                                              {{"format", "pt"}, {"quantizer", "qforge"}}));
   QuantizeReport rep;
   int64_t done = 0, quantized_bytes = 0;
-  for (const auto& t : ck.all_tensors) {
-    auto it = linears.find(t.name);
-    if (it == linears.end()) {
+  for (const auto& j : jobs) {
+    const TensorView& t = *j.src;
+    if (!j.linear) {
       QF_RETURN_IF_ERROR(writer->write(t.name, t.data, size_t(t.nbytes)));
-      release_mapped_pages(t.data, size_t(t.nbytes));
     } else {
       std::vector<float> w = t.to_f32();
       QF_RETURN_IF_ERROR(check_finite(w, t.name));
-      for (const auto& s : codec->encode(*it->second, w, rep)) {
-        QF_RETURN_IF_ERROR(writer->write(it->second->prefix + s.suffix, s.bytes.data(), s.bytes.size()));
-        if (s.suffix != ".g_idx" && s.suffix.find("quant_map") == std::string::npos &&
+      for (const auto& s : codec->encode(*j.linear, w, rep)) {
+        QF_RETURN_IF_ERROR(writer->write(j.linear->prefix + s.suffix, s.bytes.data(), s.bytes.size()));
+        if (s.suffix != ".g_idx" && s.suffix != ".weight_format" && s.suffix.find("quant_map") == std::string::npos &&
             s.suffix.find("quant_state") == std::string::npos)
           quantized_bytes += int64_t(s.bytes.size());  // codes, scales, zeros, absmax
       }
       rep.linears++;
       rep.quantized_params += t.numel();
-      release_mapped_pages(t.data, size_t(t.nbytes));
     }
-    if (progress) progress(++done, int64_t(ck.all_tensors.size()));
+    release_mapped_pages(t.data, size_t(t.nbytes));
+    if (progress) progress(++done, int64_t(jobs.size()));
   }
   QF_RETURN_IF_ERROR(writer->finish());
   for (const auto& e : fs::directory_iterator(ck.path)) {
@@ -194,12 +231,17 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
     fs::copy_file(e.path(), tmp.path + "/" + name, ec);
     if (ec) return error("{}: cannot copy to {}: {}", e.path().string(), tmp.path, ec.message());
   }
-  QF_RETURN_IF_ERROR(write_config(ck.path, tmp.path, *codec));
+  QF_RETURN_IF_ERROR(write_config(ck.path, tmp.path, *codec, untie));
   rep.output_bytes = int64_t(fs::file_size(tmp.path + "/model.safetensors"));
   rep.body_bits_per_weight = 8.0 * double(quantized_bytes) / double(rep.quantized_params);
-  rep.describe = opt.method == "rtn" ? opt.grid.describe() + " in the GPTQ layout"
-                                     : fmt::format("{} blocksize {}{} in the bitsandbytes layout", opt.method,
-                                                   opt.blocksize, opt.double_quant ? " double-quant" : "");
+  if (opt.method == "rtn")
+    rep.describe = opt.grid.describe() + " in the GPTQ layout";
+  else if (opt.method == "llm-int8")
+    rep.describe = fmt::format("LLM.int8() (outlier threshold {}) in the bitsandbytes layout", opt.int8_threshold);
+  else
+    rep.describe = fmt::format("{} blocksize {}{} in the bitsandbytes layout", opt.method, opt.blocksize,
+                               opt.double_quant ? " double-quant" : "");
+  if (opt.quantize_head) rep.describe += untie ? ", lm_head quantized (untied from the embedding)" : ", lm_head quantized";
   fs::rename(tmp.path, out_dir, ec);
   if (ec) return error("{}: cannot rename from {}: {}", out_dir, tmp.path, ec.message());
   tmp.keep = true;

@@ -3,7 +3,9 @@
 // Streams tensor by tensor (one tensor widened to fp32 at a time; the source stays mmap'd):
 // each decoder-block Linear is quantized — rtn: integer grid, written in the GPTQ layout
 // (io/gptq_layout.h); nf4/fp4: bitsandbytes 4-bit, written as transformers serializes
-// Linear4bit (io/bnb_layout.h) — and embeddings, norms and lm_head are copied unchanged. The output is
+// Linear4bit; llm-int8: bitsandbytes Linear8bitLt (io/bnb_layout.h) — and embeddings and norms
+// are copied unchanged; lm_head too unless quantize_head (a tied head is then written as its
+// own quantized lm_head and the config unties it). The output is
 // built in a temporary folder next to OUT and renamed when complete, so a failed or
 // interrupted run leaves nothing at OUT. Every non-weight file (tokenizer, generation
 // config) is copied; config.json gains `quantization_config`.
@@ -19,10 +21,12 @@
 namespace qf {
 
 struct QuantizeOptions {
-  std::string method = "rtn";  // rtn | nf4 | fp4
-  IntGridSpec grid;            // rtn
-  int blocksize = 64;          // nf4/fp4
-  bool double_quant = false;   // nf4/fp4
+  std::string method = "rtn";   // rtn | nf4 | fp4 | llm-int8
+  IntGridSpec grid;             // rtn
+  int blocksize = 64;           // nf4/fp4
+  bool double_quant = false;    // nf4/fp4
+  float int8_threshold = 6.0f;  // llm-int8: outlier threshold recorded for run time (0: W8A8)
+  bool quantize_head = false;
 };
 
 struct QuantizeReport {
