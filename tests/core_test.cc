@@ -79,7 +79,7 @@ TEST(Formats, Q8_0RoundTripWithinHalfStep) {
     std::vector<float> x(n), y(n);
     for (auto& v : x) v = d(rng);
     std::vector<BlockQ8_0> blocks(n / 32);
-    traits(QType::Q8_0).quantize_ref(x.data(), blocks.data(), n);
+    traits(QType::Q8_0).quantize_ref(x.data(), blocks.data(), n, nullptr);
     traits(QType::Q8_0).dequantize_ref(blocks.data(), y.data(), n);
     for (int b = 0; b < n / 32; ++b) {
       float amax = 0;

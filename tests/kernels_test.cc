@@ -47,7 +47,7 @@ TEST(Widen, AwkwardLengthsAndOffsets) {
 // Encodes a random (rows, cols) matrix in `type` and returns the stored bytes.
 std::vector<uint8_t> encode(QType type, const std::vector<float>& w) {
   std::vector<uint8_t> bytes(size_t(qtype_row_bytes(type, int64_t(w.size()))));
-  traits(type).quantize_ref(w.data(), bytes.data(), int64_t(w.size()));
+  traits(type).quantize_ref(w.data(), bytes.data(), int64_t(w.size()), nullptr);
   return bytes;
 }
 

@@ -4,19 +4,20 @@
 #include <cstring>
 
 #include "core/half.h"
+#include "formats/ggml_quants.h"
 #include "core/status.h"
 
 namespace qf {
 namespace {
 
 void dequant_f32(const void* src, float* dst, int64_t n) { std::memcpy(dst, src, size_t(n) * 4); }
-void quant_f32(const float* src, void* dst, int64_t n) { std::memcpy(dst, src, size_t(n) * 4); }
+void quant_f32(const float* src, void* dst, int64_t n, const float*) { std::memcpy(dst, src, size_t(n) * 4); }
 
 void dequant_f16(const void* src, float* dst, int64_t n) {
   auto* s = static_cast<const uint16_t*>(src);
   for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
 }
-void quant_f16(const float* src, void* dst, int64_t n) {
+void quant_f16(const float* src, void* dst, int64_t n, const float*) {
   auto* d = static_cast<uint16_t*>(dst);
   for (int64_t i = 0; i < n; ++i) d[i] = f32_to_f16(src[i]);
 }
@@ -25,7 +26,7 @@ void dequant_bf16(const void* src, float* dst, int64_t n) {
   auto* s = static_cast<const uint16_t*>(src);
   for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
 }
-void quant_bf16(const float* src, void* dst, int64_t n) {
+void quant_bf16(const float* src, void* dst, int64_t n, const float*) {
   auto* d = static_cast<uint16_t*>(dst);
   for (int64_t i = 0; i < n; ++i) d[i] = f32_to_bf16(src[i]);
 }
@@ -39,7 +40,7 @@ void dequant_q8_0(const void* src, float* dst, int64_t n) {
 }
 
 // llama.cpp quantize_row_q8_0_ref: d = amax/127, q = round(x/d).
-void quant_q8_0(const float* src, void* dst, int64_t n) {
+void quant_q8_0(const float* src, void* dst, int64_t n, const float*) {
   auto* b = static_cast<BlockQ8_0*>(dst);
   for (int64_t i = 0; i < n / 32; ++i) {
     const float* x = src + i * 32;
@@ -61,7 +62,7 @@ void dequant_int(const void* src, float* dst, int64_t n) {
   }
 }
 template <typename Int>
-void quant_int(const float* src, void* dst, int64_t n) {
+void quant_int(const float* src, void* dst, int64_t n, const float*) {
   for (int64_t i = 0; i < n; ++i) {
     Int v = Int(std::lround(src[i]));
     std::memcpy(static_cast<uint8_t*>(dst) + i * int64_t(sizeof(Int)), &v, sizeof(Int));
@@ -77,6 +78,15 @@ const QTypeTraits kTraits[] = {
     {QType::I8, "I8", 24, 1, 1, dequant_int<int8_t>, quant_int<int8_t>},
     {QType::U8, "U8", -1, 1, 1, dequant_int<uint8_t>, quant_int<uint8_t>},
     {QType::I32, "I32", 26, 1, 4, dequant_int<int32_t>, quant_int<int32_t>},
+    {QType::Q4_0, "Q4_0", 2, 32, 18, dequantize_q4_0, quantize_q4_0},
+    {QType::Q4_1, "Q4_1", 3, 32, 20, dequantize_q4_1, quantize_q4_1},
+    {QType::Q5_0, "Q5_0", 6, 32, 22, dequantize_q5_0, quantize_q5_0},
+    {QType::Q5_1, "Q5_1", 7, 32, 24, dequantize_q5_1, quantize_q5_1},
+    {QType::Q2_K, "Q2_K", 10, 256, 84, dequantize_q2_K, quantize_q2_K},
+    {QType::Q3_K, "Q3_K", 11, 256, 110, dequantize_q3_K, quantize_q3_K},
+    {QType::Q4_K, "Q4_K", 12, 256, 144, dequantize_q4_K, quantize_q4_K},
+    {QType::Q5_K, "Q5_K", 13, 256, 176, dequantize_q5_K, quantize_q5_K},
+    {QType::Q6_K, "Q6_K", 14, 256, 210, dequantize_q6_K, quantize_q6_K},
 };
 
 }  // namespace

@@ -11,9 +11,10 @@
 
 namespace qf {
 
-// F32..Q8_0: weight formats; I8, U8, I32: raw integer tensors of checkpoint layouts
-// (packed codes, zeros, indices) — "decoding" them converts each integer to float.
-enum class QType : uint8_t { F32, F16, BF16, Q8_0, I8, U8, I32 };
+// F32..Q8_0 and Q4_0..Q6_K: weight formats (the ggml ones' blocks in formats/ggml_quants.h);
+// I8, U8, I32: raw integer tensors of checkpoint layouts (packed codes, zeros, indices) —
+// "decoding" them converts each integer to float.
+enum class QType : uint8_t { F32, F16, BF16, Q8_0, I8, U8, I32, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K };
 
 struct QTypeTraits {
   QType type;
@@ -23,8 +24,10 @@ struct QTypeTraits {
   int bytes_per_block;
   // Decodes n weights (n a multiple of block) from src into dst.
   void (*dequantize_ref)(const void* src, float* dst, int64_t n);
-  // Encodes n floats (n a multiple of block) into blocks at dst.
-  void (*quantize_ref)(const float* src, void* dst, int64_t n);
+  // Encodes n floats (n a multiple of block) into blocks at dst. With `imatrix` (importance
+  // of each weight, llama.cpp's quant_weights), src must be one matrix row; formats without an
+  // importance-weighted search ignore it.
+  void (*quantize_ref)(const float* src, void* dst, int64_t n, const float* imatrix);
   double bits_per_weight() const { return 8.0 * bytes_per_block / block; }
 };
 

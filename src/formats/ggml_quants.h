@@ -1,0 +1,49 @@
+// formats/ggml_quants.h — llama.cpp's legacy and k-quant block formats (ggml-common.h), with
+// reference codecs that follow ggml-quants.c's algorithms: the plain `_ref` rounding when no
+// importance weights are given, and the importance-weighted search (`quant_weights`, from an
+// imatrix) when they are. Blocks are byte-for-byte llama.cpp's; the QType table (qtype.h)
+// holds one row per format and points here.
+//
+// Legacy types cover 32 weights: d (and m) fp16 + packed codes. k-quants cover a super-block
+// of 256 weights cut into sub-blocks of 16 or 32 whose scales (and mins) are themselves
+// quantized to 4, 6 or 8 bits against the fp16 super-block scale(s).
+#pragma once
+
+#include <cstdint>
+
+namespace qf {
+
+constexpr int kQK = 256;  // QK_K
+
+struct BlockQ4_0 { uint16_t d; uint8_t qs[16]; };
+struct BlockQ4_1 { uint16_t d, m; uint8_t qs[16]; };
+struct BlockQ5_0 { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; };
+struct BlockQ5_1 { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; };
+struct BlockQ2_K { uint8_t scales[16]; uint8_t qs[64]; uint16_t d, dmin; };
+struct BlockQ3_K { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint16_t d; };
+struct BlockQ4_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; };
+struct BlockQ5_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; };
+struct BlockQ6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; };
+static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 &&
+              sizeof(BlockQ5_1) == 24, "legacy block sizes as in ggml-common.h");
+static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 &&
+              sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210, "k-quant block sizes as in ggml-common.h");
+
+// Each codec: n weights (a multiple of its block), src → blocks at dst. `imatrix`, when not
+// null, holds one importance weight per weight and src is exactly one matrix row (llama.cpp
+// derives the row's σ² from it).
+#define QF_GGML_CODEC(T)                                                          \
+  void quantize_##T(const float* src, void* dst, int64_t n, const float* imatrix); \
+  void dequantize_##T(const void* src, float* dst, int64_t n);
+QF_GGML_CODEC(q4_0)
+QF_GGML_CODEC(q4_1)
+QF_GGML_CODEC(q5_0)
+QF_GGML_CODEC(q5_1)
+QF_GGML_CODEC(q2_K)
+QF_GGML_CODEC(q3_K)
+QF_GGML_CODEC(q4_K)
+QF_GGML_CODEC(q5_K)
+QF_GGML_CODEC(q6_K)
+#undef QF_GGML_CODEC
+
+}  // namespace qf
