@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -20,6 +21,7 @@
 #include "io/gguf.h"
 #include "model/checkpoint.h"
 #include "model/transformer.h"
+#include "quant/quantize_gguf.h"
 #include "quant/quantize_hf.h"
 
 namespace qf::cli {
@@ -176,7 +178,36 @@ Status check_method_options(const QuantizeArgs& a) {
   return {};
 }
 
+std::string upper(std::string s) {
+  for (char& ch : s) ch = char(std::toupper(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+Status write_gguf_file(const std::string& model, const std::string& out, const std::string& type) {
+  QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(model));
+  GgufOptions opt;
+  opt.type = upper(type);
+  ProgressBar bar("gguf");
+  auto t0 = std::chrono::steady_clock::now();
+  QF_ASSIGN_OR_RETURN(auto rep, write_gguf(ck, opt, out, [&](int64_t d, int64_t t) { bar.update(d, t); }));
+  std::string counts;
+  for (const auto& [name, n] : rep.type_counts) counts += fmt::format("{}{} {}", counts.empty() ? "" : ", ", n, name);
+  fmt::print("wrote {}: {}, {} bytes, {:.3f} bits per weight (tensors: {}), {:.1f}s\n", out, opt.type, rep.file_bytes,
+             rep.bits_per_weight, counts, seconds_since(t0));
+  for (const auto& f : rep.fallbacks) fmt::print(stderr, "warning: fallback type for {}\n", f);
+  return {};
+}
+
+Status run_convert(const ConvertArgs& a) { return write_gguf_file(a.model, a.out, a.type); }
+
 Status run_quantize(const QuantizeArgs& a) {
+  if (a.format == "gguf") {
+    if (a.type.empty()) return error("--format gguf needs --type ({})", gguf_file_types());
+    for (const auto& g : a.given)
+      if (g != "--type") return error("{} does not apply to --format gguf (llama.cpp's types fix their own grids)", g);
+    return write_gguf_file(a.model, a.out, a.type);
+  }
+  if (!a.type.empty()) return error("--type {} needs --format gguf", a.type);
   QF_RETURN_IF_ERROR(check_method_options(a));
   QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));
   QuantizeOptions opt;

@@ -27,10 +27,15 @@ struct EvalArgs {
 
 struct QuantizeArgs {
   std::string model, out, method = "rtn", clip = "none";
+  std::string format = "hf", type;  // gguf: a llama.cpp file type (Q4_K_M, ...)
   int bits = 4, group = 128, blocksize = 64;
   bool sym = false, double_quant = false, quantize_head = false;
   float int8_threshold = 6.0f;
   std::vector<std::string> given;  // method options present on the command line
+};
+
+struct ConvertArgs {
+  std::string model, out, type = "f16";
 };
 
 struct BenchArgs {
@@ -44,5 +49,6 @@ Status run_generate(const GenerateArgs& a);
 Status run_eval(const EvalArgs& a);
 Status run_bench(const BenchArgs& a);
 Status run_quantize(const QuantizeArgs& a);
+Status run_convert(const ConvertArgs& a);
 
 }  // namespace qf::cli

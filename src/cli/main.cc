@@ -50,6 +50,16 @@ int main(int argc, char** argv) {
                        "llm-int8: activation outlier threshold, 0 = plain W8A8 (default 6.0)")
       ->check(CLI::NonNegativeNumber);
   quantize->add_flag("--quantize-head", qa.quantize_head, "quantize lm_head too (a tied head is untied)");
+  quantize->add_option("--format", qa.format, "output: hf (a checkpoint directory) or gguf (one llama.cpp file)")
+      ->check(CLI::IsMember({"hf", "gguf"}));
+  quantize->add_option("--type", qa.type, "gguf: llama.cpp file type (Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, Q3_K_M, Q2_K, ...)");
+
+  qf::cli::ConvertArgs ca;
+  auto* convert = app.add_subcommand("convert", "write an HF checkpoint as a GGUF file llama.cpp loads");
+  convert->add_option("model", ca.model, "HF model directory")->required();
+  convert->add_option("-o,--out", ca.out, "output .gguf file (must not exist)")->required();
+  convert->add_option("--type", ca.type, "tensor type of the matrices")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}, CLI::ignore_case));
 
   qf::cli::BenchArgs ba;
   auto* bench = app.add_subcommand("bench", "prompt and generation tokens/s, measured like llama-bench");
@@ -72,8 +82,10 @@ int main(int argc, char** argv) {
   else if (*generate) st = qf::cli::run_generate(ga);
   else if (*eval) st = qf::cli::run_eval(ea);
   else if (*bench) st = qf::cli::run_bench(ba);
+  else if (*convert) st = qf::cli::run_convert(ca);
   else if (*quantize) {
-    for (const char* name : {"--bits", "--group", "--sym", "--clip", "--blocksize", "--double-quant", "--int8-threshold"})
+    for (const char* name : {"--bits", "--group", "--sym", "--clip", "--blocksize", "--double-quant", "--int8-threshold",
+                             "--method", "--type"})
       if (quantize->count(name) > 0) qa.given.push_back(name);
     st = qf::cli::run_quantize(qa);
   }

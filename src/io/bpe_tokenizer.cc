@@ -88,6 +88,8 @@ class BpeTokenizer : public Tokenizer {
     return out;
   }
 
+  const BpeSpec* bpe_spec() const override { return &spec_; }
+
   std::string decode(std::span<const int32_t> ids) const override {
     std::string raw;
     for (int32_t id : ids) {

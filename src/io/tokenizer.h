@@ -18,6 +18,7 @@
 namespace qf {
 
 class GGUFFile;
+struct BpeSpec;
 
 class Tokenizer {
  public:
@@ -33,6 +34,9 @@ class Tokenizer {
   virtual bool adds_bos() const = 0;
   // One line for `qforge inspect`: kind, vocabulary size, special tokens.
   virtual std::string describe() const = 0;
+  // The vocabulary and merge rules, for writing them elsewhere (GGUF); null when the
+  // tokenizer is an opaque library model.
+  virtual const BpeSpec* bpe_spec() const { return nullptr; }
 };
 
 // HF tokenizer.json. Errors name the file and the key that is missing or unsupported.

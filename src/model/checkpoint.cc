@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 
@@ -255,6 +256,16 @@ Expected<Checkpoint> load_hf(const std::string& dir) {
 
 // ---- GGUF files --------------------------------------------------------------------------
 
+// HF module suffix -> llama.cpp tensor suffix, within a decoder block.
+const std::map<std::string, std::string> kGgufRoles = {
+    {"input_layernorm.weight", "attn_norm.weight"},   {"self_attn.q_proj.weight", "attn_q.weight"},
+    {"self_attn.k_proj.weight", "attn_k.weight"},     {"self_attn.v_proj.weight", "attn_v.weight"},
+    {"self_attn.o_proj.weight", "attn_output.weight"}, {"self_attn.q_proj.bias", "attn_q.bias"},
+    {"self_attn.k_proj.bias", "attn_k.bias"},         {"self_attn.v_proj.bias", "attn_v.bias"},
+    {"self_attn.o_proj.bias", "attn_output.bias"},    {"post_attention_layernorm.weight", "ffn_norm.weight"},
+    {"mlp.gate_proj.weight", "ffn_gate.weight"},      {"mlp.up_proj.weight", "ffn_up.weight"},
+    {"mlp.down_proj.weight", "ffn_down.weight"}};
+
 Expected<ModelConfig> parse_gguf_config(const GGUFFile& g) {
   ModelConfig c;
   auto arch = g.get_string("general.architecture");
@@ -306,20 +317,12 @@ Expected<Checkpoint> load_gguf(const std::string& path) {
     c.source_dtype = std::string(ggml_type_name(info.ggml_type));
     if (info.ne.size() == 2) break;  // the first matrix's type describes the file best
   }
-  static const std::map<std::string, std::string> kRoles = {
-      {"input_layernorm.weight", "attn_norm.weight"},   {"self_attn.q_proj.weight", "attn_q.weight"},
-      {"self_attn.k_proj.weight", "attn_k.weight"},     {"self_attn.v_proj.weight", "attn_v.weight"},
-      {"self_attn.o_proj.weight", "attn_output.weight"}, {"self_attn.q_proj.bias", "attn_q.bias"},
-      {"self_attn.k_proj.bias", "attn_k.bias"},         {"self_attn.v_proj.bias", "attn_v.bias"},
-      {"self_attn.o_proj.bias", "attn_output.bias"},    {"post_attention_layernorm.weight", "ffn_norm.weight"},
-      {"mlp.gate_proj.weight", "ffn_gate.weight"},      {"mlp.up_proj.weight", "ffn_up.weight"},
-      {"mlp.down_proj.weight", "ffn_down.weight"}};
   TensorSource src;
   src.find = [&](const std::string& n) { return g.tensor(n); };
   src.embd = "token_embd.weight";
   src.out_norm = "output_norm.weight";
   src.output = "output.weight";
-  src.layer_name = [](int i, const char* role) { return fmt::format("blk.{}.{}", i, kRoles.at(role)); };
+  src.layer_name = [](int i, const char* role) { return fmt::format("blk.{}.{}", i, kGgufRoles.at(role)); };
   QF_RETURN_IF_ERROR(map_weights(src, c, ck.quant, ck.weights));
   for (const auto& info : g.tensor_infos()) {
     auto t = g.tensor(info.name);
@@ -337,6 +340,17 @@ const char* arch_label(Arch a) {
     case Arch::Qwen2: return "qwen2";
   }
   return "?";
+}
+
+std::optional<std::string> gguf_tensor_name(const std::string& hf) {
+  if (hf == "model.embed_tokens.weight") return "token_embd.weight";
+  if (hf == "model.norm.weight") return "output_norm.weight";
+  if (hf == "lm_head.weight") return "output.weight";
+  int layer = -1, used = 0;
+  if (std::sscanf(hf.c_str(), "model.layers.%d.%n", &layer, &used) != 1 || used == 0) return std::nullopt;
+  auto it = kGgufRoles.find(hf.substr(size_t(used)));
+  if (it == kGgufRoles.end()) return std::nullopt;
+  return fmt::format("blk.{}.{}", layer, it->second);
 }
 
 Expected<Checkpoint> load_checkpoint(const std::string& path) {

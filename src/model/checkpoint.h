@@ -8,6 +8,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,10 @@ struct Checkpoint {
   std::vector<std::pair<std::string, std::string>> metadata;  // for `qforge inspect`
   std::vector<TensorView> all_tensors;                        // every tensor in the files
 };
+
+// llama.cpp's name for an HF tensor ("model.layers.3.mlp.down_proj.weight" ->
+// "blk.3.ffn_down.weight"), or nullopt for a tensor the LLaMA family does not have.
+std::optional<std::string> gguf_tensor_name(const std::string& hf_name);
 
 // Loads an HF directory or a .gguf file.
 Expected<Checkpoint> load_checkpoint(const std::string& path);

@@ -1,0 +1,275 @@
+#include "quant/quantize_gguf.h"
+
+#include <filesystem>
+
+#include "core/mapped_file.h"
+#include "io/bpe_tokenizer.h"
+#include "io/gguf_writer.h"
+
+namespace qf {
+namespace {
+
+// llama.cpp's file types (enum llama_ftype) and the tensor type each starts from.
+struct FileType {
+  const char* name;
+  int ftype;
+  QType base;
+};
+constexpr FileType kFileTypes[] = {
+    {"F32", 0, QType::F32},     {"F16", 1, QType::F16},       {"BF16", 32, QType::BF16},    {"Q8_0", 7, QType::Q8_0},
+    {"Q4_0", 2, QType::Q4_0},   {"Q4_1", 3, QType::Q4_1},     {"Q5_0", 8, QType::Q5_0},     {"Q5_1", 9, QType::Q5_1},
+    {"Q2_K", 10, QType::Q2_K},  {"Q3_K_S", 11, QType::Q3_K},  {"Q3_K_M", 12, QType::Q3_K},  {"Q3_K_L", 13, QType::Q3_K},
+    {"Q4_K_S", 14, QType::Q4_K}, {"Q4_K_M", 15, QType::Q4_K}, {"Q5_K_S", 16, QType::Q5_K},  {"Q5_K_M", 17, QType::Q5_K},
+    {"Q6_K", 18, QType::Q6_K},
+};
+
+// When a rule applies, by the tensor's index i among the n tensors of its kind (= its layer).
+enum class When {
+  Always,
+  UseMoreBits,        // llama.cpp use_more_bits: i < n/8, i ≥ 7n/8, or every third layer between
+  FirstSixteenth,     // i < n/16
+  FirstEighth,        // i < n/8
+  FirstEighthImatrix, // i < n/8 and an imatrix is given
+  IndexBelow2,
+  IndexBelow4,
+  GqaAtLeast4,        // n_head / n_head_kv ≥ 4
+};
+
+// llama.cpp's llama_tensor_get_type, for the file types above: the first rule matching the
+// file type and tensor kind wins; without one the tensor keeps the file type's base type.
+struct MixRule {
+  const char* file_type;
+  const char* kind;  // attn_v, ffn_down, attn_output
+  When when;
+  QType type;
+};
+constexpr MixRule kMixRules[] = {
+    {"Q2_K", "attn_v", When::GqaAtLeast4, QType::Q4_K},      {"Q2_K", "attn_v", When::Always, QType::Q3_K},
+    {"Q3_K_M", "attn_v", When::IndexBelow2, QType::Q5_K},    {"Q3_K_M", "attn_v", When::Always, QType::Q4_K},
+    {"Q3_K_L", "attn_v", When::Always, QType::Q5_K},         {"Q4_K_M", "attn_v", When::UseMoreBits, QType::Q6_K},
+    {"Q5_K_M", "attn_v", When::UseMoreBits, QType::Q6_K},    {"Q4_K_S", "attn_v", When::IndexBelow4, QType::Q5_K},
+    {"Q2_K", "ffn_down", When::Always, QType::Q3_K},         {"Q3_K_M", "ffn_down", When::FirstSixteenth, QType::Q5_K},
+    {"Q3_K_M", "ffn_down", When::Always, QType::Q4_K},       {"Q3_K_L", "ffn_down", When::Always, QType::Q5_K},
+    {"Q4_K_M", "ffn_down", When::UseMoreBits, QType::Q6_K},  {"Q5_K_M", "ffn_down", When::UseMoreBits, QType::Q6_K},
+    {"Q4_K_S", "ffn_down", When::FirstEighth, QType::Q5_K},  {"Q4_0", "ffn_down", When::FirstEighthImatrix, QType::Q4_1},
+    {"Q5_0", "ffn_down", When::FirstEighthImatrix, QType::Q5_1},
+    {"Q2_K", "attn_output", When::Always, QType::Q3_K},      {"Q3_K_M", "attn_output", When::Always, QType::Q4_K},
+    {"Q3_K_L", "attn_output", When::Always, QType::Q5_K},
+};
+
+// llama.cpp's fallback when a row does not split into the type's blocks (IQ4_NL, which
+// llama.cpp picks for Q2_K/Q3_K, is not written yet: Q4_0 has its size and block).
+QType fallback(QType t) {
+  switch (t) {
+    case QType::Q2_K: case QType::Q3_K: return QType::Q4_0;
+    case QType::Q4_K: return QType::Q5_0;
+    case QType::Q5_K: return QType::Q5_1;
+    case QType::Q6_K: return QType::Q8_0;
+    default: return QType::F16;
+  }
+}
+
+bool applies(When w, int i, int n, int n_gqa, bool has_imatrix) {
+  switch (w) {
+    case When::Always: return true;
+    case When::UseMoreBits: return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+    case When::FirstSixteenth: return i < n / 16;
+    case When::FirstEighth: return i < n / 8;
+    case When::FirstEighthImatrix: return has_imatrix && i < n / 8;
+    case When::IndexBelow2: return i < 2;
+    case When::IndexBelow4: return i < 4;
+    case When::GqaAtLeast4: return n_gqa >= 4;
+  }
+  return false;
+}
+
+bool is_quantized(QType t) { return traits(t).block > 1; }
+
+// The tensor type llama.cpp's rules give `name` (a GGUF tensor name of a matrix).
+QType mix_type(const FileType& ft, const std::string& name, const ModelConfig& c, bool tied, bool has_imatrix) {
+  QType t = ft.base;
+  if (!is_quantized(t)) return t;
+  if (name == "output.weight" || (tied && name == "token_embd.weight")) return t == QType::Q8_0 ? t : QType::Q6_K;
+  int layer = -1;
+  char kind[32] = {};
+  if (std::sscanf(name.c_str(), "blk.%d.%31[a-z_]", &layer, kind) != 2) return t;
+  for (const auto& r : kMixRules)
+    if (ft.name == std::string(r.file_type) && kind == std::string(r.kind) &&
+        applies(r.when, layer, c.n_layer, c.n_head / c.n_head_kv, has_imatrix))
+      return r.type;
+  return t;
+}
+
+// LLaMA GGUFs store q/k rows so that RoPE pairs are adjacent (convert_hf_to_gguf's permute):
+// row h·d + s·d/2 + i moves to h·d + 2i + s.
+std::vector<float> permute_rows(const std::vector<float>& w, int64_t rows, int64_t cols, int head_dim) {
+  std::vector<float> out(w.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t h = r / head_dim, j = r % head_dim, s = j / (head_dim / 2), i = j % (head_dim / 2);
+    const int64_t to = h * head_dim + 2 * i + s;
+    std::copy(w.begin() + r * cols, w.begin() + (r + 1) * cols, out.begin() + to * cols);
+  }
+  return out;
+}
+
+const char* gguf_arch(const ModelConfig& c) { return c.arch == Arch::Qwen2 ? "qwen2" : "llama"; }
+
+// Pre-tokenizer name llama.cpp knows for a regex.
+std::string pre_name(const std::string& regex) {
+  for (const char* name : {"llama-bpe", "qwen2", "gpt-2"})
+    if (pretokenizer_regex(name) == regex) return name;
+  return "";
+}
+
+Status write_tokenizer(const Tokenizer& tok, GGUFWriter& w, const std::string& path) {
+  const BpeSpec* spec = tok.bpe_spec();
+  if (!spec) return error("{}: the tokenizer is a SentencePiece model file; GGUF export needs tokenizer.json", path);
+  const bool spm = spec->mode == BpeSpec::Mode::SentencePiece;
+  std::vector<int32_t> types(spec->tokens.size(), 1);  // llama_token_type: 1 normal
+  std::vector<bool> split(spec->tokens.size(), false);
+  for (int32_t id : spec->split_tokens) split[size_t(id)] = true;
+  for (size_t i = 0; i < types.size(); ++i) {
+    const std::string& t = spec->tokens[i];
+    if (int32_t(i) == spec->unk_id) types[i] = 2;
+    else if (spec->is_special[i]) types[i] = 3;                                        // control
+    else if (split[i]) types[i] = 4;                                                   // user-defined
+    else if (spm && t.size() == 6 && t.rfind("<0x", 0) == 0 && t.back() == '>') types[i] = 6;  // byte
+  }
+  if (spm) {
+    w.set_str("tokenizer.ggml.model", "llama");
+  } else {
+    std::string pre = pre_name(spec->regex);
+    if (pre.empty()) return error("{}: the pre-tokenizer regex has no llama.cpp name (known: llama-bpe, qwen2, gpt-2)", path);
+    w.set_str("tokenizer.ggml.model", "gpt2");
+    w.set_str("tokenizer.ggml.pre", pre);
+  }
+  w.set_str_array("tokenizer.ggml.tokens", spec->tokens);
+  if (spm) {
+    std::vector<float> scores = spec->scores;
+    if (scores.empty()) {  // merge ranks as SentencePiece scores: the earlier merge scores higher
+      scores.assign(spec->tokens.size(), 0.0f);
+      std::map<std::string, size_t> id_of;
+      for (size_t i = 0; i < spec->tokens.size(); ++i) id_of[spec->tokens[i]] = i;
+      for (size_t r = 0; r < spec->merges.size(); ++r) {
+        auto it = id_of.find(spec->merges[r].first + spec->merges[r].second);
+        if (it != id_of.end() && scores[it->second] == 0.0f) scores[it->second] = -float(r + 1);
+      }
+    }
+    w.set_f32_array("tokenizer.ggml.scores", scores);
+  }
+  w.set_i32_array("tokenizer.ggml.token_type", types);
+  if (!spm) {
+    std::vector<std::string> merges;
+    for (const auto& [a, b] : spec->merges) merges.push_back(a + " " + b);
+    w.set_str_array("tokenizer.ggml.merges", merges);
+  }
+  if (spec->bos_id >= 0) w.set_u32("tokenizer.ggml.bos_token_id", uint32_t(spec->bos_id));
+  if (spec->eos_id >= 0) w.set_u32("tokenizer.ggml.eos_token_id", uint32_t(spec->eos_id));
+  if (spec->unk_id >= 0) w.set_u32("tokenizer.ggml.unknown_token_id", uint32_t(spec->unk_id));
+  w.set_bool("tokenizer.ggml.add_bos_token", tok.adds_bos());
+  return {};
+}
+
+void write_hparams(const Checkpoint& ck, const FileType& ft, GGUFWriter& w) {
+  const ModelConfig& c = ck.config;
+  const std::string a = gguf_arch(c);
+  w.set_str("general.architecture", a);
+  w.set_str("general.type", "model");
+  w.set_str("general.name", std::filesystem::path(ck.path).filename().string());
+  w.set_u32(a + ".block_count", uint32_t(c.n_layer));
+  w.set_u32(a + ".context_length", uint32_t(c.max_ctx));
+  w.set_u32(a + ".embedding_length", uint32_t(c.n_embd));
+  w.set_u32(a + ".feed_forward_length", uint32_t(c.n_ff));
+  w.set_u32(a + ".attention.head_count", uint32_t(c.n_head));
+  w.set_u32(a + ".attention.head_count_kv", uint32_t(c.n_head_kv));
+  w.set_f32(a + ".rope.freq_base", c.rope_theta);
+  w.set_f32(a + ".attention.layer_norm_rms_epsilon", c.rms_eps);
+  w.set_u32(a + ".attention.key_length", uint32_t(c.head_dim));
+  w.set_u32(a + ".attention.value_length", uint32_t(c.head_dim));
+  w.set_u32("general.file_type", uint32_t(ft.ftype));
+  w.set_u32(a + ".vocab_size", uint32_t(c.vocab_size));
+  w.set_u32(a + ".rope.dimension_count", uint32_t(c.head_dim));
+}
+
+}  // namespace
+
+std::string gguf_file_types() {
+  std::string s;
+  for (const auto& f : kFileTypes) s += (s.empty() ? "" : ", ") + std::string(f.name);
+  return s;
+}
+
+Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, const std::string& out_path,
+                                const std::function<void(int64_t, int64_t)>& progress) {
+  if (ck.format != "hf") return error("{}: GGUF output reads Hugging Face directories", ck.path);
+  if (!ck.quant.method.empty()) return error("{}: the checkpoint is already quantized ({})", ck.path, ck.quant.method);
+  const FileType* ft = nullptr;
+  for (const auto& f : kFileTypes)
+    if (opt.type == f.name) ft = &f;
+  if (!ft) return error("--type {}: not a GGUF file type qforge writes ({})", opt.type, gguf_file_types());
+  if (std::filesystem::exists(out_path)) return error("{}: already exists; choose a new output file", out_path);
+  const ModelConfig& c = ck.config;
+  GGUFWriter w(out_path);
+  write_hparams(ck, *ft, w);
+  QF_RETURN_IF_ERROR(write_tokenizer(*ck.tokenizer, w, ck.path));
+  w.set_u32("general.quantization_version", 2);
+
+  struct Plan {
+    const TensorView* src;
+    std::string name;
+    QType type;
+    bool permute;
+    const std::vector<float>* imatrix;
+  };
+  std::vector<Plan> plan;
+  GgufReport rep;
+  for (const auto& t : ck.all_tensors) {
+    auto name = gguf_tensor_name(t.name);
+    if (!name) return error("{}: tensor '{}' has no llama.cpp name", ck.path, t.name);
+    Plan p{&t, *name, QType::F32, false, nullptr};
+    if (t.shape.size() == 2) {
+      auto im = opt.imatrix.find(*name);
+      if (im != opt.imatrix.end()) {
+        if (int64_t(im->second.size()) != t.cols())
+          return error("imatrix entry '{}' has {} values, the tensor has {} columns", *name, im->second.size(), t.cols());
+        p.imatrix = &im->second;
+      }
+      p.type = mix_type(*ft, *name, c, c.tied_embeddings, !opt.imatrix.empty());
+      for (QType want = p.type; t.cols() % traits(p.type).block != 0; want = p.type) {
+        p.type = fallback(p.type);
+        rep.fallbacks.push_back(fmt::format("{}: {} → {} (row length {} is not a multiple of {})", *name,
+                                            traits(want).name, traits(p.type).name, t.cols(), traits(want).block));
+      }
+    }
+    const bool qk = name->find("attn_q.") != std::string::npos || name->find("attn_k.") != std::string::npos;
+    p.permute = qk && c.arch != Arch::Qwen2;
+    w.add_tensor(p.name, p.type, t.shape);
+    plan.push_back(p);
+  }
+  int64_t done = 0;
+  for (size_t k = 0; k < plan.size(); ++k) {
+    const Plan& p = plan[k];
+    const TensorView& t = *p.src;
+    std::vector<float> f = t.to_f32();
+    for (size_t i = 0; i < f.size(); ++i)
+      if (!std::isfinite(f[i])) return error("tensor '{}': element {} is {}, expected a finite weight", t.name, i, f[i]);
+    if (p.permute) f = permute_rows(f, t.rows(), t.cols(), c.head_dim);
+    const int64_t rows = t.rows(), cols = t.cols(), row_bytes = qtype_row_bytes(p.type, cols);
+    std::vector<uint8_t> out(size_t(rows * row_bytes));
+    const auto& tr = traits(p.type);
+    const float* im = p.imatrix ? p.imatrix->data() : nullptr;
+#pragma omp parallel for schedule(dynamic, 8)
+    for (int64_t r = 0; r < rows; ++r) tr.quantize_ref(f.data() + r * cols, out.data() + r * row_bytes, cols, im);
+    QF_RETURN_IF_ERROR(w.write_tensor(p.name, out.data(), out.size()));
+    release_mapped_pages(t.data, size_t(t.nbytes));
+    rep.params += t.numel();
+    rep.type_counts[std::string(tr.name)]++;
+    if (progress) progress(++done, int64_t(plan.size()));
+  }
+  QF_RETURN_IF_ERROR(w.finish());
+  rep.file_bytes = int64_t(std::filesystem::file_size(out_path));
+  rep.bits_per_weight = 8.0 * double(rep.file_bytes) / double(rep.params);
+  return rep;
+}
+
+}  // namespace qf

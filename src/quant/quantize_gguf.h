@@ -1,0 +1,43 @@
+// quant/quantize_gguf.h — an HF checkpoint written as a GGUF file llama.cpp loads unchanged:
+// `qforge convert` (F32/F16/BF16/Q8_0) and `qforge quantize --format gguf --type T`.
+//
+// Metadata as llama.cpp's convert_hf_to_gguf.py writes it for the LLaMA family and Qwen2
+// (general.*, <arch>.* hyperparameters, tokenizer.ggml.*), tensors under llama.cpp's names and
+// in the checkpoint's order, LLaMA q/k rows permuted for llama.cpp's interleaved RoPE.
+// Matrices get the file type's tensor type, adjusted per tensor by llama.cpp's mix rules
+// (output → Q6_K, attn_v/ffn_down upgrades in chosen layers, ...; see kMixRules); norms stay
+// F32. A matrix whose rows do not split into the type's blocks falls back to a type that
+// fits, and the report lists it. Streams one tensor at a time from the mmap'd checkpoint.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "model/checkpoint.h"
+
+namespace qf {
+
+struct GgufOptions {
+  std::string type = "F16";  // F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K
+  // Per-tensor importance (GGUF tensor name -> one weight per input column), or empty.
+  std::map<std::string, std::vector<float>> imatrix;
+};
+
+struct GgufReport {
+  int64_t file_bytes = 0;
+  int64_t params = 0;
+  double bits_per_weight = 0;                 // whole file: every tensor's bytes over every parameter
+  std::map<std::string, int64_t> type_counts; // tensor type name -> tensors
+  std::vector<std::string> fallbacks;         // "blk.0.ffn_down.weight: Q4_K → Q5_0 (row 172 is not a multiple of 256)"
+};
+
+// The file types `--type` accepts, for messages.
+std::string gguf_file_types();
+
+Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, const std::string& out_path,
+                                const std::function<void(int64_t, int64_t)>& progress);
+
+}  // namespace qf
