@@ -257,12 +257,16 @@ Status run_eval(const EvalArgs& a) {
   PerplexityOptions opt;
   opt.ctx = a.ctx;
   opt.max_windows = a.max_windows;
+  if (a.protocol == "llama.cpp") {
+    opt.second_half = true;
+    if (ck.tokenizer->adds_bos()) opt.first_token = ck.tokenizer->bos_id();
+  }
   opt.on_window = [&](int64_t d, int64_t t) { bar.update(d, t); };
   QF_ASSIGN_OR_RETURN(auto r, perplexity(*tf, tokens, opt, base_tf.get()));
   const double bpw = tf->body_bits_per_weight();
   const int64_t file_bytes = model_file_bytes(a.model);
   if (a.json) {
-    nlohmann::json j = {{"model", a.model},       {"text", a.text},         {"protocol", "canonical"},
+    nlohmann::json j = {{"model", a.model},       {"text", a.text},         {"protocol", a.protocol},
                         {"ctx", r.ctx},           {"n_tokens", r.n_tokens}, {"windows", r.windows},
                         {"scored", r.scored},     {"ppl", r.ppl},           {"mean_nll", r.mean_nll},
                         {"seconds", r.seconds},   {"tokens_per_second", r.tokens_per_second},
@@ -275,8 +279,8 @@ Status run_eval(const EvalArgs& a) {
     }
     fmt::print("{}\n", j.dump(2));
   } else {
-    fmt::print("perplexity {:.6f} (mean NLL {:.6f}) — ctx {}, {} windows, {} scored of {} tokens, {:.1f}s, {:.0f} tokens/s\n",
-               r.ppl, r.mean_nll, r.ctx, r.windows, r.scored, r.n_tokens, r.seconds, r.tokens_per_second);
+    fmt::print("perplexity {:.6f} (mean NLL {:.6f}) — {} protocol, ctx {}, {} windows, {} scored of {} tokens, {:.1f}s, {:.0f} tokens/s\n",
+               r.ppl, r.mean_nll, a.protocol, r.ctx, r.windows, r.scored, r.n_tokens, r.seconds, r.tokens_per_second);
     if (r.has_base)
       fmt::print("against {}: base perplexity {:.6f}, KL divergence {:.6f}, top-1 agreement {:.2f} %\n", a.base,
                  r.base_ppl, r.kld, 100 * r.top1);

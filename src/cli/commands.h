@@ -19,7 +19,7 @@ struct GenerateArgs {
   bool ignore_eos = false;
 };
 struct EvalArgs {
-  std::string model, text, base;
+  std::string model, text, base, protocol = "canonical";
   int ctx = 512;
   long long max_windows = -1;
   bool json = false;

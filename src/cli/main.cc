@@ -32,6 +32,8 @@ int main(int argc, char** argv) {
   eval->add_option("--ctx", ea.ctx, "window length in tokens")->check(CLI::Range(2, 1 << 20));
   eval->add_option("--max-windows", ea.max_windows, "score at most N windows");
   eval->add_flag("--json", ea.json, "print one JSON object");
+  eval->add_option("--protocol", ea.protocol, "canonical (every position) or llama.cpp (llama-perplexity: second half of each chunk)")
+      ->check(CLI::IsMember({"canonical", "llama.cpp"}));
   eval->add_option("--base", ea.base, "unquantized model: also report KL divergence and top-1 agreement against it");
 
   qf::cli::QuantizeArgs qa;

@@ -56,8 +56,12 @@ Expected<PerplexityResult> perplexity(const Transformer& tf, const std::vector<i
   double total_nll = 0, total_base_nll = 0, total_kld = 0;
   int64_t total_agree = 0;
   auto t0 = std::chrono::steady_clock::now();
+  const int first = opt.second_half ? opt.ctx / 2 : 0;
+  std::vector<int32_t> window(size_t(opt.ctx));
   for (int64_t w = 0; w < windows; ++w) {
-    const int32_t* win = tokens.data() + w * opt.ctx;
+    std::copy(tokens.begin() + w * opt.ctx, tokens.begin() + (w + 1) * opt.ctx, window.begin());
+    if (opt.first_token >= 0) window[0] = opt.first_token;
+    const int32_t* win = window.data();
     cache.clear();
     tf.forward(win, opt.ctx, cache, logits.data());
     if (base) {
@@ -67,7 +71,7 @@ Expected<PerplexityResult> perplexity(const Transformer& tf, const std::vector<i
     double nll = 0, base_nll = 0, kld = 0;
     int64_t agree = 0;
 #pragma omp parallel for reduction(+ : nll, base_nll, kld, agree) schedule(static)
-    for (int i = 0; i < opt.ctx - 1; ++i) {
+    for (int i = first; i < opt.ctx - 1; ++i) {
       const int64_t off = int64_t(i) * vocab;
       PositionStats s = score_position(logits.data() + off, base ? base_logits.data() + off : nullptr, vocab, win[i + 1]);
       nll += s.nll;
@@ -83,7 +87,7 @@ Expected<PerplexityResult> perplexity(const Transformer& tf, const std::vector<i
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.windows = windows;
-  r.scored = windows * (opt.ctx - 1);
+  r.scored = windows * (opt.ctx - 1 - first);
   r.mean_nll = total_nll / double(r.scored);
   r.ppl = std::exp(r.mean_nll);
   if (base) {

@@ -4,6 +4,10 @@
 // PPL = exp(mean NLL). NLLs are accumulated in double. Given a base model, also the KL
 // divergence KL(base ‖ model) of the next-token distributions and the share of positions
 // where both argmaxes agree, over the same scored positions.
+//
+// The llama.cpp protocol (llama-perplexity) differs in two ways: only the second half of each
+// window is scored (positions ctx/2 .. ctx−2 predicting the next token), and when the model
+// adds BOS, the first token of every window is replaced by BOS.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +21,8 @@ namespace qf {
 struct PerplexityOptions {
   int ctx = 512;
   int64_t max_windows = -1;  // -1: all
+  bool second_half = false;  // llama.cpp: score only positions ctx/2 .. ctx−2
+  int32_t first_token = -1;  // llama.cpp with add-BOS: every window starts with this token
   std::function<void(int64_t done, int64_t total)> on_window;  // progress callback
 };
 

@@ -1,6 +1,7 @@
 #include "quant/quantize_gguf.h"
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "core/mapped_file.h"
 #include "io/bpe_tokenizer.h"
@@ -166,7 +167,16 @@ Status write_tokenizer(const Tokenizer& tok, GGUFWriter& w, const std::string& p
   if (spec->bos_id >= 0) w.set_u32("tokenizer.ggml.bos_token_id", uint32_t(spec->bos_id));
   if (spec->eos_id >= 0) w.set_u32("tokenizer.ggml.eos_token_id", uint32_t(spec->eos_id));
   if (spec->unk_id >= 0) w.set_u32("tokenizer.ggml.unknown_token_id", uint32_t(spec->unk_id));
-  w.set_bool("tokenizer.ggml.add_bos_token", tok.adds_bos());
+  // As llama.cpp's converter: add_bos_token only from tokenizer_config.json. (transformers may
+  // add BOS through tokenizer.json's post-processor; llama.cpp's conversion does not record
+  // that, and GGUF users' numbers are measured without it.)
+  const std::string tc_path = path + "/tokenizer_config.json";
+  if (std::filesystem::exists(tc_path)) {
+    QF_ASSIGN_OR_RETURN(auto text, read_text_file(tc_path));
+    auto tc = nlohmann::json::parse(text, nullptr, false);
+    if (tc.is_object() && tc.contains("add_bos_token") && tc["add_bos_token"].is_boolean())
+      w.set_bool("tokenizer.ggml.add_bos_token", tc["add_bos_token"].get<bool>());
+  }
   return {};
 }
 
