@@ -24,3 +24,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "setup: all Debian packages present"
 fi
+
+# llama.cpp itself, as the prebuilt build node-llama-cpp ships (bench/package.json): the
+# interop tests load qforge's GGUF files with it, the benchmarks time it. Needs Node.js ≥ 20.
+cd "$(dirname "$0")/.."
+if command -v npm >/dev/null 2>&1 && node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)'; then
+  echo "setup: installing node-llama-cpp into bench/node_modules"
+  (cd bench && npm install --omit=optional --no-audit --no-fund --loglevel=error)
+else
+  echo "setup: Node.js >= 20 with npm not found; the llama.cpp interop tests will skip"
+fi
