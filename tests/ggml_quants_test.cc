@@ -25,7 +25,8 @@ TEST(GgmlBlocks, TableMatchesGgmlCommon) {
   struct Row { QType t; int id, block, bytes; };
   for (Row r : {Row{QType::Q4_0, 2, 32, 18}, {QType::Q4_1, 3, 32, 20}, {QType::Q5_0, 6, 32, 22}, {QType::Q5_1, 7, 32, 24},
                 {QType::Q8_0, 8, 32, 34}, {QType::Q2_K, 10, 256, 84}, {QType::Q3_K, 11, 256, 110}, {QType::Q4_K, 12, 256, 144},
-                {QType::Q5_K, 13, 256, 176}, {QType::Q6_K, 14, 256, 210}}) {
+                {QType::Q5_K, 13, 256, 176}, {QType::Q6_K, 14, 256, 210}, {QType::IQ4_NL, 20, 32, 18},
+                {QType::IQ4_XS, 23, 256, 136}}) {
     EXPECT_EQ(traits(r.t).ggml_id, r.id) << traits(r.t).name;
     EXPECT_EQ(traits(r.t).block, r.block) << traits(r.t).name;
     EXPECT_EQ(traits(r.t).bytes_per_block, r.bytes) << traits(r.t).name;
@@ -124,14 +125,34 @@ TEST(GgmlBlocks, HandBuiltKQuantBlocks) {
   EXPECT_EQ(y[64], 0.25f * 3 * (21 - 32));
 }
 
-const QType kGgmlTypes[] = {QType::Q4_0, QType::Q4_1, QType::Q5_0, QType::Q5_1, QType::Q8_0,
-                            QType::Q2_K, QType::Q3_K, QType::Q4_K, QType::Q5_K, QType::Q6_K};
+TEST(GgmlBlocks, HandBuiltIq4Blocks) {
+  // The IQ4_NL grid as published in ggml-common.h (kvalues_iq4nl).
+  const int8_t grid[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+  EXPECT_EQ(std::memcmp(kIq4nlValues, grid, 16), 0);
+  BlockIQ4_NL a{};
+  a.d = f32_to_f16(0.5f);
+  a.qs[3] = 0xF0;  // weight 3: index 0 → −127; weight 19: index 15 → 113
+  auto y = decode(QType::IQ4_NL, &a);
+  EXPECT_EQ(y[3], 0.5f * -127);
+  EXPECT_EQ(y[19], 0.5f * 113);
+  BlockIQ4_XS b{};
+  b.d = f32_to_f16(0.25f);
+  b.scales_l[1] = 0x50;      // block 3 (weights 96..127): low bits 5
+  b.scales_h = 2 << (2 * 3); // block 3: high bits 2 → 5 + 32 − 32 = 5
+  b.qs[48] = 0x08;           // weight 96: index 8 → 1
+  y = decode(QType::IQ4_XS, &b);
+  EXPECT_EQ(y[96], 0.25f * 5 * 1);
+  EXPECT_EQ(y[0], 0.25f * -32 * -127);  // block 0: scale bits 0 → −32
+}
+
+const QType kGgmlTypes[] = {QType::Q4_0, QType::Q4_1, QType::Q5_0, QType::Q5_1, QType::Q8_0, QType::Q2_K,
+                            QType::Q3_K, QType::Q4_K, QType::Q5_K, QType::Q6_K, QType::IQ4_NL, QType::IQ4_XS};
 
 int bits_of(QType t) {
   switch (t) {
     case QType::Q2_K: return 2;
     case QType::Q3_K: return 3;
-    case QType::Q4_0: case QType::Q4_1: case QType::Q4_K: return 4;
+    case QType::Q4_0: case QType::Q4_1: case QType::Q4_K: case QType::IQ4_NL: case QType::IQ4_XS: return 4;
     case QType::Q5_0: case QType::Q5_1: case QType::Q5_K: return 5;
     case QType::Q6_K: return 6;
     default: return 8;

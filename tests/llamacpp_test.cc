@@ -35,25 +35,42 @@ std::string node_eval(const std::string& args) {
   return run("OMP_WAIT_POLICY=passive node " + test::source_dir() + "/bench/llamacpp_eval.mjs " + args);
 }
 
-std::string write_gguf(const std::string& type) {
+std::string write_gguf(const std::string& type, const std::string& imatrix = "") {
   std::string path = test::temp_dir("llamacpp_gguf") + "/qf-27m-" + type + ".gguf";
-  run(test::qforge_bin() + " quantize " + test::qf27m() + " -o " + path + " --format gguf --type " + type);
+  run(test::qforge_bin() + " quantize " + test::qf27m() + " -o " + path + " --format gguf --type " + type +
+      (imatrix.empty() ? "" : " --imatrix " + imatrix));
   return path;
+}
+
+void expect_same_perplexity(const std::string& gguf, const std::string& what) {
+  const std::string text = test::text_path("wikitext2-test");
+  auto ours = nlohmann::json::parse(run(test::qforge_bin() + " eval " + gguf + " --text " + text +
+                                        " --ctx 512 --max-windows 3 --protocol llama.cpp --json"));
+  auto theirs = nlohmann::json::parse(node_eval(gguf + " --text " + text + " --ctx 512 --chunks 3"));
+  ASSERT_EQ(ours["scored"], theirs["scored"]) << what;
+  ASSERT_EQ(ours["n_tokens"], theirs["n_tokens"]) << what << ": the tokenizers disagree";
+  const double a = ours["ppl"], b = theirs["ppl"];
+  EXPECT_LT(std::fabs(a / b - 1), 0.005) << what << ": qforge " << a << ", llama.cpp " << b;
 }
 
 TEST(LlamaCpp, EveryTypeLoadsAndGivesQforgesPerplexity) {
   if (!have_llamacpp()) GTEST_SKIP() << "node-llama-cpp not installed (scripts/setup.sh installs it)";
-  const std::string text = test::text_path("wikitext2-test");
   for (const char* type : {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K_S", "Q3_K_M",
-                           "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K"}) {
+                           "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS"}) {
     const std::string gguf = write_gguf(type);
-    auto ours = nlohmann::json::parse(run(test::qforge_bin() + " eval " + gguf + " --text " + text +
-                                          " --ctx 512 --max-windows 3 --protocol llama.cpp --json"));
-    auto theirs = nlohmann::json::parse(node_eval(gguf + " --text " + text + " --ctx 512 --chunks 3"));
-    ASSERT_EQ(ours["scored"], theirs["scored"]) << type;
-    ASSERT_EQ(ours["n_tokens"], theirs["n_tokens"]) << type << ": the tokenizers disagree";
-    const double a = ours["ppl"], b = theirs["ppl"];
-    EXPECT_LT(std::fabs(a / b - 1), 0.005) << type << ": qforge " << a << ", llama.cpp " << b;
+    expect_same_perplexity(gguf, type);
+    fs::remove(gguf);
+  }
+}
+
+TEST(LlamaCpp, ImatrixQuantizedFilesLoadToo) {
+  if (!have_llamacpp()) GTEST_SKIP() << "node-llama-cpp not installed (scripts/setup.sh installs it)";
+  const std::string im = test::temp_dir("llamacpp_imatrix") + "/qf-27m.dat";
+  run(test::qforge_bin() + " imatrix " + test::qf27m() + " --calib " + test::shared_dir() +
+      "/data/calib-wiki.txt -o " + im + " --chunks 4");
+  for (const char* type : {"Q4_K_M", "IQ4_XS", "Q2_K", "Q4_0"}) {
+    const std::string gguf = write_gguf(type, im);
+    expect_same_perplexity(gguf, std::string(type) + " with imatrix");
     fs::remove(gguf);
   }
 }

@@ -316,3 +316,26 @@ TEST(QuantizeCli, NanWeightIsNamedAndNoOutputIsLeft) {
 
 }  // namespace
 }  // namespace qf
+
+namespace qf {
+namespace {
+
+TEST(QuantizeGgufCli, FallbackTypesAreAnnouncedAndBadTypesRefused) {
+  std::string dir = test::temp_dir("quant_gguf"), err;
+  // stories260K's MLP rows are 172 long: not a multiple of 256 (Q4_K) nor of 32 (Q5_0).
+  ASSERT_EQ(run("quantize " + test::bundled_stories() + "/hf -o " + dir + "/q.gguf --format gguf --type Q4_K_M", &err), 0);
+  EXPECT_NE(err.find("warning: fallback type for blk.0.ffn_down.weight: Q4_K → Q5_0 (row length 172 is not a multiple of 256)"),
+            std::string::npos) << err;
+  EXPECT_NE(err.find("blk.0.ffn_down.weight: Q5_0 → F16 (row length 172 is not a multiple of 32)"), std::string::npos) << err;
+  auto back = load_checkpoint(dir + "/q.gguf");
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->weights.layers[0].wq.weight.type, QType::Q5_0);  // rows of 64: Q4_K → Q5_0
+  EXPECT_EQ(run("quantize " + test::bundled_stories() + "/hf -o " + dir + "/x.gguf --format gguf --type Q7_K", &err), 1);
+  EXPECT_NE(err.find("--type Q7_K: not a GGUF file type qforge writes"), std::string::npos) << err;
+  EXPECT_EQ(run("quantize " + test::bundled_stories() + "/hf -o " + dir + "/x.gguf --format gguf --type Q4_0 --bits 4", &err), 1);
+  EXPECT_NE(err.find("--bits does not apply to --format gguf"), std::string::npos) << err;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/x.gguf"));
+}
+
+}  // namespace
+}  // namespace qf

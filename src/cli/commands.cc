@@ -21,6 +21,7 @@
 #include "io/gguf.h"
 #include "model/checkpoint.h"
 #include "model/transformer.h"
+#include "quant/imatrix.h"
 #include "quant/quantize_gguf.h"
 #include "quant/quantize_hf.h"
 
@@ -183,10 +184,17 @@ std::string upper(std::string s) {
   return s;
 }
 
-Status write_gguf_file(const std::string& model, const std::string& out, const std::string& type) {
+Status write_gguf_file(const std::string& model, const std::string& out, const std::string& type,
+                       const std::string& imatrix = "") {
   QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(model));
   GgufOptions opt;
   opt.type = upper(type);
+  if (!imatrix.empty()) {
+    QF_ASSIGN_OR_RETURN(auto im, read_imatrix(imatrix));
+    opt.imatrix = std::move(im.mean_sq);
+    info("imatrix {}: {} entries from {} chunks of {}", imatrix, opt.imatrix.size(), im.chunks,
+         im.dataset.empty() ? "an unnamed dataset" : im.dataset);
+  }
   ProgressBar bar("gguf");
   auto t0 = std::chrono::steady_clock::now();
   QF_ASSIGN_OR_RETURN(auto rep, write_gguf(ck, opt, out, [&](int64_t d, int64_t t) { bar.update(d, t); }));
@@ -200,14 +208,33 @@ Status write_gguf_file(const std::string& model, const std::string& out, const s
 
 Status run_convert(const ConvertArgs& a) { return write_gguf_file(a.model, a.out, a.type); }
 
+Status run_imatrix(const ImatrixArgs& a) {
+  QF_ASSIGN_OR_RETURN(auto text, read_text_file(a.calib));
+  QF_RETURN_IF_ERROR(check_utf8(text, a.calib));
+  QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));
+  QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck));
+  const std::vector<int32_t> tokens = ck.tokenizer->encode(text, true);
+  ProgressBar bar("imatrix");
+  auto t0 = std::chrono::steady_clock::now();
+  const int32_t bos = ck.tokenizer->adds_bos() ? ck.tokenizer->bos_id() : -1;
+  QF_ASSIGN_OR_RETURN(auto im, compute_imatrix(*tf, tokens, a.ctx, a.chunks, bos, [&](int64_t d, int64_t t) { bar.update(d, t); }));
+  im.dataset = a.calib;
+  QF_RETURN_IF_ERROR(write_imatrix(im, a.out));
+  fmt::print("wrote {}: {} entries from {} chunks of {} tokens ({} tokens), {:.1f}s\n", a.out, im.mean_sq.size(), im.chunks,
+             a.ctx, int64_t(im.chunks) * a.ctx, seconds_since(t0));
+  return {};
+}
+
 Status run_quantize(const QuantizeArgs& a) {
   if (a.format == "gguf") {
     if (a.type.empty()) return error("--format gguf needs --type ({})", gguf_file_types());
     for (const auto& g : a.given)
-      if (g != "--type") return error("{} does not apply to --format gguf (llama.cpp's types fix their own grids)", g);
-    return write_gguf_file(a.model, a.out, a.type);
+      if (g != "--type" && g != "--imatrix")
+        return error("{} does not apply to --format gguf (llama.cpp's types fix their own grids)", g);
+    return write_gguf_file(a.model, a.out, a.type, a.imatrix);
   }
   if (!a.type.empty()) return error("--type {} needs --format gguf", a.type);
+  if (!a.imatrix.empty()) return error("--imatrix needs --format gguf");
   QF_RETURN_IF_ERROR(check_method_options(a));
   QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));
   QuantizeOptions opt;

@@ -28,6 +28,7 @@ struct EvalArgs {
 struct QuantizeArgs {
   std::string model, out, method = "rtn", clip = "none";
   std::string format = "hf", type;  // gguf: a llama.cpp file type (Q4_K_M, ...)
+  std::string imatrix;              // gguf: importance matrix file
   int bits = 4, group = 128, blocksize = 64;
   bool sym = false, double_quant = false, quantize_head = false;
   float int8_threshold = 6.0f;
@@ -36,6 +37,12 @@ struct QuantizeArgs {
 
 struct ConvertArgs {
   std::string model, out, type = "f16";
+};
+
+struct ImatrixArgs {
+  std::string model, calib, out;
+  int ctx = 512;
+  long long chunks = -1;
 };
 
 struct BenchArgs {
@@ -50,5 +57,6 @@ Status run_eval(const EvalArgs& a);
 Status run_bench(const BenchArgs& a);
 Status run_quantize(const QuantizeArgs& a);
 Status run_convert(const ConvertArgs& a);
+Status run_imatrix(const ImatrixArgs& a);
 
 }  // namespace qf::cli

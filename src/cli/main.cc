@@ -56,6 +56,16 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"hf", "gguf"}));
   quantize->add_option("--type", qa.type, "gguf: llama.cpp file type (Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, Q3_K_M, Q2_K, ...)");
 
+  quantize->add_option("--imatrix", qa.imatrix, "gguf: importance matrix (llama.cpp .dat format, from qforge imatrix or llama-imatrix)");
+
+  qf::cli::ImatrixArgs ma;
+  auto* imatrix = app.add_subcommand("imatrix", "importance matrix (mean x² per Linear input column) in llama.cpp's format");
+  imatrix->add_option("model", ma.model, "HF model directory or .gguf file")->required();
+  imatrix->add_option("--calib", ma.calib, "calibration text (UTF-8)")->required();
+  imatrix->add_option("-o,--out", ma.out, "output file (.dat)")->required();
+  imatrix->add_option("--ctx", ma.ctx, "chunk length in tokens")->check(CLI::Range(2, 1 << 20));
+  imatrix->add_option("--chunks", ma.chunks, "use at most N chunks");
+
   qf::cli::ConvertArgs ca;
   auto* convert = app.add_subcommand("convert", "write an HF checkpoint as a GGUF file llama.cpp loads");
   convert->add_option("model", ca.model, "HF model directory")->required();
@@ -85,9 +95,10 @@ int main(int argc, char** argv) {
   else if (*eval) st = qf::cli::run_eval(ea);
   else if (*bench) st = qf::cli::run_bench(ba);
   else if (*convert) st = qf::cli::run_convert(ca);
+  else if (*imatrix) st = qf::cli::run_imatrix(ma);
   else if (*quantize) {
     for (const char* name : {"--bits", "--group", "--sym", "--clip", "--blocksize", "--double-quant", "--int8-threshold",
-                             "--method", "--type"})
+                             "--method", "--type", "--imatrix"})
       if (quantize->count(name) > 0) qa.given.push_back(name);
     st = qf::cli::run_quantize(qa);
   }

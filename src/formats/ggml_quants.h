@@ -24,10 +24,17 @@ struct BlockQ3_K { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint16
 struct BlockQ4_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; };
 struct BlockQ5_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; };
 struct BlockQ6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; };
+// IQ4_NL / IQ4_XS: 4-bit indices into a fixed non-linear grid (kIq4nlValues); IQ4_XS adds
+// 6-bit scales per 32 weights under one fp16 scale per 256.
+struct BlockIQ4_NL { uint16_t d; uint8_t qs[16]; };
+struct BlockIQ4_XS { uint16_t d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; };
+extern const int8_t kIq4nlValues[16];
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 &&
               sizeof(BlockQ5_1) == 24, "legacy block sizes as in ggml-common.h");
 static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 &&
-              sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210, "k-quant block sizes as in ggml-common.h");
+              sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(BlockIQ4_NL) == 18 &&
+                  sizeof(BlockIQ4_XS) == 136,
+              "k- and i-quant block sizes as in ggml-common.h");
 
 // Each codec: n weights (a multiple of its block), src → blocks at dst. `imatrix`, when not
 // null, holds one importance weight per weight and src is exactly one matrix row (llama.cpp
@@ -44,6 +51,8 @@ QF_GGML_CODEC(q3_K)
 QF_GGML_CODEC(q4_K)
 QF_GGML_CODEC(q5_K)
 QF_GGML_CODEC(q6_K)
+QF_GGML_CODEC(iq4_nl)
+QF_GGML_CODEC(iq4_xs)
 #undef QF_GGML_CODEC
 
 }  // namespace qf

@@ -87,6 +87,8 @@ const QTypeTraits kTraits[] = {
     {QType::Q4_K, "Q4_K", 12, 256, 144, dequantize_q4_K, quantize_q4_K},
     {QType::Q5_K, "Q5_K", 13, 256, 176, dequantize_q5_K, quantize_q5_K},
     {QType::Q6_K, "Q6_K", 14, 256, 210, dequantize_q6_K, quantize_q6_K},
+    {QType::IQ4_NL, "IQ4_NL", 20, 32, 18, dequantize_iq4_nl, quantize_iq4_nl},
+    {QType::IQ4_XS, "IQ4_XS", 23, 256, 136, dequantize_iq4_xs, quantize_iq4_xs},
 };
 
 }  // namespace

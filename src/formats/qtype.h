@@ -11,10 +11,11 @@
 
 namespace qf {
 
-// F32..Q8_0 and Q4_0..Q6_K: weight formats (the ggml ones' blocks in formats/ggml_quants.h);
+// F32..Q8_0 and Q4_0..IQ4_XS: weight formats (the ggml ones' blocks in formats/ggml_quants.h);
 // I8, U8, I32: raw integer tensors of checkpoint layouts (packed codes, zeros, indices) —
 // "decoding" them converts each integer to float.
-enum class QType : uint8_t { F32, F16, BF16, Q8_0, I8, U8, I32, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K };
+enum class QType : uint8_t { F32, F16, BF16, Q8_0, I8, U8, I32, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+                            IQ4_NL, IQ4_XS };
 
 struct QTypeTraits {
   QType type;

@@ -120,13 +120,14 @@ void Transformer::apply_rope(float* x, int n, int n_heads, int pos0) const {
   }
 }
 
-void Transformer::attention(const Layer& L, int layer, const float* x, float* out, int n,
-                            KVCache& cache) const {
+void Transformer::attention(const Layer& L, int layer, const float* x, float* out, int n, KVCache& cache,
+                            const InputObserver* observe) const {
   const int hd = cfg_.head_dim, qd = cfg_.q_dim(), kvd = cfg_.kv_dim();
   const int p = cache.n_past, total = p + n, group = cfg_.n_head / cfg_.n_head_kv;
   std::vector<float> q(size_t(n) * qd);
   float* kc = cache.k[size_t(layer)].data();
   float* vc = cache.v[size_t(layer)].data();
+  if (observe) (*observe)(layer, {"attn_q", "attn_k", "attn_v"}, x, n, cfg_.n_embd);
   L.wq->forward(x, q.data(), n);
   L.wk->forward(x, kc + int64_t(p) * kvd, n);  // written straight into the cache
   L.wv->forward(x, vc + int64_t(p) * kvd, n);
@@ -158,11 +159,13 @@ void Transformer::attention(const Layer& L, int layer, const float* x, float* ou
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, total, 1.0f, scores.data(), total,
                 vc + g * hd, kvd, 0.0f, attn.data() + h * hd, qd);
   }
+  if (observe) (*observe)(layer, {"attn_output"}, attn.data(), n, qd);
   L.wo->forward(attn.data(), out, n);
 }
 
-void Transformer::mlp(const Layer& L, const float* x, float* out, int n) const {
+void Transformer::mlp(const Layer& L, int layer, const float* x, float* out, int n, const InputObserver* observe) const {
   const int64_t ff = cfg_.n_ff;
+  if (observe) (*observe)(layer, {"ffn_gate", "ffn_up"}, x, n, cfg_.n_embd);
   std::vector<float> gate(size_t(n * ff)), up(size_t(n * ff));
   L.w_gate->forward(x, gate.data(), n);
   L.w_up->forward(x, up.data(), n);
@@ -171,10 +174,12 @@ void Transformer::mlp(const Layer& L, const float* x, float* out, int n) const {
     float g = gate[size_t(i)];
     gate[size_t(i)] = g / (1.0f + std::exp(-g)) * up[size_t(i)];  // SiLU(gate) · up
   }
+  if (observe) (*observe)(layer, {"ffn_down"}, gate.data(), n, int(ff));
   L.w_down->forward(gate.data(), out, n);
 }
 
-void Transformer::forward(const int32_t* tokens, int n, KVCache& cache, float* logits, bool last_only) const {
+void Transformer::forward(const int32_t* tokens, int n, KVCache& cache, float* logits, bool last_only,
+                          const InputObserver* observe) const {
   QF_CHECK(n > 0 && cache.n_past + n <= cache.n_ctx, "{} tokens after {} do not fit a cache of {}", n,
            cache.n_past, cache.n_ctx);
   const int E = cfg_.n_embd;
@@ -188,10 +193,10 @@ void Transformer::forward(const int32_t* tokens, int n, KVCache& cache, float* l
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Layer& L = layers_[l];
     rms_norm(x.data(), L.attn_norm.data(), h.data(), n, E, cfg_.rms_eps);
-    attention(L, int(l), h.data(), tmp.data(), n, cache);
+    attention(L, int(l), h.data(), tmp.data(), n, cache, observe);
     for (size_t i = 0; i < x.size(); ++i) x[i] += tmp[i];
     rms_norm(x.data(), L.ffn_norm.data(), h.data(), n, E, cfg_.rms_eps);
-    mlp(L, h.data(), tmp.data(), n);
+    mlp(L, int(l), h.data(), tmp.data(), n, observe);
     for (size_t i = 0; i < x.size(); ++i) x[i] += tmp[i];
   }
   cache.n_past += n;

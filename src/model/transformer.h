@@ -6,6 +6,8 @@
 // KVCache, so independent sequences may run concurrently on separate caches.
 #pragma once
 
+#include <functional>
+#include <initializer_list>
 #include <memory>
 #include <vector>
 
@@ -21,6 +23,11 @@ struct KVCache {
   std::vector<std::vector<float>> k, v;  // per layer: (n_ctx, kv_dim)
   void clear() { n_past = 0; }
 };
+
+// Sees the input of every decoder-block Linear during a forward pass (for importance
+// matrices): the layer, the llama.cpp names of the weights that read this input ("attn_q",
+// "attn_k", "attn_v" share one), and x (n, n_in).
+using InputObserver = std::function<void(int layer, std::initializer_list<const char*> kinds, const float* x, int n, int n_in)>;
 
 class Transformer {
  public:
@@ -38,7 +45,8 @@ class Transformer {
   // Runs `n` tokens at positions cache.n_past .. cache.n_past + n - 1 and appends them to the
   // cache. logits: (n, vocab) for every position, or (1, vocab) for the last one when
   // last_only; may be null. Token ids must be in [0, vocab) (checked).
-  void forward(const int32_t* tokens, int n, KVCache& cache, float* logits, bool last_only = false) const;
+  void forward(const int32_t* tokens, int n, KVCache& cache, float* logits, bool last_only = false,
+               const InputObserver* observe = nullptr) const;
 
  private:
   struct Layer {
@@ -47,9 +55,10 @@ class Transformer {
     std::unique_ptr<Linear> w_gate, w_up, w_down;
   };
   Transformer() = default;
-  void attention(const Layer& L, int layer, const float* x, float* out, int n, KVCache& cache) const;
+  void attention(const Layer& L, int layer, const float* x, float* out, int n, KVCache& cache,
+                 const InputObserver* observe) const;
   void apply_rope(float* x, int n, int n_heads, int pos0) const;
-  void mlp(const Layer& L, const float* x, float* out, int n) const;
+  void mlp(const Layer& L, int layer, const float* x, float* out, int n, const InputObserver* observe) const;
 
   ModelConfig cfg_;
   TensorView tok_embd_;              // (vocab, n_embd), any format: rows decoded on lookup

@@ -21,7 +21,7 @@ constexpr FileType kFileTypes[] = {
     {"Q4_0", 2, QType::Q4_0},   {"Q4_1", 3, QType::Q4_1},     {"Q5_0", 8, QType::Q5_0},     {"Q5_1", 9, QType::Q5_1},
     {"Q2_K", 10, QType::Q2_K},  {"Q3_K_S", 11, QType::Q3_K},  {"Q3_K_M", 12, QType::Q3_K},  {"Q3_K_L", 13, QType::Q3_K},
     {"Q4_K_S", 14, QType::Q4_K}, {"Q4_K_M", 15, QType::Q4_K}, {"Q5_K_S", 16, QType::Q5_K},  {"Q5_K_M", 17, QType::Q5_K},
-    {"Q6_K", 18, QType::Q6_K},
+    {"Q6_K", 18, QType::Q6_K},  {"IQ4_NL", 25, QType::IQ4_NL}, {"IQ4_XS", 30, QType::IQ4_XS},
 };
 
 // When a rule applies, by the tensor's index i among the n tensors of its kind (= its layer).
@@ -31,6 +31,7 @@ enum class When {
   FirstSixteenth,     // i < n/16
   FirstEighth,        // i < n/8
   FirstEighthImatrix, // i < n/8 and an imatrix is given
+  FirstEighthNoImatrix,
   IndexBelow2,
   IndexBelow4,
   GqaAtLeast4,        // n_head / n_head_kv ≥ 4
@@ -54,15 +55,17 @@ constexpr MixRule kMixRules[] = {
     {"Q4_K_M", "ffn_down", When::UseMoreBits, QType::Q6_K},  {"Q5_K_M", "ffn_down", When::UseMoreBits, QType::Q6_K},
     {"Q4_K_S", "ffn_down", When::FirstEighth, QType::Q5_K},  {"Q4_0", "ffn_down", When::FirstEighthImatrix, QType::Q4_1},
     {"Q5_0", "ffn_down", When::FirstEighthImatrix, QType::Q5_1},
+    {"IQ4_NL", "attn_v", When::GqaAtLeast4, QType::Q5_K},    {"IQ4_XS", "attn_v", When::GqaAtLeast4, QType::Q5_K},
+    {"IQ4_NL", "ffn_down", When::FirstEighthNoImatrix, QType::Q5_K},
+    {"IQ4_XS", "ffn_down", When::FirstEighthNoImatrix, QType::Q5_K},
     {"Q2_K", "attn_output", When::Always, QType::Q3_K},      {"Q3_K_M", "attn_output", When::Always, QType::Q4_K},
     {"Q3_K_L", "attn_output", When::Always, QType::Q5_K},
 };
 
-// llama.cpp's fallback when a row does not split into the type's blocks (IQ4_NL, which
-// llama.cpp picks for Q2_K/Q3_K, is not written yet: Q4_0 has its size and block).
+// llama.cpp's fallback when a row does not split into the type's blocks.
 QType fallback(QType t) {
   switch (t) {
-    case QType::Q2_K: case QType::Q3_K: return QType::Q4_0;
+    case QType::Q2_K: case QType::Q3_K: case QType::IQ4_XS: return QType::IQ4_NL;
     case QType::Q4_K: return QType::Q5_0;
     case QType::Q5_K: return QType::Q5_1;
     case QType::Q6_K: return QType::Q8_0;
@@ -77,6 +80,7 @@ bool applies(When w, int i, int n, int n_gqa, bool has_imatrix) {
     case When::FirstSixteenth: return i < n / 16;
     case When::FirstEighth: return i < n / 8;
     case When::FirstEighthImatrix: return has_imatrix && i < n / 8;
+    case When::FirstEighthNoImatrix: return !has_imatrix && i < n / 8;
     case When::IndexBelow2: return i < 2;
     case When::IndexBelow4: return i < 4;
     case When::GqaAtLeast4: return n_gqa >= 4;

@@ -21,7 +21,7 @@
 namespace qf {
 
 struct GgufOptions {
-  std::string type = "F16";  // F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K
+  std::string type = "F16";  // F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K IQ4_NL IQ4_XS
   // Per-tensor importance (GGUF tensor name -> one weight per input column), or empty.
   std::map<std::string, std::vector<float>> imatrix;
 };
