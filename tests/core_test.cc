@@ -69,8 +69,8 @@ TEST(Formats, TraitsTable) {
   EXPECT_EQ(*qtype_from_ggml_id(8), QType::Q8_0);        // ggml.h: GGML_TYPE_Q8_0 = 8
   EXPECT_EQ(*qtype_from_ggml_id(30), QType::BF16);       // GGML_TYPE_BF16 = 30
   EXPECT_EQ(*qtype_from_ggml_id(12), QType::Q4_K);       // GGML_TYPE_Q4_K = 12
-  EXPECT_EQ(ggml_type_name(16), "IQ2_XXS");
-  EXPECT_FALSE(qtype_from_ggml_id(16).has_value());      // not decoded yet
+  EXPECT_EQ(ggml_type_name(19), "IQ1_S");
+  EXPECT_FALSE(qtype_from_ggml_id(19).has_value());      // not decoded
 }
 
 TEST(Formats, Q8_0RoundTripWithinHalfStep) {

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <algorithm>
 #include <random>
 
 #include "core/half.h"
@@ -143,6 +144,76 @@ TEST(GgmlBlocks, HandBuiltIq4Blocks) {
   y = decode(QType::IQ4_XS, &b);
   EXPECT_EQ(y[96], 0.25f * 5 * 1);
   EXPECT_EQ(y[0], 0.25f * -32 * -127);  // block 0: scale bits 0 → −32
+}
+
+// llama.cpp's quantizer keeps the IQ2_XXS grid in a second, compact form (iq2xs_init_impl's
+// kgrid_2bit_256: 2 bits per weight, level l stored as byte {8, 25, 43}[l]); the decoding table
+// must be the same 256 points.
+const uint16_t kGrid2bit256[256] = {
+    0,     2,     5,     8,     10,    17,    20,    32,    34,    40,    42,    65,    68,    80,    88,    97,
+    100,   128,   130,   138,   162,   257,   260,   272,   277,   320,   388,   408,   512,   514,   546,   642,
+    1025,  1028,  1040,  1057,  1060,  1088,  1090,  1096,  1120,  1153,  1156,  1168,  1188,  1280,  1282,  1288,
+    1312,  1350,  1385,  1408,  1425,  1545,  1552,  1600,  1668,  1700,  2048,  2053,  2056,  2068,  2088,  2113,
+    2116,  2128,  2130,  2184,  2308,  2368,  2562,  2580,  4097,  4100,  4112,  4129,  4160,  4192,  4228,  4240,
+    4245,  4352,  4360,  4384,  4432,  4442,  4480,  4644,  4677,  5120,  5128,  5152,  5157,  5193,  5248,  5400,
+    5474,  5632,  5654,  6145,  6148,  6160,  6208,  6273,  6400,  6405,  6560,  6737,  8192,  8194,  8202,  8260,
+    8289,  8320,  8322,  8489,  8520,  8704,  8706,  9217,  9220,  9232,  9280,  9302,  9472,  9537,  9572,  9872,
+    10248, 10272, 10388, 10820, 16385, 16388, 16400, 16408, 16417, 16420, 16448, 16456, 16470, 16480, 16513, 16516,
+    16528, 16640, 16672, 16737, 16768, 16773, 16897, 16912, 16968, 16982, 17000, 17408, 17416, 17440, 17536, 17561,
+    17682, 17700, 17920, 18433, 18436, 18448, 18496, 18501, 18688, 18776, 18785, 18818, 19013, 19088, 20480, 20488,
+    20497, 20505, 20512, 20608, 20616, 20740, 20802, 20900, 21137, 21648, 21650, 21770, 22017, 22100, 22528, 22545,
+    22553, 22628, 22848, 23048, 24580, 24592, 24640, 24680, 24832, 24917, 25112, 25184, 25600, 25605, 25872, 25874,
+    25988, 26690, 32768, 32770, 32778, 32833, 32898, 33028, 33048, 33088, 33297, 33793, 33796, 33808, 33813, 33856,
+    33888, 34048, 34118, 34196, 34313, 34368, 34400, 34818, 35076, 35345, 36868, 36880, 36900, 36928, 37025, 37142,
+    37248, 37445, 37888, 37922, 37956, 38225, 39041, 39200, 40962, 41040, 41093, 41225, 41472, 42008, 43088, 43268,
+};
+
+TEST(GgmlBlocks, IqGridsAreLlamaCppsLattices) {
+  const uint8_t level[3] = {0x08, 0x19, 0x2b};
+  for (int k = 0; k < 256; ++k)
+    for (int i = 0; i < 8; ++i)
+      ASSERT_EQ(uint8_t(kIq2xxsGrid[k] >> (8 * i)), level[(kGrid2bit256[k] >> (2 * i)) & 3]) << "entry " << k;
+  auto ascending_on = [](const auto* grid, int n, int bytes, std::initializer_list<int> values) {
+    for (int k = 0; k < n; ++k) {
+      if (k > 0 && !(grid[k] > grid[k - 1])) return false;
+      for (int i = 0; i < bytes; ++i)
+        if (std::find(values.begin(), values.end(), int((grid[k] >> (8 * i)) & 0xFF)) == values.end()) return false;
+    }
+    return true;
+  };
+  EXPECT_TRUE(ascending_on(kIq2xsGrid, 512, 8, {0x08, 0x19, 0x2b}));
+  EXPECT_TRUE(ascending_on(kIq3xxsGrid, 256, 4, {4, 12, 20, 28, 36, 44, 52, 62}));
+}
+
+TEST(GgmlBlocks, HandBuiltIq2Iq3Blocks) {
+  BlockIQ2_XXS a{};
+  a.d = f32_to_f16(1.0f);
+  const uint32_t aux[2] = {0x00000001u, (3u << 28) | 0x1u};  // grid entries (1, 0, 0, 0); sign bit 0 of group 0
+  std::memcpy(a.qs, aux, 8);
+  auto y = decode(QType::IQ2_XXS, &a);
+  const float db = (0.5f + 3) * 0.25f;
+  EXPECT_EQ(y[0], -db * 0x2b);  // entry 1 = 0x080808080808082b, negated
+  EXPECT_EQ(y[1], db * 8);
+  EXPECT_EQ(y[7], -db * 8);     // one stored sign → the parity bit negates weight 7
+  EXPECT_EQ(y[8], db * 8);
+  BlockIQ2_XS b{};
+  b.d = f32_to_f16(2.0f);
+  b.scales[0] = 0x21;               // weights 0..15: 1.5·0.25·2; 16..31: 2.5·0.25·2
+  b.qs[2] = uint16_t(2 | (0 << 9)); // weights 16..23: entry 2 = 0x0808080808081919
+  y = decode(QType::IQ2_XS, &b);
+  EXPECT_EQ(y[16], 2.0f * 2.5f * 0.25f * 0x19);
+  EXPECT_EQ(y[0], 2.0f * 1.5f * 0.25f * 8);
+  BlockIQ3_XXS c{};
+  c.d = f32_to_f16(1.0f);
+  c.qs[1] = 5;                             // weights 4..7: entry 5 = 0x04040c3e
+  const uint32_t ss = (1u << 28) | (1u << 5);  // scale 1; sign of weight 5
+  std::memcpy(c.qs + 64, &ss, 4);
+  y = decode(QType::IQ3_XXS, &c);
+  const float dc = 1.5f * 0.5f;
+  EXPECT_EQ(y[4], dc * 0x3e);
+  EXPECT_EQ(y[5], -dc * 0x0c);
+  EXPECT_EQ(y[7], -dc * 4);  // parity bit
+  EXPECT_EQ(y[0], dc * 4);
 }
 
 const QType kGgmlTypes[] = {QType::Q4_0, QType::Q4_1, QType::Q5_0, QType::Q5_1, QType::Q8_0, QType::Q2_K,

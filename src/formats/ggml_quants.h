@@ -29,11 +29,20 @@ struct BlockQ6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t 
 struct BlockIQ4_NL { uint16_t d; uint8_t qs[16]; };
 struct BlockIQ4_XS { uint16_t d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; };
 extern const int8_t kIq4nlValues[16];
+// IQ2_XXS / IQ2_XS / IQ3_XXS (read only): 8- or 4-weight lattice points from fixed grids
+// (formats/iq_grids.cc) with per-32 scales and parity-completed sign bits.
+struct BlockIQ2_XXS { uint16_t d; uint16_t qs[32]; };
+struct BlockIQ2_XS { uint16_t d; uint16_t qs[32]; uint8_t scales[8]; };
+struct BlockIQ3_XXS { uint16_t d; uint8_t qs[96]; };
+extern const uint64_t kIq2xxsGrid[256];
+extern const uint64_t kIq2xsGrid[512];
+extern const uint32_t kIq3xxsGrid[256];
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 &&
               sizeof(BlockQ5_1) == 24, "legacy block sizes as in ggml-common.h");
 static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 &&
               sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(BlockIQ4_NL) == 18 &&
-                  sizeof(BlockIQ4_XS) == 136,
+                  sizeof(BlockIQ4_XS) == 136 && sizeof(BlockIQ2_XXS) == 66 && sizeof(BlockIQ2_XS) == 74 &&
+                  sizeof(BlockIQ3_XXS) == 98,
               "k- and i-quant block sizes as in ggml-common.h");
 
 // Each codec: n weights (a multiple of its block), src → blocks at dst. `imatrix`, when not
@@ -54,5 +63,8 @@ QF_GGML_CODEC(q6_K)
 QF_GGML_CODEC(iq4_nl)
 QF_GGML_CODEC(iq4_xs)
 #undef QF_GGML_CODEC
+void dequantize_iq2_xxs(const void* src, float* dst, int64_t n);
+void dequantize_iq2_xs(const void* src, float* dst, int64_t n);
+void dequantize_iq3_xxs(const void* src, float* dst, int64_t n);
 
 }  // namespace qf

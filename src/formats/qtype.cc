@@ -89,6 +89,9 @@ const QTypeTraits kTraits[] = {
     {QType::Q6_K, "Q6_K", 14, 256, 210, dequantize_q6_K, quantize_q6_K},
     {QType::IQ4_NL, "IQ4_NL", 20, 32, 18, dequantize_iq4_nl, quantize_iq4_nl},
     {QType::IQ4_XS, "IQ4_XS", 23, 256, 136, dequantize_iq4_xs, quantize_iq4_xs},
+    {QType::IQ2_XXS, "IQ2_XXS", 16, 256, 66, dequantize_iq2_xxs, nullptr},
+    {QType::IQ2_XS, "IQ2_XS", 17, 256, 74, dequantize_iq2_xs, nullptr},
+    {QType::IQ3_XXS, "IQ3_XXS", 18, 256, 98, dequantize_iq3_xxs, nullptr},
 };
 
 }  // namespace

@@ -15,7 +15,7 @@ namespace qf {
 // I8, U8, I32: raw integer tensors of checkpoint layouts (packed codes, zeros, indices) —
 // "decoding" them converts each integer to float.
 enum class QType : uint8_t { F32, F16, BF16, Q8_0, I8, U8, I32, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
-                            IQ4_NL, IQ4_XS };
+                            IQ4_NL, IQ4_XS, IQ2_XXS, IQ2_XS, IQ3_XXS };
 
 struct QTypeTraits {
   QType type;
@@ -27,7 +27,7 @@ struct QTypeTraits {
   void (*dequantize_ref)(const void* src, float* dst, int64_t n);
   // Encodes n floats (n a multiple of block) into blocks at dst. With `imatrix` (importance
   // of each weight, llama.cpp's quant_weights), src must be one matrix row; formats without an
-  // importance-weighted search ignore it.
+  // importance-weighted search ignore it. Null for the types qforge reads but does not write.
   void (*quantize_ref)(const float* src, void* dst, int64_t n, const float* imatrix);
   double bits_per_weight() const { return 8.0 * bytes_per_block / block; }
 };
