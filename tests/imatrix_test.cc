@@ -8,6 +8,7 @@
 
 #include "file_builders.h"
 #include "model/checkpoint.h"
+#include "io/gguf_writer.h"
 #include "quant/imatrix.h"
 #include "test_paths.h"
 
@@ -78,6 +79,25 @@ TEST(Imatrix, FileIsLlamaCppsDatLayout) {
   ASSERT_TRUE(back.ok()) << back.status().message();
   EXPECT_EQ(back->mean_sq, im.mean_sq);
   EXPECT_EQ(back->dataset, "calib.txt");
+}
+
+TEST(Imatrix, ReadsLlamaCppsGgufImatrix) {
+  // The layout llama-imatrix's save_imatrix writes: in_sum2 F32 [n_mat, n] and counts F32 [n_mat].
+  const std::string path = test::temp_dir("imatrix_gguf") + "/im.gguf";
+  GGUFWriter w(path);
+  w.set_str("general.type", "imatrix");
+  w.set_u32("imatrix.chunk_count", 7);
+  w.set_u32("imatrix.chunk_size", 512);
+  w.add_tensor("blk.0.attn_q.weight.in_sum2", QType::F32, {1, 3});
+  w.add_tensor("blk.0.attn_q.weight.counts", QType::F32, {1, 1});
+  const float sums[3] = {10, 20, 40}, counts[1] = {5};
+  ASSERT_TRUE(w.write_tensor("blk.0.attn_q.weight.in_sum2", sums, sizeof(sums)).ok());
+  ASSERT_TRUE(w.write_tensor("blk.0.attn_q.weight.counts", counts, sizeof(counts)).ok());
+  ASSERT_TRUE(w.finish().ok());
+  auto im = read_imatrix(path);
+  ASSERT_TRUE(im.ok()) << im.status().message();
+  EXPECT_EQ(im->mean_sq.at("blk.0.attn_q.weight"), (std::vector<float>{2, 4, 8}));
+  EXPECT_EQ(im->chunks, 7);
 }
 
 TEST(Imatrix, CorruptFilesAreRefused) {

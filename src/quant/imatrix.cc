@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/mapped_file.h"
+#include "io/gguf.h"
 
 namespace qf {
 
@@ -69,8 +70,43 @@ Status write_imatrix(const Imatrix& im, const std::string& path) {
   return write_file_atomic(path, out);
 }
 
+namespace {
+
+// llama.cpp's newer imatrix files are GGUF: per weight `<name>.in_sum2` (Σx² per column, F32
+// [n_mat, n_in]) and `<name>.counts` (tokens per matrix, F32 [n_mat]); mean = in_sum2 / counts.
+Expected<Imatrix> read_imatrix_gguf(const std::string& path) {
+  QF_ASSIGN_OR_RETURN(auto g, GGUFFile::open(path));
+  Imatrix im;
+  const std::string kSum = ".in_sum2", kCounts = ".counts";
+  for (const auto& info : g.tensor_infos()) {
+    if (info.name.size() <= kSum.size() || info.name.compare(info.name.size() - kSum.size(), kSum.size(), kSum) != 0)
+      continue;
+    const std::string name = info.name.substr(0, info.name.size() - kSum.size());
+    QF_ASSIGN_OR_RETURN(auto sums, g.tensor(info.name));
+    auto counts = g.tensor(name + kCounts);
+    if (!counts.ok()) return error("{}: '{}' has no '{}{}' tensor", path, info.name, name, kCounts);
+    if (sums.type != QType::F32 || counts->type != QType::F32 || counts->numel() != sums.rows())
+      return error("{}: '{}' is {} {}, '{}' {} values; expected F32 [n_mat, n] and F32 [n_mat]", path, info.name,
+                   traits(sums.type).name, sums.shape_str(), counts->name, counts->numel());
+    if (sums.rows() != 1) return error("{}: '{}' covers {} expert matrices; qforge reads dense models", path, info.name, sums.rows());
+    const std::vector<float> s = sums.to_f32();
+    const float n = counts->to_f32()[0];
+    if (!(n > 0)) return error("{}: '{}' has a count of {}, expected > 0", path, counts->name, n);
+    auto& m = im.mean_sq[name];
+    for (float v : s) m.push_back(v / n);
+    im.tokens[name] = int64_t(n);
+  }
+  if (im.mean_sq.empty()) return error("{}: a GGUF file without '*.in_sum2' tensors is not an imatrix", path);
+  if (auto chunks = g.get_int("imatrix.chunk_count")) im.chunks = int(*chunks);
+  if (auto size = g.get_int("imatrix.chunk_size")) im.ctx = int(*size);
+  return im;
+}
+
+}  // namespace
+
 Expected<Imatrix> read_imatrix(const std::string& path) {
   QF_ASSIGN_OR_RETURN(auto bytes, read_text_file(path));
+  if (bytes.rfind("GGUF", 0) == 0) return read_imatrix_gguf(path);
   size_t pos = 0;
   auto get = [&](auto* v, const char* what) -> Status {
     if (bytes.size() - pos < sizeof(*v)) return error("{}: truncated at byte {} reading {}", path, pos, what);

@@ -10,7 +10,8 @@
 // File format (llama.cpp's ".dat", which llama-quantize reads): int32 n_entries; per entry
 // sorted by name: int32 len, name, int32 ncall, int32 nval, float values[nval] = mean(x²)·ncall;
 // then int32 chunks, int32 len, dataset file name. ncall = ceil(tokens / ctx). Readers divide
-// by ncall.
+// by ncall. read_imatrix also reads the GGUF imatrix files newer llama-imatrix writes by default
+// (`<name>.in_sum2` / `<name>.counts`).
 #pragma once
 
 #include <functional>
