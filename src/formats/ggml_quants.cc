@@ -5,267 +5,12 @@
 #include <cstring>
 
 #include "core/half.h"
+#include "formats/ggml_fit.h"
 
 namespace qf {
 namespace {
 
-constexpr float kGroupMaxEps = 1e-15f;
-
-// llama.cpp's nearest_int: round half to even (the magic-number trick does the same).
-int nearest_int(float v) { return int(std::nearbyint(v)); }
-
-// Weight of x in llama.cpp's error measures when no importance is given.
-float rmse_weight(int type, float x) {
-  return type == 1 ? x * x : type == 2 ? 1.0f : type == 3 ? std::fabs(x) : std::sqrt(std::fabs(x));
-}
-
-// Symmetric codes l ∈ [−nmax, nmax) stored as l + nmax (make_qx_quants): start from the scale
-// that maps the largest-magnitude value to −nmax, then try 18 nearby scales and keep the one
-// maximising (Σw·x·l)²/Σw·l² — the weighted least-squares optimum for its rounding.
-float fit_symmetric(int n, int nmax, const float* x, int8_t* L, int rmse_type, const float* qw) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i)
-    if (std::fabs(x[i]) > amax) {
-      amax = std::fabs(x[i]);
-      max = x[i];
-    }
-  if (amax < kGroupMaxEps) {
-    std::fill(L, L + n, 0);
-    return 0.f;
-  }
-  float iscale = -nmax / max;
-  if (rmse_type == 0) {
-    for (int i = 0; i < n; ++i) L[i] = int8_t(nmax + std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1));
-    return 1 / iscale;
-  }
-  float sumlx = 0, suml2 = 0;
-  for (int i = 0; i < n; ++i) {
-    int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-    L[i] = int8_t(l + nmax);
-    float w = qw ? qw[i] : rmse_weight(rmse_type, x[i]);
-    sumlx += w * x[i] * l;
-    suml2 += w * l * l;
-  }
-  float scale = suml2 ? sumlx / suml2 : 0.0f;
-  float best = scale * sumlx;
-  for (int is = -9; is <= 9; ++is) {
-    if (is == 0) continue;
-    iscale = -(nmax + 0.1f * is) / max;
-    sumlx = suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-      int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-      float w = qw ? qw[i] : rmse_weight(rmse_type, x[i]);
-      sumlx += w * x[i] * l;
-      suml2 += w * l * l;
-    }
-    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-      for (int i = 0; i < n; ++i) L[i] = int8_t(nmax + std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1));
-      scale = sumlx / suml2;
-      best = scale * sumlx;
-    }
-  }
-  return scale;
-}
-
-// Q3_K's symmetric fit (make_q3_quants with rmse): coordinate descent on single codes, up to
-// 5 sweeps, weights x².
-float fit_symmetric_q3(int n, int nmax, const float* x, int8_t* L) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i)
-    if (std::fabs(x[i]) > amax) {
-      amax = std::fabs(x[i]);
-      max = x[i];
-    }
-  if (amax < kGroupMaxEps) {
-    std::fill(L, L + n, 0);
-    return 0.f;
-  }
-  const float iscale = -nmax / max;
-  float sumlx = 0, suml2 = 0;
-  for (int i = 0; i < n; ++i) {
-    int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-    L[i] = int8_t(l);
-    float w = x[i] * x[i];
-    sumlx += w * x[i] * l;
-    suml2 += w * l * l;
-  }
-  for (int itry = 0; itry < 5; ++itry) {
-    int changed = 0;
-    for (int i = 0; i < n; ++i) {
-      float w = x[i] * x[i];
-      float slx = sumlx - w * x[i] * L[i];
-      if (slx > 0) {
-        float sl2 = suml2 - w * L[i] * L[i];
-        int new_l = std::clamp(nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1);
-        if (new_l != L[i]) {
-          slx += w * x[i] * new_l;
-          sl2 += w * new_l * new_l;
-          if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
-            L[i] = int8_t(new_l);
-            sumlx = slx;
-            suml2 = sl2;
-            ++changed;
-          }
-        }
-      }
-    }
-    if (!changed) break;
-  }
-  for (int i = 0; i < n; ++i) L[i] = int8_t(L[i] + nmax);
-  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
-}
-
-// Codes l ∈ [0, nmax] with x ≈ scale·l − min (make_qkx2_quants / make_qkx3_quants): start
-// from the min/max range, then for nstep+1 candidate inverse scales round and solve the
-// weighted least-squares scale and min in closed form; keep the best. Returns the scale and
-// writes min (≥ 0, subtracted). `weights` null means x² (qkx3 only); `clamp_v` is qkx3's
-// guard against a fitted min near max.
-float fit_scale_min(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min, uint8_t* Laux,
-                    float rmin, float rdelta, int nstep, bool use_mad, bool qkx3) {
-  auto weight = [&](int i) { return weights ? weights[i] : x[i] * x[i]; };
-  float min = x[0], max = x[0];
-  float sum_w = weight(0), sum_x = sum_w * x[0];
-  for (int i = 1; i < n; ++i) {
-    min = std::min(min, x[i]);
-    max = std::max(max, x[i]);
-    float w = weight(i);
-    sum_w += w;
-    sum_x += w * x[i];
-  }
-  if (min > 0) min = 0;
-  if (qkx3 ? max <= min : max == min) {
-    std::fill(L, L + n, 0);
-    *the_min = -min;
-    return 0.f;
-  }
-  float iscale = nmax / (max - min);
-  float scale = 1 / iscale;
-  float best_error = 0;
-  for (int i = 0; i < n; ++i) {
-    L[i] = uint8_t(std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax));
-    float diff = scale * L[i] + min - x[i];
-    best_error += weight(i) * (use_mad ? std::fabs(diff) : diff * diff);
-  }
-  if (nstep < 1) {
-    *the_min = -min;
-    return scale;
-  }
-  for (int is = 0; is <= nstep; ++is) {
-    iscale = (rmin + rdelta * is + nmax) / (max - min);
-    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-    for (int i = 0; i < n; ++i) {
-      int l;
-      if (qkx3) {
-        const float v = iscale * (x[i] - min);
-        l = v > 0 ? nearest_int(std::min(v, float(nmax))) : 0;
-      } else {
-        l = std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax);
-      }
-      Laux[i] = uint8_t(l);
-      float w = weight(i);
-      sum_l += w * l;
-      sum_l2 += w * l * l;
-      sum_xl += w * l * x[i];
-    }
-    float D = sum_w * sum_l2 - sum_l * sum_l;
-    if (D > 0) {
-      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-      if (this_min > 0) {
-        this_min = 0;
-        this_scale = sum_xl / sum_l2;
-      }
-      float err = 0;
-      for (int i = 0; i < n; ++i) {
-        float diff = this_scale * Laux[i] + this_min - x[i];
-        err += weight(i) * (use_mad ? std::fabs(diff) : diff * diff);
-      }
-      if (err < best_error) {
-        std::copy(Laux, Laux + n, L);
-        best_error = err;
-        scale = this_scale;
-        min = this_min;
-      }
-    }
-  }
-  *the_min = -min;
-  return scale;
-}
-
-// Non-negative values onto [0, nmax] with weights (make_qp_quants): the sub-block scales of
-// the imatrix path. 8 nearby scales, then coordinate descent on single codes.
-float fit_positive(int n, int nmax, const float* x, uint8_t* L, const float* qw) {
-  float max = 0;
-  for (int i = 0; i < n; ++i) max = std::max(max, x[i]);
-  if (max < kGroupMaxEps) {
-    std::fill(L, L + n, 0);
-    return 0.f;
-  }
-  float iscale = nmax / max;
-  for (int i = 0; i < n; ++i) L[i] = uint8_t(nearest_int(iscale * x[i]));
-  float scale = 1 / iscale;
-  float best_mse = 0;
-  for (int i = 0; i < n; ++i) {
-    float diff = x[i] - scale * L[i];
-    best_mse += qw[i] * diff * diff;
-  }
-  for (int is = -4; is <= 4; ++is) {
-    if (is == 0) continue;
-    float iscale_is = (0.1f * is + nmax) / max;
-    float scale_is = 1 / iscale_is;
-    float mse = 0;
-    for (int i = 0; i < n; ++i) {
-      int l = std::min(nmax, nearest_int(iscale_is * x[i]));
-      float diff = x[i] - scale_is * l;
-      mse += qw[i] * diff * diff;
-    }
-    if (mse < best_mse) {
-      best_mse = mse;
-      iscale = iscale_is;
-    }
-  }
-  float sumlx = 0, suml2 = 0;
-  for (int i = 0; i < n; ++i) {
-    int l = std::min(nmax, nearest_int(iscale * x[i]));
-    L[i] = uint8_t(l);
-    sumlx += qw[i] * x[i] * l;
-    suml2 += qw[i] * l * l;
-  }
-  for (int itry = 0; itry < 5; ++itry) {
-    int changed = 0;
-    for (int i = 0; i < n; ++i) {
-      float w = qw[i];
-      float slx = sumlx - w * x[i] * L[i];
-      float sl2 = suml2 - w * L[i] * L[i];
-      if (slx > 0 && sl2 > 0) {
-        int new_l = std::min(nmax, nearest_int(x[i] * sl2 / slx));
-        if (new_l != L[i]) {
-          slx += w * x[i] * new_l;
-          sl2 += w * new_l * new_l;
-          if (slx * slx * suml2 > sumlx * sumlx * sl2) {
-            L[i] = uint8_t(new_l);
-            sumlx = slx;
-            suml2 = sl2;
-            ++changed;
-          }
-        }
-      }
-    }
-    if (!changed) break;
-  }
-  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
-}
-
-// Importance of each weight in a group: imatrix · sqrt(σ² + x²) (llama.cpp's `_impl` paths).
-void importance(const float* qw, const float* x, int n, float sigma2, float* out) {
-  for (int i = 0; i < n; ++i) out[i] = qw[i] * std::sqrt(sigma2 + x[i] * x[i]);
-}
-
-float sum_squares(const float* x, int64_t n) {
-  float s = 0;
-  for (int64_t i = 0; i < n; ++i) s += x[i] * x[i];
-  return s;
-}
+using namespace ggml;  // the fitting routines of ggml-quants.c
 
 float h2f(uint16_t h) { return f16_to_f32(h); }
 
@@ -319,6 +64,17 @@ void pack_q5(const uint8_t* L, uint8_t* qs, uint8_t* qh_bytes) {
   std::memcpy(qh_bytes, &qh, 4);
 }
 
+// Stores 32 legacy codes: low nibbles (weights j and j + 16 share a byte), and for 5-bit
+// blocks the fifth bits in qh.
+template <typename Block>
+void store_codes(const uint8_t* L, Block& b) {
+  if constexpr (requires { b.qh; }) {
+    pack_q5(L, b.qs, b.qh);
+  } else {
+    for (int j = 0; j < 16; ++j) b.qs[j] = uint8_t(L[j] | (L[j + 16] << 4));
+  }
+}
+
 }  // namespace
 
 // ---- Q4_0 / Q5_0: x = d·(q − 8 | 16) ------------------------------------------------------
@@ -337,22 +93,12 @@ void quantize_symmetric_legacy(const float* x, Block* y, int64_t n, const float*
       d = fit_symmetric(32, nmax, xb, Ls, 1, w);
       for (int j = 0; j < 32; ++j) L[j] = uint8_t(Ls[j]);
     } else {  // quantize_row_q{4,5}_0_ref: the value of largest magnitude maps to −nmax
-      float amax = 0, max = 0;
-      for (int j = 0; j < 32; ++j)
-        if (amax < std::fabs(xb[j])) {
-          amax = std::fabs(xb[j]);
-          max = xb[j];
-        }
-      d = max / -nmax;
+      d = largest_magnitude(xb, 32) / -nmax;
       const float id = d ? 1.0f / d : 0.0f;
       for (int j = 0; j < 32; ++j) L[j] = uint8_t(std::min(2 * nmax - 1, int(int8_t(xb[j] * id + (nmax + 0.5f)))));
     }
     y[ib].d = f32_to_f16(d);
-    if constexpr (nmax == 8) {
-      for (int j = 0; j < 16; ++j) y[ib].qs[j] = uint8_t(L[j] | (L[j + 16] << 4));
-    } else {
-      pack_q5(L, y[ib].qs, y[ib].qh);
-    }
+    store_codes(L, y[ib]);
   }
 }
 
@@ -420,11 +166,7 @@ void quantize_affine_legacy(const float* x, Block* y, int64_t n, const float* qw
     }
     y[ib].d = f32_to_f16(d);
     y[ib].m = f32_to_f16(m);
-    if constexpr (nmax == 15) {
-      for (int j = 0; j < 16; ++j) y[ib].qs[j] = uint8_t(L[j] | (L[j + 16] << 4));
-    } else {
-      pack_q5(L, y[ib].qs, y[ib].qh);
-    }
+    store_codes(L, y[ib]);
   }
 }
 
@@ -767,142 +509,6 @@ void dequantize_q6_K(const void* src, float* y, int64_t n) {
         y[l + 96] = d * float(sc[is + 6]) * float(q4);
       }
   }
-}
-
-// ---- IQ4_NL / IQ4_XS: a non-linear 16-value grid ----------------------------------------
-
-const int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
-
-namespace {
-
-// Index of the grid value nearest to x (ties to the larger), as llama.cpp's best_index_int8.
-int nearest_iq4(float x) {
-  if (x <= kIq4nlValues[0]) return 0;
-  if (x >= kIq4nlValues[15]) return 15;
-  int lo = 0, hi = 15;
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) / 2;
-    (x < kIq4nlValues[mid] ? hi : lo) = mid;
-  }
-  return x - kIq4nlValues[hi - 1] < kIq4nlValues[hi] - x ? hi - 1 : hi;
-}
-
-// quantize_row_iq4_nl_impl: per block of 32, start from the scale mapping the largest-magnitude
-// value to the grid's end, try 15 nearby scales (ntry 7), keep the weighted least-squares best.
-// With several blocks (IQ4_XS) the block scales become 6-bit integers under one fp16 scale and
-// every weight is re-rounded against its stored scale. Writes codes to q4 (two per byte, the
-// second 16 of each 32 in the high nibbles).
-void quantize_iq4_blocks(int super, const float* x, const float* qw, uint16_t* dh, uint8_t* q4, uint16_t* scales_h,
-                         uint8_t* scales_l) {
-  constexpr int kBlock = 32, kTry = 7;
-  float sigma2 = 2.f * sum_squares(x, super) / float(super);
-  uint8_t L[kQK];
-  float scales[kQK / kBlock], weight[kBlock];
-  std::memset(q4, 0, size_t(super / 2));
-  *dh = f32_to_f16(0.f);
-  float max_scale = 0, amax_scale = 0;
-  for (int ib = 0; ib < super / kBlock; ++ib) {
-    const float* xb = x + ib * kBlock;
-    uint8_t* Lb = L + ib * kBlock;
-    if (qw) importance(qw + ib * kBlock, xb, kBlock, sigma2, weight);
-    else
-      for (int j = 0; j < kBlock; ++j) weight[j] = xb[j] * xb[j];
-    float amax = 0, max = 0;
-    for (int j = 0; j < kBlock; ++j)
-      if (std::fabs(xb[j]) > amax) {
-        amax = std::fabs(xb[j]);
-        max = xb[j];
-      }
-    if (amax < kGroupMaxEps) {
-      scales[ib] = 0;
-      continue;
-    }
-    float d = -max / kIq4nlValues[0], id = 1 / d, sumqx = 0, sumq2 = 0;
-    for (int j = 0; j < kBlock; ++j) {
-      const int l = nearest_iq4(id * xb[j]);
-      Lb[j] = uint8_t(l);
-      const float q = kIq4nlValues[l];
-      sumqx += weight[j] * q * xb[j];
-      sumq2 += weight[j] * q * q;
-    }
-    d = sumqx / sumq2;
-    float best = d * sumqx;
-    for (int itry = -kTry; itry <= kTry; ++itry) {
-      id = (float(itry) + kIq4nlValues[0]) / max;
-      sumqx = sumq2 = 0;
-      for (int j = 0; j < kBlock; ++j) {
-        const float q = kIq4nlValues[nearest_iq4(id * xb[j])];
-        sumqx += weight[j] * q * xb[j];
-        sumq2 += weight[j] * q * q;
-      }
-      if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-        d = sumqx / sumq2;
-        best = d * sumqx;
-      }
-    }
-    scales[ib] = d;
-    if (std::fabs(d) > amax_scale) {
-      amax_scale = std::fabs(d);
-      max_scale = d;
-    }
-  }
-  if (super / kBlock > 1) {
-    *scales_h = 0;
-    const float d = -max_scale / 32, id = d ? 1 / d : 0.f;
-    *dh = f32_to_f16(d);
-    for (int ib = 0; ib < super / kBlock; ++ib) {
-      int l = std::clamp(nearest_int(id * scales[ib]), -32, 31);
-      const float dl = d * float(l), idl = dl ? 1 / dl : 0.f;
-      for (int j = 0; j < kBlock; ++j) L[ib * kBlock + j] = uint8_t(nearest_iq4(idl * x[ib * kBlock + j]));
-      l += 32;
-      if (ib % 2 == 0) scales_l[ib / 2] = uint8_t(l & 0xF);
-      else scales_l[ib / 2] |= uint8_t((l & 0xF) << 4);
-      *scales_h |= uint16_t((l >> 4) << (2 * ib));
-    }
-  } else {
-    *dh = f32_to_f16(scales[0]);
-    const float id = scales[0] ? 1 / scales[0] : 0;
-    for (int j = 0; j < super; ++j) L[j] = uint8_t(nearest_iq4(id * x[j]));
-  }
-  for (int i = 0; i < super / 32; ++i)
-    for (int j = 0; j < 16; ++j) q4[16 * i + j] = uint8_t(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
-}
-
-void decode_iq4(const uint8_t* qs, float d, float* y) {
-  for (int j = 0; j < 16; ++j) {
-    y[j] = d * float(kIq4nlValues[qs[j] & 0xF]);
-    y[j + 16] = d * float(kIq4nlValues[qs[j] >> 4]);
-  }
-}
-
-}  // namespace
-
-void quantize_iq4_nl(const float* x, void* dst, int64_t n, const float* qw) {
-  auto* y = static_cast<BlockIQ4_NL*>(dst);
-  uint16_t unused_h;
-  uint8_t unused_l[4];
-  for (int64_t i = 0; i < n / 32; ++i)
-    quantize_iq4_blocks(32, x + i * 32, qw ? qw + i * 32 : nullptr, &y[i].d, y[i].qs, &unused_h, unused_l);
-}
-
-void quantize_iq4_xs(const float* x, void* dst, int64_t n, const float* qw) {
-  auto* y = static_cast<BlockIQ4_XS*>(dst);
-  for (int64_t i = 0; i < n / kQK; ++i)
-    quantize_iq4_blocks(kQK, x + i * kQK, qw ? qw + i * kQK : nullptr, &y[i].d, y[i].qs, &y[i].scales_h, y[i].scales_l);
-}
-
-void dequantize_iq4_nl(const void* src, float* y, int64_t n) {
-  auto* b = static_cast<const BlockIQ4_NL*>(src);
-  for (int64_t i = 0; i < n / 32; ++i) decode_iq4(b[i].qs, h2f(b[i].d), y + i * 32);
-}
-
-void dequantize_iq4_xs(const void* src, float* y, int64_t n) {
-  auto* b = static_cast<const BlockIQ4_XS*>(src);
-  for (int64_t i = 0; i < n / kQK; ++i)
-    for (int ib = 0; ib < 8; ++ib) {
-      const int ls = ((b[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((b[i].scales_h >> (2 * ib)) & 3) << 4);
-      decode_iq4(b[i].qs + 16 * ib, h2f(b[i].d) * float(ls - 32), y + i * kQK + 32 * ib);
-    }
 }
 
 }  // namespace qf

@@ -1,12 +1,16 @@
-// The i-quant lattice grids of llama.cpp (ggml-common.h: iq2xxs_grid, iq2xs_grid, iq3xxs_grid)
-// and the decoders of IQ2_XXS, IQ2_XS and IQ3_XXS (ggml-quants.c dequantize_row_*). qforge reads
-// these types so it can evaluate any common llama.cpp file; it does not write them.
+// llama.cpp's i-quants. IQ4_NL / IQ4_XS (written and read): 4-bit indices into a fixed
+// non-linear grid, with llama.cpp's importance-weighted scale search. IQ2_XXS, IQ2_XS, IQ3_XXS
+// (read only, so qforge can evaluate any common llama.cpp file): lattice grids of ggml-common.h
+// (iq2xxs_grid, iq2xs_grid, iq3xxs_grid) and the decoders of ggml-quants.c.
 //
 // Each grid entry packs 8 (IQ2) or 4 (IQ3) magnitudes, one per byte, little-endian; signs come
 // from 7 stored bits per 8 weights plus an even-parity 8th bit (kSignsIq2xs).
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/half.h"
+#include "formats/ggml_fit.h"
 #include "formats/ggml_quants.h"
 
 namespace qf {
@@ -309,6 +313,139 @@ void dequantize_iq3_xxs(const void* src, float* y, int64_t n) {
       }
     }
   }
+}
+
+// ---- IQ4_NL / IQ4_XS: a non-linear 16-value grid ----------------------------------------
+
+const int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+namespace {
+
+using namespace ggml;
+
+// Index of the grid value nearest to x (ties to the larger), as llama.cpp's best_index_int8.
+int nearest_iq4(float x) {
+  if (x <= kIq4nlValues[0]) return 0;
+  if (x >= kIq4nlValues[15]) return 15;
+  int lo = 0, hi = 15;
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    (x < kIq4nlValues[mid] ? hi : lo) = mid;
+  }
+  return x - kIq4nlValues[hi - 1] < kIq4nlValues[hi] - x ? hi - 1 : hi;
+}
+
+// quantize_row_iq4_nl_impl: per block of 32, start from the scale mapping the largest-magnitude
+// value to the grid's end, try 15 nearby scales (ntry 7), keep the weighted least-squares best.
+// With several blocks (IQ4_XS) the block scales become 6-bit integers under one fp16 scale and
+// every weight is re-rounded against its stored scale. Writes codes to q4 (two per byte, the
+// second 16 of each 32 in the high nibbles).
+void quantize_iq4_blocks(int super, const float* x, const float* qw, uint16_t* dh, uint8_t* q4, uint16_t* scales_h,
+                         uint8_t* scales_l) {
+  constexpr int kBlock = 32, kTry = 7;
+  float sigma2 = 2.f * sum_squares(x, super) / float(super);
+  uint8_t L[kQK];
+  float scales[kQK / kBlock], weight[kBlock];
+  std::memset(q4, 0, size_t(super / 2));
+  *dh = f32_to_f16(0.f);
+  float max_scale = 0, amax_scale = 0;
+  for (int ib = 0; ib < super / kBlock; ++ib) {
+    const float* xb = x + ib * kBlock;
+    uint8_t* Lb = L + ib * kBlock;
+    if (qw) importance(qw + ib * kBlock, xb, kBlock, sigma2, weight);
+    else
+      for (int j = 0; j < kBlock; ++j) weight[j] = xb[j] * xb[j];
+    const float max = largest_magnitude(xb, kBlock);
+    if (std::fabs(max) < kGroupMaxEps) {
+      scales[ib] = 0;
+      continue;
+    }
+    float d = -max / kIq4nlValues[0], id = 1 / d, sumqx = 0, sumq2 = 0;
+    for (int j = 0; j < kBlock; ++j) {
+      const int l = nearest_iq4(id * xb[j]);
+      Lb[j] = uint8_t(l);
+      const float q = kIq4nlValues[l];
+      sumqx += weight[j] * q * xb[j];
+      sumq2 += weight[j] * q * q;
+    }
+    d = sumqx / sumq2;
+    float best = d * sumqx;
+    for (int itry = -kTry; itry <= kTry; ++itry) {
+      id = (float(itry) + kIq4nlValues[0]) / max;
+      sumqx = sumq2 = 0;
+      for (int j = 0; j < kBlock; ++j) {
+        const float q = kIq4nlValues[nearest_iq4(id * xb[j])];
+        sumqx += weight[j] * q * xb[j];
+        sumq2 += weight[j] * q * q;
+      }
+      if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+        d = sumqx / sumq2;
+        best = d * sumqx;
+      }
+    }
+    scales[ib] = d;
+    if (std::fabs(d) > amax_scale) {
+      amax_scale = std::fabs(d);
+      max_scale = d;
+    }
+  }
+  if (super / kBlock > 1) {
+    *scales_h = 0;
+    const float d = -max_scale / 32, id = d ? 1 / d : 0.f;
+    *dh = f32_to_f16(d);
+    for (int ib = 0; ib < super / kBlock; ++ib) {
+      int l = std::clamp(nearest_int(id * scales[ib]), -32, 31);
+      const float dl = d * float(l), idl = dl ? 1 / dl : 0.f;
+      for (int j = 0; j < kBlock; ++j) L[ib * kBlock + j] = uint8_t(nearest_iq4(idl * x[ib * kBlock + j]));
+      l += 32;
+      if (ib % 2 == 0) scales_l[ib / 2] = uint8_t(l & 0xF);
+      else scales_l[ib / 2] |= uint8_t((l & 0xF) << 4);
+      *scales_h |= uint16_t((l >> 4) << (2 * ib));
+    }
+  } else {
+    *dh = f32_to_f16(scales[0]);
+    const float id = scales[0] ? 1 / scales[0] : 0;
+    for (int j = 0; j < super; ++j) L[j] = uint8_t(nearest_iq4(id * x[j]));
+  }
+  for (int i = 0; i < super / 32; ++i)
+    for (int j = 0; j < 16; ++j) q4[16 * i + j] = uint8_t(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+}
+
+void decode_iq4(const uint8_t* qs, float d, float* y) {
+  for (int j = 0; j < 16; ++j) {
+    y[j] = d * float(kIq4nlValues[qs[j] & 0xF]);
+    y[j + 16] = d * float(kIq4nlValues[qs[j] >> 4]);
+  }
+}
+
+}  // namespace
+
+void quantize_iq4_nl(const float* x, void* dst, int64_t n, const float* qw) {
+  auto* y = static_cast<BlockIQ4_NL*>(dst);
+  uint16_t unused_h;
+  uint8_t unused_l[4];
+  for (int64_t i = 0; i < n / 32; ++i)
+    quantize_iq4_blocks(32, x + i * 32, qw ? qw + i * 32 : nullptr, &y[i].d, y[i].qs, &unused_h, unused_l);
+}
+
+void quantize_iq4_xs(const float* x, void* dst, int64_t n, const float* qw) {
+  auto* y = static_cast<BlockIQ4_XS*>(dst);
+  for (int64_t i = 0; i < n / kQK; ++i)
+    quantize_iq4_blocks(kQK, x + i * kQK, qw ? qw + i * kQK : nullptr, &y[i].d, y[i].qs, &y[i].scales_h, y[i].scales_l);
+}
+
+void dequantize_iq4_nl(const void* src, float* y, int64_t n) {
+  auto* b = static_cast<const BlockIQ4_NL*>(src);
+  for (int64_t i = 0; i < n / 32; ++i) decode_iq4(b[i].qs, f16_to_f32(b[i].d), y + i * 32);
+}
+
+void dequantize_iq4_xs(const void* src, float* y, int64_t n) {
+  auto* b = static_cast<const BlockIQ4_XS*>(src);
+  for (int64_t i = 0; i < n / kQK; ++i)
+    for (int ib = 0; ib < 8; ++ib) {
+      const int ls = ((b[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((b[i].scales_h >> (2 * ib)) & 3) << 4);
+      decode_iq4(b[i].qs + 16 * ib, f16_to_f32(b[i].d) * float(ls - 32), y + i * kQK + 32 * ib);
+    }
 }
 
 }  // namespace qf

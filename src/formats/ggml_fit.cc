@@ -1,0 +1,265 @@
+#include "formats/ggml_fit.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace qf::ggml {
+
+
+float largest_magnitude(const float* x, int n) {
+  float max = 0, amax = 0;
+  for (int i = 0; i < n; ++i)
+    if (std::fabs(x[i]) > amax) {
+      amax = std::fabs(x[i]);
+      max = x[i];
+    }
+  return max;
+}
+
+namespace {
+
+// Weight of x in llama.cpp's error measures when no importance is given.
+float rmse_weight(int type, float x) {
+  return type == 1 ? x * x : type == 2 ? 1.0f : type == 3 ? std::fabs(x) : std::sqrt(std::fabs(x));
+}
+
+}  // namespace
+
+// Symmetric codes l ∈ [−nmax, nmax) stored as l + nmax (make_qx_quants): start from the scale
+// that maps the largest-magnitude value to −nmax, then try 18 nearby scales and keep the one
+// maximising (Σw·x·l)²/Σw·l² — the weighted least-squares optimum for its rounding.
+float fit_symmetric(int n, int nmax, const float* x, int8_t* L, int rmse_type, const float* qw) {
+  const float max = largest_magnitude(x, n);
+  if (std::fabs(max) < kGroupMaxEps) {
+    std::fill(L, L + n, 0);
+    return 0.f;
+  }
+  float iscale = -nmax / max;
+  if (rmse_type == 0) {
+    for (int i = 0; i < n; ++i) L[i] = int8_t(nmax + std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1));
+    return 1 / iscale;
+  }
+  float sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+    L[i] = int8_t(l + nmax);
+    float w = qw ? qw[i] : rmse_weight(rmse_type, x[i]);
+    sumlx += w * x[i] * l;
+    suml2 += w * l * l;
+  }
+  float scale = suml2 ? sumlx / suml2 : 0.0f;
+  float best = scale * sumlx;
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    iscale = -(nmax + 0.1f * is) / max;
+    sumlx = suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+      int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+      float w = qw ? qw[i] : rmse_weight(rmse_type, x[i]);
+      sumlx += w * x[i] * l;
+      suml2 += w * l * l;
+    }
+    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+      for (int i = 0; i < n; ++i) L[i] = int8_t(nmax + std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1));
+      scale = sumlx / suml2;
+      best = scale * sumlx;
+    }
+  }
+  return scale;
+}
+
+// Q3_K's symmetric fit (make_q3_quants with rmse): coordinate descent on single codes, up to
+// 5 sweeps, weights x².
+float fit_symmetric_q3(int n, int nmax, const float* x, int8_t* L) {
+  const float max = largest_magnitude(x, n);
+  if (std::fabs(max) < kGroupMaxEps) {
+    std::fill(L, L + n, 0);
+    return 0.f;
+  }
+  const float iscale = -nmax / max;
+  float sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+    L[i] = int8_t(l);
+    float w = x[i] * x[i];
+    sumlx += w * x[i] * l;
+    suml2 += w * l * l;
+  }
+  for (int itry = 0; itry < 5; ++itry) {
+    int changed = 0;
+    for (int i = 0; i < n; ++i) {
+      float w = x[i] * x[i];
+      float slx = sumlx - w * x[i] * L[i];
+      if (slx > 0) {
+        float sl2 = suml2 - w * L[i] * L[i];
+        int new_l = std::clamp(nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1);
+        if (new_l != L[i]) {
+          slx += w * x[i] * new_l;
+          sl2 += w * new_l * new_l;
+          if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+            L[i] = int8_t(new_l);
+            sumlx = slx;
+            suml2 = sl2;
+            ++changed;
+          }
+        }
+      }
+    }
+    if (!changed) break;
+  }
+  for (int i = 0; i < n; ++i) L[i] = int8_t(L[i] + nmax);
+  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+// Codes l ∈ [0, nmax] with x ≈ scale·l − min (make_qkx2_quants / make_qkx3_quants): start
+// from the min/max range, then for nstep+1 candidate inverse scales round and solve the
+// weighted least-squares scale and min in closed form; keep the best. Returns the scale and
+// writes min (≥ 0, subtracted). `weights` null means x² (qkx3 only); `clamp_v` is qkx3's
+// guard against a fitted min near max.
+float fit_scale_min(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min, uint8_t* Laux,
+                    float rmin, float rdelta, int nstep, bool use_mad, bool qkx3) {
+  auto weight = [&](int i) { return weights ? weights[i] : x[i] * x[i]; };
+  float min = x[0], max = x[0];
+  float sum_w = weight(0), sum_x = sum_w * x[0];
+  for (int i = 1; i < n; ++i) {
+    min = std::min(min, x[i]);
+    max = std::max(max, x[i]);
+    float w = weight(i);
+    sum_w += w;
+    sum_x += w * x[i];
+  }
+  if (min > 0) min = 0;
+  if (qkx3 ? max <= min : max == min) {
+    std::fill(L, L + n, 0);
+    *the_min = -min;
+    return 0.f;
+  }
+  float iscale = nmax / (max - min);
+  float scale = 1 / iscale;
+  float best_error = 0;
+  for (int i = 0; i < n; ++i) {
+    L[i] = uint8_t(std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax));
+    float diff = scale * L[i] + min - x[i];
+    best_error += weight(i) * (use_mad ? std::fabs(diff) : diff * diff);
+  }
+  if (nstep < 1) {
+    *the_min = -min;
+    return scale;
+  }
+  for (int is = 0; is <= nstep; ++is) {
+    iscale = (rmin + rdelta * is + nmax) / (max - min);
+    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+    for (int i = 0; i < n; ++i) {
+      int l;
+      if (qkx3) {
+        const float v = iscale * (x[i] - min);
+        l = v > 0 ? nearest_int(std::min(v, float(nmax))) : 0;
+      } else {
+        l = std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax);
+      }
+      Laux[i] = uint8_t(l);
+      float w = weight(i);
+      sum_l += w * l;
+      sum_l2 += w * l * l;
+      sum_xl += w * l * x[i];
+    }
+    float D = sum_w * sum_l2 - sum_l * sum_l;
+    if (D > 0) {
+      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+      if (this_min > 0) {
+        this_min = 0;
+        this_scale = sum_xl / sum_l2;
+      }
+      float err = 0;
+      for (int i = 0; i < n; ++i) {
+        float diff = this_scale * Laux[i] + this_min - x[i];
+        err += weight(i) * (use_mad ? std::fabs(diff) : diff * diff);
+      }
+      if (err < best_error) {
+        std::copy(Laux, Laux + n, L);
+        best_error = err;
+        scale = this_scale;
+        min = this_min;
+      }
+    }
+  }
+  *the_min = -min;
+  return scale;
+}
+
+// Non-negative values onto [0, nmax] with weights (make_qp_quants): the sub-block scales of
+// the imatrix path. 8 nearby scales, then coordinate descent on single codes.
+float fit_positive(int n, int nmax, const float* x, uint8_t* L, const float* qw) {
+  float max = 0;
+  for (int i = 0; i < n; ++i) max = std::max(max, x[i]);
+  if (max < kGroupMaxEps) {
+    std::fill(L, L + n, 0);
+    return 0.f;
+  }
+  float iscale = nmax / max;
+  for (int i = 0; i < n; ++i) L[i] = uint8_t(nearest_int(iscale * x[i]));
+  float scale = 1 / iscale;
+  float best_mse = 0;
+  for (int i = 0; i < n; ++i) {
+    float diff = x[i] - scale * L[i];
+    best_mse += qw[i] * diff * diff;
+  }
+  for (int is = -4; is <= 4; ++is) {
+    if (is == 0) continue;
+    float iscale_is = (0.1f * is + nmax) / max;
+    float scale_is = 1 / iscale_is;
+    float mse = 0;
+    for (int i = 0; i < n; ++i) {
+      int l = std::min(nmax, nearest_int(iscale_is * x[i]));
+      float diff = x[i] - scale_is * l;
+      mse += qw[i] * diff * diff;
+    }
+    if (mse < best_mse) {
+      best_mse = mse;
+      iscale = iscale_is;
+    }
+  }
+  float sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    int l = std::min(nmax, nearest_int(iscale * x[i]));
+    L[i] = uint8_t(l);
+    sumlx += qw[i] * x[i] * l;
+    suml2 += qw[i] * l * l;
+  }
+  for (int itry = 0; itry < 5; ++itry) {
+    int changed = 0;
+    for (int i = 0; i < n; ++i) {
+      float w = qw[i];
+      float slx = sumlx - w * x[i] * L[i];
+      float sl2 = suml2 - w * L[i] * L[i];
+      if (slx > 0 && sl2 > 0) {
+        int new_l = std::min(nmax, nearest_int(x[i] * sl2 / slx));
+        if (new_l != L[i]) {
+          slx += w * x[i] * new_l;
+          sl2 += w * new_l * new_l;
+          if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+            L[i] = uint8_t(new_l);
+            sumlx = slx;
+            suml2 = sl2;
+            ++changed;
+          }
+        }
+      }
+    }
+    if (!changed) break;
+  }
+  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+void importance(const float* qw, const float* x, int n, float sigma2, float* out) {
+  for (int i = 0; i < n; ++i) out[i] = qw[i] * std::sqrt(sigma2 + x[i] * x[i]);
+}
+
+float sum_squares(const float* x, int64_t n) {
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += x[i] * x[i];
+  return s;
+}
+
+}  // namespace qf::ggml

@@ -1,0 +1,34 @@
+// formats/ggml_fit.h — the scale-fitting routines of llama.cpp's ggml-quants.c, shared by the
+// legacy, k- and i-quant codecs (formats/ggml_quants.cc, formats/iq_quants.cc). Each fits one
+// group of n weights to integer codes L and returns the scale; `qw`/`weights` are per-weight
+// error weights (null: llama.cpp's default for that routine). Internal to formats/.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace qf::ggml {
+
+constexpr float kGroupMaxEps = 1e-15f;  // GROUP_MAX_EPS: a group this small is all zeros
+
+// llama.cpp's nearest_int: round half to even (its magic-number trick does the same).
+inline int nearest_int(float v) { return int(std::nearbyint(v)); }
+
+// The value of largest magnitude, with its sign (0 for an empty or all-zero group).
+float largest_magnitude(const float* x, int n);
+
+// Symmetric codes l ∈ [−nmax, nmax) stored as l + nmax (make_qx_quants).
+float fit_symmetric(int n, int nmax, const float* x, int8_t* L, int rmse_type, const float* qw);
+// Q3_K's symmetric fit with coordinate descent (make_q3_quants, rmse on).
+float fit_symmetric_q3(int n, int nmax, const float* x, int8_t* L);
+// Codes l ∈ [0, nmax] with x ≈ scale·l − min (make_qkx2_quants; qkx3: make_qkx3_quants).
+float fit_scale_min(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min, uint8_t* Laux,
+                    float rmin, float rdelta, int nstep, bool use_mad, bool qkx3);
+// Non-negative values onto [0, nmax] (make_qp_quants).
+float fit_positive(int n, int nmax, const float* x, uint8_t* L, const float* qw);
+
+// Importance of each weight in a group: imatrix · sqrt(σ² + x²) (llama.cpp's `_impl` paths).
+void importance(const float* qw, const float* x, int n, float sigma2, float* out);
+float sum_squares(const float* x, int64_t n);
+
+}  // namespace qf::ggml
