@@ -239,9 +239,10 @@ std::vector<float> round_trip(QType t, const std::vector<float>& x, const float*
 }
 
 TEST(GgmlBlocks, RoundTripWithinAUniformGridsError) {
-  // Uniform data on [−1, 1]: a b-bit uniform grid over the range has RMS error
-  // step/√12 with step = 2/(2^b − 1). Each type spends its bits on such a grid per block,
-  // with its scales rounded too; allow 1.5× for that and for block-wise range loss.
+  // Uniform data on [−1, 1]: a b-bit uniform grid over the whole range has RMS error
+  // step/√12 with step = 2/(2^b − 1). Every type fits its grid to each block's own range (never
+  // wider than the whole) and searches scales, so it must do at least as well. (Seen: 0.70× for
+  // Q2_K up to 0.975× for Q4_0, whose 16 levels span only [−8d, 7d].)
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
   std::vector<float> x(4096);
@@ -251,7 +252,7 @@ TEST(GgmlBlocks, RoundTripWithinAUniformGridsError) {
     double se = 0;
     for (size_t i = 0; i < x.size(); ++i) se += (y[i] - x[i]) * (y[i] - x[i]);
     const double rmse = std::sqrt(se / double(x.size()));
-    const double bound = 1.5 * 2.0 / ((1 << bits_of(t)) - 1) / std::sqrt(12.0);
+    const double bound = 2.0 / ((1 << bits_of(t)) - 1) / std::sqrt(12.0);
     EXPECT_LT(rmse, bound) << traits(t).name;
     EXPECT_GT(rmse, 0.0) << traits(t).name;
   }

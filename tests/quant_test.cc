@@ -176,11 +176,11 @@ TEST(PackedInt, DecodesExactlyAsTheUnpackedCodesEveryWidth) {
   std::mt19937 rng(9);
   std::normal_distribution<float> nd(0.f, 1.f);
   for (int bits = 2; bits <= 8; ++bits)
-    for (auto [n_out, n_in, group] : {std::tuple{5, 37, -1}, {3, 96, 32}}) {
+    for (auto [n_out, n_in, group, act_order] : {std::tuple{5, 37, -1, false}, {3, 96, 32, false}, {3, 96, 32, true}}) {
       std::vector<float> w(size_t(n_out * n_in));
       for (auto& v : w) v = nd(rng);
       IntQuantized q = quantize_rtn(w.data(), n_out, n_in, IntGridSpec{bits, group, false, false});
-      if (group > 0)
+      if (act_order)
         for (int64_t i = 0; i < n_in; ++i) q.g_idx.push_back(int32_t((i * 5) % q.n_groups()));
       PackedInt p(q);
       std::vector<float> a(size_t(n_out * n_in)), b(a.size());

@@ -124,11 +124,15 @@ void PackedInt::dequantize_rows(int64_t r0, int64_t rows, float* dst) const {
     const float* sc = scales_.data() + r * n_groups_;
     const float* ze = zeros_.data() + r * n_groups_;
     float* out = dst + (r - r0) * n_in_;
-    for (int64_t i = 0; i < n_in_; ++i) {
+    auto code = [&](int64_t i) {
       const int64_t bit = i * bits_;
-      const unsigned v = ((unsigned(row[bit / 8]) | unsigned(row[bit / 8 + 1]) << 8) >> (bit % 8)) & mask;
-      const int64_t g = g_idx_.empty() ? i / group_ : g_idx_[size_t(i)];
-      out[i] = sc[g] * (float(v) - ze[g]);
+      return float(((unsigned(row[bit / 8]) | unsigned(row[bit / 8 + 1]) << 8) >> (bit % 8)) & mask);
+    };
+    if (g_idx_.empty()) {  // contiguous groups: one scale/zero lookup per group
+      for (int64_t g = 0; g < n_groups_; ++g)
+        for (int64_t i = g * group_; i < (g + 1) * group_; ++i) out[i] = sc[g] * (code(i) - ze[g]);
+    } else {
+      for (int64_t i = 0; i < n_in_; ++i) out[i] = sc[g_idx_[size_t(i)]] * (code(i) - ze[g_idx_[size_t(i)]]);
     }
   }
 }

@@ -1,5 +1,7 @@
 #include "formats/tensor.h"
 
+#include <cmath>
+
 #include "core/status.h"
 
 namespace qf {
@@ -15,6 +17,13 @@ std::vector<float> TensorView::to_f32() const {
   std::vector<float> out(static_cast<size_t>(numel()));
   traits(type).dequantize_ref(data, out.data(), numel());
   return out;
+}
+
+Expected<std::vector<float>> TensorView::to_f32_finite() const {
+  std::vector<float> w = to_f32();
+  for (size_t i = 0; i < w.size(); ++i)
+    if (!std::isfinite(w[i])) return error("tensor '{}': element {} is {}, expected a finite weight", name, i, w[i]);
+  return w;
 }
 
 }  // namespace qf

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/status.h"
 #include "formats/qtype.h"
 
 namespace qf {
@@ -30,6 +31,8 @@ struct TensorView {
   std::string shape_str() const;
   // Decodes the whole tensor to fp32 through the format's reference codec.
   std::vector<float> to_f32() const;
+  // The same, refusing NaN/Inf (weights about to be quantized); the error names the element.
+  Expected<std::vector<float>> to_f32_finite() const;
 };
 
 }  // namespace qf

@@ -40,7 +40,6 @@ class GGUFWriter {
   // Checks every tensor was written, closes and renames into place.
   Status finish();
 
-  uint64_t tensor_bytes(size_t i) const { return infos_[i].nbytes; }
 
  private:
   Status begin();

@@ -97,13 +97,17 @@ void Int8Linear::forward(const float* x, float* y, int64_t tokens) const {
   // in double are exact (|sum| < 127² · n_in ≪ 2^53), so dgemm gives the int32 accumulation.
   std::vector<double> xq(size_t(tokens * n_in));
   std::vector<float> sx(static_cast<size_t>(tokens));
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < tokens; ++t) {
-    std::vector<float> row(x + t * n_in, x + (t + 1) * n_in);
+#pragma omp parallel
+  {
+    std::vector<float> row(static_cast<size_t>(n_in));
     std::vector<int8_t> q(static_cast<size_t>(n_in));
-    for (int64_t c : outliers) row[size_t(c)] = 0;
-    sx[size_t(t)] = quantize_row_absmax_int8(row.data(), n_in, q.data());
-    for (int64_t i = 0; i < n_in; ++i) xq[size_t(t * n_in + i)] = q[size_t(i)];
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tokens; ++t) {
+      std::copy(x + t * n_in, x + (t + 1) * n_in, row.begin());
+      for (int64_t c : outliers) row[size_t(c)] = 0;
+      sx[size_t(t)] = quantize_row_absmax_int8(row.data(), n_in, q.data());
+      for (int64_t i = 0; i < n_in; ++i) xq[size_t(t * n_in + i)] = q[size_t(i)];
+    }
   }
   const int64_t tile = std::max<int64_t>(16, (int64_t(1) << 19) / n_in / 16 * 16);
   const int64_t n_tiles = (n_out + tile - 1) / tile;

@@ -91,10 +91,10 @@ bool applies(When w, int i, int n, int n_gqa, bool has_imatrix) {
 bool is_quantized(QType t) { return traits(t).block > 1; }
 
 // The tensor type llama.cpp's rules give `name` (a GGUF tensor name of a matrix).
-QType mix_type(const FileType& ft, const std::string& name, const ModelConfig& c, bool tied, bool has_imatrix) {
+QType mix_type(const FileType& ft, const std::string& name, const ModelConfig& c, bool has_imatrix) {
   QType t = ft.base;
   if (!is_quantized(t)) return t;
-  if (name == "output.weight" || (tied && name == "token_embd.weight")) return t == QType::Q8_0 ? t : QType::Q6_K;
+  if (name == "output.weight" || (c.tied_embeddings && name == "token_embd.weight")) return t == QType::Q8_0 ? t : QType::Q6_K;
   int layer = -1;
   char kind[32] = {};
   if (std::sscanf(name.c_str(), "blk.%d.%31[a-z_]", &layer, kind) != 2) return t;
@@ -248,7 +248,7 @@ Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, co
           return error("imatrix entry '{}' has {} values, the tensor has {} columns", *name, im->second.size(), t.cols());
         p.imatrix = &im->second;
       }
-      p.type = mix_type(*ft, *name, c, c.tied_embeddings, !opt.imatrix.empty());
+      p.type = mix_type(*ft, *name, c, !opt.imatrix.empty());
       for (QType want = p.type; t.cols() % traits(p.type).block != 0; want = p.type) {
         p.type = fallback(p.type);
         rep.fallbacks.push_back(fmt::format("{}: {} → {} (row length {} is not a multiple of {})", *name,
@@ -264,9 +264,7 @@ Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, co
   for (size_t k = 0; k < plan.size(); ++k) {
     const Plan& p = plan[k];
     const TensorView& t = *p.src;
-    std::vector<float> f = t.to_f32();
-    for (size_t i = 0; i < f.size(); ++i)
-      if (!std::isfinite(f[i])) return error("tensor '{}': element {} is {}, expected a finite weight", t.name, i, f[i]);
+    QF_ASSIGN_OR_RETURN(auto f, t.to_f32_finite());
     if (p.permute) f = permute_rows(f, t.rows(), t.cols(), c.head_dim);
     const int64_t rows = t.rows(), cols = t.cols(), row_bytes = qtype_row_bytes(p.type, cols);
     std::vector<uint8_t> out(size_t(rows * row_bytes));

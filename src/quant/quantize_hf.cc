@@ -28,12 +28,6 @@ struct TempDirGuard {
   }
 };
 
-Status check_finite(const std::vector<float>& w, const std::string& name) {
-  for (size_t i = 0; i < w.size(); ++i)
-    if (!std::isfinite(w[i])) return error("tensor '{}': element {} is {}, expected a finite weight", name, i, w[i]);
-  return {};
-}
-
 std::string torch_dtype(QType t) {
   return t == QType::BF16 ? "bfloat16" : t == QType::F16 ? "float16" : "float32";
 }
@@ -208,8 +202,7 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
     if (!j.linear) {
       QF_RETURN_IF_ERROR(writer->write(t.name, t.data, size_t(t.nbytes)));
     } else {
-      std::vector<float> w = t.to_f32();
-      QF_RETURN_IF_ERROR(check_finite(w, t.name));
+      QF_ASSIGN_OR_RETURN(auto w, t.to_f32_finite());
       for (const auto& s : codec->encode(*j.linear, w, rep)) {
         QF_RETURN_IF_ERROR(writer->write(j.linear->prefix + s.suffix, s.bytes.data(), s.bytes.size()));
         if (s.suffix != ".g_idx" && s.suffix != ".weight_format" && s.suffix.find("quant_map") == std::string::npos &&
