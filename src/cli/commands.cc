@@ -21,6 +21,7 @@
 #include "io/gguf.h"
 #include "model/checkpoint.h"
 #include "model/transformer.h"
+#include "quant/calibration.h"
 #include "quant/imatrix.h"
 #include "quant/quantize_gguf.h"
 #include "quant/quantize_hf.h"
@@ -171,12 +172,26 @@ Status check_method_options(const QuantizeArgs& a) {
     return error("--bits {} with --method {}: {} codes are 4 bits", a.bits, a.method, a.method);
   if (int8 && given("--bits") && a.bits != 8) return error("--bits {} with --method llm-int8: its weights are 8 bits", a.bits);
   const std::map<std::string, std::vector<const char*>> own = {
-      {"--group", {"rtn"}}, {"--sym", {"rtn"}}, {"--clip", {"rtn"}}, {"--blocksize", {"nf4", "fp4"}},
-      {"--double-quant", {"nf4", "fp4"}}, {"--int8-threshold", {"llm-int8"}}};
+      {"--group", {"rtn", "gptq"}}, {"--sym", {"rtn", "gptq"}}, {"--clip", {"rtn", "gptq"}},
+      {"--blocksize", {"nf4", "fp4"}}, {"--double-quant", {"nf4", "fp4"}}, {"--int8-threshold", {"llm-int8"}},
+      {"--calib", {"gptq"}}, {"--nsamples", {"gptq"}}, {"--seqlen", {"gptq"}}, {"--seed", {"gptq"}},
+      {"--damp", {"gptq"}}, {"--act-order", {"gptq"}}, {"--static-groups", {"gptq"}},
+      {"--true-sequential", {"gptq"}}, {"--no-true-sequential", {"gptq"}}};
   for (const auto& [name, methods] : own)
     if (given(name.c_str()) && std::find(methods.begin(), methods.end(), a.method) == methods.end())
       return error("{} does not apply to --method {} (it is for {})", name, a.method, fmt::join(methods, ", "));
   return {};
+}
+
+// The calibration windows of a calibrated method: the text tokenized as the model does (BOS
+// first when it adds one), windows drawn by quant/calibration.h's rule.
+Expected<std::vector<std::vector<int32_t>>> calibration_windows(const Checkpoint& ck, const QuantizeArgs& a) {
+  QF_ASSIGN_OR_RETURN(auto text, read_text_file(a.calib));
+  const std::vector<int32_t> tokens = ck.tokenizer->encode(text, true);
+  auto windows = draw_windows(tokens, a.nsamples, a.seqlen, a.seed);
+  if (!windows.ok()) return error("{}: {}", a.calib, windows.status().message());
+  info("calibration: {} windows of {} tokens from {} ({} tokens)", a.nsamples, a.seqlen, a.calib, tokens.size());
+  return windows;
 }
 
 std::string upper(std::string s) {
@@ -247,6 +262,14 @@ Status run_quantize(const QuantizeArgs& a) {
   opt.double_quant = a.double_quant;
   opt.int8_threshold = a.int8_threshold;
   opt.quantize_head = a.quantize_head;
+  if (a.method == "gptq") {
+    if (a.calib.empty()) return error("--method gptq needs --calib FILE (calibration text)");
+    QF_ASSIGN_OR_RETURN(opt.windows, calibration_windows(ck, a));
+    opt.gptq.damp = a.damp;
+    opt.gptq.act_order = a.act_order;
+    opt.static_groups = a.static_groups;
+    opt.true_sequential = a.true_sequential;
+  }
   ProgressBar bar("quantize");
   auto t0 = std::chrono::steady_clock::now();
   QF_ASSIGN_OR_RETURN(auto rep, quantize_hf_checkpoint(ck, opt, a.out, [&](int64_t d, int64_t t) { bar.update(d, t); }));

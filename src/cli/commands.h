@@ -32,6 +32,12 @@ struct QuantizeArgs {
   int bits = 4, group = 128, blocksize = 64;
   bool sym = false, double_quant = false, quantize_head = false;
   float int8_threshold = 6.0f;
+  // gptq: calibration and GPTQ's options
+  std::string calib;
+  int nsamples = 128, seqlen = 512;
+  unsigned seed = 0;
+  double damp = 0.01;
+  bool act_order = false, static_groups = false, true_sequential = true;
   std::vector<std::string> given;  // method options present on the command line
 };
 

@@ -1,10 +1,25 @@
 #include "formats/tensor.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "core/status.h"
 
 namespace qf {
+
+TensorView TensorView::owning(std::string name, QType type, std::vector<int64_t> shape, std::vector<uint8_t> bytes) {
+  auto buf = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
+  TensorView v{std::move(name), type, std::move(shape), buf->data(), int64_t(buf->size()), buf};
+  QF_CHECK(v.nbytes == qtype_row_bytes(type, v.cols()) * v.rows(), "{}: {} bytes for a {} {} tensor", v.name,
+           v.nbytes, traits(type).name, v.shape_str());
+  return v;
+}
+
+TensorView TensorView::owning_f32(std::string name, std::vector<int64_t> shape, const std::vector<float>& values) {
+  std::vector<uint8_t> bytes(values.size() * sizeof(float));
+  std::memcpy(bytes.data(), values.data(), bytes.size());
+  return owning(std::move(name), QType::F32, std::move(shape), std::move(bytes));
+}
 
 std::string TensorView::shape_str() const {
   std::string s;

@@ -20,6 +20,10 @@ struct TensorView {
   int64_t nbytes = 0;
   std::shared_ptr<const void> keepalive;
 
+  // A view that owns its bytes (weights computed in memory rather than mapped from a file).
+  static TensorView owning(std::string name, QType type, std::vector<int64_t> shape, std::vector<uint8_t> bytes);
+  static TensorView owning_f32(std::string name, std::vector<int64_t> shape, const std::vector<float>& values);
+
   bool valid() const { return data != nullptr; }
   int64_t numel() const {
     int64_t n = 1;

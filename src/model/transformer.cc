@@ -120,14 +120,13 @@ void Transformer::apply_rope(float* x, int n, int n_heads, int pos0) const {
   }
 }
 
-void Transformer::attention(const Layer& L, int layer, const float* x, float* out, int n, KVCache& cache,
-                            const InputObserver* observe) const {
+bool Transformer::attention(const Layer& L, int layer, const float* x, float* out, int n, float* kc, float* vc,
+                            int n_past, const InputObserver* observe, std::string_view stop_at) const {
   const int hd = cfg_.head_dim, qd = cfg_.q_dim(), kvd = cfg_.kv_dim();
-  const int p = cache.n_past, total = p + n, group = cfg_.n_head / cfg_.n_head_kv;
+  const int p = n_past, total = p + n, group = cfg_.n_head / cfg_.n_head_kv;
   std::vector<float> q(size_t(n) * qd);
-  float* kc = cache.k[size_t(layer)].data();
-  float* vc = cache.v[size_t(layer)].data();
   if (observe) (*observe)(layer, {"attn_q", "attn_k", "attn_v"}, x, n, cfg_.n_embd);
+  if (stop_at == "attn_q") return true;
   L.wq->forward(x, q.data(), n);
   L.wk->forward(x, kc + int64_t(p) * kvd, n);  // written straight into the cache
   L.wv->forward(x, vc + int64_t(p) * kvd, n);
@@ -160,12 +159,16 @@ void Transformer::attention(const Layer& L, int layer, const float* x, float* ou
                 vc + g * hd, kvd, 0.0f, attn.data() + h * hd, qd);
   }
   if (observe) (*observe)(layer, {"attn_output"}, attn.data(), n, qd);
+  if (stop_at == "attn_output") return true;
   L.wo->forward(attn.data(), out, n);
+  return false;
 }
 
-void Transformer::mlp(const Layer& L, int layer, const float* x, float* out, int n, const InputObserver* observe) const {
+bool Transformer::mlp(const Layer& L, int layer, const float* x, float* out, int n, const InputObserver* observe,
+                      std::string_view stop_at) const {
   const int64_t ff = cfg_.n_ff;
   if (observe) (*observe)(layer, {"ffn_gate", "ffn_up"}, x, n, cfg_.n_embd);
+  if (stop_at == "ffn_gate") return true;
   std::vector<float> gate(size_t(n * ff)), up(size_t(n * ff));
   L.w_gate->forward(x, gate.data(), n);
   L.w_up->forward(x, up.data(), n);
@@ -175,7 +178,49 @@ void Transformer::mlp(const Layer& L, int layer, const float* x, float* out, int
     gate[size_t(i)] = g / (1.0f + std::exp(-g)) * up[size_t(i)];  // SiLU(gate) · up
   }
   if (observe) (*observe)(layer, {"ffn_down"}, gate.data(), n, int(ff));
+  if (stop_at == "ffn_down") return true;
   L.w_down->forward(gate.data(), out, n);
+  return false;
+}
+
+void Transformer::block(const Layer& L, int layer, float* x, int n, float* kc, float* vc, int n_past,
+                        const InputObserver* observe, std::string_view stop_at) const {
+  const int64_t size = int64_t(n) * cfg_.n_embd;
+  std::vector<float> h(static_cast<size_t>(size)), tmp(static_cast<size_t>(size));
+  rms_norm(x, L.attn_norm.data(), h.data(), n, cfg_.n_embd, cfg_.rms_eps);
+  if (attention(L, layer, h.data(), tmp.data(), n, kc, vc, n_past, observe, stop_at)) return;
+  for (int64_t i = 0; i < size; ++i) x[i] += tmp[size_t(i)];
+  rms_norm(x, L.ffn_norm.data(), h.data(), n, cfg_.n_embd, cfg_.rms_eps);
+  if (mlp(L, layer, h.data(), tmp.data(), n, observe, stop_at)) return;
+  for (int64_t i = 0; i < size; ++i) x[i] += tmp[size_t(i)];
+}
+
+void Transformer::embed(const int32_t* tokens, int n, float* x) const {
+  const int E = cfg_.n_embd;
+  const auto& tr = traits(tok_embd_.type);
+  const int64_t row_bytes = qtype_row_bytes(tok_embd_.type, E);
+  for (int t = 0; t < n; ++t) {
+    QF_CHECK(tokens[t] >= 0 && tokens[t] < cfg_.vocab_size, "token id {} outside vocabulary {}", tokens[t], cfg_.vocab_size);
+    tr.dequantize_ref(tok_embd_.data + tokens[t] * row_bytes, x + int64_t(t) * E, E);
+  }
+}
+
+void Transformer::run_block(int layer, float* x, int n, const InputObserver* observe, std::string_view stop_at) const {
+  std::vector<float> k(size_t(n) * size_t(cfg_.kv_dim())), v(k.size());
+  block(layers_[size_t(layer)], layer, x, n, k.data(), v.data(), 0, observe, stop_at);
+}
+
+void Transformer::set_linear(int layer, const std::string& kind, std::unique_ptr<Linear> linear) {
+  Layer& L = layers_[size_t(layer)];
+  const std::pair<const char*, std::unique_ptr<Linear>*> slots[] = {
+      {"attn_q", &L.wq}, {"attn_k", &L.wk}, {"attn_v", &L.wv}, {"attn_output", &L.wo},
+      {"ffn_gate", &L.w_gate}, {"ffn_up", &L.w_up}, {"ffn_down", &L.w_down}};
+  for (const auto& [name, slot] : slots)
+    if (kind == name) {
+      *slot = std::move(linear);
+      return;
+    }
+  QF_CHECK(false, "no Linear named {} in a decoder block", kind);
 }
 
 void Transformer::forward(const int32_t* tokens, int n, KVCache& cache, float* logits, bool last_only,
@@ -183,22 +228,10 @@ void Transformer::forward(const int32_t* tokens, int n, KVCache& cache, float* l
   QF_CHECK(n > 0 && cache.n_past + n <= cache.n_ctx, "{} tokens after {} do not fit a cache of {}", n,
            cache.n_past, cache.n_ctx);
   const int E = cfg_.n_embd;
-  std::vector<float> x(size_t(n) * E), h(size_t(n) * E), tmp(size_t(n) * E);
-  const auto& tr = traits(tok_embd_.type);
-  const int64_t row_bytes = qtype_row_bytes(tok_embd_.type, E);
-  for (int t = 0; t < n; ++t) {
-    QF_CHECK(tokens[t] >= 0 && tokens[t] < cfg_.vocab_size, "token id {} outside vocabulary {}", tokens[t], cfg_.vocab_size);
-    tr.dequantize_ref(tok_embd_.data + tokens[t] * row_bytes, x.data() + int64_t(t) * E, E);
-  }
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    const Layer& L = layers_[l];
-    rms_norm(x.data(), L.attn_norm.data(), h.data(), n, E, cfg_.rms_eps);
-    attention(L, int(l), h.data(), tmp.data(), n, cache, observe);
-    for (size_t i = 0; i < x.size(); ++i) x[i] += tmp[i];
-    rms_norm(x.data(), L.ffn_norm.data(), h.data(), n, E, cfg_.rms_eps);
-    mlp(L, int(l), h.data(), tmp.data(), n, observe);
-    for (size_t i = 0; i < x.size(); ++i) x[i] += tmp[i];
-  }
+  std::vector<float> x(size_t(n) * E), h(size_t(n) * E);
+  embed(tokens, n, x.data());
+  for (size_t l = 0; l < layers_.size(); ++l)
+    block(layers_[l], int(l), x.data(), n, cache.k[l].data(), cache.v[l].data(), cache.n_past, observe, {});
   cache.n_past += n;
   if (!logits) return;
   const int first = last_only ? n - 1 : 0;

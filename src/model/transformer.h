@@ -9,6 +9,8 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
@@ -48,6 +50,17 @@ class Transformer {
   void forward(const int32_t* tokens, int n, KVCache& cache, float* logits, bool last_only = false,
                const InputObserver* observe = nullptr) const;
 
+  // Layer-by-layer access for calibrated quantization. embed: x (n, n_embd) = the tokens'
+  // embeddings. run_block: decoder block `layer` on one sequence of n tokens at positions
+  // 0 .. n−1, x (n, n_embd) updated in place (residuals included). set_linear replaces one of a
+  // block's Linears, named as llama.cpp names them ("attn_q" ... "ffn_down"); null releases it
+  // (the block cannot run again until it is set). stop_at: an input name ("attn_q",
+  // "attn_output", "ffn_gate", "ffn_down") after whose observation the block returns early,
+  // x then left half-updated.
+  void embed(const int32_t* tokens, int n, float* x) const;
+  void run_block(int layer, float* x, int n, const InputObserver* observe = nullptr, std::string_view stop_at = {}) const;
+  void set_linear(int layer, const std::string& kind, std::unique_ptr<Linear> linear);
+
  private:
   struct Layer {
     std::vector<float> attn_norm, ffn_norm;       // (n_embd)
@@ -55,10 +68,15 @@ class Transformer {
     std::unique_ptr<Linear> w_gate, w_up, w_down;
   };
   Transformer() = default;
-  void attention(const Layer& L, int layer, const float* x, float* out, int n, KVCache& cache,
-                 const InputObserver* observe) const;
+  // kc, vc: the layer's key/value rows (positions 0 .. n_past + n), n_past already filled.
+  // attention and mlp return true when they stopped at stop_at.
+  bool attention(const Layer& L, int layer, const float* x, float* out, int n, float* kc, float* vc, int n_past,
+                 const InputObserver* observe, std::string_view stop_at) const;
+  void block(const Layer& L, int layer, float* x, int n, float* kc, float* vc, int n_past,
+             const InputObserver* observe, std::string_view stop_at) const;
   void apply_rope(float* x, int n, int n_heads, int pos0) const;
-  void mlp(const Layer& L, int layer, const float* x, float* out, int n, const InputObserver* observe) const;
+  bool mlp(const Layer& L, int layer, const float* x, float* out, int n, const InputObserver* observe,
+           std::string_view stop_at) const;
 
   ModelConfig cfg_;
   TensorView tok_embd_;              // (vocab, n_embd), any format: rows decoded on lookup

@@ -11,6 +11,7 @@
 #include "io/bnb_layout.h"
 #include "io/gptq_layout.h"
 #include "io/safetensors.h"
+#include "quant/calibration.h"
 
 namespace qf {
 namespace {
@@ -80,7 +81,10 @@ class GptqCodec : public LinearCodec {
             {".scales", "F16", {ng, t.n_out}, {}}};
   }
   std::vector<SerializedTensor> encode(const LinearTensors& t, const std::vector<float>& w, QuantizeReport& rep) const override {
-    GptqTensors g = pack_gptq(quantize_rtn(w.data(), t.n_out, t.n_in, o_.grid));
+    return encode_int(t, quantize_rtn(w.data(), t.n_out, t.n_in, o_.grid), rep);
+  }
+  std::vector<SerializedTensor> encode_int(const LinearTensors& t, const IntQuantized& q, QuantizeReport& rep) const {
+    GptqTensors g = pack_gptq(q);
     rep.zero_wraps += g.zero_wraps;
     auto out = layout(t);
     out[0].bytes = bytes(g.g_idx);
@@ -90,11 +94,23 @@ class GptqCodec : public LinearCodec {
     return out;
   }
   json quantization_config() const override {
-    return {{"quant_method", "gptq"},  {"checkpoint_format", "gptq"}, {"bits", o_.grid.bits},
-            {"group_size", o_.grid.group}, {"sym", o_.grid.sym},    {"desc_act", false},
-            {"static_groups", false},  {"true_sequential", true},   {"damp_percent", 0.01},
+    const bool gptq = o_.method == "gptq";
+    return {{"quant_method", "gptq"},
+            {"checkpoint_format", "gptq"},
+            {"bits", o_.grid.bits},
+            {"group_size", o_.grid.group},
+            {"sym", o_.grid.sym},
+            {"desc_act", gptq && o_.gptq.act_order},
+            {"static_groups", gptq && o_.static_groups},
+            {"true_sequential", !gptq || o_.true_sequential},
+            {"damp_percent", o_.gptq.damp},
             {"lm_head", o_.quantize_head},
-            {"meta", {{"quantizer", "qforge"}, {"method", "rtn"}, {"clip", o_.grid.clip_mse ? "mse" : "none"}}}};
+            {"meta",
+             {{"quantizer", "qforge"},
+              {"method", o_.method},
+              {"clip", o_.grid.clip_mse ? "mse" : "none"},
+              {"calibration_windows", o_.windows.size()},
+              {"calibration_seqlen", o_.windows.empty() ? 0 : o_.windows[0].size()}}}};
   }
 
  private:
@@ -155,33 +171,40 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
   if (ck.format != "hf") return error("{}: quantize reads Hugging Face directories (GGUF input is not supported yet)", ck.path);
   if (!ck.quant.method.empty()) return error("{}: the checkpoint is already quantized ({})", ck.path, ck.quant.method);
   std::unique_ptr<LinearCodec> codec;
-  if (opt.method == "rtn") codec = std::make_unique<GptqCodec>(opt);
+  if (opt.method == "rtn" || opt.method == "gptq") codec = std::make_unique<GptqCodec>(opt);
   else if (opt.method == "nf4" || opt.method == "fp4") codec = std::make_unique<Bnb4Codec>(opt);
   else if (opt.method == "llm-int8") codec = std::make_unique<Int8Codec>(opt);
-  else return error("--method {}: not available (supported: rtn, nf4, fp4, llm-int8)", opt.method);
+  else return error("--method {}: not available (supported: rtn, gptq, nf4, fp4, llm-int8)", opt.method);
+  const bool gptq = opt.method == "gptq";
+  if (gptq && opt.quantize_head) return error("--quantize-head: GPTQ quantizes the decoder blocks only (use rtn for the head)");
+  if (gptq && opt.windows.empty()) return error("--method gptq needs calibration windows (--calib)");
   if (fs::exists(out_dir)) return error("{}: already exists; choose a new output folder", out_dir);
-  // One job per output tensor group, in file order: a tensor copied as is, or a Linear quantized.
+  // One job per output tensor group: tensors copied as they are (in file order), then the
+  // decoder-block Linears layer by layer in the order q, k, v, o, gate, up, down (the order
+  // calibrated methods produce them), then a quantized head.
   struct Job {
     const TensorView* src;
     const LinearTensors* linear;  // null: copy
   };
+  std::vector<Job> jobs, linear_jobs;
   std::map<std::string, const LinearTensors*> linears;  // weight name -> linear
   for (const auto& L : ck.weights.layers)
     for (const LinearTensors* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
       QF_RETURN_IF_ERROR(codec->check(*t));
       linears[t->weight.name] = t;
+      linear_jobs.push_back({&t->weight, t});
     }
   const bool untie = opt.quantize_head && ck.config.tied_embeddings;
   LinearTensors head = ck.weights.output;
   if (untie) head.prefix = "lm_head";
-  if (opt.quantize_head) QF_RETURN_IF_ERROR(codec->check(head));
-  if (opt.quantize_head && !untie) linears[head.weight.name] = &head;
-  std::vector<Job> jobs;
-  for (const auto& t : ck.all_tensors) {
-    auto it = linears.find(t.name);
-    jobs.push_back({&t, it == linears.end() ? nullptr : it->second});
+  if (opt.quantize_head) {
+    QF_RETURN_IF_ERROR(codec->check(head));
+    linears[head.weight.name] = &head;
+    linear_jobs.push_back({&head.weight, &head});
   }
-  if (untie) jobs.push_back({&head.weight, &head});
+  for (const auto& t : ck.all_tensors)
+    if (!linears.count(t.name) || (untie && t.name == head.weight.name)) jobs.push_back({&t, nullptr});
+  jobs.insert(jobs.end(), linear_jobs.begin(), linear_jobs.end());
   std::vector<SafetensorsWriter::Entry> entries;
   for (const auto& j : jobs) {
     if (!j.linear) {
@@ -197,23 +220,46 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
                                                              {{"format", "pt"}, {"quantizer", "qforge"}}));
   QuantizeReport rep;
   int64_t done = 0, quantized_bytes = 0;
+  const auto write_linear = [&](const LinearTensors& t, const std::vector<SerializedTensor>& parts) -> Status {
+    for (const auto& s : parts) {
+      QF_RETURN_IF_ERROR(writer->write(t.prefix + s.suffix, s.bytes.data(), s.bytes.size()));
+      if (s.suffix != ".g_idx" && s.suffix != ".weight_format" && s.suffix.find("quant_map") == std::string::npos &&
+          s.suffix.find("quant_state") == std::string::npos)
+        quantized_bytes += int64_t(s.bytes.size());  // codes, scales, zeros, absmax
+    }
+    rep.linears++;
+    rep.quantized_params += t.n_out * t.n_in;
+    if (progress) progress(++done, int64_t(jobs.size()));
+    return {};
+  };
   for (const auto& j : jobs) {
     const TensorView& t = *j.src;
     if (!j.linear) {
       QF_RETURN_IF_ERROR(writer->write(t.name, t.data, size_t(t.nbytes)));
-    } else {
+      if (progress) progress(++done, int64_t(jobs.size()));
+    } else if (!gptq) {
       QF_ASSIGN_OR_RETURN(auto w, t.to_f32_finite());
-      for (const auto& s : codec->encode(*j.linear, w, rep)) {
-        QF_RETURN_IF_ERROR(writer->write(j.linear->prefix + s.suffix, s.bytes.data(), s.bytes.size()));
-        if (s.suffix != ".g_idx" && s.suffix != ".weight_format" && s.suffix.find("quant_map") == std::string::npos &&
-            s.suffix.find("quant_state") == std::string::npos)
-          quantized_bytes += int64_t(s.bytes.size());  // codes, scales, zeros, absmax
-      }
-      rep.linears++;
-      rep.quantized_params += t.numel();
+      QF_RETURN_IF_ERROR(write_linear(*j.linear, codec->encode(*j.linear, w, rep)));
     }
     release_mapped_pages(t.data, size_t(t.nbytes));
-    if (progress) progress(++done, int64_t(jobs.size()));
+  }
+  if (gptq) {
+    const auto& int_codec = static_cast<const GptqCodec&>(*codec);
+    QF_RETURN_IF_ERROR(calibrate_layerwise(
+        ck, opt.windows, opt.true_sequential,
+        [&](LinearJob& job) -> Expected<std::unique_ptr<Linear>> {
+          const LinearTensors& t = *job.tensors;
+          std::vector<int64_t> perm;
+          if (opt.gptq.act_order) perm = act_order_permutation(job.hessian, t.n_in);
+          IntRowGrid grid(opt.grid, t.n_out, t.n_in, perm, opt.static_groups ? job.weight.data() : nullptr);
+          QF_ASSIGN_OR_RETURN(GptqStats st, gptq_quantize(job.weight.data(), t.n_out, t.n_in, std::move(job.hessian),
+                                                          opt.gptq, grid, perm, t.weight.name));
+          rep.gptq_loss += st.loss;
+          IntQuantized q = std::move(grid).result();
+          QF_RETURN_IF_ERROR(write_linear(t, int_codec.encode_int(t, q, rep)));
+          return std::unique_ptr<Linear>(new IntLinear(q, t.bias));
+        },
+        nullptr));
   }
   QF_RETURN_IF_ERROR(writer->finish());
   for (const auto& e : fs::directory_iterator(ck.path)) {
@@ -229,6 +275,10 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
   rep.body_bits_per_weight = 8.0 * double(quantized_bytes) / double(rep.quantized_params);
   if (opt.method == "rtn")
     rep.describe = opt.grid.describe() + " in the GPTQ layout";
+  else if (gptq)
+    rep.describe = fmt::format("GPTQ {}{}{}, damp {}, {} windows of {} tokens, in the GPTQ layout", opt.grid.describe(),
+                               opt.gptq.act_order ? " act-order" : "", opt.static_groups ? " static-groups" : "",
+                               opt.gptq.damp, opt.windows.size(), opt.windows[0].size());
   else if (opt.method == "llm-int8")
     rep.describe = fmt::format("LLM.int8() (outlier threshold {}) in the bitsandbytes layout", opt.int8_threshold);
   else

@@ -2,7 +2,8 @@
 //
 // Streams tensor by tensor (one tensor widened to fp32 at a time; the source stays mmap'd):
 // each decoder-block Linear is quantized — rtn: integer grid, written in the GPTQ layout
-// (io/gptq_layout.h); nf4/fp4: bitsandbytes 4-bit, written as transformers serializes
+// (io/gptq_layout.h); gptq: the same grid and layout, rounded by GPTQ (quant/gptq.h) layer by
+// layer on calibration windows (quant/calibration.h); nf4/fp4: bitsandbytes 4-bit, written as transformers serializes
 // Linear4bit; llm-int8: bitsandbytes Linear8bitLt (io/bnb_layout.h) — and embeddings and norms
 // are copied unchanged; lm_head too unless quantize_head (a tied head is then written as its
 // own quantized lm_head and the config unties it). The output is
@@ -13,16 +14,22 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 #include "formats/int_grid.h"
 #include "model/checkpoint.h"
+#include "quant/gptq.h"
 
 namespace qf {
 
 struct QuantizeOptions {
-  std::string method = "rtn";   // rtn | nf4 | fp4 | llm-int8
-  IntGridSpec grid;             // rtn
+  std::string method = "rtn";   // rtn | gptq | nf4 | fp4 | llm-int8
+  IntGridSpec grid;             // rtn, gptq
+  GptqSpec gptq;                // gptq
+  bool static_groups = false;   // gptq
+  bool true_sequential = true;  // gptq
+  std::vector<std::vector<int32_t>> windows;  // gptq: calibration windows (quant/calibration.h)
   int blocksize = 64;           // nf4/fp4
   bool double_quant = false;    // nf4/fp4
   float int8_threshold = 6.0f;  // llm-int8: outlier threshold recorded for run time (0: W8A8)
@@ -32,9 +39,10 @@ struct QuantizeOptions {
 struct QuantizeReport {
   int64_t linears = 0;
   int64_t quantized_params = 0;
-  int64_t zero_wraps = 0;     // rtn: groups whose zero 0 the GPTQ v1 layout cannot store
+  int64_t zero_wraps = 0;     // rtn, gptq: groups whose zero 0 the GPTQ v1 layout cannot store
   int64_t output_bytes = 0;   // model.safetensors
-  double body_bits_per_weight = 0;  // of the quantized Linears: codes and every scale/zero/absmax
+  double body_bits_per_weight = 0;
+  double gptq_loss = 0;       // gptq: Σ over Linears of GPTQ's error (quant/gptq.h)  // of the quantized Linears: codes and every scale/zero/absmax
   std::string describe;
 };
 

@@ -1,0 +1,177 @@
+#include "quant/calibration.h"
+
+#include <cblas.h>
+
+#include <bit>
+#include <map>
+
+#include "core/mapped_file.h"
+#include "model/transformer.h"
+
+namespace qf {
+
+PyRandom::PyRandom(uint32_t seed) {
+  constexpr int N = 624;
+  mt_[0] = 19650218u;  // init_genrand(19650218)
+  for (int i = 1; i < N; ++i) mt_[i] = 1812433253u * (mt_[i - 1] ^ (mt_[i - 1] >> 30)) + uint32_t(i);
+  int i = 1;  // init_by_array({seed}, 1)
+  for (int k = N; k > 0; --k) {
+    mt_[i] = (mt_[i] ^ ((mt_[i - 1] ^ (mt_[i - 1] >> 30)) * 1664525u)) + seed;
+    if (++i >= N) {
+      mt_[0] = mt_[N - 1];
+      i = 1;
+    }
+  }
+  for (int k = N - 1; k > 0; --k) {
+    mt_[i] = (mt_[i] ^ ((mt_[i - 1] ^ (mt_[i - 1] >> 30)) * 1566083941u)) - uint32_t(i);
+    if (++i >= N) {
+      mt_[0] = mt_[N - 1];
+      i = 1;
+    }
+  }
+  mt_[0] = 0x80000000u;
+}
+
+uint32_t PyRandom::next() {
+  constexpr int N = 624, M = 397;
+  if (index_ >= N) {
+    for (int k = 0; k < N; ++k) {
+      const uint32_t y = (mt_[k] & 0x80000000u) | (mt_[(k + 1) % N] & 0x7fffffffu);
+      mt_[k] = mt_[(k + M) % N] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
+    }
+    index_ = 0;
+  }
+  uint32_t y = mt_[index_++];
+  y ^= y >> 11;
+  y ^= (y << 7) & 0x9d2c5680u;
+  y ^= (y << 15) & 0xefc60000u;
+  return y ^ (y >> 18);
+}
+
+uint32_t PyRandom::getrandbits(int k) { return next() >> (32 - k); }
+
+int64_t PyRandom::randrange(int64_t n) {
+  const int k = std::bit_width(uint64_t(n));
+  QF_CHECK(n > 0 && k <= 32, "randrange({}) outside (0, 2^32)", n);
+  int64_t r = getrandbits(k);
+  while (r >= n) r = getrandbits(k);
+  return r;
+}
+
+double PyRandom::random() {
+  const uint32_t a = next() >> 5, b = next() >> 6;
+  return (a * 67108864.0 + b) * (1.0 / 9007199254740992.0);
+}
+
+Expected<std::vector<std::vector<int32_t>>> draw_windows(const std::vector<int32_t>& tokens, int nsamples,
+                                                         int seqlen, uint32_t seed) {
+  if (nsamples < 1 || seqlen < 1) return error("--nsamples {} --seqlen {}: both must be positive", nsamples, seqlen);
+  if (int64_t(tokens.size()) <= seqlen)
+    return error("the calibration text has {} tokens; windows of --seqlen {} need more", tokens.size(), seqlen);
+  PyRandom rng(seed);
+  std::vector<std::vector<int32_t>> windows;
+  for (int k = 0; k < nsamples; ++k) {
+    const int64_t start = rng.randrange(int64_t(tokens.size()) - seqlen);
+    windows.emplace_back(tokens.begin() + start, tokens.begin() + start + seqlen);
+  }
+  return windows;
+}
+
+namespace {
+
+// H += xᵀ·x for x (n, d): the Gram matrix in fp32 per call, column blocks in parallel,
+// accumulated in double.
+void add_gram(const float* x, int n, int d, std::vector<double>& H, std::vector<float>& scratch) {
+  scratch.resize(size_t(d) * size_t(d));
+#pragma omp parallel for schedule(dynamic)
+  for (int j0 = 0; j0 < d; j0 += 64)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, std::min(64, d - j0), n, 1.0f, x, d, x + j0, d, 0.0f,
+                scratch.data() + j0, d);
+  for (size_t i = 0; i < H.size(); ++i) H[i] += scratch[i];
+}
+
+// The inputs of a block: the Linears that read each, keyed by the first one's name.
+struct Input {
+  const char* key;
+  std::vector<const char*> kinds;
+};
+const Input kInputs[] = {{"attn_q", {"attn_q", "attn_k", "attn_v"}},
+                         {"attn_output", {"attn_output"}},
+                         {"ffn_gate", {"ffn_gate", "ffn_up"}},
+                         {"ffn_down", {"ffn_down"}}};
+
+const LinearTensors& linear_of(const LayerWeights& L, const std::string& kind) {
+  const std::pair<const char*, const LinearTensors*> all[] = {
+      {"attn_q", &L.wq}, {"attn_k", &L.wk}, {"attn_v", &L.wv}, {"attn_output", &L.wo},
+      {"ffn_gate", &L.w_gate}, {"ffn_up", &L.w_up}, {"ffn_down", &L.w_down}};
+  for (const auto& [name, t] : all)
+    if (kind == name) return *t;
+  QF_CHECK(false, "no Linear named {}", kind);
+  return L.wq;
+}
+
+}  // namespace
+
+Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows, bool true_sequential,
+                           const LinearQuantizer& quantize, const std::function<void(int64_t, int64_t)>& progress) {
+  QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck));
+  const ModelConfig& c = ck.config;
+  const int E = c.n_embd;
+  const int64_t total = int64_t(c.n_layer) * 7;
+  int64_t done = 0;
+  std::vector<float> hidden;  // (windows, seqlen, E)
+  std::vector<int64_t> offset;
+  for (const auto& w : windows) {
+    offset.push_back(int64_t(hidden.size()));
+    hidden.resize(hidden.size() + w.size() * size_t(E));
+    tf->embed(w.data(), int(w.size()), hidden.data() + offset.back());
+  }
+  std::vector<std::vector<const Input*>> stages;
+  if (true_sequential)
+    for (const Input& in : kInputs) stages.push_back({&in});
+  else
+    stages.push_back({&kInputs[0], &kInputs[1], &kInputs[2], &kInputs[3]});
+  std::vector<float> x, scratch;
+  for (int layer = 0; layer < c.n_layer; ++layer) {
+    const LayerWeights& lw = ck.weights.layers[size_t(layer)];
+    for (const auto& stage : stages) {
+      std::map<std::string, std::vector<double>> H;  // input key -> Σ x·xᵀ
+      for (const Input* in : stage) {
+        const int64_t d = linear_of(lw, in->key).n_in;
+        H[in->key].assign(size_t(d * d), 0.0);
+      }
+      InputObserver observe = [&](int l, std::initializer_list<const char*> kinds, const float* xin, int n, int n_in) {
+        auto it = H.find(*kinds.begin());
+        if (l == layer && it != H.end()) add_gram(xin, n, n_in, it->second, scratch);
+      };
+      for (size_t w = 0; w < windows.size(); ++w) {
+        const int n = int(windows[w].size());
+        x.assign(hidden.begin() + offset[w], hidden.begin() + offset[w] + int64_t(n) * E);
+        tf->run_block(layer, x.data(), n, &observe, stage.size() == 1 ? stage[0]->key : "");
+      }
+      for (const Input* in : stage) {
+        std::vector<double>& h = H[in->key];
+        for (double& v : h) v *= 2.0 / double(windows.size());
+        for (const char* kind : in->kinds) {
+          LinearJob job;
+          job.layer = layer;
+          job.kind = kind;
+          job.tensors = &linear_of(lw, kind);
+          QF_ASSIGN_OR_RETURN(job.weight, job.tensors->weight.to_f32_finite());
+          release_mapped_pages(job.tensors->weight.data, size_t(job.tensors->weight.nbytes));
+          job.hessian = h;  // a copy: GPTQ damps and factorizes it in place
+          QF_ASSIGN_OR_RETURN(auto linear, quantize(job));
+          tf->set_linear(layer, kind, std::move(linear));
+          if (progress) progress(++done, total);
+        }
+      }
+    }
+    for (size_t w = 0; w < windows.size(); ++w)  // the quantized block's outputs: the next block's inputs
+      tf->run_block(layer, hidden.data() + offset[w], int(windows[w].size()));
+    for (const auto& in : kInputs)
+      for (const char* kind : in.kinds) tf->set_linear(layer, kind, nullptr);
+  }
+  return {};
+}
+
+}  // namespace qf

@@ -1,0 +1,84 @@
+// quant/gptq.h — GPTQ (Frantar et al., 2022) as the reference implementation (IST-DASLab
+// gptq.py `fasterquant`) defines it, over any grid: columns are rounded one at a time and each
+// column's rounding error, weighted by the inverse Hessian, is pushed into the columns not yet
+// rounded.
+//
+//   dead columns (H_ii = 0): H_ii = 1, W[:, i] = 0;
+//   act-order: columns processed by decreasing H_ii;
+//   H += λ·mean(diag H)·I (λ = damp); U = chol(H⁻¹)ᵀ (upper); if a Cholesky factorization fails
+//   the damping is raised (×√10 steps up to λ = 1) and the tensor named in a warning;
+//   lazy batches of `block` columns: within a batch, q = grid(w), err = (w − q)/U_cc,
+//   W[:, c+1:] −= err·U[c, c+1:]; after it, the trailing columns get one matrix product.
+//
+// Rows are independent given U, so threads split rows; only U is shared. Groups are fitted when
+// the processing reaches their first column, from the weights as they are then (already
+// carrying the earlier columns' error). The reference fits a group that starts inside a batch
+// from weights that miss that batch's updates; qforge uses the updated ones.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "formats/int_grid.h"
+
+namespace qf {
+
+struct GptqSpec {
+  double damp = 0.01;  // λ: fraction of mean(diag H) added to the diagonal
+  bool act_order = false;
+  int block = 128;     // lazy-batch width
+};
+
+// A grid onto which rows are rounded, group by group. Positions are processing positions
+// (column perm[c] of the matrix under act-order). Calls for one row come from one thread.
+class RowGrid {
+ public:
+  virtual ~RowGrid() = default;
+  // Columns per group (n_in for one group per row).
+  virtual int64_t group() const = 0;
+  // Fits row r's grid for the group starting at position c0 from the row's current weights
+  // there, w[0 .. group()).
+  virtual void fit(int64_t r, int64_t c0, const float* w) = 0;
+  // Records the grid point for row r at position c nearest to w and returns its value.
+  virtual float round(int64_t r, int64_t c, float w) = 0;
+};
+
+struct GptqStats {
+  double damp = 0;       // λ finally used
+  double loss = 0;       // Σ (w − q)² / U_cc² / 2 (the reference's reported error)
+  int dead_columns = 0;
+};
+
+// Rounds W (n_out, n_in) row-major in place onto `grid`; H (n_in, n_in) is consumed. perm
+// (when act_order) receives the processing order: position c is column perm[c]. `name` is used
+// in messages.
+Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, std::vector<double> H, const GptqSpec& spec,
+                                  RowGrid& grid, const std::vector<int64_t>& perm, const std::string& name);
+
+// Processing order for act-order: columns by decreasing H_ii (stable), dead columns included.
+std::vector<int64_t> act_order_permutation(const std::vector<double>& H, int64_t n_in);
+
+// The integer grid of GPTQ checkpoints (formats/int_grid.h): per row and group, scale and zero
+// from the group's weights, or with static groups from the original weights before any update.
+class IntRowGrid : public RowGrid {
+ public:
+  // perm: processing order (empty: identity). static_w: the original (n_out, n_in) weights when
+  // groups are static (fitted up front from columns in their natural groups), else null.
+  IntRowGrid(const IntGridSpec& spec, int64_t n_out, int64_t n_in, std::vector<int64_t> perm, const float* static_w);
+  int64_t group() const override { return static_ ? n_in_ : spec_.group_len(n_in_); }
+  void fit(int64_t r, int64_t c0, const float* w) override;
+  float round(int64_t r, int64_t c, float w) override;
+  // The codes, scales, zeros and g_idx (act-order without static groups) of what was rounded.
+  IntQuantized result() &&;
+
+ private:
+  IntGridSpec spec_;
+  int64_t n_out_, n_in_, gs_;
+  bool static_;
+  std::vector<int64_t> perm_;
+  IntQuantized q_;
+};
+
+}  // namespace qf
