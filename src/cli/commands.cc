@@ -199,11 +199,19 @@ std::string upper(std::string s) {
   return s;
 }
 
+// gptq: the quantize arguments when the matrices are GPTQ-rounded, else null.
 Status write_gguf_file(const std::string& model, const std::string& out, const std::string& type,
-                       const std::string& imatrix = "") {
+                       const std::string& imatrix = "", const QuantizeArgs* gptq = nullptr) {
   QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(model));
   GgufOptions opt;
   opt.type = upper(type);
+  if (gptq) {
+    if (gptq->calib.empty()) return error("--method gptq needs --calib FILE (calibration text)");
+    QF_ASSIGN_OR_RETURN(opt.gptq_windows, calibration_windows(ck, *gptq));
+    opt.gptq.damp = gptq->damp;
+    opt.gptq.act_order = gptq->act_order;
+    opt.true_sequential = gptq->true_sequential;
+  }
   if (!imatrix.empty()) {
     QF_ASSIGN_OR_RETURN(auto im, read_imatrix(imatrix));
     opt.imatrix = std::move(im.mean_sq);
@@ -215,8 +223,9 @@ Status write_gguf_file(const std::string& model, const std::string& out, const s
   QF_ASSIGN_OR_RETURN(auto rep, write_gguf(ck, opt, out, [&](int64_t d, int64_t t) { bar.update(d, t); }));
   std::string counts;
   for (const auto& [name, n] : rep.type_counts) counts += fmt::format("{}{} {}", counts.empty() ? "" : ", ", n, name);
-  fmt::print("wrote {}: {}, {} bytes, {:.3f} bits per weight (tensors: {}), {:.1f}s\n", out, opt.type, rep.file_bytes,
-             rep.bits_per_weight, counts, seconds_since(t0));
+  fmt::print("wrote {}: {}{}, {} bytes, {:.3f} bits per weight (tensors: {}), {:.1f}s\n", out, opt.type,
+             gptq ? fmt::format(" GPTQ-rounded ({} windows of {})", opt.gptq_windows.size(), gptq->seqlen) : "",
+             rep.file_bytes, rep.bits_per_weight, counts, seconds_since(t0));
   for (const auto& f : rep.fallbacks) fmt::print(stderr, "warning: fallback type for {}\n", f);
   return {};
 }
@@ -243,10 +252,16 @@ Status run_imatrix(const ImatrixArgs& a) {
 Status run_quantize(const QuantizeArgs& a) {
   if (a.format == "gguf") {
     if (a.type.empty()) return error("--format gguf needs --type ({})", gguf_file_types());
-    for (const auto& g : a.given)
-      if (g != "--type" && g != "--imatrix")
+    if (a.method != "rtn" && a.method != "gptq")
+      return error("--method {} with --format gguf: GGUF types are written by their own rounding (rtn) or by gptq", a.method);
+    const std::vector<std::string> gptq_options = {"--calib", "--nsamples", "--seqlen", "--seed", "--damp",
+                                                   "--act-order", "--true-sequential", "--no-true-sequential"};
+    for (const auto& g : a.given) {
+      const bool calibrated = std::find(gptq_options.begin(), gptq_options.end(), g) != gptq_options.end();
+      if (g != "--type" && g != "--imatrix" && g != "--method" && !(calibrated && a.method == "gptq"))
         return error("{} does not apply to --format gguf (llama.cpp's types fix their own grids)", g);
-    return write_gguf_file(a.model, a.out, a.type, a.imatrix);
+    }
+    return write_gguf_file(a.model, a.out, a.type, a.imatrix, a.method == "gptq" ? &a : nullptr);
   }
   if (!a.type.empty()) return error("--type {} needs --format gguf", a.type);
   if (!a.imatrix.empty()) return error("--imatrix needs --format gguf");

@@ -177,6 +177,11 @@ void quantize_q5_1(const float* src, void* dst, int64_t n, const float* qw) {
   quantize_affine_legacy<31>(src, static_cast<BlockQ5_1*>(dst), n, qw);
 }
 
+void pack_codes_q4_0(const uint8_t* L, void* block) { store_codes(L, *static_cast<BlockQ4_0*>(block)); }
+void pack_codes_q4_1(const uint8_t* L, void* block) { store_codes(L, *static_cast<BlockQ4_1*>(block)); }
+void pack_codes_q5_0(const uint8_t* L, void* block) { store_codes(L, *static_cast<BlockQ5_0*>(block)); }
+void pack_codes_q5_1(const uint8_t* L, void* block) { store_codes(L, *static_cast<BlockQ5_1*>(block)); }
+
 void dequantize_q4_1(const void* src, float* y, int64_t n) {
   auto* b = static_cast<const BlockQ4_1*>(src);
   for (int64_t i = 0; i < n / 32; ++i) {
@@ -249,6 +254,8 @@ void quantize_q2_K(const float* x, void* dst, int64_t n, const float* qw) {
   }
 }
 
+void pack_codes_q2_K(const uint8_t* L, void* block) { pack_2bit(L, static_cast<BlockQ2_K*>(block)->qs); }
+
 void dequantize_q2_K(const void* src, float* y, int64_t n) {
   auto* b = static_cast<const BlockQ2_K*>(src);
   for (int64_t i = 0; i < n / kQK; ++i) {
@@ -308,14 +315,19 @@ void quantize_q3_K(const float* x, void* dst, int64_t n, const float* qw) {
       for (int ii = 0; ii < 16; ++ii) L[16 * j + ii] = int8_t(std::clamp(nearest_int(x[16 * j + ii] / d), -4, 3) + 4);
     }
     // The high bit of weight j goes to bit j/32 of hmask[j % 32].
-    std::memset(y[i].hmask, 0, 32);
-    uint8_t low[kQK];
-    for (int j = 0; j < kQK; ++j) {
-      if (L[j] > 3) y[i].hmask[j % 32] |= uint8_t(1 << (j / 32));
-      low[j] = uint8_t(L[j] > 3 ? L[j] - 4 : L[j]);
-    }
-    pack_2bit(low, y[i].qs);
+    pack_codes_q3_K(reinterpret_cast<const uint8_t*>(L), &y[i]);
   }
+}
+
+void pack_codes_q3_K(const uint8_t* L, void* block) {
+  auto& b = *static_cast<BlockQ3_K*>(block);
+  std::memset(b.hmask, 0, 32);
+  uint8_t low[kQK];
+  for (int j = 0; j < kQK; ++j) {
+    if (L[j] > 3) b.hmask[j % 32] |= uint8_t(1 << (j / 32));
+    low[j] = uint8_t(L[j] > 3 ? L[j] - 4 : L[j]);
+  }
+  pack_2bit(low, b.qs);
 }
 
 void dequantize_q3_K(const void* src, float* y, int64_t n) {
@@ -392,9 +404,14 @@ void quantize_q4_K(const float* x, void* dst, int64_t n, const float* qw) {
   for (int64_t i = 0; i < n / kQK; ++i, x += kQK) {
     uint8_t L[kQK];
     fit_q45_K<15>(x, qw, i, y[i].d, y[i].dmin, y[i].scales, L);
-    for (int j = 0; j < kQK; j += 64)
-      for (int l = 0; l < 32; ++l) y[i].qs[j / 2 + l] = uint8_t(L[j + l] | (L[j + l + 32] << 4));
+    pack_codes_q4_K(L, &y[i]);
   }
+}
+
+void pack_codes_q4_K(const uint8_t* L, void* block) {
+  auto& b = *static_cast<BlockQ4_K*>(block);
+  for (int j = 0; j < kQK; j += 64)
+    for (int l = 0; l < 32; ++l) b.qs[j / 2 + l] = uint8_t(L[j + l] | (L[j + l + 32] << 4));
 }
 
 void quantize_q5_K(const float* x, void* dst, int64_t n, const float* qw) {
@@ -402,22 +419,27 @@ void quantize_q5_K(const float* x, void* dst, int64_t n, const float* qw) {
   for (int64_t i = 0; i < n / kQK; ++i, x += kQK) {
     uint8_t L[kQK];
     fit_q45_K<31>(x, qw, i, y[i].d, y[i].dmin, y[i].scales, L);
-    std::memset(y[i].qh, 0, 32);
-    uint8_t m1 = 1, m2 = 2;
-    for (int k = 0; k < kQK; k += 64, m1 = uint8_t(m1 << 2), m2 = uint8_t(m2 << 2))
-      for (int j = 0; j < 32; ++j) {
-        int l1 = L[k + j], l2 = L[k + j + 32];
-        if (l1 > 15) {
-          l1 -= 16;
-          y[i].qh[j] |= m1;
-        }
-        if (l2 > 15) {
-          l2 -= 16;
-          y[i].qh[j] |= m2;
-        }
-        y[i].qs[k / 2 + j] = uint8_t(l1 | (l2 << 4));
-      }
+    pack_codes_q5_K(L, &y[i]);
   }
+}
+
+void pack_codes_q5_K(const uint8_t* L, void* block) {
+  auto& b = *static_cast<BlockQ5_K*>(block);
+  std::memset(b.qh, 0, 32);
+  uint8_t m1 = 1, m2 = 2;
+  for (int k = 0; k < kQK; k += 64, m1 = uint8_t(m1 << 2), m2 = uint8_t(m2 << 2))
+    for (int j = 0; j < 32; ++j) {
+      int l1 = L[k + j], l2 = L[k + j + 32];
+      if (l1 > 15) {
+        l1 -= 16;
+        b.qh[j] |= m1;
+      }
+      if (l2 > 15) {
+        l2 -= 16;
+        b.qh[j] |= m2;
+      }
+      b.qs[k / 2 + j] = uint8_t(l1 | (l2 << 4));
+    }
 }
 
 void dequantize_q4_K(const void* src, float* y, int64_t n) {
@@ -480,14 +502,19 @@ void quantize_q6_K(const float* x, void* dst, int64_t n, const float* qw) {
       if (!d) continue;
       for (int ii = 0; ii < 16; ++ii) L[16 * j + ii] = int8_t(std::clamp(nearest_int(x[16 * j + ii] / d), -32, 31) + 32);
     }
-    uint8_t *ql = y[i].ql, *qh = y[i].qh;
-    for (int j = 0; j < kQK; j += 128, ql += 64, qh += 32)
-      for (int l = 0; l < 32; ++l) {
-        ql[l] = uint8_t((L[j + l] & 0xF) | ((L[j + l + 64] & 0xF) << 4));
-        ql[l + 32] = uint8_t((L[j + l + 32] & 0xF) | ((L[j + l + 96] & 0xF) << 4));
-        qh[l] = uint8_t((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
-      }
+    pack_codes_q6_K(reinterpret_cast<const uint8_t*>(L), &y[i]);
   }
+}
+
+void pack_codes_q6_K(const uint8_t* L, void* block) {
+  auto& b = *static_cast<BlockQ6_K*>(block);
+  uint8_t *ql = b.ql, *qh = b.qh;
+  for (int j = 0; j < kQK; j += 128, ql += 64, qh += 32)
+    for (int l = 0; l < 32; ++l) {
+      ql[l] = uint8_t((L[j + l] & 0xF) | ((L[j + l + 64] & 0xF) << 4));
+      ql[l + 32] = uint8_t((L[j + l + 32] & 0xF) | ((L[j + l + 96] & 0xF) << 4));
+      qh[l] = uint8_t((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
+    }
 }
 
 void dequantize_q6_K(const void* src, float* y, int64_t n) {

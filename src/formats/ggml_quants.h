@@ -47,10 +47,13 @@ static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(Bloc
 
 // Each codec: n weights (a multiple of its block), src → blocks at dst. `imatrix`, when not
 // null, holds one importance weight per weight and src is exactly one matrix row (llama.cpp
-// derives the row's σ² from it).
+// derives the row's σ² from it). pack_codes stores one block's codes into a block whose
+// scales are already set: unsigned, one per weight in weight order, as the format stores them
+// before any offset (Q4_0: 0..15 for d·(q − 8); Q3_K: 0..7 for d·(q − 4); IQ4: grid index).
 #define QF_GGML_CODEC(T)                                                          \
   void quantize_##T(const float* src, void* dst, int64_t n, const float* imatrix); \
-  void dequantize_##T(const void* src, float* dst, int64_t n);
+  void dequantize_##T(const void* src, float* dst, int64_t n);                    \
+  void pack_codes_##T(const uint8_t* codes, void* block);
 QF_GGML_CODEC(q4_0)
 QF_GGML_CODEC(q4_1)
 QF_GGML_CODEC(q5_0)

@@ -340,6 +340,12 @@ int nearest_iq4(float x) {
 // With several blocks (IQ4_XS) the block scales become 6-bit integers under one fp16 scale and
 // every weight is re-rounded against its stored scale. Writes codes to q4 (two per byte, the
 // second 16 of each 32 in the high nibbles).
+// 4-bit grid indices, two per byte: the second 16 of each 32 in the high nibbles.
+void pack_iq4(const uint8_t* L, int n, uint8_t* q4) {
+  for (int i = 0; i < n / 32; ++i)
+    for (int j = 0; j < 16; ++j) q4[16 * i + j] = uint8_t(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+}
+
 void quantize_iq4_blocks(int super, const float* x, const float* qw, uint16_t* dh, uint8_t* q4, uint16_t* scales_h,
                          uint8_t* scales_l) {
   constexpr int kBlock = 32, kTry = 7;
@@ -407,8 +413,7 @@ void quantize_iq4_blocks(int super, const float* x, const float* qw, uint16_t* d
     const float id = scales[0] ? 1 / scales[0] : 0;
     for (int j = 0; j < super; ++j) L[j] = uint8_t(nearest_iq4(id * x[j]));
   }
-  for (int i = 0; i < super / 32; ++i)
-    for (int j = 0; j < 16; ++j) q4[16 * i + j] = uint8_t(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+  pack_iq4(L, super, q4);
 }
 
 void decode_iq4(const uint8_t* qs, float d, float* y) {
@@ -433,6 +438,9 @@ void quantize_iq4_xs(const float* x, void* dst, int64_t n, const float* qw) {
   for (int64_t i = 0; i < n / kQK; ++i)
     quantize_iq4_blocks(kQK, x + i * kQK, qw ? qw + i * kQK : nullptr, &y[i].d, y[i].qs, &y[i].scales_h, y[i].scales_l);
 }
+
+void pack_codes_iq4_nl(const uint8_t* L, void* block) { pack_iq4(L, 32, static_cast<BlockIQ4_NL*>(block)->qs); }
+void pack_codes_iq4_xs(const uint8_t* L, void* block) { pack_iq4(L, kQK, static_cast<BlockIQ4_XS*>(block)->qs); }
 
 void dequantize_iq4_nl(const void* src, float* y, int64_t n) {
   auto* b = static_cast<const BlockIQ4_NL*>(src);

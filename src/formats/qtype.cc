@@ -53,6 +53,11 @@ void quant_q8_0(const float* src, void* dst, int64_t n, const float*) {
   }
 }
 
+void pack_q8_0(const uint8_t* codes, void* block) {  // code = q + 128
+  auto* b = static_cast<BlockQ8_0*>(block);
+  for (int j = 0; j < 32; ++j) b->qs[j] = int8_t(int(codes[j]) - 128);
+}
+
 template <typename Int>
 void dequant_int(const void* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
@@ -74,21 +79,21 @@ const QTypeTraits kTraits[] = {
     {QType::F32, "F32", 0, 1, 4, dequant_f32, quant_f32},
     {QType::F16, "F16", 1, 1, 2, dequant_f16, quant_f16},
     {QType::BF16, "BF16", 30, 1, 2, dequant_bf16, quant_bf16},
-    {QType::Q8_0, "Q8_0", 8, 32, 34, dequant_q8_0, quant_q8_0},
+    {QType::Q8_0, "Q8_0", 8, 32, 34, dequant_q8_0, quant_q8_0, 256, pack_q8_0},
     {QType::I8, "I8", 24, 1, 1, dequant_int<int8_t>, quant_int<int8_t>},
     {QType::U8, "U8", -1, 1, 1, dequant_int<uint8_t>, quant_int<uint8_t>},
     {QType::I32, "I32", 26, 1, 4, dequant_int<int32_t>, quant_int<int32_t>},
-    {QType::Q4_0, "Q4_0", 2, 32, 18, dequantize_q4_0, quantize_q4_0},
-    {QType::Q4_1, "Q4_1", 3, 32, 20, dequantize_q4_1, quantize_q4_1},
-    {QType::Q5_0, "Q5_0", 6, 32, 22, dequantize_q5_0, quantize_q5_0},
-    {QType::Q5_1, "Q5_1", 7, 32, 24, dequantize_q5_1, quantize_q5_1},
-    {QType::Q2_K, "Q2_K", 10, 256, 84, dequantize_q2_K, quantize_q2_K},
-    {QType::Q3_K, "Q3_K", 11, 256, 110, dequantize_q3_K, quantize_q3_K},
-    {QType::Q4_K, "Q4_K", 12, 256, 144, dequantize_q4_K, quantize_q4_K},
-    {QType::Q5_K, "Q5_K", 13, 256, 176, dequantize_q5_K, quantize_q5_K},
-    {QType::Q6_K, "Q6_K", 14, 256, 210, dequantize_q6_K, quantize_q6_K},
-    {QType::IQ4_NL, "IQ4_NL", 20, 32, 18, dequantize_iq4_nl, quantize_iq4_nl},
-    {QType::IQ4_XS, "IQ4_XS", 23, 256, 136, dequantize_iq4_xs, quantize_iq4_xs},
+    {QType::Q4_0, "Q4_0", 2, 32, 18, dequantize_q4_0, quantize_q4_0, 16, pack_codes_q4_0},
+    {QType::Q4_1, "Q4_1", 3, 32, 20, dequantize_q4_1, quantize_q4_1, 16, pack_codes_q4_1},
+    {QType::Q5_0, "Q5_0", 6, 32, 22, dequantize_q5_0, quantize_q5_0, 32, pack_codes_q5_0},
+    {QType::Q5_1, "Q5_1", 7, 32, 24, dequantize_q5_1, quantize_q5_1, 32, pack_codes_q5_1},
+    {QType::Q2_K, "Q2_K", 10, 256, 84, dequantize_q2_K, quantize_q2_K, 4, pack_codes_q2_K},
+    {QType::Q3_K, "Q3_K", 11, 256, 110, dequantize_q3_K, quantize_q3_K, 8, pack_codes_q3_K},
+    {QType::Q4_K, "Q4_K", 12, 256, 144, dequantize_q4_K, quantize_q4_K, 16, pack_codes_q4_K},
+    {QType::Q5_K, "Q5_K", 13, 256, 176, dequantize_q5_K, quantize_q5_K, 32, pack_codes_q5_K},
+    {QType::Q6_K, "Q6_K", 14, 256, 210, dequantize_q6_K, quantize_q6_K, 64, pack_codes_q6_K},
+    {QType::IQ4_NL, "IQ4_NL", 20, 32, 18, dequantize_iq4_nl, quantize_iq4_nl, 16, pack_codes_iq4_nl},
+    {QType::IQ4_XS, "IQ4_XS", 23, 256, 136, dequantize_iq4_xs, quantize_iq4_xs, 16, pack_codes_iq4_xs},
     {QType::IQ2_XXS, "IQ2_XXS", 16, 256, 66, dequantize_iq2_xxs, nullptr},
     {QType::IQ2_XS, "IQ2_XS", 17, 256, 74, dequantize_iq2_xs, nullptr},
     {QType::IQ3_XXS, "IQ3_XXS", 18, 256, 98, dequantize_iq3_xxs, nullptr},

@@ -29,6 +29,10 @@ struct QTypeTraits {
   // of each weight, llama.cpp's quant_weights), src must be one matrix row; formats without an
   // importance-weighted search ignore it. Null for the types qforge reads but does not write.
   void (*quantize_ref)(const float* src, void* dst, int64_t n, const float* imatrix);
+  // Block formats with one code per weight: how many code values there are, and the packer
+  // that stores a block's codes under scales already set (formats/ggml_quants.h). Else 0/null.
+  int n_codes = 0;
+  void (*pack_codes)(const uint8_t* codes, void* block) = nullptr;
   double bits_per_weight() const { return 8.0 * bytes_per_block / block; }
 };
 

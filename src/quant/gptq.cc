@@ -1,5 +1,7 @@
 #include "quant/gptq.h"
 
+#include "formats/ggml_quants.h"
+
 #include <cblas.h>
 #include <lapacke.h>
 
@@ -151,5 +153,53 @@ float IntRowGrid::round(int64_t r, int64_t c, float w) {
 }
 
 IntQuantized IntRowGrid::result() && { return std::move(q_); }
+
+BlockRowGrid::BlockRowGrid(QType type, int64_t n_out, int64_t n_in, const float* importance)
+    : tr_(traits(type)), n_out_(n_out), n_in_(n_in), block_(tr_.block), row_bytes_(qtype_row_bytes(type, n_in)),
+      importance_(importance) {
+  QF_CHECK(tr_.pack_codes && n_in % block_ == 0, "{} is not a block type GPTQ can round onto ({} columns)", tr_.name, n_in);
+  for (int q = 0; q < tr_.n_codes; ++q)
+    levels_.push_back(type == QType::IQ4_NL || type == QType::IQ4_XS ? float(kIq4nlValues[q]) : float(q));
+  bytes_.resize(size_t(n_out * row_bytes_));
+  a_.resize(size_t(n_out * block_));
+  b_.resize(a_.size());
+  codes_.resize(a_.size());
+}
+
+void BlockRowGrid::fit(int64_t r, int64_t c0, const float* w) {
+  uint8_t* blk = bytes_.data() + r * row_bytes_ + c0 / block_ * tr_.bytes_per_block;
+  tr_.quantize_ref(w, blk, block_, importance_ ? importance_ + c0 : nullptr);
+  // Each position's value is affine in its code's level: probe codes 0 and 1.
+  const auto n = static_cast<size_t>(block_);
+  std::vector<uint8_t> probe(blk, blk + tr_.bytes_per_block), codes(n);
+  std::vector<float> v0(n), v1(n);
+  tr_.pack_codes(codes.data(), probe.data());
+  tr_.dequantize_ref(probe.data(), v0.data(), block_);
+  std::fill(codes.begin(), codes.end(), uint8_t(1));
+  tr_.pack_codes(codes.data(), probe.data());
+  tr_.dequantize_ref(probe.data(), v1.data(), block_);
+  const float dl = levels_[1] - levels_[0];
+  for (int64_t j = 0; j < block_; ++j) {
+    const float a = (v1[size_t(j)] - v0[size_t(j)]) / dl;
+    a_[size_t(r * block_ + j)] = a;
+    b_[size_t(r * block_ + j)] = v0[size_t(j)] - a * levels_[0];
+  }
+}
+
+float BlockRowGrid::round(int64_t r, int64_t c, float w) {
+  const int64_t j = c % block_, k = r * block_ + j;
+  const float a = a_[size_t(k)], b = b_[size_t(k)];
+  int q = 0;
+  if (a != 0) {
+    const float t = (w - b) / a;  // the level wanted
+    const auto it = std::lower_bound(levels_.begin(), levels_.end(), t);
+    q = int(it - levels_.begin());
+    if (q == int(levels_.size()) || (q > 0 && t - levels_[size_t(q - 1)] <= levels_[size_t(q)] - t)) --q;
+  }
+  codes_[size_t(k)] = uint8_t(q);
+  if (j == block_ - 1)
+    tr_.pack_codes(codes_.data() + r * block_, bytes_.data() + r * row_bytes_ + c / block_ * tr_.bytes_per_block);
+  return a * levels_[size_t(q)] + b;
+}
 
 }  // namespace qf

@@ -22,6 +22,7 @@
 
 #include "core/status.h"
 #include "formats/int_grid.h"
+#include "formats/qtype.h"
 
 namespace qf {
 
@@ -79,6 +80,32 @@ class IntRowGrid : public RowGrid {
   bool static_;
   std::vector<int64_t> perm_;
   IntQuantized q_;
+};
+
+// A llama.cpp block type (Q4_K, Q3_K, IQ4_XS, Q4_0, ...) as a GPTQ grid. At a block's first
+// column the row's block is encoded from the current weights by the type's own quantizer
+// (importance-weighted when `importance` is given), which fixes the block's scales and mins;
+// every weight is then rounded, at its turn, to the nearest value those scales allow at its
+// position, and the codes are packed when the block is complete. The result is a row of
+// standard blocks any llama.cpp loads.
+class BlockRowGrid : public RowGrid {
+ public:
+  // importance: one weight per input column (an imatrix row), or null.
+  BlockRowGrid(QType type, int64_t n_out, int64_t n_in, const float* importance);
+  int64_t group() const override { return block_; }
+  void fit(int64_t r, int64_t c0, const float* w) override;
+  float round(int64_t r, int64_t c, float w) override;
+  // (n_out, row bytes): the rows as the type stores them.
+  std::vector<uint8_t> result() && { return std::move(bytes_); }
+
+ private:
+  const QTypeTraits& tr_;
+  int64_t n_out_, n_in_, block_, row_bytes_;
+  const float* importance_;
+  std::vector<float> levels_;    // code -> level: the value at a position is a·level + b
+  std::vector<uint8_t> bytes_;   // (n_out, row_bytes)
+  std::vector<float> a_, b_;     // (n_out, block): the current block's a and b per position
+  std::vector<uint8_t> codes_;   // (n_out, block)
 };
 
 }  // namespace qf

@@ -1,11 +1,14 @@
 #include "quant/quantize_gguf.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "core/mapped_file.h"
 #include "io/bpe_tokenizer.h"
 #include "io/gguf_writer.h"
+#include "quant/calibration.h"
 
 namespace qf {
 namespace {
@@ -107,14 +110,28 @@ QType mix_type(const FileType& ft, const std::string& name, const ModelConfig& c
 
 // LLaMA GGUFs store q/k rows so that RoPE pairs are adjacent (convert_hf_to_gguf's permute):
 // row h·d + s·d/2 + i moves to h·d + 2i + s.
-std::vector<float> permute_rows(const std::vector<float>& w, int64_t rows, int64_t cols, int head_dim) {
-  std::vector<float> out(w.size());
+template <typename T>
+std::vector<T> permute_rows(const std::vector<T>& w, int64_t rows, int64_t row_len, int head_dim) {
+  std::vector<T> out(w.size());
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t h = r / head_dim, j = r % head_dim, s = j / (head_dim / 2), i = j % (head_dim / 2);
     const int64_t to = h * head_dim + 2 * i + s;
-    std::copy(w.begin() + r * cols, w.begin() + (r + 1) * cols, out.begin() + to * cols);
+    std::copy(w.begin() + r * row_len, w.begin() + (r + 1) * row_len, out.begin() + to * row_len);
   }
   return out;
+}
+
+// Position of a decoder-block matrix in calibration order ((layer, q k v o gate up down)), or
+// -1 for any other tensor.
+int64_t calibration_rank(const std::string& gguf_name) {
+  static const char* kKinds[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+  int layer = -1, end = 0;
+  char kind[32] = {};
+  if (std::sscanf(gguf_name.c_str(), "blk.%d.%31[a-z_].weight%n", &layer, kind, &end) != 2 || size_t(end) != gguf_name.size())
+    return -1;
+  for (int k = 0; k < 7; ++k)
+    if (std::string(kind) == kKinds[k]) return int64_t(layer) * 7 + k;
+  return -1;
 }
 
 const char* gguf_arch(const ModelConfig& c) { return c.arch == Arch::Qwen2 ? "qwen2" : "llama"; }
@@ -257,13 +274,26 @@ Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, co
     }
     const bool qk = name->find("attn_q.") != std::string::npos || name->find("attn_k.") != std::string::npos;
     p.permute = qk && c.arch != Arch::Qwen2;
-    w.add_tensor(p.name, p.type, t.shape);
     plan.push_back(p);
   }
+  const bool gptq = !opt.gptq_windows.empty();
+  if (gptq) {  // the block matrices last, in the order calibration produces them
+    if (opt.gptq.act_order) return error("--act-order does not apply to GGUF types: their blocks are runs of consecutive columns");
+    std::stable_sort(plan.begin(), plan.end(),
+                     [](const Plan& a, const Plan& b) { return calibration_rank(a.name) < calibration_rank(b.name); });
+  }
+  for (const Plan& p : plan) w.add_tensor(p.name, p.type, p.src->shape);
   int64_t done = 0;
+  const auto finish_tensor = [&](const Plan& p) {
+    release_mapped_pages(p.src->data, size_t(p.src->nbytes));
+    rep.params += p.src->numel();
+    rep.type_counts[std::string(traits(p.type).name)]++;
+    if (progress) progress(++done, int64_t(plan.size()));
+  };
   for (size_t k = 0; k < plan.size(); ++k) {
     const Plan& p = plan[k];
     const TensorView& t = *p.src;
+    if (gptq && calibration_rank(p.name) >= 0) continue;
     QF_ASSIGN_OR_RETURN(auto f, t.to_f32_finite());
     if (p.permute) f = permute_rows(f, t.rows(), t.cols(), c.head_dim);
     const int64_t rows = t.rows(), cols = t.cols(), row_bytes = qtype_row_bytes(p.type, cols);
@@ -273,10 +303,34 @@ Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, co
 #pragma omp parallel for schedule(dynamic, 8)
     for (int64_t r = 0; r < rows; ++r) tr.quantize_ref(f.data() + r * cols, out.data() + r * row_bytes, cols, im);
     QF_RETURN_IF_ERROR(w.write_tensor(p.name, out.data(), out.size()));
-    release_mapped_pages(t.data, size_t(t.nbytes));
-    rep.params += t.numel();
-    rep.type_counts[std::string(tr.name)]++;
-    if (progress) progress(++done, int64_t(plan.size()));
+    finish_tensor(p);
+  }
+  if (gptq) {
+    std::map<std::string, const Plan*> by_name;
+    for (const Plan& p : plan) by_name[p.name] = &p;
+    QF_RETURN_IF_ERROR(calibrate_layerwise(
+        ck, opt.gptq_windows, opt.true_sequential,
+        [&](LinearJob& job) -> Expected<std::unique_ptr<Linear>> {
+          const Plan& p = *by_name.at(fmt::format("blk.{}.{}.weight", job.layer, job.kind));
+          const LinearTensors& t = *job.tensors;
+          std::vector<float> importance;  // the imatrix, else the Hessian's diagonal (the same statistic)
+          if (p.imatrix) importance = *p.imatrix;
+          else
+            for (int64_t i = 0; i < t.n_in; ++i) importance.push_back(float(job.hessian[size_t(i * t.n_in + i)]));
+          BlockRowGrid grid(p.type, t.n_out, t.n_in, importance.data());
+          QF_ASSIGN_OR_RETURN(GptqStats st, gptq_quantize(job.weight.data(), t.n_out, t.n_in, std::move(job.hessian),
+                                                          opt.gptq, grid, {}, p.name));
+          rep.gptq_loss += st.loss;
+          std::vector<uint8_t> rows = std::move(grid).result();
+          const int64_t row_bytes = qtype_row_bytes(p.type, t.n_in);
+          const std::vector<uint8_t> stored = p.permute ? permute_rows(rows, t.n_out, row_bytes, c.head_dim) : rows;
+          QF_RETURN_IF_ERROR(w.write_tensor(p.name, stored.data(), stored.size()));
+          finish_tensor(p);
+          // The rest of the calibration computes with exactly these blocks (in HF row order).
+          return std::unique_ptr<Linear>(new StoredLinear(
+              TensorView::owning(p.name, p.type, {t.n_out, t.n_in}, std::move(rows)), t.bias));
+        },
+        nullptr));
   }
   QF_RETURN_IF_ERROR(w.finish());
   rep.file_bytes = int64_t(std::filesystem::file_size(out_path));

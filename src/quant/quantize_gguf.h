@@ -17,6 +17,7 @@
 
 #include "core/status.h"
 #include "model/checkpoint.h"
+#include "quant/gptq.h"
 
 namespace qf {
 
@@ -24,6 +25,12 @@ struct GgufOptions {
   std::string type = "F16";  // F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K IQ4_NL IQ4_XS
   // Per-tensor importance (GGUF tensor name -> one weight per input column), or empty.
   std::map<std::string, std::vector<float>> imatrix;
+  // GPTQ rounding of the decoder-block matrices onto each one's type (quant/gptq.h
+  // BlockRowGrid), calibrated layer by layer on these windows; empty: the types' own rounding.
+  // Block scales are fitted with the imatrix when given, else with the Hessian's diagonal.
+  std::vector<std::vector<int32_t>> gptq_windows;
+  GptqSpec gptq;
+  bool true_sequential = true;
 };
 
 struct GgufReport {
@@ -32,6 +39,7 @@ struct GgufReport {
   double bits_per_weight = 0;                 // whole file: every tensor's bytes over every parameter
   std::map<std::string, int64_t> type_counts; // tensor type name -> tensors
   std::vector<std::string> fallbacks;         // "blk.0.ffn_down.weight: Q4_K → Q5_0 (row 172 is not a multiple of 256)"
+  double gptq_loss = 0;                       // with GPTQ: Σ of its error over the matrices
 };
 
 // The file types `--type` accepts, for messages.
