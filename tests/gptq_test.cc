@@ -10,6 +10,7 @@
 
 #include "io/gptq_layout.h"
 #include "quant/calibration.h"
+#include "formats/qtype.h"
 #include "quant/gptq.h"
 
 namespace qf {
@@ -226,6 +227,72 @@ TEST(Gptq, DeadColumnsAreZeroed) {
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->dead_columns, 1);
   for (int64_t r = 0; r < p.n_out; ++r) EXPECT_EQ(Q[size_t(r * p.n_in + 5)], 0.0f);
+}
+
+}  // namespace
+}  // namespace qf
+
+namespace qf {
+namespace {
+
+// The rows GPTQ wrote onto a block type, decoded.
+std::vector<float> decode_rows(QType t, const std::vector<uint8_t>& bytes, int64_t n_out, int64_t n_in) {
+  std::vector<float> out(size_t(n_out * n_in));
+  traits(t).dequantize_ref(bytes.data(), out.data(), n_out * n_in);
+  return out;
+}
+
+TEST(GptqBlocks, WritesValidBlocksAndBeatsTheTypesOwnRounding) {
+  Problem p = make_problem(16, 512, 21, 0.9);
+  std::vector<float> importance;
+  for (int64_t i = 0; i < p.n_in; ++i) importance.push_back(float(p.H[size_t(i * p.n_in + i)]));
+  for (QType t : {QType::Q4_K, QType::Q3_K, QType::Q2_K, QType::Q6_K, QType::IQ4_XS, QType::Q4_0, QType::IQ4_NL}) {
+    std::vector<float> Q = p.W;
+    BlockRowGrid grid(t, p.n_out, p.n_in, importance.data());
+    ASSERT_TRUE(gptq_quantize(Q.data(), p.n_out, p.n_in, p.H, GptqSpec{}, grid, {}, "t").ok());
+    const std::vector<float> got = decode_rows(t, std::move(grid).result(), p.n_out, p.n_in);
+    // What GPTQ assumed each weight became is what the blocks decode to (up to the fp32
+    // rounding of a·level + b against the format's own expression).
+    for (size_t i = 0; i < Q.size(); ++i) ASSERT_NEAR(got[i], Q[i], 1e-6f * (1 + std::fabs(Q[i]))) << traits(t).name << " " << i;
+    // llama.cpp's rounding of the same rows with the same importance.
+    std::vector<uint8_t> own(size_t(qtype_row_bytes(t, p.n_in) * p.n_out));
+    for (int64_t r = 0; r < p.n_out; ++r)
+      traits(t).quantize_ref(p.W.data() + r * p.n_in, own.data() + r * qtype_row_bytes(t, p.n_in), p.n_in, importance.data());
+    EXPECT_LT(output_error(p, got), output_error(p, decode_rows(t, own, p.n_out, p.n_in))) << traits(t).name;
+  }
+}
+
+TEST(GptqBlocks, DiagonalHessianRoundsToTheNearestValueOfTheFittedBlock) {
+  Problem p = make_problem(4, 256, 8);
+  for (int64_t i = 0; i < p.n_in; ++i)
+    for (int64_t j = 0; j < p.n_in; ++j)
+      if (i != j) p.H[size_t(i * p.n_in + j)] = 0;
+  for (QType t : {QType::Q4_K, QType::Q3_K, QType::Q5_0}) {
+    const auto& tr = traits(t);
+    std::vector<float> Q = p.W;
+    BlockRowGrid grid(t, p.n_out, p.n_in, nullptr);
+    ASSERT_TRUE(gptq_quantize(Q.data(), p.n_out, p.n_in, p.H, GptqSpec{}, grid, {}, "d").ok());
+    const std::vector<uint8_t> rows = std::move(grid).result();
+    const std::vector<float> got = decode_rows(t, rows, p.n_out, p.n_in);
+    // No error feedback: every weight is at the nearest value its block offers, found by
+    // trying every code.
+    const int64_t row_bytes = qtype_row_bytes(t, p.n_in);
+    for (int64_t r = 0; r < p.n_out; ++r)
+      for (int64_t c = 0; c < p.n_in; ++c) {
+        std::vector<uint8_t> blk(rows.begin() + r * row_bytes + c / tr.block * tr.bytes_per_block,
+                                 rows.begin() + r * row_bytes + (c / tr.block + 1) * tr.bytes_per_block);
+        std::vector<uint8_t> same(size_t(tr.block));
+        std::vector<float> v(size_t(tr.block));
+        float best = INFINITY;
+        for (int code = 0; code < tr.n_codes; ++code) {
+          std::fill(same.begin(), same.end(), uint8_t(code));
+          tr.pack_codes(same.data(), blk.data());
+          tr.dequantize_ref(blk.data(), v.data(), tr.block);
+          best = std::min(best, std::fabs(v[size_t(c % tr.block)] - p.W[size_t(r * p.n_in + c)]));
+        }
+        ASSERT_NEAR(std::fabs(got[size_t(r * p.n_in + c)] - p.W[size_t(r * p.n_in + c)]), best, 1e-6f) << tr.name;
+      }
+  }
 }
 
 }  // namespace
