@@ -250,6 +250,7 @@ TEST(GoldenQf27m, GgufF16ConversionDiffersFromBf16OnlyBelowF16Normals) {
 
 #include <filesystem>
 
+#include "quant/calibration.h"
 #include "quant/quantize_hf.h"
 
 namespace qf {
@@ -282,6 +283,41 @@ TEST(GoldenQf27m, RtnW4G128AsymMatchesTheReferenceQuantizer) {
   EXPECT_NEAR(r->top1 * 100, 86.16, 0.8616);
   std::printf("RTN W4 g128 asym: ppl %.4f (ref 84.8977), KL %.5f (ref 0.04378), top-1 %.2f %% (ref 86.16)\n", r->ppl,
               r->kld, 100 * r->top1);
+  std::filesystem::remove_all(out);
+}
+
+// GPTQ W4 g128 asymmetric act-order against the reference implementation (IST-DASLab gptq.py,
+// PyTorch fp32, ANCHORS.md §1): 128 windows of 512 tokens of calib-wiki.txt drawn by
+// random.Random(0), true-sequential, damp 0.01 → wiki KL 0.02891 on all 708 windows. The issue
+// asks for KL ≤ reference + 3 %.
+TEST(GoldenQf27m, GptqW4G128ActOrderAtLeastAsGoodAsTheReference) {
+  auto base_ck = load_checkpoint(test::qf27m());
+  ASSERT_TRUE(base_ck.ok());
+  std::string out = std::filesystem::temp_directory_path() / "qforge_golden_gptq_w4g128";
+  std::filesystem::remove_all(out);
+  QuantizeOptions opt;
+  opt.method = "gptq";
+  opt.grid = IntGridSpec{4, 128, false, false};
+  opt.gptq.act_order = true;
+  auto calib = base_ck->tokenizer->encode(test::slurp(test::shared_dir() + "/data/calib-wiki.txt"));
+  auto windows = draw_windows(calib, 128, 512, 0);
+  ASSERT_TRUE(windows.ok());
+  opt.windows = std::move(*windows);
+  auto rep = quantize_hf_checkpoint(*base_ck, opt, out, nullptr);
+  ASSERT_TRUE(rep.ok()) << rep.status().message();
+  auto q_ck = load_checkpoint(out);
+  ASSERT_TRUE(q_ck.ok()) << q_ck.status().message();
+  EXPECT_TRUE(q_ck->quant.desc_act);
+  auto base = Transformer::create(*base_ck), quant = Transformer::create(*q_ck);
+  auto tokens = base_ck->tokenizer->encode(test::slurp(test::text_path("wikitext2-test")));
+  PerplexityOptions popt;
+  popt.ctx = 512;
+  auto r = perplexity(**quant, tokens, popt, base->get());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->windows, 708);
+  EXPECT_LE(r->kld, 0.02891 * 1.03);
+  std::printf("GPTQ W4 g128 asym act-order: ppl %.4f (ref 84.0559), KL %.5f (ref 0.02891), top-1 %.2f %% (ref 88.70)\n",
+              r->ppl, r->kld, 100 * r->top1);
   std::filesystem::remove_all(out);
 }
 

@@ -75,6 +75,17 @@ TEST(LlamaCpp, ImatrixQuantizedFilesLoadToo) {
   }
 }
 
+TEST(LlamaCpp, GptqRoundedFilesLoadToo) {
+  if (!have_llamacpp()) GTEST_SKIP() << "node-llama-cpp not installed (scripts/setup.sh installs it)";
+  for (const char* type : {"Q4_K_M", "Q3_K_M", "IQ4_XS"}) {
+    const std::string gguf = test::temp_dir("llamacpp_gptq") + "/qf-27m-gptq-" + type + ".gguf";
+    run(test::qforge_bin() + " quantize " + test::qf27m() + " -o " + gguf + " --format gguf --type " + type +
+        " --method gptq --calib " + test::shared_dir() + "/data/calib-wiki.txt --nsamples 4");
+    expect_same_perplexity(gguf, std::string("GPTQ-rounded ") + type);
+    fs::remove(gguf);
+  }
+}
+
 TEST(LlamaCpp, GreedyContinuationsAreTheSameText) {
   if (!have_llamacpp()) GTEST_SKIP() << "node-llama-cpp not installed (scripts/setup.sh installs it)";
   // llama.cpp multiplies F16 weights against F16-rounded activations and Q8_0 weights against
