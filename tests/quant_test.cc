@@ -339,3 +339,52 @@ TEST(QuantizeGgufCli, FallbackTypesAreAnnouncedAndBadTypesRefused) {
 
 }  // namespace
 }  // namespace qf
+
+#include "io/awq_layout.h"
+
+namespace qf {
+namespace {
+
+TEST(AwqLayout, EightColumnsInAwqsInterleavedOrder) {
+  // One input column, output columns 0..7 holding codes 0..7: AutoAWQ's order_map
+  // [0, 2, 4, 6, 1, 3, 5, 7] puts columns 0, 2, 4, 6, 1, 3, 5, 7 in nibbles 0..7.
+  IntQuantized q;
+  q.spec = IntGridSpec{4, -1, false, false};
+  q.n_out = 8;
+  q.n_in = 1;
+  q.codes = {0, 1, 2, 3, 4, 5, 6, 7};
+  q.scales.assign(8, 1.0f);
+  q.zeros = {8, 9, 10, 11, 12, 13, 14, 15};
+  AwqTensors t = pack_awq(q);
+  ASSERT_EQ(t.qweight.size(), 1u);
+  EXPECT_EQ(uint32_t(t.qweight[0]), 0x75316420u);
+  EXPECT_EQ(uint32_t(t.qzeros[0]), 0xFDB9ECA8u);  // zeros stored as they are (no "− 1")
+}
+
+TEST(AwqLayout, RoundTripsAndRefusesWhatItCannotStore) {
+  std::mt19937 rng(4);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int64_t n_out = 48, n_in = 256;
+  std::vector<float> w(size_t(n_out * n_in));
+  for (auto& v : w) v = nd(rng);
+  IntQuantized q = quantize_rtn(w.data(), n_out, n_in, IntGridSpec{4, 64, false, false});
+  AwqTensors t = pack_awq(q);
+  auto view = [](auto& vec, QType ty, std::vector<int64_t> shape) {
+    return TensorView{"", ty, shape, reinterpret_cast<const uint8_t*>(vec.data()), int64_t(vec.size() * sizeof(vec[0])), nullptr};
+  };
+  auto back = unpack_awq(view(t.qweight, QType::I32, {n_in, n_out / 8}), view(t.qzeros, QType::I32, {4, n_out / 8}),
+                         view(t.scales, QType::F16, {4, n_out}), 4, 64, "t");
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->codes, q.codes);
+  EXPECT_EQ(back->zeros, q.zeros);
+  for (size_t i = 0; i < q.scales.size(); ++i) EXPECT_EQ(back->scales[i], f16_to_f32(f32_to_f16(q.scales[i])));
+  auto bad = unpack_awq(view(t.qweight, QType::I32, {n_in, n_out / 8}), view(t.qzeros, QType::I32, {4, n_out / 8}),
+                        view(t.scales, QType::F16, {4, n_out}), 4, 128, "model.layers.0.mlp.up_proj");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("model.layers.0.mlp.up_proj"), std::string::npos);
+  EXPECT_FALSE(check_awq_packable(IntGridSpec{3, 128, false, false}, 64, 256, "x").ok());
+  EXPECT_FALSE(check_awq_packable(IntGridSpec{4, 128, false, false}, 60, 256, "x").ok());
+}
+
+}  // namespace
+}  // namespace qf

@@ -39,6 +39,7 @@ Expected<TensorView> fetch(const TensorSource& src, const std::string& name, std
 // quantized Linear from a dense one.
 std::vector<std::string> packed_parts(const QuantizationConfig& q) {
   if (q.method == "gptq") return {".qweight", ".qzeros", ".scales", ".g_idx"};
+  if (q.method == "awq") return {".qweight", ".qzeros", ".scales"};
   if (q.method == "bnb8") return {".SCB", ".weight"};
   std::vector<std::string> p = {".weight.absmax", ".weight", ".weight.quant_map",
                                 ".weight.quant_state.bitsandbytes__" + q.bnb_type};
@@ -197,8 +198,20 @@ Status parse_quantization_config(const std::string& path, const json& cfg, Quant
       return error("{}: quantization_config.bnb_4bit_quant_type '{}' is not nf4 or fp4", path, q.bnb_type);
     return {};
   }
+  if (method == "awq") {  // AutoAWQ / transformers AwqConfig: bits (w_bit), group_size (q_group_size), version
+    q.method = method;
+    q.bits = qc.value("bits", qc.value("w_bit", 4));
+    q.group_size = qc.value("group_size", qc.value("q_group_size", 128));
+    q.sym = !qc.value("zero_point", true);
+    const std::string version = qc.value("version", "gemm");
+    if (version != "gemm" && version != "GEMM")
+      return error("{}: quantization_config.version '{}' is not supported (supported: gemm)", path, version);
+    if (q.bits != 4) return error("{}: quantization_config.bits {}: AWQ's GEMM layout is 4-bit", path, q.bits);
+    if (q.sym) return error("{}: quantization_config.zero_point false is not supported (AWQ GEMM stores zero points)", path);
+    return {};
+  }
   if (method != "gptq")
-    return error("{}: quantization_config.quant_method '{}' is not supported (supported: gptq, bitsandbytes 4-bit and 8-bit)",
+    return error("{}: quantization_config.quant_method '{}' is not supported (supported: gptq, awq, bitsandbytes 4-bit and 8-bit)",
                  path, method);
   std::string fmt = qc.value("checkpoint_format", "gptq");
   if (fmt != "gptq")

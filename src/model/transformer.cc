@@ -1,6 +1,7 @@
 #include "model/transformer.h"
 
 #include "core/threads.h"
+#include "io/awq_layout.h"
 #include "io/bnb_layout.h"
 #include "io/gptq_layout.h"
 
@@ -39,6 +40,12 @@ Expected<std::unique_ptr<Linear>> make_linear(const LinearTensors& t, const Quan
     return std::unique_ptr<Linear>(new Bnb4Linear(std::move(q), t.n_out, t.n_in, t.bias));
   }
   const auto& p = t.parts;
+  if (quant.method == "awq") {
+    QF_ASSIGN_OR_RETURN(auto q, unpack_awq(p.at(".qweight"), p.at(".qzeros"), p.at(".scales"), quant.bits, quant.group_size, t.prefix));
+    if (q.n_out != t.n_out || q.n_in != t.n_in)
+      return error("{}: packed weight is {}x{}, the config says {}x{}", t.prefix, q.n_out, q.n_in, t.n_out, t.n_in);
+    return std::unique_ptr<Linear>(new IntLinear(q, t.bias));
+  }
   QF_ASSIGN_OR_RETURN(auto q, unpack_gptq(p.at(".qweight"), p.at(".qzeros"), p.at(".scales"), p.at(".g_idx"), quant.bits, t.prefix));
   if (q.n_out != t.n_out || q.n_in != t.n_in)
     return error("{}: packed weight is {}x{}, the config says {}x{}", t.prefix, q.n_out, q.n_in, t.n_out, t.n_in);
