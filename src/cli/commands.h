@@ -38,6 +38,7 @@ struct QuantizeArgs {
   unsigned seed = 0;
   double damp = 0.01;
   bool act_order = false, static_groups = false, true_sequential = true;
+  bool duo_scaling = false, awq_clip = true;  // awq
   std::vector<std::string> given;  // method options present on the command line
 };
 

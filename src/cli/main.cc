@@ -38,10 +38,10 @@ int main(int argc, char** argv) {
 
   qf::cli::QuantizeArgs qa;
   auto* quantize = app.add_subcommand(
-      "quantize", "quantize an HF checkpoint (rtn/gptq → GPTQ layout; nf4/fp4/llm-int8 → bitsandbytes layout; or GGUF)");
+      "quantize", "quantize an HF checkpoint (rtn/gptq → GPTQ layout; awq → AWQ layout; nf4/fp4/llm-int8 → bitsandbytes layout; or GGUF)");
   quantize->add_option("model", qa.model, "HF model directory")->required();
   quantize->add_option("-o,--out", qa.out, "output directory (must not exist)")->required();
-  quantize->add_option("--method", qa.method, "quantization method")->check(CLI::IsMember({"rtn", "gptq", "nf4", "fp4", "llm-int8"}));
+  quantize->add_option("--method", qa.method, "quantization method")->check(CLI::IsMember({"rtn", "gptq", "awq", "awq+gptq", "nf4", "fp4", "llm-int8"}));
   quantize->add_option("--bits", qa.bits, "rtn/gptq: bits per weight, 2..8 (GPTQ runtimes load 2, 3, 4, 8)");
   quantize->add_option("--group", qa.group, "group size along the input dimension, -1 = per output channel");
   quantize->add_flag("--sym", qa.sym, "symmetric grid (zero fixed at (maxq+1)/2)");
@@ -56,16 +56,18 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"hf", "gguf"}));
   quantize->add_option("--type", qa.type, "gguf: llama.cpp file type (Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, Q3_K_M, Q2_K, ...)");
 
-  quantize->add_option("--calib", qa.calib, "gptq: calibration text (UTF-8)");
-  quantize->add_option("--nsamples", qa.nsamples, "gptq: calibration windows (default 128)")->check(CLI::Range(1, 1 << 20));
-  quantize->add_option("--seqlen", qa.seqlen, "gptq: tokens per calibration window (default 512)")->check(CLI::Range(2, 1 << 20));
-  quantize->add_option("--seed", qa.seed, "gptq: seed of the window draw (Python random.Random(seed), default 0)");
+  quantize->add_option("--calib", qa.calib, "gptq/awq: calibration text (UTF-8)");
+  quantize->add_option("--nsamples", qa.nsamples, "gptq/awq: calibration windows (default 128)")->check(CLI::Range(1, 1 << 20));
+  quantize->add_option("--seqlen", qa.seqlen, "gptq/awq: tokens per calibration window (default 512)")->check(CLI::Range(2, 1 << 20));
+  quantize->add_option("--seed", qa.seed, "gptq/awq: seed of the window draw (Python random.Random(seed), default 0)");
   quantize->add_option("--damp", qa.damp, "gptq: Hessian damping as a fraction of its mean diagonal (default 0.01)")
       ->check(CLI::Range(1e-6, 1.0));
   quantize->add_flag("--act-order", qa.act_order, "gptq: quantize columns by decreasing Hessian diagonal (desc_act)");
   quantize->add_flag("--static-groups", qa.static_groups, "gptq: fit group grids up front from the unmodified weights");
   quantize->add_flag("--true-sequential,!--no-true-sequential", qa.true_sequential,
                      "gptq: re-run the block between q/k/v, o, gate/up and down (default on)");
+  quantize->add_flag("--duo-scaling", qa.duo_scaling, "awq: scales from activations and weights, x̄^α / w̄^(1−α)");
+  quantize->add_flag("--awq-clip,!--no-awq-clip", qa.awq_clip, "awq: search per-group clipping ranges (default on)");
   quantize->add_option("--imatrix", qa.imatrix, "gguf: importance matrix (llama.cpp .dat format, from qforge imatrix or llama-imatrix)");
 
   qf::cli::ImatrixArgs ma;
@@ -109,7 +111,8 @@ int main(int argc, char** argv) {
   else if (*quantize) {
     for (const char* name : {"--bits", "--group", "--sym", "--clip", "--blocksize", "--double-quant", "--int8-threshold",
                              "--method", "--type", "--imatrix", "--calib", "--nsamples", "--seqlen", "--seed", "--damp",
-                             "--act-order", "--static-groups", "--true-sequential", "--no-true-sequential"})
+                             "--act-order", "--static-groups", "--true-sequential", "--no-true-sequential", "--duo-scaling",
+                             "--awq-clip", "--no-awq-clip", "--quantize-head"})
       if (quantize->count(name) > 0) qa.given.push_back(name);
     st = qf::cli::run_quantize(qa);
   }

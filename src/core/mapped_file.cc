@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -70,6 +71,11 @@ Status write_file_atomic(const std::string& path, const std::string& bytes) {
     return error("{}: cannot rename from {}: {}", path, tmp, std::strerror(errno));
   }
   return {};
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  if (!keep && !path.empty()) std::filesystem::remove_all(path, ec);
 }
 
 }  // namespace qf

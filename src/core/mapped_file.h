@@ -39,6 +39,14 @@ void release_mapped_pages(const void* p, size_t n);
 // Reads a whole (small) file into a string.
 Expected<std::string> read_text_file(const std::string& path);
 
+// A folder under construction: removed with its contents on destruction unless `keep` is set
+// (outputs built beside their final path and renamed when complete).
+struct TempDir {
+  std::string path;
+  bool keep = false;
+  ~TempDir();
+};
+
 // Writes `bytes` to `path` atomically: a temporary file in the same folder, then rename.
 Status write_file_atomic(const std::string& path, const std::string& bytes);
 

@@ -11,6 +11,16 @@
 #include "io/safetensors.h"
 
 namespace qf {
+
+const LinearTensors& LayerWeights::linear(const std::string& kind) const {
+  const std::pair<const char*, const LinearTensors*> all[] = {
+      {"attn_q", &wq}, {"attn_k", &wk}, {"attn_v", &wv}, {"attn_output", &wo},
+      {"ffn_gate", &w_gate}, {"ffn_up", &w_up}, {"ffn_down", &w_down}};
+  for (const auto& [name, t] : all)
+    if (kind == name) return *t;
+  QF_CHECK(false, "no Linear named {} in a decoder block", kind);
+  return wq;
+}
 namespace {
 
 using json = nlohmann::json;

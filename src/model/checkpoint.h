@@ -34,7 +34,13 @@ struct LayerWeights {
   LinearTensors wq, wk, wv, wo;        // (q_dim, n_embd), (kv_dim, n_embd) x2, (n_embd, q_dim)
   TensorView ffn_norm;                 // (n_embd)
   LinearTensors w_gate, w_up, w_down;  // (n_ff, n_embd) x2, (n_embd, n_ff)
+  // The Linear llama.cpp names `kind` ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate",
+  // "ffn_up", "ffn_down").
+  const LinearTensors& linear(const std::string& kind) const;
 };
+
+// The seven Linears of a decoder block in llama.cpp's names, in forward order.
+inline constexpr const char* kBlockLinears[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
 
 struct ModelWeights {
   TensorView tok_embd;     // (vocab, n_embd)

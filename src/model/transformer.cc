@@ -217,6 +217,17 @@ void Transformer::run_block(int layer, float* x, int n, const InputObserver* obs
   block(layers_[size_t(layer)], layer, x, n, k.data(), v.data(), 0, observe, stop_at);
 }
 
+void Transformer::run_sublayer(int layer, std::string_view which, const float* x, float* out, int n) const {
+  const Layer& L = layers_[size_t(layer)];
+  if (which == "mlp") {
+    mlp(L, layer, x, out, n, nullptr, {});
+    return;
+  }
+  QF_CHECK(which == "attn", "no sub-layer named {}", which);
+  std::vector<float> k(size_t(n) * size_t(cfg_.kv_dim())), v(k.size());
+  attention(L, layer, x, out, n, k.data(), v.data(), 0, nullptr, {});
+}
+
 void Transformer::set_linear(int layer, const std::string& kind, std::unique_ptr<Linear> linear) {
   Layer& L = layers_[size_t(layer)];
   const std::pair<const char*, std::unique_ptr<Linear>*> slots[] = {

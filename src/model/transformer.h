@@ -60,6 +60,10 @@ class Transformer {
   void embed(const int32_t* tokens, int n, float* x) const;
   void run_block(int layer, float* x, int n, const InputObserver* observe = nullptr, std::string_view stop_at = {}) const;
   void set_linear(int layer, const std::string& kind, std::unique_ptr<Linear> linear);
+  // One sub-layer of block `layer` alone — "attn" (q/k/v, RoPE, causal attention, o) or "mlp"
+  // (gate/up, SiLU, down) — on its normalized input x (n, n_embd), one sequence at positions
+  // 0 .. n−1: out (n, n_embd), the residual not added.
+  void run_sublayer(int layer, std::string_view which, const float* x, float* out, int n) const;
 
  private:
   struct Layer {

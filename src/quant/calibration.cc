@@ -100,16 +100,6 @@ const Input kInputs[] = {{"attn_q", {"attn_q", "attn_k", "attn_v"}},
                          {"ffn_gate", {"ffn_gate", "ffn_up"}},
                          {"ffn_down", {"ffn_down"}}};
 
-const LinearTensors& linear_of(const LayerWeights& L, const std::string& kind) {
-  const std::pair<const char*, const LinearTensors*> all[] = {
-      {"attn_q", &L.wq}, {"attn_k", &L.wk}, {"attn_v", &L.wv}, {"attn_output", &L.wo},
-      {"ffn_gate", &L.w_gate}, {"ffn_up", &L.w_up}, {"ffn_down", &L.w_down}};
-  for (const auto& [name, t] : all)
-    if (kind == name) return *t;
-  QF_CHECK(false, "no Linear named {}", kind);
-  return L.wq;
-}
-
 }  // namespace
 
 Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows, bool true_sequential,
@@ -137,7 +127,7 @@ Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<i
     for (const auto& stage : stages) {
       std::map<std::string, std::vector<double>> H;  // input key -> Σ x·xᵀ
       for (const Input* in : stage) {
-        const int64_t d = linear_of(lw, in->key).n_in;
+        const int64_t d = lw.linear(in->key).n_in;
         H[in->key].assign(size_t(d * d), 0.0);
       }
       InputObserver observe = [&](int l, std::initializer_list<const char*> kinds, const float* xin, int n, int n_in) {
@@ -156,7 +146,7 @@ Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<i
           LinearJob job;
           job.layer = layer;
           job.kind = kind;
-          job.tensors = &linear_of(lw, kind);
+          job.tensors = &lw.linear(kind);
           QF_ASSIGN_OR_RETURN(job.weight, job.tensors->weight.to_f32_finite());
           release_mapped_pages(job.tensors->weight.data, size_t(job.tensors->weight.nbytes));
           job.hessian = h;  // a copy: GPTQ damps and factorizes it in place

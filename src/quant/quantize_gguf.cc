@@ -108,6 +108,25 @@ QType mix_type(const FileType& ft, const std::string& name, const ModelConfig& c
   return t;
 }
 
+// mix_type, then llama.cpp's fallbacks until a row splits into the type's blocks (each noted).
+QType matrix_type(const FileType& ft, const std::string& name, const ModelConfig& c, bool has_imatrix, int64_t cols,
+                  std::vector<std::string>* fallbacks) {
+  QType type = mix_type(ft, name, c, has_imatrix);
+  for (QType want = type; cols % traits(type).block != 0; want = type) {
+    type = fallback(type);
+    if (fallbacks)
+      fallbacks->push_back(fmt::format("{}: {} → {} (row length {} is not a multiple of {})", name, traits(want).name,
+                                       traits(type).name, cols, traits(want).block));
+  }
+  return type;
+}
+
+const FileType* find_file_type(const std::string& name) {
+  for (const auto& f : kFileTypes)
+    if (name == f.name) return &f;
+  return nullptr;
+}
+
 // LLaMA GGUFs store q/k rows so that RoPE pairs are adjacent (convert_hf_to_gguf's permute):
 // row h·d + s·d/2 + i moves to h·d + 2i + s.
 template <typename T>
@@ -230,13 +249,18 @@ std::string gguf_file_types() {
   return s;
 }
 
+Expected<QType> gguf_matrix_type(const ModelConfig& c, const std::string& file_type, const std::string& gguf_name,
+                                 int64_t cols, bool has_imatrix) {
+  const FileType* ft = find_file_type(file_type);
+  if (!ft) return error("--type {}: not a GGUF file type qforge writes ({})", file_type, gguf_file_types());
+  return matrix_type(*ft, gguf_name, c, has_imatrix, cols, nullptr);
+}
+
 Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, const std::string& out_path,
                                 const std::function<void(int64_t, int64_t)>& progress) {
   if (ck.format != "hf") return error("{}: GGUF output reads Hugging Face directories", ck.path);
   if (!ck.quant.method.empty()) return error("{}: the checkpoint is already quantized ({})", ck.path, ck.quant.method);
-  const FileType* ft = nullptr;
-  for (const auto& f : kFileTypes)
-    if (opt.type == f.name) ft = &f;
+  const FileType* ft = find_file_type(opt.type);
   if (!ft) return error("--type {}: not a GGUF file type qforge writes ({})", opt.type, gguf_file_types());
   if (std::filesystem::exists(out_path)) return error("{}: already exists; choose a new output file", out_path);
   const ModelConfig& c = ck.config;
@@ -265,12 +289,7 @@ Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, co
           return error("imatrix entry '{}' has {} values, the tensor has {} columns", *name, im->second.size(), t.cols());
         p.imatrix = &im->second;
       }
-      p.type = mix_type(*ft, *name, c, !opt.imatrix.empty());
-      for (QType want = p.type; t.cols() % traits(p.type).block != 0; want = p.type) {
-        p.type = fallback(p.type);
-        rep.fallbacks.push_back(fmt::format("{}: {} → {} (row length {} is not a multiple of {})", *name,
-                                            traits(want).name, traits(p.type).name, t.cols(), traits(want).block));
-      }
+      p.type = matrix_type(*ft, *name, c, !opt.imatrix.empty(), t.cols(), &rep.fallbacks);
     }
     const bool qk = name->find("attn_q.") != std::string::npos || name->find("attn_k.") != std::string::npos;
     p.permute = qk && c.arch != Arch::Qwen2;

@@ -45,6 +45,11 @@ struct GgufReport {
 // The file types `--type` accepts, for messages.
 std::string gguf_file_types();
 
+// The tensor type write_gguf gives the matrix `gguf_name` of `cols` columns in a file of
+// `file_type` (llama.cpp's mix rules, then its fallbacks).
+Expected<QType> gguf_matrix_type(const ModelConfig& c, const std::string& file_type, const std::string& gguf_name,
+                                 int64_t cols, bool has_imatrix);
+
 Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, const std::string& out_path,
                                 const std::function<void(int64_t, int64_t)>& progress);
 

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/mapped_file.h"
+#include "io/awq_layout.h"
 #include "io/bnb_layout.h"
 #include "io/gptq_layout.h"
 #include "io/safetensors.h"
@@ -18,16 +19,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-// Removes the temporary output folder unless the run completed.
-struct TempDirGuard {
-  std::string path;
-  bool keep = false;
-  ~TempDirGuard() {
-    std::error_code ec;
-    if (!keep) fs::remove_all(path, ec);
-  }
-};
 
 std::string torch_dtype(QType t) {
   return t == QType::BF16 ? "bfloat16" : t == QType::F16 ? "float16" : "float32";
@@ -95,6 +86,7 @@ class GptqCodec : public LinearCodec {
   }
   json quantization_config() const override {
     const bool gptq = o_.method == "gptq";
+    const std::string method = o_.awq_scaled && gptq ? "awq+gptq" : o_.method;
     return {{"quant_method", "gptq"},
             {"checkpoint_format", "gptq"},
             {"bits", o_.grid.bits},
@@ -107,8 +99,47 @@ class GptqCodec : public LinearCodec {
             {"lm_head", o_.quantize_head},
             {"meta",
              {{"quantizer", "qforge"},
-              {"method", o_.method},
+              {"method", method},
               {"clip", o_.grid.clip_mse ? "mse" : "none"},
+              {"calibration_windows", o_.windows.size()},
+              {"calibration_seqlen", o_.windows.empty() ? 0 : o_.windows[0].size()}}}};
+  }
+
+ private:
+  QuantizeOptions o_;
+};
+
+// AutoAWQ's GEMM layout: the integer grid, 4-bit asymmetric, groups in column order.
+class AwqCodec : public LinearCodec {
+ public:
+  explicit AwqCodec(const QuantizeOptions& o) : o_(o) {}
+  Status check(const LinearTensors& t) const override {
+    QF_RETURN_IF_ERROR(validate(o_.grid, t.n_in, t.weight.name));
+    return check_awq_packable(o_.grid, t.n_out, t.n_in, t.weight.name);
+  }
+  std::vector<SerializedTensor> layout(const LinearTensors& t) const override {
+    const int64_t ng = t.n_in / o_.grid.group_len(t.n_in);
+    return {{".qweight", "I32", {t.n_in, t.n_out / 8}, {}},
+            {".qzeros", "I32", {ng, t.n_out / 8}, {}},
+            {".scales", "F16", {ng, t.n_out}, {}}};
+  }
+  std::vector<SerializedTensor> encode(const LinearTensors& t, const std::vector<float>& w, QuantizeReport&) const override {
+    AwqTensors a = pack_awq(quantize_rtn(w.data(), t.n_out, t.n_in, o_.grid));
+    auto out = layout(t);
+    out[0].bytes = bytes(a.qweight);
+    out[1].bytes = bytes(a.qzeros);
+    out[2].bytes = bytes(a.scales);
+    return out;
+  }
+  json quantization_config() const override {
+    return {{"quant_method", "awq"},
+            {"bits", o_.grid.bits},
+            {"group_size", o_.grid.group},
+            {"zero_point", true},
+            {"version", "gemm"},
+            {"modules_to_not_convert", nullptr},
+            {"meta",
+             {{"quantizer", "qforge"},
               {"calibration_windows", o_.windows.size()},
               {"calibration_seqlen", o_.windows.empty() ? 0 : o_.windows[0].size()}}}};
   }
@@ -165,16 +196,32 @@ Status write_config(const std::string& src_dir, const std::string& dst_dir, cons
 
 }  // namespace
 
+Status copy_side_files(const std::string& src_dir, const std::string& dst_dir, bool with_config) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(src_dir)) {
+    std::string name = e.path().filename().string();
+    if (!e.is_regular_file() || (name == "config.json" && !with_config) || name == "model.safetensors.index.json" ||
+        e.path().extension() == ".safetensors" || name == "golden.json" || e.path().extension() == ".gguf")
+      continue;
+    fs::copy_file(e.path(), dst_dir + "/" + name, ec);
+    if (ec) return error("{}: cannot copy to {}: {}", e.path().string(), dst_dir, ec.message());
+  }
+  return {};
+}
+
 Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const QuantizeOptions& opt,
                                                 const std::string& out_dir,
                                                 const std::function<void(int64_t, int64_t)>& progress) {
   if (ck.format != "hf") return error("{}: quantize reads Hugging Face directories (GGUF input is not supported yet)", ck.path);
   if (!ck.quant.method.empty()) return error("{}: the checkpoint is already quantized ({})", ck.path, ck.quant.method);
   std::unique_ptr<LinearCodec> codec;
-  if (opt.method == "rtn" || opt.method == "gptq") codec = std::make_unique<GptqCodec>(opt);
+  const bool awq_layout = opt.method == "awq" && opt.grid.bits == 4 && !opt.grid.sym;
+  if (awq_layout) codec = std::make_unique<AwqCodec>(opt);
+  else if (opt.method == "rtn" || opt.method == "gptq" || opt.method == "awq") codec = std::make_unique<GptqCodec>(opt);
   else if (opt.method == "nf4" || opt.method == "fp4") codec = std::make_unique<Bnb4Codec>(opt);
   else if (opt.method == "llm-int8") codec = std::make_unique<Int8Codec>(opt);
-  else return error("--method {}: not available (supported: rtn, gptq, nf4, fp4, llm-int8)", opt.method);
+  else return error("--method {}: not available (supported: rtn, gptq, awq, nf4, fp4, llm-int8)", opt.method);
+  if (opt.method == "awq" && !opt.awq_scaled) return error("--method awq quantizes a checkpoint AWQ has transformed");
   const bool gptq = opt.method == "gptq";
   if (gptq && opt.quantize_head) return error("--quantize-head: GPTQ quantizes the decoder blocks only (use rtn for the head)");
   if (gptq && opt.windows.empty()) return error("--method gptq needs calibration windows (--calib)");
@@ -213,7 +260,7 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
     }
     for (const auto& s : codec->layout(*j.linear)) entries.push_back({j.linear->prefix + s.suffix, s.dtype, s.shape});
   }
-  TempDirGuard tmp{out_dir + ".tmp-" + std::to_string(getpid())};
+  TempDir tmp{out_dir + ".tmp-" + std::to_string(getpid())};
   std::error_code ec;
   if (!fs::create_directories(tmp.path, ec)) return error("{}: cannot create: {}", tmp.path, ec.message());
   QF_ASSIGN_OR_RETURN(auto writer, SafetensorsWriter::create(tmp.path + "/model.safetensors", entries,
@@ -262,22 +309,19 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
         nullptr));
   }
   QF_RETURN_IF_ERROR(writer->finish());
-  for (const auto& e : fs::directory_iterator(ck.path)) {
-    std::string name = e.path().filename().string();
-    if (!e.is_regular_file() || name == "config.json" || name == "model.safetensors.index.json" ||
-        e.path().extension() == ".safetensors" || name == "golden.json" || e.path().extension() == ".gguf")
-      continue;
-    fs::copy_file(e.path(), tmp.path + "/" + name, ec);
-    if (ec) return error("{}: cannot copy to {}: {}", e.path().string(), tmp.path, ec.message());
-  }
+  QF_RETURN_IF_ERROR(copy_side_files(ck.path, tmp.path, false));
   QF_RETURN_IF_ERROR(write_config(ck.path, tmp.path, *codec, untie));
   rep.output_bytes = int64_t(fs::file_size(tmp.path + "/model.safetensors"));
   rep.body_bits_per_weight = 8.0 * double(quantized_bytes) / double(rep.quantized_params);
   if (opt.method == "rtn")
     rep.describe = opt.grid.describe() + " in the GPTQ layout";
+  else if (opt.method == "awq")
+    rep.describe = fmt::format("AWQ {}, {} windows of {} tokens, in the {}", opt.grid.describe(), opt.windows.size(),
+                               opt.windows.empty() ? 0 : opt.windows[0].size(),
+                               awq_layout ? "AWQ layout" : "GPTQ layout (the AWQ layout holds 4-bit asymmetric codes only)");
   else if (gptq)
-    rep.describe = fmt::format("GPTQ {}{}{}, damp {}, {} windows of {} tokens, in the GPTQ layout", opt.grid.describe(),
-                               opt.gptq.act_order ? " act-order" : "", opt.static_groups ? " static-groups" : "",
+    rep.describe = fmt::format("{}GPTQ {}{}{}, damp {}, {} windows of {} tokens, in the GPTQ layout", opt.awq_scaled ? "AWQ-scaled, " : "",
+                               opt.grid.describe(), opt.gptq.act_order ? " act-order" : "", opt.static_groups ? " static-groups" : "",
                                opt.gptq.damp, opt.windows.size(), opt.windows[0].size());
   else if (opt.method == "llm-int8")
     rep.describe = fmt::format("LLM.int8() (outlier threshold {}) in the bitsandbytes layout", opt.int8_threshold);

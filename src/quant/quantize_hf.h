@@ -2,7 +2,8 @@
 //
 // Streams tensor by tensor (one tensor widened to fp32 at a time; the source stays mmap'd):
 // each decoder-block Linear is quantized — rtn: integer grid, written in the GPTQ layout
-// (io/gptq_layout.h); gptq: the same grid and layout, rounded by GPTQ (quant/gptq.h) layer by
+// (io/gptq_layout.h); awq: the same rounding of a checkpoint awq_transform (quant/awq.h) wrote,
+// in the AWQ GEMM layout (io/awq_layout.h) when 4-bit asymmetric, else the GPTQ layout; gptq: the same grid and layout, rounded by GPTQ (quant/gptq.h) layer by
 // layer on calibration windows (quant/calibration.h); nf4/fp4: bitsandbytes 4-bit, written as transformers serializes
 // Linear4bit; llm-int8: bitsandbytes Linear8bitLt (io/bnb_layout.h) — and embeddings and norms
 // are copied unchanged; lm_head too unless quantize_head (a tied head is then written as its
@@ -24,7 +25,8 @@
 namespace qf {
 
 struct QuantizeOptions {
-  std::string method = "rtn";   // rtn | gptq | nf4 | fp4 | llm-int8
+  std::string method = "rtn";   // rtn | gptq | awq (RTN of an AWQ-scaled checkpoint) | nf4 | fp4 | llm-int8
+  bool awq_scaled = false;      // the checkpoint was transformed by AWQ (quant/awq.h): recorded in the config
   IntGridSpec grid;             // rtn, gptq
   GptqSpec gptq;                // gptq
   bool static_groups = false;   // gptq
@@ -45,6 +47,10 @@ struct QuantizeReport {
   double gptq_loss = 0;       // gptq: Σ over Linears of GPTQ's error (quant/gptq.h)  // of the quantized Linears: codes and every scale/zero/absmax
   std::string describe;
 };
+
+// Copies a checkpoint folder's files other than weights (tokenizer, generation config; and
+// config.json when with_config) into dst_dir.
+Status copy_side_files(const std::string& src_dir, const std::string& dst_dir, bool with_config);
 
 Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const QuantizeOptions& opt,
                                                 const std::string& out_dir,

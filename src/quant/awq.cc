@@ -1,0 +1,344 @@
+#include "quant/awq.h"
+
+#include <cblas.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+
+#include "core/mapped_file.h"
+#include "io/safetensors.h"
+#include "model/transformer.h"
+#include "quant/quantize_hf.h"
+
+namespace qf {
+namespace {
+
+// A scaling point: the Linears that read one input, the operator before them that takes 1/s,
+// and the sub-layer whose output scores a scaling ("" = the single Linear itself).
+struct Point {
+  const char* input;
+  std::vector<const char*> kinds;
+  const char* prev;
+  const char* module;
+};
+const Point kPoints[] = {{"attn_q", {"attn_q", "attn_k", "attn_v"}, "attn_norm", "attn"},
+                         {"attn_output", {"attn_output"}, "attn_v", ""},
+                         {"ffn_gate", {"ffn_gate", "ffn_up"}, "ffn_norm", "mlp"},
+                         {"ffn_down", {"ffn_down"}, "ffn_up", ""}};
+
+// The calibration hidden states: every window's rows in one (N, n_embd) buffer.
+struct Windows {
+  std::vector<int64_t> offset, length;  // rows
+  int64_t rows = 0;
+};
+
+// A block's tensors in fp32 as they will be written.
+struct Block {
+  std::map<std::string, std::vector<float>> w, b;  // by kind; b empty without bias
+  std::vector<float> attn_norm, ffn_norm;
+};
+
+std::unique_ptr<Linear> dense(const LinearTensors& t, const std::vector<float>& w) {
+  return std::make_unique<StoredLinear>(TensorView::owning_f32(t.weight.name, {t.n_out, t.n_in}, w), t.bias);
+}
+
+// Input `key` of block `layer` for every window (N, d), as the unquantized model computes it.
+std::vector<float> capture(const Transformer& tf, int layer, const std::vector<float>& hidden, const Windows& win,
+                           const char* key, int64_t d) {
+  const int64_t E = tf.config().n_embd;
+  std::vector<float> X(static_cast<size_t>(win.rows * d)), x;
+  for (size_t k = 0; k < win.offset.size(); ++k) {
+    x.assign(hidden.begin() + win.offset[k] * E, hidden.begin() + (win.offset[k] + win.length[k]) * E);
+    InputObserver copy = [&](int l, std::initializer_list<const char*> kinds, const float* in, int n, int) {
+      if (l == layer && std::string(*kinds.begin()) == key) std::copy(in, in + n * d, X.begin() + win.offset[k] * d);
+    };
+    tf.run_block(layer, x.data(), int(win.length[k]), &copy, key);
+  }
+  return X;
+}
+
+// Mean squared difference of the point's output from `ref` (N, n_out), or the output itself
+// when ref is null (returned through `out`).
+double score(const Transformer& tf, int layer, const Point& p, const Linear* single, const std::vector<float>& X,
+             int64_t d, const Windows& win, const std::vector<float>* ref, std::vector<float>* out) {
+  const int64_t E = tf.config().n_embd;
+  std::vector<float> y;
+  double sum = 0;
+  for (size_t k = 0; k < win.offset.size(); ++k) {
+    const int n = int(win.length[k]);
+    y.resize(size_t(n * E));
+    const float* x = X.data() + win.offset[k] * d;
+    if (single) single->forward(x, y.data(), n);
+    else tf.run_sublayer(layer, p.module, x, y.data(), n);
+    if (out) std::copy(y.begin(), y.end(), out->begin() + win.offset[k] * E);
+    if (!ref) continue;
+    const float* r = ref->data() + win.offset[k] * E;
+    for (size_t i = 0; i < y.size(); ++i) sum += double(y[i] - r[i]) * double(y[i] - r[i]);
+  }
+  return sum / double(win.rows * E);
+}
+
+std::vector<double> mean_abs_columns(const std::vector<float>& X, int64_t d) {
+  std::vector<double> m(size_t(d), 0.0);
+  const int64_t n = int64_t(X.size()) / d;
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t j = 0; j < d; ++j) m[size_t(j)] += std::fabs(X[size_t(t * d + j)]);
+  for (double& v : m) v /= double(n);
+  return m;
+}
+
+// w̄: per input column, the mean over the rows of every Linear of |w| / max |w| of its group.
+std::vector<double> mean_group_normalized(const Block& b, const Point& p, int64_t d, int group) {
+  std::vector<double> m(size_t(d), 0.0);
+  const int64_t G = group < 0 ? d : group;
+  int64_t rows = 0;
+  for (const char* kind : p.kinds) {
+    const std::vector<float>& w = b.w.at(kind);
+    const int64_t n_out = int64_t(w.size()) / d;
+    rows += n_out;
+    for (int64_t r = 0; r < n_out; ++r)
+      for (int64_t g0 = 0; g0 < d; g0 += G) {
+        const float* row = w.data() + r * d;
+        float mx = 0;
+        for (int64_t j = g0; j < g0 + G; ++j) mx = std::max(mx, std::fabs(row[j]));
+        for (int64_t j = g0; j < g0 + G; ++j) m[size_t(j)] += mx > 0 ? std::fabs(row[j]) / mx : 0.0;
+      }
+  }
+  for (double& v : m) v /= double(rows);
+  return m;
+}
+
+std::vector<float> candidate_scales(const std::vector<double>& x_mean, const std::vector<double>& w_mean, double ratio,
+                                    bool duo) {
+  std::vector<float> s(x_mean.size());
+  for (size_t j = 0; j < s.size(); ++j) {
+    float v = float(std::pow(x_mean[j], ratio));
+    if (duo) v = v / (float(std::pow(w_mean[j], 1.0 - ratio)) + 1e-4f);
+    s[j] = std::max(v, 1e-4f);
+  }
+  const auto [lo, hi] = std::minmax_element(s.begin(), s.end());
+  const float norm = std::sqrt(*hi * *lo);
+  for (float& v : s) {
+    v /= norm;
+    if (!std::isfinite(v)) v = 1.0f;
+  }
+  return s;
+}
+
+void scale_columns(std::vector<float>& w, const std::vector<float>& s, bool divide) {
+  const size_t d = s.size();
+  for (size_t i = 0; i < w.size(); ++i) w[i] = divide ? w[i] / s[i % d] : w[i] * s[i % d];
+}
+
+// Clip search for one scaled Linear w (n_out, n_in) on sampled inputs xs (T, n_in); clamps w
+// to the best range per (row, group) and returns how many groups were shrunk.
+int64_t clip(int layer, const std::string& kind, std::vector<float>& w, int64_t n_out, int64_t n_in,
+             const std::vector<float>& xs, const std::vector<float>& s, const AwqSpec& spec, const FakeQuantizer& quantize) {
+  const int64_t G = spec.group < 0 ? n_in : spec.group, ng = n_in / G, T = int64_t(xs.size()) / n_in;
+  std::vector<float> org_max(size_t(n_out * ng)), best_max, best_err(org_max.size(), std::numeric_limits<float>::max());
+  for (int64_t r = 0; r < n_out; ++r)
+    for (int64_t g = 0; g < ng; ++g) {
+      float mx = 0;
+      for (int64_t j = g * G; j < (g + 1) * G; ++j) mx = std::max(mx, std::fabs(w[size_t(r * n_in + j)]));
+      org_max[size_t(r * ng + g)] = mx;
+    }
+  best_max = org_max;
+  std::vector<float> q(w.size()), ref(size_t(T * n_out)), out(ref.size());
+  std::vector<int> best_step(org_max.size(), 0);
+  for (int step = 0; step < spec.n_grid / 2; ++step) {
+    const float shrink = 1.0f - float(step) / float(spec.n_grid);
+    for (int64_t r = 0; r < n_out; ++r)
+      for (int64_t j = 0; j < n_in; ++j) {
+        const float m = org_max[size_t(r * ng + j / G)] * shrink;
+        q[size_t(r * n_in + j)] = std::clamp(w[size_t(r * n_in + j)], -m, m);
+      }
+    quantize(layer, kind, q.data(), n_out, n_in, s);
+    for (int64_t g = 0; g < ng; ++g) {  // partial products of group g: (T, n_out)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(n_out), int(G), 1.0f, xs.data() + g * G, int(n_in),
+                  w.data() + g * G, int(n_in), 0.0f, ref.data(), int(n_out));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(n_out), int(G), 1.0f, xs.data() + g * G, int(n_in),
+                  q.data() + g * G, int(n_in), 0.0f, out.data(), int(n_out));
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < n_out; ++r) {
+        double e = 0;
+        for (int64_t t = 0; t < T; ++t) e += double(out[size_t(t * n_out + r)] - ref[size_t(t * n_out + r)]) *
+                                             double(out[size_t(t * n_out + r)] - ref[size_t(t * n_out + r)]);
+        const float err = float(e / double(T));
+        if (err < best_err[size_t(r * ng + g)]) {
+          best_err[size_t(r * ng + g)] = err;
+          best_max[size_t(r * ng + g)] = org_max[size_t(r * ng + g)] * shrink;
+          best_step[size_t(r * ng + g)] = step;
+        }
+      }
+    }
+  }
+  for (int64_t r = 0; r < n_out; ++r)
+    for (int64_t j = 0; j < n_in; ++j) {
+      const float m = best_max[size_t(r * ng + j / G)];
+      w[size_t(r * n_in + j)] = std::clamp(w[size_t(r * n_in + j)], -m, m);
+    }
+  return std::count_if(best_step.begin(), best_step.end(), [](int k) { return k > 0; });
+}
+
+// Every ⌈N / 512⌉-th row of X (AutoAWQ's token sample for the clip search).
+std::vector<float> sample_rows(const std::vector<float>& X, int64_t d) {
+  const int64_t n = int64_t(X.size()) / d, step = std::max<int64_t>(1, n / 512);
+  std::vector<float> out;
+  for (int64_t t = 0; t < n; t += step) out.insert(out.end(), X.begin() + t * d, X.begin() + (t + 1) * d);
+  return out;
+}
+
+}  // namespace
+
+Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows,
+                                  const AwqSpec& spec, const FakeQuantizer& quantize, const std::string& out_dir,
+                                  const std::function<void(int64_t, int64_t)>& progress) {
+  if (ck.format != "hf") return error("{}: AWQ reads Hugging Face directories", ck.path);
+  if (!ck.quant.method.empty()) return error("{}: the checkpoint is already quantized ({})", ck.path, ck.quant.method);
+  if (windows.empty()) return error("AWQ needs calibration windows (--calib)");
+  const ModelConfig& c = ck.config;
+  const int64_t E = c.n_embd;
+  for (const auto& lw : ck.weights.layers)
+    for (const char* kind : kBlockLinears)
+      if (spec.group > 0 && lw.linear(kind).n_in % spec.group != 0)
+        return error("{}: {} input columns do not split into groups of {}", lw.linear(kind).weight.name,
+                     lw.linear(kind).n_in, spec.group);
+  // Output: untouched tensors first (in file order), then each block's norms, weights, biases in F32.
+  std::vector<SafetensorsWriter::Entry> entries;
+  std::map<std::string, bool> in_block;
+  std::vector<std::vector<const TensorView*>> block_tensors;
+  for (const auto& lw : ck.weights.layers) {
+    std::vector<const TensorView*> ts = {&lw.attn_norm, &lw.ffn_norm};
+    for (const char* kind : kBlockLinears) {
+      ts.push_back(&lw.linear(kind).weight);
+      if (lw.linear(kind).bias.valid()) ts.push_back(&lw.linear(kind).bias);
+    }
+    for (const TensorView* t : ts) in_block[t->name] = true;
+    block_tensors.push_back(ts);
+  }
+  for (const auto& t : ck.all_tensors)
+    if (!in_block.count(t.name)) entries.push_back({t.name, std::string(traits(t.type).name), t.shape});
+  for (const auto& ts : block_tensors)
+    for (const TensorView* t : ts) entries.push_back({t->name, "F32", t->shape});
+  if (std::filesystem::exists(out_dir)) return error("{}: already exists", out_dir);
+  std::error_code ec;
+  if (!std::filesystem::create_directories(out_dir, ec)) return error("{}: cannot create: {}", out_dir, ec.message());
+  QF_RETURN_IF_ERROR(copy_side_files(ck.path, out_dir, true));
+  QF_ASSIGN_OR_RETURN(auto writer, SafetensorsWriter::create(out_dir + "/model.safetensors", entries,
+                                                             {{"format", "pt"}, {"awq", "qforge"}}));
+  for (const auto& t : ck.all_tensors)
+    if (!in_block.count(t.name)) {
+      QF_RETURN_IF_ERROR(writer->write(t.name, t.data, size_t(t.nbytes)));
+      release_mapped_pages(t.data, size_t(t.nbytes));
+    }
+
+  QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck));
+  Windows win;
+  for (const auto& w : windows) {
+    win.offset.push_back(win.rows);
+    win.length.push_back(int64_t(w.size()));
+    win.rows += int64_t(w.size());
+  }
+  std::vector<float> hidden(size_t(win.rows * E));
+  for (size_t k = 0; k < windows.size(); ++k) tf->embed(windows[k].data(), int(windows[k].size()), hidden.data() + win.offset[k] * E);
+  AwqReport rep;
+  for (int layer = 0; layer < c.n_layer; ++layer) {
+    const LayerWeights& lw = ck.weights.layers[size_t(layer)];
+    Block b;
+    b.attn_norm = lw.attn_norm.to_f32();
+    b.ffn_norm = lw.ffn_norm.to_f32();
+    for (const char* kind : kBlockLinears) {
+      const LinearTensors& t = lw.linear(kind);
+      QF_ASSIGN_OR_RETURN(b.w[kind], t.weight.to_f32_finite());
+      if (t.bias.valid()) b.b[kind] = t.bias.to_f32();
+    }
+    std::map<std::string, std::vector<float>> scales, samples;  // by kind: s of its columns; its sampled inputs
+    for (const Point& p : kPoints) {
+      const LinearTensors& first = lw.linear(p.kinds[0]);
+      const int64_t d = first.n_in;
+      const bool scaled = p.prev != std::string("attn_v") ||
+                          (lw.wv.n_out == lw.wo.n_out && lw.wv.n_in == lw.wo.n_in);  // AutoAWQ: shapes must match
+      if (!scaled && !spec.clip) continue;
+      std::vector<float> X = capture(*tf, layer, hidden, win, p.input, d);
+      if (scaled) {
+        const std::vector<double> x_mean = mean_abs_columns(X, d);
+        const std::vector<double> w_mean = spec.duo_scaling ? mean_group_normalized(b, p, d, spec.group) : std::vector<double>();
+        std::unique_ptr<Linear> single;
+        if (!*p.module) single = dense(first, b.w.at(p.kinds[0]));
+        std::vector<float> ref(size_t(win.rows * E));
+        score(*tf, layer, p, single.get(), X, d, win, nullptr, &ref);
+        double best = std::numeric_limits<double>::infinity(), at_zero = 0;
+        int best_k = 0;
+        std::vector<float> best_s;
+        for (int k = 0; k < spec.n_grid; ++k) {
+          const std::vector<float> s = candidate_scales(x_mean, w_mean, double(k) / spec.n_grid, spec.duo_scaling);
+          for (const char* kind : p.kinds) {
+            const LinearTensors& t = lw.linear(kind);
+            std::vector<float> wq = b.w.at(kind);
+            scale_columns(wq, s, false);
+            quantize(layer, kind, wq.data(), t.n_out, t.n_in, s);
+            scale_columns(wq, s, true);
+            if (single) single = dense(t, wq);
+            else tf->set_linear(layer, kind, dense(t, wq));
+          }
+          const double err = score(*tf, layer, p, single.get(), X, d, win, &ref, nullptr);
+          if (k == 0) at_zero = err;
+          if (err < best) {
+            best = err;
+            best_k = k;
+            best_s = s;
+          }
+        }
+        for (const char* kind : p.kinds) {  // the search ran on the original weights: put them back
+          const LinearTensors& t = lw.linear(kind);
+          tf->set_linear(layer, kind, std::make_unique<StoredLinear>(t.weight, t.bias));
+          scales[kind] = best_s;
+        }
+        rep.points.push_back(fmt::format("blk.{} {}→{} α={:.2f} (output mse {:.4g}; {:.4g} at α=0)", layer, p.prev,
+                                         fmt::join(p.kinds, ","), double(best_k) / spec.n_grid, best, at_zero));
+        for (const char* kind : p.kinds) scale_columns(b.w[kind], best_s, false);
+        if (std::string(p.prev) == "attn_norm") scale_columns(b.attn_norm, best_s, true);
+        else if (std::string(p.prev) == "ffn_norm") scale_columns(b.ffn_norm, best_s, true);
+        else {  // the previous Linear's output rows (and bias) take 1/s
+          std::vector<float>& w = b.w[p.prev];
+          const int64_t n_in = lw.linear(p.prev).n_in;
+          for (int64_t r = 0; r < int64_t(best_s.size()); ++r)
+            for (int64_t j = 0; j < n_in; ++j) w[size_t(r * n_in + j)] /= best_s[size_t(r)];
+          if (b.b.count(p.prev)) scale_columns(b.b[p.prev], best_s, true);
+        }
+        for (const char* kind : p.kinds)
+          rep.col_scales[fmt::format("blk.{}.{}.weight", layer, kind)] = best_s;
+      }
+      if (spec.clip) {
+        std::vector<float> xs = sample_rows(X, d);
+        if (scaled) scale_columns(xs, scales[p.kinds[0]], true);
+        for (const char* kind : p.kinds) samples[kind] = xs;
+      }
+    }
+    if (spec.clip)
+      for (const char* kind : kBlockLinears) {
+        if (std::string(kind) == "attn_q" || std::string(kind) == "attn_k") continue;
+        const LinearTensors& t = lw.linear(kind);
+        std::vector<float> s = scales.count(kind) ? scales[kind] : std::vector<float>(size_t(t.n_in), 1.0f);
+        rep.clipped_groups += clip(layer, kind, b.w[kind], t.n_out, t.n_in, samples[kind], s, spec, quantize);
+        rep.groups += t.n_out * (spec.group < 0 ? 1 : t.n_in / spec.group);
+      }
+    QF_RETURN_IF_ERROR(writer->write(lw.attn_norm.name, b.attn_norm.data(), b.attn_norm.size() * 4));
+    QF_RETURN_IF_ERROR(writer->write(lw.ffn_norm.name, b.ffn_norm.data(), b.ffn_norm.size() * 4));
+    for (const char* kind : kBlockLinears) {
+      const LinearTensors& t = lw.linear(kind);
+      QF_RETURN_IF_ERROR(writer->write(t.weight.name, b.w[kind].data(), b.w[kind].size() * 4));
+      if (t.bias.valid()) QF_RETURN_IF_ERROR(writer->write(t.bias.name, b.b[kind].data(), b.b[kind].size() * 4));
+      release_mapped_pages(t.weight.data, size_t(t.weight.nbytes));
+    }
+    for (size_t k = 0; k < windows.size(); ++k)  // the unquantized block's outputs: the next block's inputs
+      tf->run_block(layer, hidden.data() + win.offset[k] * E, int(win.length[k]));
+    if (progress) progress(layer + 1, c.n_layer);
+  }
+  QF_RETURN_IF_ERROR(writer->finish());
+  return rep;
+}
+
+}  // namespace qf
