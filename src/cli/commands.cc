@@ -305,18 +305,30 @@ Status run_awq(const QuantizeArgs& a) {
   spec.duo_scaling = a.duo_scaling;
   spec.clip = a.awq_clip;
   const IntGridSpec grid{a.bits, a.group, a.sym, false};
+  QuantizeOptions opt;  // hf output
+  opt.method = with_gptq ? "gptq" : "awq";
+  opt.awq_scaled = true;
+  opt.grid = grid;
+  set_gptq(a, opt.gptq, opt.true_sequential);
+  opt.static_groups = a.static_groups;
   std::map<std::string, std::vector<float>> imatrix;
   FakeQuantizer quantize;
   if (gguf) {
     if (!a.imatrix.empty()) {
       QF_ASSIGN_OR_RETURN(imatrix, load_imatrix(a.imatrix));
     }
+    for (int layer = 0; layer < ck.config.n_layer; ++layer)
+      for (const char* kind : kBlockLinears) {
+        const std::string name = fmt::format("blk.{}.{}.weight", layer, kind);
+        const int64_t cols = ck.weights.layers[size_t(layer)].linear(kind).n_in;
+        if (auto it = imatrix.find(name); it != imatrix.end() && int64_t(it->second.size()) != cols)
+          return error("imatrix entry '{}' has {} values, the tensor has {} columns", name, it->second.size(), cols);
+      }
     QF_RETURN_IF_ERROR(gguf_matrix_type(ck.config, upper(a.type), "blk.0.attn_q.weight", ck.config.n_embd, false).status());
     spec.group = 32;  // the blocks of the legacy types and the sub-blocks of the k-quants
     quantize = gguf_fake_quantizer(ck.config, upper(a.type), imatrix);
   } else {
-    for (const auto& L : ck.weights.layers)
-      for (const char* kind : kBlockLinears) QF_RETURN_IF_ERROR(validate(grid, L.linear(kind).n_in, L.linear(kind).weight.name));
+    QF_RETURN_IF_ERROR(check_quantizable(ck, opt));  // before the search, not after
     spec.group = a.group;
     quantize = [grid](int, const std::string&, float* w, int64_t n_out, int64_t n_in, const std::vector<float>&) {
       quantize_rtn(w, n_out, n_in, grid).dequantize_rows(0, n_out, w);
@@ -347,13 +359,7 @@ Status run_awq(const QuantizeArgs& a) {
     return write_gguf_with(scaled, opt, a.out,
                            fmt::format(" AWQ-scaled{} ({} windows of {})", with_gptq ? ", GPTQ-rounded" : "", windows.size(), a.seqlen));
   }
-  QuantizeOptions opt;
-  opt.method = with_gptq ? "gptq" : "awq";
-  opt.awq_scaled = true;
-  opt.grid = grid;
   opt.windows = std::move(windows);
-  set_gptq(a, opt.gptq, opt.true_sequential);
-  opt.static_groups = a.static_groups;
   return write_hf(scaled, opt, a.out);
 }
 

@@ -53,7 +53,7 @@ class Expected {
   T& operator*() & { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
   const T& operator*() const& { return value(); }
-  const Status& status() const { return std::get<1>(v_); }
+  Status status() const { return ok() ? Status{} : std::get<1>(v_); }  // OK when there is a value
 
  private:
   std::variant<T, Status> v_;

@@ -80,6 +80,9 @@ double score(const Transformer& tf, int layer, const Point& p, const Linear* sin
   return sum / double(win.rows * E);
 }
 
+// Weights per group of a row of n: `group`, or the whole row when group is -1 or does not divide n.
+int64_t group_length(int group, int64_t n) { return group > 0 && n % group == 0 ? group : n; }
+
 std::vector<double> mean_abs_columns(const std::vector<float>& X, int64_t d) {
   std::vector<double> m(size_t(d), 0.0);
   const int64_t n = int64_t(X.size()) / d;
@@ -92,7 +95,7 @@ std::vector<double> mean_abs_columns(const std::vector<float>& X, int64_t d) {
 // w̄: per input column, the mean over the rows of every Linear of |w| / max |w| of its group.
 std::vector<double> mean_group_normalized(const Block& b, const Point& p, int64_t d, int group) {
   std::vector<double> m(size_t(d), 0.0);
-  const int64_t G = group < 0 ? d : group;
+  const int64_t G = group_length(group, d);
   int64_t rows = 0;
   for (const char* kind : p.kinds) {
     const std::vector<float>& w = b.w.at(kind);
@@ -136,7 +139,7 @@ void scale_columns(std::vector<float>& w, const std::vector<float>& s, bool divi
 // to the best range per (row, group) and returns how many groups were shrunk.
 int64_t clip(int layer, const std::string& kind, std::vector<float>& w, int64_t n_out, int64_t n_in,
              const std::vector<float>& xs, const std::vector<float>& s, const AwqSpec& spec, const FakeQuantizer& quantize) {
-  const int64_t G = spec.group < 0 ? n_in : spec.group, ng = n_in / G, T = int64_t(xs.size()) / n_in;
+  const int64_t G = group_length(spec.group, n_in), ng = n_in / G, T = int64_t(xs.size()) / n_in;
   std::vector<float> org_max(size_t(n_out * ng)), best_max, best_err(org_max.size(), std::numeric_limits<float>::max());
   for (int64_t r = 0; r < n_out; ++r)
     for (int64_t g = 0; g < ng; ++g) {
@@ -200,11 +203,6 @@ Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::v
   if (windows.empty()) return error("AWQ needs calibration windows (--calib)");
   const ModelConfig& c = ck.config;
   const int64_t E = c.n_embd;
-  for (const auto& lw : ck.weights.layers)
-    for (const char* kind : kBlockLinears)
-      if (spec.group > 0 && lw.linear(kind).n_in % spec.group != 0)
-        return error("{}: {} input columns do not split into groups of {}", lw.linear(kind).weight.name,
-                     lw.linear(kind).n_in, spec.group);
   // Output: untouched tensors first (in file order), then each block's norms, weights, biases in F32.
   std::vector<SafetensorsWriter::Entry> entries;
   std::map<std::string, bool> in_block;
@@ -323,7 +321,7 @@ Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::v
         const LinearTensors& t = lw.linear(kind);
         std::vector<float> s = scales.count(kind) ? scales[kind] : std::vector<float>(size_t(t.n_in), 1.0f);
         rep.clipped_groups += clip(layer, kind, b.w[kind], t.n_out, t.n_in, samples[kind], s, spec, quantize);
-        rep.groups += t.n_out * (spec.group < 0 ? 1 : t.n_in / spec.group);
+        rep.groups += t.n_out * (t.n_in / group_length(spec.group, t.n_in));
       }
     QF_RETURN_IF_ERROR(writer->write(lw.attn_norm.name, b.attn_norm.data(), b.attn_norm.size() * 4));
     QF_RETURN_IF_ERROR(writer->write(lw.ffn_norm.name, b.ffn_norm.data(), b.ffn_norm.size() * 4));

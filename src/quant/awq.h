@@ -41,7 +41,7 @@ namespace qf {
 struct AwqSpec {
   bool duo_scaling = false;
   bool clip = true;
-  int group = 128;   // group length of w̄ and of the clip search (-1: whole rows)
+  int group = 128;   // group length of w̄ and of the clip search (-1, or not dividing a row: the whole row)
   int n_grid = 20;
 };
 

@@ -278,6 +278,16 @@ Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, co
   };
   std::vector<Plan> plan;
   GgufReport rep;
+  // A matrix (rows, cols) in the plan's type, each row by the type's own quantizer.
+  const auto round_rows = [](const Plan& p, const std::vector<float>& f, int64_t rows, int64_t cols) {
+    const int64_t row_bytes = qtype_row_bytes(p.type, cols);
+    std::vector<uint8_t> out(static_cast<size_t>(rows * row_bytes));
+    const auto& tr = traits(p.type);
+    const float* im = p.imatrix ? p.imatrix->data() : nullptr;
+#pragma omp parallel for schedule(dynamic, 8)
+    for (int64_t r = 0; r < rows; ++r) tr.quantize_ref(f.data() + r * cols, out.data() + r * row_bytes, cols, im);
+    return out;
+  };
   for (const auto& t : ck.all_tensors) {
     auto name = gguf_tensor_name(t.name);
     if (!name) return error("{}: tensor '{}' has no llama.cpp name", ck.path, t.name);
@@ -315,12 +325,7 @@ Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, co
     if (gptq && calibration_rank(p.name) >= 0) continue;
     QF_ASSIGN_OR_RETURN(auto f, t.to_f32_finite());
     if (p.permute) f = permute_rows(f, t.rows(), t.cols(), c.head_dim);
-    const int64_t rows = t.rows(), cols = t.cols(), row_bytes = qtype_row_bytes(p.type, cols);
-    std::vector<uint8_t> out(size_t(rows * row_bytes));
-    const auto& tr = traits(p.type);
-    const float* im = p.imatrix ? p.imatrix->data() : nullptr;
-#pragma omp parallel for schedule(dynamic, 8)
-    for (int64_t r = 0; r < rows; ++r) tr.quantize_ref(f.data() + r * cols, out.data() + r * row_bytes, cols, im);
+    const std::vector<uint8_t> out = round_rows(p, f, t.rows(), t.cols());
     QF_RETURN_IF_ERROR(w.write_tensor(p.name, out.data(), out.size()));
     finish_tensor(p);
   }
@@ -336,11 +341,16 @@ Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, co
           if (p.imatrix) importance = *p.imatrix;
           else
             for (int64_t i = 0; i < t.n_in; ++i) importance.push_back(float(job.hessian[size_t(i * t.n_in + i)]));
-          BlockRowGrid grid(p.type, t.n_out, t.n_in, importance.data());
-          QF_ASSIGN_OR_RETURN(GptqStats st, gptq_quantize(job.weight.data(), t.n_out, t.n_in, std::move(job.hessian),
-                                                          opt.gptq, grid, {}, p.name));
-          rep.gptq_loss += st.loss;
-          std::vector<uint8_t> rows = std::move(grid).result();
+          std::vector<uint8_t> rows;
+          if (traits(p.type).pack_codes) {
+            BlockRowGrid grid(p.type, t.n_out, t.n_in, importance.data());
+            QF_ASSIGN_OR_RETURN(GptqStats st, gptq_quantize(job.weight.data(), t.n_out, t.n_in, std::move(job.hessian),
+                                                            opt.gptq, grid, {}, p.name));
+            rep.gptq_loss += st.loss;
+            rows = std::move(grid).result();
+          } else {  // a fallback type with no codes to round (F16): stored as it is
+            rows = round_rows(p, job.weight, t.n_out, t.n_in);
+          }
           const int64_t row_bytes = qtype_row_bytes(p.type, t.n_in);
           const std::vector<uint8_t> stored = p.permute ? permute_rows(rows, t.n_out, row_bytes, c.head_dim) : rows;
           QF_RETURN_IF_ERROR(w.write_tensor(p.name, stored.data(), stored.size()));

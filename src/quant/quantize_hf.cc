@@ -194,7 +194,25 @@ Status write_config(const std::string& src_dir, const std::string& dst_dir, cons
   return write_file_atomic(dst_dir + "/config.json", cfg.dump(2) + "\n");
 }
 
+// The method's codec, once every Linear (and a quantized head) is checked against it.
+Expected<std::unique_ptr<LinearCodec>> make_codec(const Checkpoint& ck, const QuantizeOptions& opt) {
+  if (ck.format != "hf") return error("{}: quantize reads Hugging Face directories (GGUF input is not supported yet)", ck.path);
+  if (!ck.quant.method.empty()) return error("{}: the checkpoint is already quantized ({})", ck.path, ck.quant.method);
+  std::unique_ptr<LinearCodec> codec;
+  if (opt.method == "awq" && opt.grid.bits == 4 && !opt.grid.sym) codec = std::make_unique<AwqCodec>(opt);
+  else if (opt.method == "rtn" || opt.method == "gptq" || opt.method == "awq") codec = std::make_unique<GptqCodec>(opt);
+  else if (opt.method == "nf4" || opt.method == "fp4") codec = std::make_unique<Bnb4Codec>(opt);
+  else if (opt.method == "llm-int8") codec = std::make_unique<Int8Codec>(opt);
+  else return error("--method {}: not available (supported: rtn, gptq, awq, nf4, fp4, llm-int8)", opt.method);
+  for (const auto& L : ck.weights.layers)
+    for (const char* kind : kBlockLinears) QF_RETURN_IF_ERROR(codec->check(L.linear(kind)));
+  if (opt.quantize_head) QF_RETURN_IF_ERROR(codec->check(ck.weights.output));
+  return codec;
+}
+
 }  // namespace
+
+Status check_quantizable(const Checkpoint& ck, const QuantizeOptions& opt) { return make_codec(ck, opt).status(); }
 
 Status copy_side_files(const std::string& src_dir, const std::string& dst_dir, bool with_config) {
   std::error_code ec;
@@ -212,16 +230,8 @@ Status copy_side_files(const std::string& src_dir, const std::string& dst_dir, b
 Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const QuantizeOptions& opt,
                                                 const std::string& out_dir,
                                                 const std::function<void(int64_t, int64_t)>& progress) {
-  if (ck.format != "hf") return error("{}: quantize reads Hugging Face directories (GGUF input is not supported yet)", ck.path);
-  if (!ck.quant.method.empty()) return error("{}: the checkpoint is already quantized ({})", ck.path, ck.quant.method);
-  std::unique_ptr<LinearCodec> codec;
-  const bool awq_layout = opt.method == "awq" && opt.grid.bits == 4 && !opt.grid.sym;
-  if (awq_layout) codec = std::make_unique<AwqCodec>(opt);
-  else if (opt.method == "rtn" || opt.method == "gptq" || opt.method == "awq") codec = std::make_unique<GptqCodec>(opt);
-  else if (opt.method == "nf4" || opt.method == "fp4") codec = std::make_unique<Bnb4Codec>(opt);
-  else if (opt.method == "llm-int8") codec = std::make_unique<Int8Codec>(opt);
-  else return error("--method {}: not available (supported: rtn, gptq, awq, nf4, fp4, llm-int8)", opt.method);
-  if (opt.method == "awq" && !opt.awq_scaled) return error("--method awq quantizes a checkpoint AWQ has transformed");
+  QF_ASSIGN_OR_RETURN(auto codec, make_codec(ck, opt));
+  const bool awq_layout = dynamic_cast<const AwqCodec*>(codec.get()) != nullptr;
   const bool gptq = opt.method == "gptq";
   if (gptq && opt.quantize_head) return error("--quantize-head: GPTQ quantizes the decoder blocks only (use rtn for the head)");
   if (gptq && opt.windows.empty()) return error("--method gptq needs calibration windows (--calib)");
@@ -237,7 +247,6 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
   std::map<std::string, const LinearTensors*> linears;  // weight name -> linear
   for (const auto& L : ck.weights.layers)
     for (const LinearTensors* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
-      QF_RETURN_IF_ERROR(codec->check(*t));
       linears[t->weight.name] = t;
       linear_jobs.push_back({&t->weight, t});
     }
@@ -245,7 +254,6 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
   LinearTensors head = ck.weights.output;
   if (untie) head.prefix = "lm_head";
   if (opt.quantize_head) {
-    QF_RETURN_IF_ERROR(codec->check(head));
     linears[head.weight.name] = &head;
     linear_jobs.push_back({&head.weight, &head});
   }

@@ -48,6 +48,10 @@ struct QuantizeReport {
   std::string describe;
 };
 
+// Checks, before any work, that quantize_hf_checkpoint can write every Linear with `opt`; the
+// error names the tensor and the rule.
+Status check_quantizable(const Checkpoint& ck, const QuantizeOptions& opt);
+
 // Copies a checkpoint folder's files other than weights (tokenizer, generation config; and
 // config.json when with_config) into dst_dir.
 Status copy_side_files(const std::string& src_dir, const std::string& dst_dir, bool with_config);
