@@ -230,12 +230,12 @@ Status copy_side_files(const std::string& src_dir, const std::string& dst_dir, b
 Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const QuantizeOptions& opt,
                                                 const std::string& out_dir,
                                                 const std::function<void(int64_t, int64_t)>& progress) {
+  if (fs::exists(out_dir)) return error("{}: already exists; choose a new output folder", out_dir);
   QF_ASSIGN_OR_RETURN(auto codec, make_codec(ck, opt));
   const bool awq_layout = dynamic_cast<const AwqCodec*>(codec.get()) != nullptr;
   const bool gptq = opt.method == "gptq";
   if (gptq && opt.quantize_head) return error("--quantize-head: GPTQ quantizes the decoder blocks only (use rtn for the head)");
   if (gptq && opt.windows.empty()) return error("--method gptq needs calibration windows (--calib)");
-  if (fs::exists(out_dir)) return error("{}: already exists; choose a new output folder", out_dir);
   // One job per output tensor group: tensors copied as they are (in file order), then the
   // decoder-block Linears layer by layer in the order q, k, v, o, gate, up, down (the order
   // calibrated methods produce them), then a quantized head.
