@@ -5,8 +5,9 @@
 # llama-perplexity's protocol (wiki.test.raw, ctx 512, 120 chunks, KL divergence against
 # llama.cpp's F16 conversion): by `qforge eval --protocol llama.cpp`, and by llama.cpp itself
 # (node-llama-cpp, bench/llamacpp_eval.mjs). One JSON line per type to
-# bench/results/gptq_gguf.jsonl, then a table.
-# Usage: [TYPES="Q4_K_M Q2_K"] [IMATRIX=qf-27m.dat] bench/gptq_gguf.sh [THREADS]
+# bench/results/gptq_gguf.jsonl, then a table. METHOD=awq or awq+gptq writes AWQ-scaled files
+# instead (to awq_gguf.jsonl / awq_gptq_gguf.jsonl); EXTRA adds quantize flags ("--nsamples 32").
+# Usage: [METHOD=gptq] [EXTRA=flags] [TYPES="Q4_K_M Q2_K"] [IMATRIX=qf-27m.dat] bench/gptq_gguf.sh [THREADS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${1:-2}
@@ -16,6 +17,8 @@ BASE=$MODEL/qf-27m-f16.gguf
 TEXT=$SHARED/data/wikitext-2-raw/wiki.test.raw
 CALIB=$SHARED/data/calib-wiki.txt
 TYPES=${TYPES:-"Q4_K_M IQ4_XS Q3_K_M Q2_K"}
+METHOD=${METHOD:-gptq}
+EXTRA=${EXTRA:-}
 OUT=$(realpath bench/results)
 TMP=$(mktemp -d /tmp/qf-gptq-gguf-XXXX)
 trap 'rm -rf "$TMP"' EXIT
@@ -29,7 +32,7 @@ files=()
 for type in $TYPES; do
   f=$TMP/$type.gguf
   /usr/bin/time -v -o "$TMP/$type.time" ./build/qforge -t "$THREADS" quantize "$MODEL" -o "$f" --format gguf --type "$type" \
-    --method gptq --calib "$CALIB" --imatrix "$IMATRIX" >/dev/null
+    --method "$METHOD" $EXTRA --calib "$CALIB" --imatrix "$IMATRIX" >/dev/null
   ./build/qforge -t "$THREADS" eval "$f" --base "$BASE" --text "$TEXT" --ctx 512 --max-windows 120 --protocol llama.cpp --json \
     >"$TMP/$type.qforge.json"
   files+=("$f")
@@ -39,7 +42,7 @@ half=$(((${#files[@]} + 1) / 2))
 (cd bench && node llamacpp_eval.mjs "${files[@]:0:half}" "${args[@]}" >"$TMP/a.jsonl") &
 (cd bench && node llamacpp_eval.mjs "${files[@]:half}" "${args[@]}" >"$TMP/b.jsonl") &
 wait
-TMP=$TMP python3 - "$OUT/gptq_gguf.jsonl" <<'PY'
+TMP=$TMP python3 - "$OUT/${METHOD/+/_}_gguf.jsonl" <<'PY'
 import json, os, re, sys
 tmp = os.environ['TMP']
 # llama.cpp's own files with its imatrix (ANCHORS.md §2): type -> (file bytes, KLD, PPL, top-1 %)

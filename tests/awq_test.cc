@@ -6,10 +6,8 @@
 #include <cmath>
 #include <filesystem>
 
+#include "awq_fold.h"
 #include "file_builders.h"
-#include "model/transformer.h"
-#include "quant/awq.h"
-#include "quant/calibration.h"
 #include "test_paths.h"
 
 namespace qf {
@@ -22,57 +20,8 @@ int run(const std::string& args, std::string* err = nullptr) {
   return WEXITSTATUS(status);
 }
 
-std::vector<float> logits_of(const Checkpoint& ck, const std::vector<int32_t>& ids) {
-  auto tf = Transformer::create(ck);
-  EXPECT_TRUE(tf.ok());
-  KVCache cache = (*tf)->new_cache(int(ids.size()));
-  std::vector<float> out(ids.size() * size_t(ck.config.vocab_size));
-  (*tf)->forward(ids.data(), int(ids.size()), cache, out.data());
-  return out;
-}
-
-// Folds AWQ's scales (searched for a 3-bit per-channel grid, clipping off) into `model` and
-// checks that the result's fp32 logits equal the original's within fp32 rounding, and that the
-// scales really changed the weights.
-void expect_folding_preserves_the_function(const std::string& model, const std::string& calib, int n_windows, int seqlen) {
-  auto ck = load_checkpoint(model);
-  ASSERT_TRUE(ck.ok()) << ck.status().message();
-  auto windows = draw_windows(ck->tokenizer->encode(test::slurp(calib), true), n_windows, seqlen, 0);
-  ASSERT_TRUE(windows.ok());
-  const IntGridSpec grid{3, -1, false, false};
-  AwqSpec spec;
-  spec.clip = false;
-  FakeQuantizer rtn = [&](int, const std::string&, float* w, int64_t n_out, int64_t n_in, const std::vector<float>&) {
-    quantize_rtn(w, n_out, n_in, grid).dequantize_rows(0, n_out, w);
-  };
-  const std::string out = test::temp_dir("awq_fold") + "/scaled";
-  auto rep = awq_transform(*ck, *windows, spec, rtn, out, nullptr);
-  ASSERT_TRUE(rep.ok()) << rep.status().message();
-  EXPECT_EQ(rep->clipped_groups, 0);
-  float max_dev = 0;  // how far the chosen scales are from 1
-  for (const auto& [name, s] : rep->col_scales)
-    for (float v : s) max_dev = std::max(max_dev, std::fabs(std::log(v)));
-  EXPECT_GT(max_dev, 0.1f) << "the search chose α = 0 everywhere: the test would prove nothing";
-  auto scaled = load_checkpoint(out);
-  ASSERT_TRUE(scaled.ok()) << scaled.status().message();
-  EXPECT_EQ(scaled->weights.layers[0].attn_norm.type, QType::F32);
-  EXPECT_NE(scaled->weights.layers[0].attn_norm.to_f32(), ck->weights.layers[0].attn_norm.to_f32());
-
-  std::vector<int32_t> ids((*windows)[0].begin(), (*windows)[0].begin() + 48);
-  std::vector<float> a = logits_of(*ck, ids), b = logits_of(*scaled, ids);
-  float max_abs = 0, max_diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    max_abs = std::max(max_abs, std::fabs(a[i]));
-    max_diff = std::max(max_diff, std::fabs(a[i] - b[i]));
-  }
-  // fp32 rounding: each fold adds one rounding (relative 2^-24) per weight; through the blocks
-  // the logits move by a few hundred ulps of their magnitude at most.
-  EXPECT_LT(max_diff, 1e-4f * max_abs) << "max |Δlogit| " << max_diff << " of max |logit| " << max_abs;
-  std::printf("folded %s: max |Δlogit| %.3g (max |logit| %.3g), max |log s| %.2f\n", model.c_str(), max_diff, max_abs, max_dev);
-}
-
 TEST(Awq, FoldedStories260KComputesTheSameFunction) {
-  expect_folding_preserves_the_function(test::bundled_stories() + "/hf", test::text_path("tinystories-val-head"), 8, 64);
+  test::expect_folding_preserves_the_function(test::bundled_stories() + "/hf", test::text_path("tinystories-val-head"), 8, 64);
 }
 
 TEST(AwqCli, QuantizesLoadsBackAndRecordsTheMethod) {
