@@ -29,7 +29,9 @@ inline std::vector<float> logits_of(const Checkpoint& ck, const std::vector<int3
 // Folds AWQ's scales (searched for a 3-bit per-channel grid, clipping off) into `model` and
 // checks that the result's fp32 logits equal the original's within fp32 rounding, and that the
 // scales really changed the weights.
-inline void expect_folding_preserves_the_function(const std::string& model, const std::string& calib, int n_windows, int seqlen) {
+// v_to_o: whether the model's v_proj and o_proj shapes let AWQ scale between them.
+inline void expect_folding_preserves_the_function(const std::string& model, const std::string& calib, int n_windows,
+                                                  int seqlen, bool v_to_o = false) {
   auto ck = load_checkpoint(model);
   ASSERT_TRUE(ck.ok()) << ck.status().message();
   auto windows = draw_windows(ck->tokenizer->encode(test::slurp(calib), true), n_windows, seqlen, 0);
@@ -44,10 +46,16 @@ inline void expect_folding_preserves_the_function(const std::string& model, cons
   auto rep = awq_transform(*ck, *windows, spec, rtn, out, nullptr);
   ASSERT_TRUE(rep.ok()) << rep.status().message();
   EXPECT_EQ(rep->clipped_groups, 0);
+  EXPECT_EQ(rep->col_scales.count("blk.0.attn_output.weight"), v_to_o ? 1u : 0u);
   float max_dev = 0;  // how far the chosen scales are from 1
   for (const auto& [name, s] : rep->col_scales)
     for (float v : s) max_dev = std::max(max_dev, std::fabs(std::log(v)));
   EXPECT_GT(max_dev, 0.1f) << "the search chose α = 0 everywhere: the test would prove nothing";
+  float v_to_o_dev = 0;
+  for (const auto& [name, s] : rep->col_scales)
+    if (name.find("attn_output") != std::string::npos)
+      for (float v : s) v_to_o_dev = std::max(v_to_o_dev, std::fabs(std::log(v)));
+  if (v_to_o) EXPECT_GT(v_to_o_dev, 0.05f) << "v_proj → o_proj kept α = 0 in every block";
   auto scaled = load_checkpoint(out);
   ASSERT_TRUE(scaled.ok()) << scaled.status().message();
   EXPECT_EQ(scaled->weights.layers[0].attn_norm.type, QType::F32);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <random>
 
 #include "awq_fold.h"
 #include "file_builders.h"
@@ -22,6 +23,44 @@ int run(const std::string& args, std::string* err = nullptr) {
 
 TEST(Awq, FoldedStories260KComputesTheSameFunction) {
   test::expect_folding_preserves_the_function(test::bundled_stories() + "/hf", test::text_path("tinystories-val-head"), 8, 64);
+}
+
+// stories260K made a Qwen2 with full multi-head attention: k/v heads repeated (the same function
+// as its grouped-query attention) and random q/k/v biases, so that AWQ also scales v_proj →
+// o_proj, dividing v's rows and bias.
+TEST(Awq, FoldedQwen2WithBiasesAndVToOScalingComputesTheSameFunction) {
+  namespace fs = std::filesystem;
+  const std::string src = test::bundled_stories() + "/hf", dir = test::temp_dir("awq_qwen2_mha");
+  for (const auto& e : fs::directory_iterator(src))
+    if (e.path().filename() != "model.safetensors" && e.path().filename() != "config.json")
+      fs::copy(e.path(), dir + "/" + e.path().filename().string());
+  auto cfg = nlohmann::json::parse(test::slurp(src + "/config.json"));
+  cfg["architectures"] = {"Qwen2ForCausalLM"};
+  cfg["model_type"] = "qwen2";
+  cfg["num_key_value_heads"] = 8;
+  test::write_file(dir + "/config.json", cfg.dump(2));
+  auto ck = load_checkpoint(src);
+  ASSERT_TRUE(ck.ok());
+  std::map<std::string, test::F32Tensor> tensors;
+  for (const auto& t : ck->all_tensors) tensors[t.name] = {t.shape, t.to_f32()};
+  std::mt19937 rng(7);
+  std::normal_distribution<float> noise(0.0f, 0.1f);
+  const int hd = 8;
+  for (int l = 0; l < 5; ++l)
+    for (const char* proj : {"k", "v"}) {  // (32, 64) → (64, 64): kv head g serves q heads 2g, 2g+1
+      auto& t = tensors[fmt::format("model.layers.{}.self_attn.{}_proj.weight", l, proj)];
+      std::vector<float> w;
+      for (int h = 0; h < 8; ++h) w.insert(w.end(), t.data.begin() + (h / 2) * hd * 64, t.data.begin() + (h / 2 + 1) * hd * 64);
+      t = {{64, 64}, w};
+    }
+  for (int l = 0; l < 5; ++l)
+    for (const char* proj : {"q", "k", "v"}) {
+      std::vector<float> b(64);
+      for (float& v : b) v = noise(rng);
+      tensors[fmt::format("model.layers.{}.self_attn.{}_proj.bias", l, proj)] = {{64}, b};
+    }
+  test::write_file(dir + "/model.safetensors", test::safetensors_bytes(tensors));
+  test::expect_folding_preserves_the_function(dir, test::text_path("tinystories-val-head"), 8, 64, true);
 }
 
 TEST(AwqCli, QuantizesLoadsBackAndRecordsTheMethod) {
