@@ -15,10 +15,7 @@ namespace qf {
 namespace {
 
 int run(const std::string& args, std::string* err = nullptr) {
-  std::string log = test::temp_dir("awq_cli") + "/err";
-  int status = std::system((test::qforge_bin() + " " + args + " >/dev/null 2>" + log).c_str());
-  if (err) *err = test::slurp(log);
-  return WEXITSTATUS(status);
+  return test::run_qforge(args, test::temp_dir("awq_cli"), err);
 }
 
 TEST(Awq, FoldedStories260KComputesTheSameFunction) {

@@ -193,10 +193,7 @@ TEST(PackedInt, DecodesExactlyAsTheUnpackedCodesEveryWidth) {
 // ---- qforge quantize, end to end on the bundled model ------------------------------------
 
 int run(const std::string& args, std::string* err = nullptr) {
-  std::string log = test::temp_dir("quant_cli") + "/err";
-  int status = std::system((test::qforge_bin() + " " + args + " >/dev/null 2>" + log).c_str());
-  if (err) *err = test::slurp(log);
-  return WEXITSTATUS(status);
+  return test::run_qforge(args, test::temp_dir("quant_cli"), err);
 }
 
 TEST(QuantizeCli, WritesAGptqCheckpointThatLoadsBack) {

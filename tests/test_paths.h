@@ -2,6 +2,8 @@
 // and the qforge binary. QFORGE_SHARED overrides the shared folder (default: ../shared).
 #pragma once
 
+#include <sys/wait.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -34,6 +36,15 @@ inline std::string slurp(const std::string& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// Runs `qforge ARGS` with stdout discarded; returns its exit status and, when err is given, its
+// stderr (kept in a file under `log_dir`).
+inline int run_qforge(const std::string& args, const std::string& log_dir, std::string* err = nullptr) {
+  const std::string log = log_dir + "/err";
+  const int status = std::system((qforge_bin() + " " + args + " >/dev/null 2>" + log).c_str());
+  if (err) *err = slurp(log);
+  return WEXITSTATUS(status);
 }
 
 inline nlohmann::json load_golden(const std::string& model_dir) {
