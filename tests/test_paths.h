@@ -4,6 +4,7 @@
 
 #include <sys/wait.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -45,6 +46,17 @@ inline int run_qforge(const std::string& args, const std::string& log_dir, std::
   const int status = std::system((qforge_bin() + " " + args + " >/dev/null 2>" + log).c_str());
   if (err) *err = slurp(log);
   return WEXITSTATUS(status);
+}
+
+// Runs `qforge ARGS` and returns its stdout (stderr discarded); *status gets its exit status.
+inline std::string qforge_stdout(const std::string& args, int* status) {
+  std::string out;
+  FILE* p = popen((qforge_bin() + " " + args + " 2>/dev/null").c_str(), "r");
+  if (!p) return *status = -1, out;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  *status = WEXITSTATUS(pclose(p));
+  return out;
 }
 
 inline nlohmann::json load_golden(const std::string& model_dir) {

@@ -34,7 +34,7 @@ namespace {
 // one line (the error) when its output is captured.
 template <typename... Args>
 void info(fmt::format_string<Args...> f, Args&&... args) {
-  if (isatty(2)) fmt::print(stderr, "{}\n", fmt::format(f, std::forward<Args>(args)...));
+  if (stderr_is_interactive()) fmt::print(stderr, "{}\n", fmt::format(f, std::forward<Args>(args)...));
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -90,16 +90,6 @@ void print_config(const Checkpoint& ck) {
   fmt::print("tokenizer:    {}\n", ck.tokenizer->describe());
 }
 
-// Bytes of the files holding the weights: the .gguf file, or a directory's .safetensors.
-int64_t model_file_bytes(const std::string& path) {
-  namespace fs = std::filesystem;
-  if (!fs::is_directory(path)) return int64_t(fs::file_size(path));
-  int64_t total = 0;
-  for (const auto& e : fs::directory_iterator(path))
-    if (e.path().extension() == ".safetensors") total += int64_t(e.file_size());
-  return total;
-}
-
 Expected<Checkpoint> load_or_explain(const std::string& path) {
   auto t0 = std::chrono::steady_clock::now();
   auto ck = load_checkpoint(path);
@@ -108,6 +98,15 @@ Expected<Checkpoint> load_or_explain(const std::string& path) {
 }
 
 }  // namespace
+
+int64_t model_file_bytes(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(path)) return int64_t(fs::file_size(path));
+  int64_t total = 0;
+  for (const auto& e : fs::directory_iterator(path))
+    if (e.path().extension() == ".safetensors") total += int64_t(e.file_size());
+  return total;
+}
 
 Status run_inspect(const InspectArgs& a) {
   bool gguf = !std::filesystem::is_directory(a.path);

@@ -58,6 +58,15 @@ struct BenchArgs {
   bool json = false;
 };
 
+// qforge compare: a matrix of jobs (quantize → eval against MODEL → bench) and one report.
+struct CompareArgs {
+  std::string model, calib, text, out, methods = "default";
+  int ctx = 512, nsamples = 128, seqlen = 512;
+  long long max_windows = -1;
+  int prompt = 512, gen = 128, reps = 3;  // bench
+  bool resume = false;
+};
+
 Status run_inspect(const InspectArgs& a);
 Status run_generate(const GenerateArgs& a);
 Status run_eval(const EvalArgs& a);
@@ -65,5 +74,10 @@ Status run_bench(const BenchArgs& a);
 Status run_quantize(const QuantizeArgs& a);
 Status run_convert(const ConvertArgs& a);
 Status run_imatrix(const ImatrixArgs& a);
+Status run_compare(const CompareArgs& a);
+
+// Helpers the commands share.
+std::string upper(std::string s);
+int64_t model_file_bytes(const std::string& path);  // the .gguf file, or a directory's .safetensors
 
 }  // namespace qf::cli

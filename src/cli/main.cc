@@ -93,6 +93,24 @@ int main(int argc, char** argv) {
   bench->add_option("--reps", ba.reps, "repetitions after one warm-up")->check(CLI::Range(1, 1000));
   bench->add_flag("--json", ba.json, "print one JSON object");
 
+  qf::cli::CompareArgs cm;
+  auto* compare = app.add_subcommand("compare", "quantize one model with every method, measure each under one protocol, write one report");
+  compare->add_option("model", cm.model, "unquantized HF model directory")->required();
+  compare->add_option("--calib", cm.calib, "calibration text (GPTQ, AWQ, importance matrix)");
+  compare->add_option("--text", cm.text, "evaluation text (perplexity, KL divergence, top-1 agreement)")->required();
+  compare->add_option("--methods", cm.methods,
+                      "comma-separated jobs, or 'default' (baseline, rtn-w8, rtn-w4g128, nf4, nf4-dq, llm-int8, gptq-w4g128, "
+                      "gptq-w3g128, gptq-w2g64, awq-w4g128, q8_0, q6_k, q5_k_m, q4_k_m, q4_0, iq4_xs, q3_k_m, q2_k, gptq-q4_k_m, gptq-q3_k_m)");
+  compare->add_option("-o,--out", cm.out, "report folder (default: MODEL-compare); quantized models go to its models/");
+  compare->add_option("--ctx", cm.ctx, "evaluation window length in tokens")->check(CLI::Range(2, 1 << 20));
+  compare->add_option("--max-windows", cm.max_windows, "score at most N evaluation windows");
+  compare->add_option("--nsamples", cm.nsamples, "calibration windows (GPTQ, AWQ; importance-matrix chunks)")->check(CLI::Range(1, 1 << 20));
+  compare->add_option("--seqlen", cm.seqlen, "tokens per calibration window")->check(CLI::Range(2, 1 << 20));
+  compare->add_option("--prompt", cm.prompt, "bench: prompt tokens")->check(CLI::Range(1, 1 << 16));
+  compare->add_option("--gen", cm.gen, "bench: generated tokens")->check(CLI::Range(1, 1 << 16));
+  compare->add_option("--reps", cm.reps, "bench: repetitions")->check(CLI::Range(1, 1000));
+  compare->add_flag("--resume", cm.resume, "keep the jobs already in OUT/report.json, run the rest");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -108,6 +126,7 @@ int main(int argc, char** argv) {
   else if (*bench) st = qf::cli::run_bench(ba);
   else if (*convert) st = qf::cli::run_convert(ca);
   else if (*imatrix) st = qf::cli::run_imatrix(ma);
+  else if (*compare) st = qf::cli::run_compare(cm);
   else if (*quantize) {
     for (const char* name : {"--bits", "--group", "--sym", "--clip", "--blocksize", "--double-quant", "--int8-threshold",
                              "--method", "--type", "--imatrix", "--calib", "--nsamples", "--seqlen", "--seed", "--damp",

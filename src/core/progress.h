@@ -1,8 +1,10 @@
 // core/progress.h — a one-line progress bar on stderr with rate and ETA. Redraws at most ten
-// times a second on a terminal; when stderr is not a terminal it prints nothing until done().
+// times a second on a terminal; when stderr is not a terminal it prints nothing.
 #pragma once
 
 #include <unistd.h>
+
+#include <cstdlib>
 
 #include <chrono>
 #include <cstdint>
@@ -11,9 +13,13 @@
 
 namespace qf {
 
+// Whether progress and informational lines are wanted on stderr: on a terminal, or when a parent
+// that relays our stderr to one (qforge compare) sets QFORGE_PROGRESS=1.
+inline bool stderr_is_interactive() { return isatty(2) || std::getenv("QFORGE_PROGRESS") != nullptr; }
+
 class ProgressBar {
  public:
-  explicit ProgressBar(std::string label, bool enabled = isatty(2))
+  explicit ProgressBar(std::string label, bool enabled = stderr_is_interactive())
       : label_(std::move(label)), enabled_(enabled), start_(Clock::now()), last_(start_) {}
 
   void update(int64_t done, int64_t total) {

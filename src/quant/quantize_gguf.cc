@@ -249,6 +249,8 @@ std::string gguf_file_types() {
   return s;
 }
 
+bool is_gguf_file_type(const std::string& name) { return find_file_type(name) != nullptr; }
+
 Expected<QType> gguf_matrix_type(const ModelConfig& c, const std::string& file_type, const std::string& gguf_name,
                                  int64_t cols, bool has_imatrix) {
   const FileType* ft = find_file_type(file_type);

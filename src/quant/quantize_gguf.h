@@ -44,6 +44,7 @@ struct GgufReport {
 
 // The file types `--type` accepts, for messages.
 std::string gguf_file_types();
+bool is_gguf_file_type(const std::string& name);  // upper case: "Q4_K_M"
 
 // The tensor type write_gguf gives the matrix `gguf_name` of `cols` columns in a file of
 // `file_type` (llama.cpp's mix rules, then its fallbacks).
