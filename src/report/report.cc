@@ -29,7 +29,7 @@ std::vector<const json*> sorted_ok(const json& jobs) {
 
 std::string num(double v, const char* f) { return std::isfinite(v) ? fmt::format(fmt::runtime(f), v) : "—"; }
 std::string mib(double bytes) { return std::isfinite(bytes) ? fmt::format("{:.1f} MiB", bytes / 1048576.0) : "—"; }
-std::string secs(double s) { return std::isfinite(s) ? fmt::format(s < 10 ? "{:.2f} s" : "{:.0f} s", s) : "—"; }
+std::string secs(double s) { return std::isfinite(s) ? fmt::format(fmt::runtime(s < 10 ? "{:.2f} s" : "{:.0f} s"), s) : "—"; }
 std::string percent(double v) { return std::isfinite(v) ? fmt::format("{:.2f} %", 100 * v) : "—"; }
 
 // The table's cells for one job, in the order of kHeader.
