@@ -232,6 +232,30 @@ TEST(GoldenQf27m, GgufF16ConversionDiffersFromBf16OnlyBelowF16Normals) {
   EXPECT_LE(max_err, test::logit_tolerance(hf->config, max_abs));
 }
 
+
+// llama.cpp's converter drops the HF tokenizer's BOS (qf-27m-f16.gguf has no
+// tokenizer.ggml.add_bos_token). Against an HF base, eval scores the base's tokenization (BOS
+// first, golden.json's token count) through both models: the same function, so the KL
+// divergence is bounded by the fp32 logit tolerance δ (KL ≤ δ²/2 for logits that differ by at
+// most δ each) and every argmax agrees.
+TEST(GoldenQf27m, GgufEvalAgainstTheHfBaseScoresTheBaseTokenization) {
+  const json golden = test::load_golden(test::qf27m());
+  int status = 0;
+  const json r = json::parse(test::qforge_stdout("-t 2 eval " + test::qf27m() + "/qf-27m-f16.gguf --base " + test::qf27m() +
+                                                     " --text " + test::text_path("wikitext2-test") + " --ctx 512 --max-windows 2 --json",
+                                                 &status));
+  ASSERT_EQ(status, 0);
+  EXPECT_EQ(r["n_tokens"], golden["ppl"]["wikitext2-test@512"]["n_tokens"]);
+  double max_abs = 0;
+  for (const auto& g : golden["logits"])
+    for (const auto& row : g["top_logits"])
+      for (double v : row) max_abs = std::max(max_abs, std::fabs(v));
+  auto hf = load_checkpoint(test::qf27m());
+  ASSERT_TRUE(hf.ok());
+  const double tol = test::logit_tolerance(hf->config, max_abs);
+  EXPECT_LE(r["kld"].get<double>(), tol * tol / 2);
+  EXPECT_EQ(r["top1"].get<double>(), 1.0);
+}
 }  // namespace
 }  // namespace qf
 

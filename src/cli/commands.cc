@@ -423,13 +423,18 @@ Status run_eval(const EvalArgs& a) {
     QF_ASSIGN_OR_RETURN(base_ck, load_or_explain(a.base));
     QF_ASSIGN_OR_RETURN(base_tf, Transformer::create(*base_ck));
   }
+  // With --base the base model's tokenizer is the protocol's: both models score the same ids.
+  // The quantized file's own tokenizer must agree with it on a prefix of the text, up to whether
+  // it adds BOS (GGUF files converted without tokenizer.ggml.add_bos_token, llama.cpp's too,
+  // drop the HF post-processor's BOS).
   auto t0 = std::chrono::steady_clock::now();
-  std::vector<int32_t> tokens = ck.tokenizer->encode(text, true);
-  if (base_ck) {  // compare on a prefix cut at a character boundary
+  const Tokenizer& tok = base_ck ? *base_ck->tokenizer : *ck.tokenizer;
+  std::vector<int32_t> tokens = tok.encode(text, true);
+  if (base_ck) {
     size_t cut = std::min<size_t>(text.size(), 4096);
     while (cut > 0 && cut < text.size() && (uint8_t(text[cut]) & 0xC0) == 0x80) --cut;
     const std::string head = text.substr(0, cut);
-    if (base_ck->tokenizer->encode(head, true) != ck.tokenizer->encode(head, true))
+    if (base_ck->tokenizer->encode(head, false) != ck.tokenizer->encode(head, false))
       return error("--base {} tokenizes the text differently from {}", a.base, a.model);
   }
   info("tokenized {}: {} tokens in {:.2f}s", a.text, tokens.size(), seconds_since(t0));
@@ -439,7 +444,7 @@ Status run_eval(const EvalArgs& a) {
   opt.max_windows = a.max_windows;
   if (a.protocol == "llama.cpp") {
     opt.second_half = true;
-    if (ck.tokenizer->adds_bos()) opt.first_token = ck.tokenizer->bos_id();
+    if (tok.adds_bos()) opt.first_token = tok.bos_id();
   }
   opt.on_window = [&](int64_t d, int64_t t) { bar.update(d, t); };
   QF_ASSIGN_OR_RETURN(auto r, perplexity(*tf, tokens, opt, base_tf.get()));
