@@ -141,6 +141,30 @@ std::vector<double> ticks(double lo, double hi, bool log) {
 
 std::string tick_label(double v) { return fmt::format("{:g}", std::abs(v) < 1e-12 ? 0.0 : v); }
 
+// Point labels, each moved up or down from its point until it overlaps no label already placed
+// (clustered points stay readable). Text is 10 px high, about 5.6 px per character.
+std::string place_labels(std::vector<Point> labels) {
+  std::sort(labels.begin(), labels.end(), [](const Point& a, const Point& b) { return a.y < b.y; });
+  struct Box {
+    double x0, x1, y0, y1;
+  };
+  std::vector<Box> placed;
+  std::string svg;
+  for (const auto& l : labels) {
+    const double w = 5.6 * double(l.label.size());
+    Box b{};
+    for (double dy : {-5.0, 13.0, -17.0, 25.0, -29.0, 37.0, -41.0, 49.0}) {
+      b = {l.x, l.x + w, l.y + dy - 9, l.y + dy + 1};
+      if (std::none_of(placed.begin(), placed.end(),
+                       [&](const Box& o) { return b.x0 < o.x1 && o.x0 < b.x1 && b.y0 < o.y1 && o.y0 < b.y1; }))
+        break;
+    }
+    placed.push_back(b);
+    svg += fmt::format(R"(<text x="{:.1f}" y="{:.1f}" class="label">{}</text>)", b.x0, b.y1 - 1, escape(l.label));
+  }
+  return svg;
+}
+
 // A scatter plot of y against bits per weight, one colour per family; `frontier` joins each
 // family's Pareto-optimal points (lower is better); `ref` draws a dashed reference level.
 std::string svg_chart(const std::string& title, const std::string& y_title, bool log_y, bool from_zero, bool frontier,
@@ -181,6 +205,7 @@ std::string svg_chart(const std::string& title, const std::string& y_title, bool
     svg += fmt::format(R"(<line x1="{:.1f}" x2="{:.1f}" y1="{:.1f}" y2="{:.1f}" class="ref"/><text x="{:.1f}" y="{:.1f}" class="label">{}</text>)",
                        L, W - R, Y(ref), Y(ref), L + 4, Y(ref) - 4, escape(ref_label));
   double legend_y = T + 8;
+  std::vector<Point> labels;  // (left, baseline) in pixels
   for (const auto& s : series) {
     if (frontier) {
       std::vector<Point> pts = s.points;
@@ -194,15 +219,16 @@ std::string svg_chart(const std::string& title, const std::string& y_title, bool
         }
       svg += fmt::format(R"(<polyline points="{}" fill="none" stroke="{}" class="frontier"/>)", path, s.color);
     }
-    for (const auto& p : s.points)
-      svg += fmt::format(R"(<circle cx="{:.1f}" cy="{:.1f}" r="4.5" fill="{}"><title>{}: {:g} bits, {:g}</title></circle>)"
-                         R"(<text x="{:.1f}" y="{:.1f}" class="label">{}</text>)",
-                         X(p.x), Y(p.y), s.color, escape(p.label), p.x, p.y, X(p.x) + 6, Y(p.y) - 5, escape(p.label));
+    for (const auto& p : s.points) {
+      svg += fmt::format(R"(<circle cx="{:.1f}" cy="{:.1f}" r="4.5" fill="{}"><title>{}: {:g} bits, {:g}</title></circle>)",
+                         X(p.x), Y(p.y), s.color, escape(p.label), p.x, p.y);
+      labels.push_back({X(p.x) + 6, Y(p.y), p.label});
+    }
     svg += fmt::format(R"(<circle cx="{:.1f}" cy="{:.1f}" r="5" fill="{}"/><text x="{:.1f}" y="{:.1f}" class="legend">{}</text>)",
                        W - R + 16, legend_y, s.color, W - R + 26, legend_y + 4, escape(s.family));
     legend_y += 18;
   }
-  return svg + "</svg>";
+  return svg + place_labels(labels) + "</svg>";
 }
 
 // The successful jobs' (bits per weight, key) points grouped by family, in order of appearance.
