@@ -210,8 +210,9 @@ class Comparison {
     return row;
   }
 
-  // The importance matrix the GGUF jobs share, computed once from the calibration text.
-  Expected<std::string> imatrix(bool interactive) {
+  // The importance matrix the GGUF jobs share, computed once from the calibration text; its
+  // cost goes to report["imatrix"] (the GGUF rows' quantize times do not include it).
+  Expected<std::string> imatrix(bool interactive, json& report) {
     const std::string path = a_.out + "/imatrix.dat";
     if (fs::exists(path)) return path;
     std::vector<std::string> argv = {self_, "-t", std::to_string(num_threads()), "imatrix", a_.model, "--calib", a_.calib,
@@ -219,6 +220,7 @@ class Comparison {
     if (interactive) fmt::print(stderr, "importance matrix: {} chunks of {} tokens from {}\n", a_.nsamples, a_.seqlen, a_.calib);
     QF_ASSIGN_OR_RETURN(auto r, run_child(argv, interactive, env(interactive), track_child));
     if (!r.ok()) return error("imatrix: {}", describe_failure(r));
+    report["imatrix"] = {{"file", path}, {"seconds", r.seconds}, {"peak_rss", r.peak_rss}};
     return path;
   }
 
@@ -331,6 +333,7 @@ Status run_compare(const CompareArgs& in) {
     QF_RETURN_IF_ERROR(check_same_protocol(old["protocol"], report["protocol"], report_path));
     for (auto& j : old["jobs"])
       if (j.value("status", "") == "ok") report["jobs"].push_back(j);
+    if (old.contains("imatrix")) report["imatrix"] = old["imatrix"];
   } else if (fs::exists(a.out) && !fs::is_empty(a.out)) {
     return error("{}: exists and holds no report.json; choose a new --out", a.out);
   }
@@ -356,7 +359,7 @@ Status run_compare(const CompareArgs& in) {
   const bool interactive = stderr_is_interactive();
   std::string imatrix;
   if (std::any_of(todo.begin(), todo.end(), [](const Job* j) { return j->imatrix; })) {
-    auto im = cmp.imatrix(interactive);
+    auto im = cmp.imatrix(interactive, report);
     if (im) imatrix = *im;
     else if (!g_interrupted) fmt::print(stderr, "warning: {}\n", im.status().message());
   }

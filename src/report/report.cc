@@ -43,7 +43,8 @@ std::vector<std::string> cells(const json& j, bool pareto) {
           num(n("gen_tps"), "{:.1f}"), mib(n("run_peak_rss"))};
 }
 
-std::string protocol_line(const json& p) {
+std::string protocol_line(const json& report) {
+  const json& p = report["protocol"];
   std::string s = fmt::format("Text `{}`, windows of {} tokens{}; KL divergence and top-1 agreement against the unquantized model "
                               "at every scored position.",
                               p.value("text", ""), p.value("ctx", 0),
@@ -52,6 +53,9 @@ std::string protocol_line(const json& p) {
                    p.value("nsamples", 0), p.value("seqlen", 0));
   s += fmt::format(" Speed: `qforge bench`, {} prompt tokens, {} generated, {} repetitions, {} threads.", p.value("prompt", 0),
                    p.value("gen", 0), p.value("reps", 0), p.value("threads", 0));
+  if (report.contains("imatrix"))
+    s += fmt::format(" The GGUF jobs share one importance matrix ({:.1f} s, peak RSS {}; not in their quantize times).",
+                     job_number(report["imatrix"], "seconds"), mib(job_number(report["imatrix"], "peak_rss")));
   if (p.contains("machine")) s += fmt::format(" Machine: {}.", p["machine"].get<std::string>());
   return s;
 }
@@ -295,7 +299,7 @@ std::string render_markdown(const json& report) {
   const json& p = report["protocol"];
   std::string md = fmt::format("# qforge compare: {}\n\n{}\n\nRows sorted by bits per weight; ★ = Pareto-optimal "
                                "(no other row has as few bits and a lower KL divergence); ref = the unquantized model.\n\n",
-                               p.value("model", ""), protocol_line(p));
+                               p.value("model", ""), protocol_line(report));
   md += "|";
   for (const char* h : kHeader) md += fmt::format(" {} |", h);
   md += "\n|";
@@ -330,7 +334,7 @@ std::string render_html(const json& report) {
   const auto pareto = pareto_jobs(jobs);
   std::string h = fmt::format("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>qforge compare: {}</title>"
                               "<style>{}</style></head><body>\n<h1>qforge compare: {}</h1>\n<p>{}</p>\n",
-                              escape(p.value("model", "")), kStyle, escape(p.value("model", "")), escape(protocol_line(p)));
+                              escape(p.value("model", "")), kStyle, escape(p.value("model", "")), escape(protocol_line(report)));
   const auto recs = recommendations(jobs);
   if (!recs.empty()) {
     h += "<h2>Recommendations</h2><ul>";
