@@ -173,7 +173,7 @@ std::string place_labels(std::vector<Point> labels) {
 // family's Pareto-optimal points (lower is better); `ref` draws a dashed reference level.
 std::string svg_chart(const std::string& title, const std::string& y_title, bool log_y, bool from_zero, bool frontier,
                       const std::vector<Series>& series, double ref, const std::string& ref_label) {
-  constexpr double W = 760, H = 430, L = 70, R = 150, T = 36, B = 48;
+  constexpr double W = 1040, H = 480, L = 70, R = 150, T = 36, B = 48;
   double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
   for (const auto& s : series)
     for (const auto& p : s.points) {
