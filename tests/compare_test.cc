@@ -172,6 +172,23 @@ TEST(Compare, InterruptLeavesAValidPartialReport) {
   EXPECT_FALSE(done.contains("interrupted"));
 }
 
+// Jobs whose estimated memory exceeds the limit become error rows without running: stories260K's
+// estimate is a few MiB (its 1 MiB file mapped twice plus one window's logits), above 1 MiB.
+TEST(Compare, JobsAboveTheMemoryLimitAreNotStarted) {
+  const std::string dir = test::temp_dir("compare_mem"), out = dir + "/r";
+  std::string err;
+  ASSERT_EQ(test::run_qforge(compare_cmd(out, "baseline,nf4") + " --max-memory 0.0009765625", dir, &err), 0) << err;
+  const json report = json::parse(test::slurp(out + "/report.json"));
+  ASSERT_EQ(report["jobs"].size(), 2u);
+  for (const auto& j : report["jobs"]) {
+    EXPECT_EQ(j["status"], "error");
+    EXPECT_NE(j["error"].get<std::string>().find("not started: needs about"), std::string::npos) << j.dump();
+    EXPECT_NE(j["error"].get<std::string>().find("GiB available (--max-memory)"), std::string::npos) << j.dump();
+    EXPECT_FALSE(j.contains("ppl"));
+  }
+  EXPECT_TRUE(fs::is_empty(out + "/models"));
+}
+
 TEST(Compare, RefusesBadRequestsBeforeRunningAnything) {
   const std::string dir = test::temp_dir("compare_bad");
   std::string err;

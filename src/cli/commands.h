@@ -64,6 +64,7 @@ struct CompareArgs {
   int ctx = 512, nsamples = 128, seqlen = 512;
   long long max_windows = -1;
   int prompt = 512, gen = 128, reps = 3;  // bench
+  double max_memory_gib = 0;              // 0: MemAvailable alone limits which jobs start
   bool resume = false;
 };
 

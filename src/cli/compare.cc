@@ -265,7 +265,8 @@ class Comparison {
     return std::nullopt;
   }
 
-  // Why the job cannot start (memory or disk by the estimate below), or empty. The estimate:
+  // Why the job cannot start (memory — MemAvailable, or --max-memory when lower — or disk, by
+  // the estimate below), or empty. The estimate:
   // quantizing maps the model and holds calibration activations (windows × tokens × width, three
   // copies) and one MLP Hessian; eval maps the model and its quantized copy (no larger) and
   // keeps both models' logits of one window.
@@ -274,10 +275,12 @@ class Comparison {
     const double model = double(model_file_bytes(a_.model));
     double calib = job.calibrated ? 3.0 * a_.nsamples * a_.seqlen * c.n_embd * 4 + 8.0 * c.n_ff * c.n_ff : 0;
     const double need = std::max(model + calib, 2 * model + 4.0 * a_.ctx * c.vocab_size * 4);
-    const int64_t avail = mem_available();
-    if (avail > 0 && need > double(avail))
-      return fmt::format("not started: needs about {:.1f} GiB of memory by qforge's estimate, {:.1f} GiB available", need / 1073741824.0,
-                         avail / 1073741824.0);
+    double avail = double(mem_available());
+    const bool capped = a_.max_memory_gib > 0 && (avail <= 0 || a_.max_memory_gib * 1073741824.0 < avail);
+    if (capped) avail = a_.max_memory_gib * 1073741824.0;
+    if (avail > 0 && need > avail)
+      return fmt::format("not started: needs about {:.3g} GiB of memory by qforge's estimate, {:.3g} GiB available{}",
+                         need / 1073741824.0, avail / 1073741824.0, capped ? " (--max-memory)" : "");
     std::error_code ec;
     const auto space = fs::space(a_.out, ec);
     if (!ec && job.family != "baseline" && double(space.available) < model)
@@ -388,7 +391,8 @@ Status run_compare(const CompareArgs& in) {
   }
   report.erase("interrupted");
   QF_RETURN_IF_ERROR(write_report(a.out, report));
-  fmt::print("report: {0}/report.md, {0}/report.html, {0}/report.json ({1} jobs)\n", a.out, report["jobs"].size());
+  const auto failed = std::count_if(report["jobs"].begin(), report["jobs"].end(), [](const json& r) { return r["status"] != "ok"; });
+  fmt::print("report: {0}/report.md, {0}/report.html, {0}/report.json ({1} jobs, {2} failed)\n", a.out, report["jobs"].size(), failed);
   return {};
 }
 

@@ -109,6 +109,8 @@ int main(int argc, char** argv) {
   compare->add_option("--prompt", cm.prompt, "bench: prompt tokens")->check(CLI::Range(1, 1 << 16));
   compare->add_option("--gen", cm.gen, "bench: generated tokens")->check(CLI::Range(1, 1 << 16));
   compare->add_option("--reps", cm.reps, "bench: repetitions")->check(CLI::Range(1, 1000));
+  compare->add_option("--max-memory", cm.max_memory_gib, "GiB a job may use by qforge's estimate (default: MemAvailable)")
+      ->check(CLI::PositiveNumber);
   compare->add_flag("--resume", cm.resume, "keep the jobs already in OUT/report.json, run the rest");
 
   try {
