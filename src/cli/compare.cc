@@ -111,12 +111,12 @@ void on_signal(int sig) {
 }
 void track_child(pid_t pid) { g_child = pid; }
 
-int64_t mem_available() {
+// A /proc/meminfo field ("MemAvailable", "MemTotal") in bytes, or -1.
+int64_t meminfo_bytes(const std::string& field) {
   std::ifstream in("/proc/meminfo");
-  std::string key;
-  int64_t kib = 0;
-  while (in >> key >> kib)
-    if (key == "MemAvailable:") return kib * 1024;
+  std::string line;
+  while (std::getline(in, line))  // "MemAvailable:   12345678 kB"
+    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1)) * 1024;
   return -1;
 }
 
@@ -128,11 +128,7 @@ std::string machine() {
       cpu = line.substr(line.find(':') + 2);
       break;
     }
-  std::ifstream mi("/proc/meminfo");
-  std::string key;
-  int64_t kib = 0;
-  mi >> key >> kib;
-  return fmt::format("{}, {} cores, {:.0f} GiB", cpu, sysconf(_SC_NPROCESSORS_ONLN), kib / 1048576.0);
+  return fmt::format("{}, {} cores, {:.0f} GiB", cpu, sysconf(_SC_NPROCESSORS_ONLN), meminfo_bytes("MemTotal") / 1073741824.0);
 }
 
 std::string hms(double s) {
@@ -148,7 +144,8 @@ std::string shell_line(const std::vector<std::string>& argv) {
 
 class Comparison {
  public:
-  Comparison(const CompareArgs& a, const Checkpoint& ck) : a_(a), ck_(ck), self_(self_executable()) {}
+  Comparison(const CompareArgs& a, const Checkpoint& ck)
+      : a_(a), ck_(ck), self_(self_executable()), model_bytes_(double(model_file_bytes(a.model))) {}
 
   json protocol() const {
     return {{"model", a_.model},     {"text", a_.text},     {"ctx", a_.ctx},         {"max_windows", a_.max_windows},
@@ -272,10 +269,10 @@ class Comparison {
   // keeps both models' logits of one window.
   std::string cannot_start(const Job& job) const {
     const auto& c = ck_.config;
-    const double model = double(model_file_bytes(a_.model));
+    const double model = model_bytes_;
     double calib = job.calibrated ? 3.0 * a_.nsamples * a_.seqlen * c.n_embd * 4 + 8.0 * c.n_ff * c.n_ff : 0;
     const double need = std::max(model + calib, 2 * model + 4.0 * a_.ctx * c.vocab_size * 4);
-    double avail = double(mem_available());
+    double avail = double(meminfo_bytes("MemAvailable"));
     const bool capped = a_.max_memory_gib > 0 && (avail <= 0 || a_.max_memory_gib * 1073741824.0 < avail);
     if (capped) avail = a_.max_memory_gib * 1073741824.0;
     if (avail > 0 && need > avail)
@@ -292,6 +289,7 @@ class Comparison {
   const CompareArgs& a_;
   const Checkpoint& ck_;
   std::string self_;
+  double model_bytes_;  // the unquantized model's weight files
 };
 
 Status write_report(const std::string& dir, const json& report) {

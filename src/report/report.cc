@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <map>
 
@@ -255,6 +256,13 @@ double baseline_number(const json& jobs, const char* key) {
   return kNaN;
 }
 
+// Whether a job (by address in `jobs`) is Pareto-optimal.
+std::function<bool(const json*)> pareto_marker(const json& jobs) {
+  return [&jobs, pareto = pareto_jobs(jobs)](const json* j) {
+    return std::any_of(pareto.begin(), pareto.end(), [&](size_t i) { return &jobs[i] == j; });
+  };
+}
+
 constexpr const char* kStyle = R"(body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px}table{border-collapse:collapse;font-size:13px}
 td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}td:nth-child(2),td:nth-child(3),th{text-align:left}
@@ -292,10 +300,7 @@ std::vector<size_t> pareto_jobs(const json& jobs) {
 
 std::string render_markdown(const json& report) {
   const json& jobs = report["jobs"];
-  const auto pareto = pareto_jobs(jobs);
-  auto is_pareto = [&](const json* j) {
-    return std::any_of(pareto.begin(), pareto.end(), [&](size_t i) { return &jobs[i] == j; });
-  };
+  const auto is_pareto = pareto_marker(jobs);
   const json& p = report["protocol"];
   std::string md = fmt::format("# qforge compare: {}\n\n{}\n\nRows sorted by bits per weight; ★ = Pareto-optimal "
                                "(no other row has as few bits and a lower KL divergence); ref = the unquantized model.\n\n",
@@ -331,7 +336,7 @@ std::string render_markdown(const json& report) {
 std::string render_html(const json& report) {
   const json& jobs = report["jobs"];
   const json& p = report["protocol"];
-  const auto pareto = pareto_jobs(jobs);
+  const auto is_pareto = pareto_marker(jobs);
   std::string h = fmt::format("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>qforge compare: {}</title>"
                               "<style>{}</style></head><body>\n<h1>qforge compare: {}</h1>\n<p>{}</p>\n",
                               escape(p.value("model", "")), kStyle, escape(p.value("model", "")), escape(protocol_line(report)));
@@ -357,7 +362,7 @@ std::string render_html(const json& report) {
   for (const char* c : kHeader) h += fmt::format("<th>{}</th>", c);
   h += "</tr>\n";
   for (const json* j : sorted_ok(jobs)) {
-    const bool star = std::any_of(pareto.begin(), pareto.end(), [&](size_t i) { return &jobs[i] == j; });
+    const bool star = is_pareto(j);
     h += star ? "<tr class=\"pareto\">" : "<tr>";
     for (const auto& c : cells(*j, star)) h += "<td>" + escape(c) + "</td>";
     h += "</tr>\n";
