@@ -1,14 +1,23 @@
-// Fast paths against the scalar references: SIMD widening (bit-exact: widening is exact) and
-// StoredLinear against a double-precision matmul of the reference-decoded weights, on awkward
-// sizes and with 1 and several threads.
+// Fast paths against the scalar references: SIMD widening (bit-exact: widening is exact);
+// every Linear — fused matrix-vector kernels for 1..4 tokens, decoded tiles + sgemm beyond —
+// against a double-precision matmul of the reference-decoded weights, on awkward sizes and
+// with 1 and several threads; LLM.int8()'s integer kernels bit-exact.
 #include <gtest/gtest.h>
 #include <omp.h>
 
 #include <cmath>
+#include <cstring>
+#include <numeric>
 #include <random>
+
+#include <fmt/core.h>
 
 #include "core/half.h"
 #include "core/threads.h"
+#include "formats/bnb4.h"
+#include "formats/int8_rowwise.h"
+#include "formats/int_grid.h"
+#include "kernels/cpu/qmatvec.h"
 #include "kernels/cpu/widen.h"
 #include "model/linear.h"
 
@@ -89,6 +98,191 @@ TEST(StoredLinear, MatchesReferenceForEveryTypeSizeAndThreadCount) {
       }
     }
   }
+  omp_set_num_threads(saved);
+}
+
+// Runs lin on `tokens` rows of x and checks every output against Σ x·ŵ in double, ŵ the
+// reference decoding (rows, n_in). The kernels compute w = d·q + m per 16 weights and sum in
+// fp32 in another order: by Higham's γ_n each output is within (n_in + 8)·u·Σ_i B_i·|x_i|,
+// where B_i bounds the magnitude of the terms the kernel adds for weight i (|d·q| + |m|).
+void expect_linear_matches(const Linear& lin, const std::vector<float>& wd, const std::vector<float>& bound,
+                           int tokens, std::mt19937& rng, const std::string& what) {
+  const int64_t n_in = lin.n_in(), n_out = lin.n_out();
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> x(size_t(tokens * n_in)), y(size_t(tokens * n_out));
+  for (auto& v : x) v = nd(rng);
+  lin.forward(x.data(), y.data(), tokens);
+  int bad = 0;
+  for (int t = 0; t < tokens; ++t)
+    for (int64_t o = 0; o < n_out; ++o) {
+      double ref = 0, mag = 0;
+      for (int64_t i = 0; i < n_in; ++i) {
+        const double xi = x[size_t(t * n_in + i)];
+        ref += xi * wd[size_t(o * n_in + i)];
+        mag += std::fabs(xi) * bound[size_t(o * n_in + i)];
+      }
+      const double tol = double(n_in + 8) * std::ldexp(1.0, -24) * mag;
+      if (std::fabs(y[size_t(t * n_out + o)] - ref) > tol && bad++ < 3)
+        ADD_FAILURE() << what << " tokens " << tokens << " row " << o << ": " << y[size_t(t * n_out + o)] << " vs "
+                      << ref << " (tolerance " << tol << ")";
+    }
+}
+
+// B_i for block formats: 4 × the largest |ŵ| of weight i's 16 (each format's offset m is at
+// most the block's extreme value, and |d·q| ≤ |ŵ| + |m|; 4 leaves room for rounded scales).
+std::vector<float> block_bound(const std::vector<float>& wd) {
+  std::vector<float> b(wd.size());
+  for (size_t k = 0; k < wd.size(); k += 16) {
+    float mx = 0;
+    for (size_t j = k; j < std::min(wd.size(), k + 16); ++j) mx = std::max(mx, std::fabs(wd[j]));
+    for (size_t j = k; j < std::min(wd.size(), k + 16); ++j) b[j] = 4 * mx;
+  }
+  return b;
+}
+
+TEST(FusedKernels, EveryGgmlTypeMatchesItsReferenceDecoding) {
+  init_blas_threads();
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int saved = omp_get_max_threads();
+  for (int i = 0; i <= int(QType::IQ3_XXS); ++i) {
+    const QType type = QType(i);
+    const auto& tr = traits(type);
+    if (type == QType::I8 || type == QType::U8 || type == QType::I32) continue;
+    for (int threads : {1, 4}) {
+      omp_set_num_threads(threads);
+      for (int n_out : {1, 7, 33}) {
+        const int n_in = tr.block == 256 ? 768 : 96;  // 3 blocks: not a power of two
+        std::vector<float> w(size_t(n_out * n_in));
+        for (auto& v : w) v = nd(rng);
+        std::vector<uint8_t> bytes(size_t(n_out * qtype_row_bytes(type, n_in)));
+        if (tr.quantize_ref) {
+          for (int r = 0; r < n_out; ++r)
+            tr.quantize_ref(w.data() + r * n_in, bytes.data() + r * qtype_row_bytes(type, n_in), n_in, nullptr);
+        } else {  // read-only lattice types: random codes, a finite fp16 scale in front of each block
+          for (auto& v : bytes) v = uint8_t(rng());
+          for (size_t k = 0; k < bytes.size(); k += size_t(tr.bytes_per_block)) {
+            const uint16_t d = f32_to_f16(0.01f + 0.001f * float(k % 7));
+            std::memcpy(&bytes[k], &d, 2);
+          }
+        }
+        TensorView wt{"w", type, {n_out, n_in}, bytes.data(), int64_t(bytes.size()), nullptr};
+        StoredLinear lin(wt, TensorView{});
+        const std::vector<float> wd = wt.to_f32();
+        const std::vector<float> bound = type == QType::F32 || type == QType::F16 || type == QType::BF16
+                                             ? std::vector<float>(wd.begin(), wd.end())
+                                             : block_bound(wd);
+        std::vector<float> abs_bound(bound.size());
+        for (size_t k = 0; k < bound.size(); ++k) abs_bound[k] = std::fabs(bound[k]);
+        for (int tokens : {1, 3, 9})
+          expect_linear_matches(lin, wd, abs_bound, tokens, rng,
+                                std::string(tr.name) + " threads " + std::to_string(threads) + " rows " + std::to_string(n_out));
+      }
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST(FusedKernels, IntegerGridsWithEveryWidthGroupAndActOrder) {
+  init_blas_threads();
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int saved = omp_get_max_threads();
+  struct Case { int bits, group, n_in; bool act_order; };
+  const Case cases[] = {{4, 128, 384, false}, {4, 32, 96, true},  {3, 64, 384, true}, {2, 64, 192, false},
+                        {8, -1, 96, false},   {8, 128, 256, true}, {5, 32, 64, false},
+                        {4, 8, 40, false}};  // the last: groups of 8 (no kernel) keep the bit-packed decoder
+  for (const Case& c : cases)
+    for (int threads : {1, 4}) {
+      omp_set_num_threads(threads);
+      const int n_out = 19, n_in = c.n_in;
+      std::vector<float> w(size_t(n_out * n_in));
+      for (auto& v : w) v = nd(rng);
+      IntGridSpec spec;
+      spec.bits = c.bits;
+      spec.group = c.group;
+      IntQuantized q = quantize_rtn(w.data(), n_out, n_in, spec);
+      const int g = spec.group_len(n_in);
+      if (c.act_order) {  // a random column order, `g` columns per group (GPTQ's desc_act)
+        std::vector<int32_t> perm(static_cast<size_t>(n_in));
+        std::iota(perm.begin(), perm.end(), 0);
+        std::shuffle(perm.begin(), perm.end(), rng);
+        q.g_idx.resize(size_t(n_in));
+        for (int i = 0; i < n_in; ++i) q.g_idx[size_t(perm[size_t(i)])] = i / g;
+      }
+      IntLinear lin(q, TensorView{});
+      std::vector<float> wd(w.size()), bound(w.size());
+      q.dequantize_rows(0, n_out, wd.data());
+      for (int r = 0; r < n_out; ++r)  // |s·q| + |s·z| ≤ 2·s·maxq (codes and zeros are in [0, maxq])
+        for (int i = 0; i < n_in; ++i)
+          bound[size_t(r * n_in + i)] = 2 * std::fabs(q.scales[size_t(r * q.n_groups() + q.group_of(i))]) * float(spec.maxq());
+      for (int tokens : {1, 4, 9})
+        expect_linear_matches(lin, wd, bound, tokens, rng,
+                              fmt::format("{} act-order {} threads {}", spec.describe(), c.act_order, threads));
+    }
+  omp_set_num_threads(saved);
+}
+
+TEST(FusedKernels, Bnb4BlocksWithinAndAcrossRows) {
+  std::mt19937 rng(13);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (Bnb4Type type : {Bnb4Type::NF4, Bnb4Type::FP4})
+    for (auto [n_in, blocksize] : {std::pair{192, 64}, {96, 64}, {64, 256}, {160, 32}})
+      for (bool dq : {false, true}) {
+        const int n_out = 8;  // 96 · 8 and 64 · 8 are multiples of the blocksize: blocks straddle rows
+        std::vector<float> w(size_t(n_out * n_in));
+        for (auto& v : w) v = nd(rng);
+        Bnb4Quantized q = quantize_bnb4(w.data(), int64_t(w.size()), type, blocksize, dq);
+        std::vector<float> wd(w.size()), bound(w.size());
+        dequantize_bnb4(q, 0, int64_t(w.size()), wd.data());
+        for (size_t k = 0; k < wd.size(); ++k) bound[k] = std::fabs(wd[k]);  // m = 0, d·q = ŵ
+        Bnb4Linear lin(std::move(q), n_out, n_in, TensorView{});
+        for (int tokens : {1, 2, 7})
+          expect_linear_matches(lin, wd, bound, tokens, rng,
+                                fmt::format("{} n_in {} blocksize {} dq {}", type == Bnb4Type::NF4 ? "NF4" : "FP4", n_in, blocksize, dq));
+      }
+}
+
+TEST(FusedKernels, Int8DotProductsAreExact) {
+  std::mt19937 rng(17);
+  for (int n : {1, 15, 16, 17, 33, 1000, 4099}) {
+    const int rows = 5;
+    std::vector<int8_t> w(size_t(rows * n)), x(static_cast<size_t>(n));
+    for (auto& v : w) v = int8_t(rng() % 2 ? -128 + int(rng() % 3) : int(rng() % 256) - 128);  // extremes included
+    for (auto& v : x) v = int8_t(int(rng() % 255) - 127);
+    std::vector<int32_t> out(static_cast<size_t>(rows));
+    qdot_i8_rows(w.data(), rows, n, x.data(), out.data());
+    for (int r = 0; r < rows; ++r) {
+      int64_t ref = 0;
+      for (int i = 0; i < n; ++i) ref += int64_t(w[size_t(r * n + i)]) * x[size_t(i)];
+      EXPECT_EQ(out[size_t(r)], ref) << "n " << n << " row " << r;
+    }
+  }
+}
+
+// LLM.int8(): one token goes through the SIMD integer kernel, a prompt through dgemm on the
+// same int8 operands; both are exact integer sums, so every output is the same float.
+TEST(FusedKernels, Int8MatvecEqualsThePromptPathBitForBit) {
+  std::mt19937 rng(19);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 4})
+    for (int n_in : {33, 256}) {
+      omp_set_num_threads(threads);
+      const int n_out = 37, copies = 6;
+      std::vector<float> w(size_t(n_out * n_in)), x(static_cast<size_t>(n_in));
+      for (auto& v : w) v = nd(rng);
+      for (auto& v : x) v = nd(rng);
+      x[3] = 9.5f;  // an outlier column (threshold 6)
+      Int8Linear lin(quantize_int8_rowwise(w.data(), n_out, n_in), 6.0f, TensorView{});
+      std::vector<float> xs;
+      for (int c = 0; c < copies; ++c) xs.insert(xs.end(), x.begin(), x.end());
+      std::vector<float> one(static_cast<size_t>(n_out)), many(size_t(copies * n_out));
+      lin.forward(x.data(), one.data(), 1);
+      lin.forward(xs.data(), many.data(), copies);
+      for (int c = 0; c < copies; ++c)
+        for (int o = 0; o < n_out; ++o) EXPECT_EQ(one[size_t(o)], many[size_t(c * n_out + o)]) << "n_in " << n_in << " row " << o;
+    }
   omp_set_num_threads(saved);
 }
 

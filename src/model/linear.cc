@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "core/status.h"
 #include "kernels/cpu/widen.h"
@@ -18,7 +19,40 @@ TiledLinear::TiledLinear(int64_t n_out, int64_t n_in, const TensorView& bias) : 
   }
 }
 
+bool TiledLinear::set_kernel(const QMatrix& m) {
+  if (!qmatvec_supported(m)) return false;
+  kernel_ = m;
+  return true;
+}
+
+void TiledLinear::decode_rows(int64_t, int64_t, float*) const {
+  QF_CHECK(false, "a Linear without a kernel layout must decode its own rows");
+}
+
+void TiledLinear::decode(int64_t r0, int64_t rows, float* dst) const {
+  if (has_kernel()) qdecode_rows(kernel_, r0, rows, dst);
+  else decode_rows(r0, rows, dst);
+}
+
 void TiledLinear::forward(const float* x, float* y, int64_t tokens) const {
+  std::vector<float> permuted;
+  if (!perm_.empty()) {
+    permuted.resize(size_t(tokens * n_in_));
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t i = 0; i < n_in_; ++i) permuted[size_t(t * n_in_ + i)] = x[t * n_in_ + perm_[size_t(i)]];
+    x = permuted.data();
+  }
+  auto add_bias = [&](float* row, int64_t o0, int64_t o1) {
+    if (!b_.empty())
+      for (int64_t o = o0; o < o1; ++o) row[o] += b_[size_t(o)];
+  };
+  if (has_kernel() && tokens <= kMatvecTokens) {
+    for (int64_t t = 0; t < tokens; ++t) {
+      qmatvec(kernel_, x + t * n_in_, y + t * n_out_);
+      add_bias(y + t * n_out_, 0, n_out_);
+    }
+    return;
+  }
   const int64_t threads = omp_get_max_threads();
   const float* f32 = f32_weights();
   // fp32 in place: one slice per thread, so BLAS packs x once per thread. Otherwise tiles of
@@ -36,7 +70,7 @@ void TiledLinear::forward(const float* x, float* y, int64_t tokens) const {
       const float* w = f32 ? f32 + o0 * n_in_ : nullptr;
       if (!w) {
         buffer.resize(size_t(tile * n_in_));
-        decode_rows(o0, rows, buffer.data());
+        decode(o0, rows, buffer.data());
         w = buffer.data();
       }
       // y[:, o0 : o0 + rows] = x (tokens, n_in) · w (rows, n_in)ᵀ
@@ -45,9 +79,7 @@ void TiledLinear::forward(const float* x, float* y, int64_t tokens) const {
       else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(tokens), int(rows), int(n_in_), 1.0f, x,
                     int(n_in_), w, int(n_in_), 0.0f, y + o0, int(n_out_));
-      if (!b_.empty())
-        for (int64_t i = 0; i < tokens; ++i)
-          for (int64_t o = o0; o < o0 + rows; ++o) y[i * n_out_ + o] += b_[size_t(o)];
+      for (int64_t i = 0; i < tokens; ++i) add_bias(y + i * n_out_, o0, o0 + rows);
     }
   }
 }
@@ -62,18 +94,76 @@ StoredLinear::StoredLinear(const TensorView& weight, const TensorView& bias)
       f32_ = owned_.data();
     }
   }
+  QMatrix m;
+  m.type = w_.type;
+  m.data = f32_ ? reinterpret_cast<const uint8_t*>(f32_) : w_.data;
+  m.n_out = n_out();
+  m.n_in = n_in();
+  m.row_bytes = row_bytes_;
+  set_kernel(m);
 }
 
 void StoredLinear::decode_rows(int64_t r0, int64_t rows, float* dst) const {
   widen_to_f32(w_.type, w_.data + r0 * row_bytes_, dst, rows * n_in());
 }
 
-IntLinear::IntLinear(const IntQuantized& q, const TensorView& bias) : TiledLinear(q.n_out, q.n_in, bias), q_(q) {}
+IntLinear::IntLinear(const IntQuantized& q, const TensorView& bias) : TiledLinear(q.n_out, q.n_in, bias) {
+  const int64_t n_in = q.n_in, group = q.spec.group_len(n_in);
+  // Act-order: columns sorted by group (stable), which must leave groups of `group` columns.
+  std::vector<int32_t> perm(static_cast<size_t>(n_in));
+  std::iota(perm.begin(), perm.end(), 0);
+  if (!q.g_idx.empty())
+    std::stable_sort(perm.begin(), perm.end(), [&](int32_t a, int32_t b) { return q.g_idx[size_t(a)] < q.g_idx[size_t(b)]; });
+  bool contiguous = true;
+  for (int64_t i = 0; i < n_in; ++i) contiguous &= q.group_of(perm[size_t(i)]) == i / group;
+  const bool nibbles = q.spec.bits <= 4;
+  QMatrix m{nibbles ? QLayout::IntNibbles : QLayout::IntBytes};
+  m.n_out = q.n_out;
+  m.n_in = n_in;
+  m.row_bytes = nibbles ? n_in / 2 : n_in;
+  m.group = group;
+  if (contiguous && qmatvec_supported(m)) {
+    codes_.assign(size_t(q.n_out * m.row_bytes), 0);
+    for (int64_t r = 0; r < q.n_out; ++r) {
+      const uint8_t* src = q.codes.data() + r * n_in;
+      uint8_t* dst = codes_.data() + r * m.row_bytes;
+      for (int64_t i = 0; i < n_in; ++i) {
+        const uint8_t c = src[perm[size_t(i)]];
+        if (!nibbles) dst[i] = c;
+        else dst[i / 32 * 16 + i % 16] |= uint8_t(i % 32 < 16 ? c : c << 4);
+      }
+    }
+    scales_ = q.scales;
+    zeros_ = q.zeros;
+    m.data = codes_.data();
+    m.scales = scales_.data();
+    m.zeros = zeros_.data();
+    set_kernel(m);
+    if (!q.g_idx.empty()) perm_ = std::move(perm);
+  } else {
+    fallback_.emplace(q);
+  }
+}
 
 int64_t IntLinear::weight_bytes() const {
-  // As stored in a packed checkpoint: bits per code, fp16 scale and packed zero per group.
-  const int64_t groups = q_.n_out() * q_.n_groups();
-  return (q_.n_out() * q_.n_in() * q_.bits() + groups * (16 + q_.bits())) / 8 + bias_bytes();
+  if (fallback_) {  // bit-packed codes, fp32 scale and zero per group
+    const int64_t groups = fallback_->n_out() * fallback_->n_groups();
+    return (fallback_->n_out() * fallback_->n_in() * fallback_->bits() + 7) / 8 + groups * 8 + bias_bytes();
+  }
+  return int64_t(codes_.size() + scales_.size() * 8) + bias_bytes();
+}
+
+Bnb4Linear::Bnb4Linear(Bnb4Quantized q, int64_t n_out, int64_t n_in, const TensorView& bias)
+    : TiledLinear(n_out, n_in, bias), q_(std::move(q)) {
+  QMatrix m{QLayout::Bnb4};
+  m.data = q_.packed.data();
+  m.n_out = n_out;
+  m.n_in = n_in;
+  m.row_bytes = n_in / 2;
+  m.scales = q_.absmax.data();
+  m.group = q_.blocksize;
+  m.lut = bnb4_code(q_.type).data();
+  set_kernel(m);
 }
 
 Int8Linear::Int8Linear(Int8Rowwise q, float threshold, const TensorView& bias) : q_(std::move(q)), threshold_(threshold) {
@@ -93,22 +183,43 @@ void Int8Linear::forward(const float* x, float* y, int64_t tokens) const {
     for (int64_t i = 0; i < n_in; ++i)
       if (is_outlier[size_t(i)]) outliers.push_back(i);
   }
-  // Per-token int8 activations of the other columns, held as doubles: integer products summed
-  // in double are exact (|sum| < 127² · n_in ≪ 2^53), so dgemm gives the int32 accumulation.
-  std::vector<double> xq(size_t(tokens * n_in));
+  // Per-token int8 activations of the other columns.
+  std::vector<int8_t> xq(size_t(tokens * n_in));
   std::vector<float> sx(static_cast<size_t>(tokens));
 #pragma omp parallel
   {
     std::vector<float> row(static_cast<size_t>(n_in));
-    std::vector<int8_t> q(static_cast<size_t>(n_in));
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tokens; ++t) {
       std::copy(x + t * n_in, x + (t + 1) * n_in, row.begin());
       for (int64_t c : outliers) row[size_t(c)] = 0;
-      sx[size_t(t)] = quantize_row_absmax_int8(row.data(), n_in, q.data());
-      for (int64_t i = 0; i < n_in; ++i) xq[size_t(t * n_in + i)] = q[size_t(i)];
+      sx[size_t(t)] = quantize_row_absmax_int8(row.data(), n_in, xq.data() + t * n_in);
     }
   }
+  // y[t, o] from the exact integer product acc = Σ CB[o, i] · xq[t, i] (an int32 or a double
+  // holding one: the same float either way) and the outlier columns in floating point.
+  auto finish = [&](int64_t t, int64_t o, double acc) {
+    const float scb = q_.scb[size_t(o)];
+    float v = float(acc) * (sx[size_t(t)] * scb / (127.0f * 127.0f));
+    for (int64_t c : outliers) v += x[t * n_in + c] * (float(q_.codes[size_t(o * n_in + c)]) * scb / 127.0f);
+    y[t * n_out + o] = v + (b_.empty() ? 0.0f : b_[size_t(o)]);
+  };
+  if (tokens <= TiledLinear::kMatvecTokens) {  // SIMD integer dot products, threads split the rows
+#pragma omp parallel
+    {
+      const int64_t nt = omp_get_num_threads(), chunk = (n_out + nt - 1) / nt;
+      const int64_t o0 = std::min(n_out, omp_get_thread_num() * chunk), o1 = std::min(n_out, o0 + chunk);
+      std::vector<int32_t> acc(size_t(std::max<int64_t>(0, o1 - o0)));
+      for (int64_t t = 0; t < tokens && o0 < o1; ++t) {
+        qdot_i8_rows(q_.codes.data() + o0 * n_in, o1 - o0, n_in, xq.data() + t * n_in, acc.data());
+        for (int64_t o = o0; o < o1; ++o) finish(t, o, acc[size_t(o - o0)]);
+      }
+    }
+    return;
+  }
+  // A prompt: integer products summed in double are exact (|sum| < 127² · n_in ≪ 2^53), so
+  // dgemm on tiles of rows gives the int32 accumulation.
+  const std::vector<double> xd(xq.begin(), xq.end());
   const int64_t tile = std::max<int64_t>(16, (int64_t(1) << 19) / n_in / 16 * 16);
   const int64_t n_tiles = (n_out + tile - 1) / tile;
 #pragma omp parallel
@@ -118,16 +229,10 @@ void Int8Linear::forward(const float* x, float* y, int64_t tokens) const {
     for (int64_t k = 0; k < n_tiles; ++k) {
       const int64_t o0 = k * tile, rows = std::min(tile, n_out - o0);
       for (int64_t i = 0; i < rows * n_in; ++i) w[size_t(i)] = q_.codes[size_t(o0 * n_in + i)];
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(tokens), int(rows), int(n_in), 1.0, xq.data(),
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(tokens), int(rows), int(n_in), 1.0, xd.data(),
                   int(n_in), w.data(), int(n_in), 0.0, acc.data(), int(rows));
       for (int64_t t = 0; t < tokens; ++t)
-        for (int64_t r = 0; r < rows; ++r) {
-          const int64_t o = o0 + r;
-          const float scb = q_.scb[size_t(o)];
-          float v = float(acc[size_t(t * rows + r)]) * (sx[size_t(t)] * scb / (127.0f * 127.0f));
-          for (int64_t c : outliers) v += x[t * n_in + c] * (float(q_.codes[size_t(o * n_in + c)]) * scb / 127.0f);
-          y[t * n_out + o] = v + (b_.empty() ? 0.0f : b_[size_t(o)]);
-        }
+        for (int64_t r = 0; r < rows; ++r) finish(t, o0 + r, acc[size_t(t * rows + r)]);
     }
   }
 }

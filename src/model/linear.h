@@ -3,12 +3,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "formats/bnb4.h"
 #include "formats/int8_rowwise.h"
 #include "formats/int_grid.h"
 #include "formats/tensor.h"
+#include "kernels/cpu/qmatvec.h"
 
 namespace qf {
 
@@ -23,30 +25,41 @@ class Linear {
   virtual int64_t weight_bytes() const = 0;
 };
 
-// A Linear whose rows are decoded to fp32 one cache-sized tile at a time into a per-thread
-// buffer and multiplied with single-threaded BLAS; threads split the output rows. Weights
-// already in fp32 are used in place. Subclasses say how rows are stored.
+// A Linear over weights that stay in their stored (usually quantized) format. One token (or
+// a few) goes through the fused dequantize-and-multiply kernels (kernels/cpu/qmatvec.h),
+// threads splitting the rows; a prompt decodes cache-sized tiles of rows to fp32 into a
+// per-thread buffer and multiplies them with single-threaded BLAS sgemm, threads splitting
+// the tiles. Weights already in fp32 are used in place. Subclasses say how rows are stored:
+// a QMatrix the kernels read, or — for shapes the kernels do not take — their own decoder.
 class TiledLinear : public Linear {
  public:
   void forward(const float* x, float* y, int64_t tokens) const override;
   int64_t n_in() const override { return n_in_; }
   int64_t n_out() const override { return n_out_; }
+  // Up to this many tokens, each is a matrix-vector product.
+  static constexpr int64_t kMatvecTokens = 4;
 
  protected:
   TiledLinear(int64_t n_out, int64_t n_in, const TensorView& bias);
-  // Decodes rows [r0, r0 + rows) into dst (rows, n_in).
-  virtual void decode_rows(int64_t r0, int64_t rows, float* dst) const = 0;
+  // Fallback decoder of rows [r0, r0 + rows) into dst (rows, n_in), for matrices without a kernel.
+  virtual void decode_rows(int64_t r0, int64_t rows, float* dst) const;
   // (n_out, n_in) fp32 weights usable in place, or null.
   virtual const float* f32_weights() const { return nullptr; }
   int64_t bias_bytes() const { return int64_t(b_.size()) * 4; }
+  // Hands the rows to the fused kernels when they take this matrix; true if they do.
+  bool set_kernel(const QMatrix& m);
+  bool has_kernel() const { return kernel_.data != nullptr; }
+  // The stored columns are x's columns in this order (act-order checkpoints), or empty.
+  std::vector<int32_t> perm_;
 
  private:
+  void decode(int64_t r0, int64_t rows, float* dst) const;
   int64_t n_out_, n_in_;
   std::vector<float> b_;  // (n_out) or empty
+  QMatrix kernel_;
 };
 
 // Weights kept in their stored format (usually an mmap'd view: no copy, no load time).
-// F16/BF16 rows are widened with SIMD; fp32 is used in place.
 class StoredLinear : public TiledLinear {
  public:
   // weight: (n_out, n_in); bias: (n_out), or an invalid view for none.
@@ -62,23 +75,27 @@ class StoredLinear : public TiledLinear {
   const float* f32_ = nullptr;
 };
 
-// Integer-grid weights (RTN/GPTQ codes with per-group scales and zeros), bit-packed.
+// Integer-grid weights (RTN/GPTQ/AWQ codes with per-group scales and zeros). The kernels'
+// layout: codes of ≤ 4 bits one per nibble, wider ones one per byte, act-order columns sorted
+// by group (x is permuted to match); scale and zero per (row, group) in fp32. Shapes the
+// kernels do not take keep the bit-packed PackedInt.
 class IntLinear : public TiledLinear {
  public:
   IntLinear(const IntQuantized& q, const TensorView& bias);
   int64_t weight_bytes() const override;
 
  private:
-  void decode_rows(int64_t r0, int64_t rows, float* dst) const override { q_.dequantize_rows(r0, rows, dst); }
-  PackedInt q_;
+  void decode_rows(int64_t r0, int64_t rows, float* dst) const override { fallback_->dequantize_rows(r0, rows, dst); }
+  std::vector<uint8_t> codes_;
+  std::vector<float> scales_, zeros_;
+  std::optional<PackedInt> fallback_;
 };
 
 // bitsandbytes NF4/FP4 weights (codes two per byte, one absmax per block).
 class Bnb4Linear : public TiledLinear {
  public:
-  Bnb4Linear(Bnb4Quantized q, int64_t n_out, int64_t n_in, const TensorView& bias)
-      : TiledLinear(n_out, n_in, bias), q_(std::move(q)) {}
-  int64_t weight_bytes() const override { return int64_t(q_.bits_per_weight() * double(q_.n) / 8) + bias_bytes(); }
+  Bnb4Linear(Bnb4Quantized q, int64_t n_out, int64_t n_in, const TensorView& bias);
+  int64_t weight_bytes() const override { return int64_t(q_.packed.size() + q_.absmax.size() * 4) + bias_bytes(); }
 
  private:
   void decode_rows(int64_t r0, int64_t rows, float* dst) const override {

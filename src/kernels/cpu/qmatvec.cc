@@ -1,0 +1,499 @@
+// Highway's foreach_target re-includes this file once per SIMD target.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/cpu/qmatvec.cc"
+#include <hwy/foreach_target.h>  // must come before highway.h
+#include <hwy/highway.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+#include "formats/ggml_quants.h"
+#include "kernels/cpu/qmatvec.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace qf::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// fp16 → fp32 for finite values (subnormals included): move the bits into place, rebias the
+// exponent by multiplying with 2^(127 − 15).
+inline float F16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  const uint32_t mag = uint32_t(h & 0x7fff) << 13, sign = uint32_t(h & 0x8000) << 16;
+  float f;
+  std::memcpy(&f, &mag, 4);
+  f *= 0x1p112f;
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  bits |= sign;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// ---- Unpackers: one block of kBlock weights (kBytes bytes) → q[kBlock], and d, m per 16 ----
+// (w = d·q + m). GGML blocks decode as ggml-quants.c's dequantize_row_* does.
+
+template <int Block, int Bytes, class E = int8_t>
+struct Unpacker {
+  static constexpr int kBlock = Block, kBytes = Bytes, kSubs = Block / 16;
+  using Elem = E;
+};
+
+inline void SplitNibbles(const uint8_t* qs, int8_t* q) {  // Q4_0's order: low nibbles first
+  const hn::CappedTag<uint8_t, 16> d8;
+  for (size_t j = 0; j < 16; j += hn::Lanes(d8)) {
+    const auto v = hn::LoadU(d8, qs + j);
+    hn::StoreU(hn::And(v, hn::Set(d8, 0x0F)), d8, reinterpret_cast<uint8_t*>(q) + j);
+    hn::StoreU(hn::ShiftRight<4>(v), d8, reinterpret_cast<uint8_t*>(q) + 16 + j);
+  }
+}
+// The same through a 16-entry int8 table (IQ4_NL's grid).
+inline void LookupNibbles(const uint8_t* qs, const int8_t* table, int8_t* q) {
+#if HWY_TARGET == HWY_SCALAR
+  for (int j = 0; j < 16; ++j) {
+    q[j] = table[qs[j] & 0xF];
+    q[j + 16] = table[qs[j] >> 4];
+  }
+#else
+  const hn::Full128<uint8_t> du;
+  const hn::Full128<int8_t> d8;
+  const auto t = hn::LoadU(d8, table);
+  const auto v = hn::LoadU(du, qs);
+  hn::StoreU(hn::TableLookupBytes(t, hn::BitCast(d8, hn::And(v, hn::Set(du, 0x0F)))), d8, q);
+  hn::StoreU(hn::TableLookupBytes(t, hn::BitCast(d8, hn::ShiftRight<4>(v))), d8, q + 16);
+#endif
+}
+inline void Fill2(float* v, float a) { v[0] = v[1] = a; }
+
+struct UQ8_0 : Unpacker<32, 34> {
+  void operator()(const uint8_t* b, int64_t, int8_t* q, float* d, float* m) const {
+    std::memcpy(q, b + 2, 32);
+    Fill2(d, F16(b));
+    Fill2(m, 0);
+  }
+};
+struct UQ4_0 : Unpacker<32, 18> {
+  void operator()(const uint8_t* b, int64_t, int8_t* q, float* d, float* m) const {
+    SplitNibbles(b + 2, q);
+    Fill2(d, F16(b));
+    Fill2(m, -8 * d[0]);
+  }
+};
+struct UQ4_1 : Unpacker<32, 20> {
+  void operator()(const uint8_t* b, int64_t, int8_t* q, float* d, float* m) const {
+    SplitNibbles(b + 4, q);
+    Fill2(d, F16(b));
+    Fill2(m, F16(b + 2));
+  }
+};
+struct FifthBits {  // byte → 8 bytes, byte k = 16 if bit k is set
+  uint64_t v[256];
+  constexpr FifthBits() : v() {
+    for (int b = 0; b < 256; ++b)
+      for (int k = 0; k < 8; ++k) v[b] |= uint64_t((b >> k) & 1) << (8 * k + 4);
+  }
+};
+constexpr FifthBits kFifthBits;
+
+template <bool kMin>  // Q5_0 (d, qh, qs) or Q5_1 (d, m, qh, qs)
+struct UQ5 : Unpacker<32, kMin ? 24 : 22> {
+  void operator()(const uint8_t* b, int64_t, int8_t* q, float* d, float* m) const {
+    const uint8_t* p = b + (kMin ? 4 : 2);
+    SplitNibbles(p + 4, q);
+    // Fifth bits: bit k of qh belongs to weight k; each qh byte expands to 8 bytes of 0 or 16.
+    alignas(16) uint64_t high[4];
+    for (int k = 0; k < 4; ++k) high[k] = kFifthBits.v[p[k]];
+    const hn::CappedTag<uint8_t, 16> d8;
+    auto* u = reinterpret_cast<uint8_t*>(q);
+    const auto* h = reinterpret_cast<const uint8_t*>(high);
+    for (size_t j = 0; j < 32; j += hn::Lanes(d8)) hn::StoreU(hn::Or(hn::LoadU(d8, u + j), hn::LoadU(d8, h + j)), d8, u + j);
+    Fill2(d, F16(b));
+    Fill2(m, kMin ? F16(b + 2) : -16 * d[0]);
+  }
+};
+struct UIQ4_NL : Unpacker<32, 18> {
+  void operator()(const uint8_t* b, int64_t, int8_t* q, float* d, float* m) const {
+    LookupNibbles(b + 2, kIq4nlValues, q);
+    Fill2(d, F16(b));
+    Fill2(m, 0);
+  }
+};
+struct UQ2_K : Unpacker<256, 84> {  // scales[16] qs[64] d dmin
+  void operator()(const uint8_t* b, int64_t, int8_t* q, float* d, float* m) const {
+    const float dd = F16(b + 80), dmin = F16(b + 82);
+    for (int h = 0; h < 2; ++h)
+      for (int j = 0; j < 4; ++j)
+        for (int l = 0; l < 32; ++l) q[128 * h + 32 * j + l] = int8_t((b[16 + 32 * h + l] >> (2 * j)) & 3);
+    for (int s = 0; s < 16; ++s) {
+      d[s] = dd * float(b[s] & 0xF);
+      m[s] = -dmin * float(b[s] >> 4);
+    }
+  }
+};
+struct UQ3_K : Unpacker<256, 110> {  // hmask[32] qs[64] scales[12] d
+  void operator()(const uint8_t* b, int64_t, int8_t* q, float* d, float* m) const {
+    const uint8_t *hmask = b, *qs = b + 32, *sc = b + 96;
+    for (int h = 0; h < 2; ++h)
+      for (int j = 0; j < 4; ++j) {
+        const uint8_t bit = uint8_t(1 << (4 * h + j));
+        for (int l = 0; l < 32; ++l)
+          q[128 * h + 32 * j + l] = int8_t(((qs[32 * h + l] >> (2 * j)) & 3) - ((hmask[l] & bit) ? 0 : 4));
+      }
+    const float dd = F16(b + 108);
+    for (int s = 0; s < 16; ++s) {
+      const int low = s < 8 ? sc[s] & 0xF : sc[s - 8] >> 4;
+      d[s] = dd * float((low | (((sc[8 + s % 4] >> (2 * (s / 4))) & 3) << 4)) - 32);
+      m[s] = 0;
+    }
+  }
+};
+// Q4_K/Q5_K: 8 pairs of 6-bit (scale, min) in 12 bytes (get_scale_min_k4).
+inline void ScaleMinK4(const uint8_t* sc, float dd, float dmin, float* d, float* m) {
+  for (int j = 0; j < 8; ++j) {
+    const int s = j < 4 ? sc[j] & 63 : (sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4);
+    const int mn = j < 4 ? sc[j + 4] & 63 : (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
+    Fill2(d + 2 * j, dd * float(s));
+    Fill2(m + 2 * j, -dmin * float(mn));
+  }
+}
+template <bool kHigh>  // Q4_K (d dmin scales[12] qs[128]) or Q5_K (… qh[32] qs[128])
+struct UQ45_K : Unpacker<256, kHigh ? 176 : 144> {
+  void operator()(const uint8_t* b, int64_t, int8_t* q, float* d, float* m) const {
+    const uint8_t *qh = b + 16, *qs = b + (kHigh ? 48 : 16);
+    for (int j = 0; j < 4; ++j)
+      for (int l = 0; l < 32; ++l) {
+        int lo = qs[32 * j + l] & 0xF, hi = qs[32 * j + l] >> 4;
+        if constexpr (kHigh) {
+          lo |= ((qh[l] >> (2 * j)) & 1) << 4;
+          hi |= ((qh[l] >> (2 * j + 1)) & 1) << 4;
+        }
+        q[64 * j + l] = int8_t(lo);
+        q[64 * j + 32 + l] = int8_t(hi);
+      }
+    ScaleMinK4(b + 4, F16(b), F16(b + 2), d, m);
+  }
+};
+struct UQ6_K : Unpacker<256, 210> {  // ql[128] qh[64] scales[16] d
+  void operator()(const uint8_t* b, int64_t, int8_t* q, float* d, float* m) const {
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
+      int8_t* y = q + 128 * h;
+      for (int l = 0; l < 32; ++l) {
+        y[l] = int8_t(((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32);
+        y[l + 32] = int8_t(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+        y[l + 64] = int8_t(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+        y[l + 96] = int8_t(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+      }
+    }
+    const float dd = F16(b + 208);
+    for (int s = 0; s < 16; ++s) {
+      d[s] = dd * float(int8_t(b[192 + s]));
+      m[s] = 0;
+    }
+  }
+};
+struct UIQ4_XS : Unpacker<256, 136> {  // d scales_h scales_l[4] qs[128]
+  void operator()(const uint8_t* b, int64_t, int8_t* q, float* d, float* m) const {
+    uint16_t sh;
+    std::memcpy(&sh, b + 2, 2);
+    const float dd = F16(b);
+    for (int ib = 0; ib < 8; ++ib) {
+      LookupNibbles(b + 8 + 16 * ib, kIq4nlValues, q + 32 * ib);
+      const int ls = ((b[4 + ib / 2] >> (4 * (ib % 2))) & 0xF) | (((sh >> (2 * ib)) & 3) << 4);
+      Fill2(d + 2 * ib, dd * float(ls - 32));
+      Fill2(m + 2 * ib, 0);
+    }
+  }
+};
+// The lattice i-quants decode through their reference codec into fp32 (d = 1, m = 0).
+template <void (*Decode)(const void*, float*, int64_t), int Bytes>
+struct ULattice : Unpacker<256, Bytes, float> {
+  void operator()(const uint8_t* b, int64_t, float* q, float* d, float* m) const {
+    Decode(b, q, 256);
+    for (int s = 0; s < 16; ++s) d[s] = 1, m[s] = 0;
+  }
+};
+
+// Integer grids (GPTQ/AWQ/RTN), one row: w = s·(q − z) with s, z per group of columns.
+template <bool kNibbles>
+struct UIntGrid : Unpacker<32, kNibbles ? 16 : 32> {
+  const float *s, *z;
+  int64_t group;
+  UIntGrid(const QMatrix& w, int64_t r) : s(w.scales + r * (w.n_in / w.group)), z(w.zeros + r * (w.n_in / w.group)), group(w.group) {}
+  void operator()(const uint8_t* b, int64_t blk, int8_t* q, float* d, float* m) const {
+    const int64_t g = blk * 32 / group;
+    if constexpr (kNibbles) {
+      SplitNibbles(b, q);
+      Fill2(m, -s[g] * z[g]);
+    } else {  // codes 0..255 held as q − 128
+      for (int j = 0; j < 32; ++j) q[j] = int8_t(b[j] ^ 0x80);
+      Fill2(m, -s[g] * (z[g] - 128));
+    }
+    Fill2(d, s[g]);
+  }
+};
+// bitsandbytes NF4/FP4, one row: w = absmax[flat / group] · lut[code].
+struct UBnb4 : Unpacker<32, 16, float> {
+  const float *absmax, *lut;
+  int64_t flat0, group;
+  UBnb4(const QMatrix& w, int64_t r) : absmax(w.scales), lut(w.lut), flat0(r * w.n_in), group(w.group) {}
+  void operator()(const uint8_t* b, int64_t blk, float* q, float* d, float* m) const {
+#if HWY_TARGET == HWY_SCALAR
+    for (int j = 0; j < 16; ++j) {
+      q[2 * j] = lut[b[j] >> 4];
+      q[2 * j + 1] = lut[b[j] & 0xF];
+    }
+#else
+    // Codes in weight order (high nibble first), then two 8-entry table lookups per 8 codes.
+    const hn::Full128<uint8_t> du;
+    const auto v = hn::LoadU(du, b), hi = hn::ShiftRight<4>(v), lo = hn::And(v, hn::Set(du, 0x0F));
+    alignas(32) uint8_t c[32];
+    hn::Store(hn::InterleaveLower(hi, lo), du, c);
+    hn::Store(hn::InterleaveUpper(du, hi, lo), du, c + 16);
+    const hn::CappedTag<float, 8> df;
+    if constexpr (hn::MaxLanes(df) == 8) {
+      const hn::Rebind<int32_t, decltype(df)> di;
+      const hn::Rebind<uint8_t, decltype(df)> d8;
+      const auto t0 = hn::LoadU(df, lut), t1 = hn::LoadU(df, lut + 8);
+      for (int k = 0; k < 32; k += 8) {
+        const auto idx = hn::PromoteTo(di, hn::Load(d8, c + k));
+        const auto low = hn::IndicesFromVec(df, hn::And(idx, hn::Set(di, 7)));
+        const auto high = hn::RebindMask(df, hn::Gt(idx, hn::Set(di, 7)));
+        hn::StoreU(hn::IfThenElse(high, hn::TableLookupLanes(t1, low), hn::TableLookupLanes(t0, low)), df, q + k);
+      }
+    } else {
+      for (int k = 0; k < 32; ++k) q[k] = lut[c[k]];
+    }
+#endif
+    Fill2(d, absmax[(flat0 + blk * 32) / group]);
+    Fill2(m, 0);
+  }
+};
+
+// ---- The two consumers of unpacked blocks: a row's dot product and fp32 decoding ----------
+
+using DF = hn::CappedTag<float, 16>;  // 16 / 8 / 4 lanes: always whole sub-blocks
+
+template <class Elem>
+HWY_INLINE hn::Vec<DF> LoadElems(DF df, const Elem* p) {
+  if constexpr (std::is_same_v<Elem, float>) {
+    return hn::LoadU(df, p);
+  } else {
+    const hn::Rebind<int32_t, DF> di;
+    const hn::Rebind<int8_t, DF> d8;
+    return hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, p)));
+  }
+}
+
+// Blocks are unpacked 256 weights at a time, so that the loads of q come long after its
+// stores (no store-to-load forwarding stalls on 32-weight blocks).
+template <class U, class F>
+void ForChunks(const U& u, const uint8_t* row, int64_t n_in, F&& f) {
+  constexpr int kPer = 256 / U::kBlock;
+  alignas(64) typename U::Elem q[256];
+  float d[16], m[16];
+  const int64_t nb = n_in / U::kBlock;
+  for (int64_t b0 = 0; b0 < nb; b0 += kPer) {
+    const int nc = int(std::min<int64_t>(kPer, nb - b0));
+    for (int k = 0; k < nc; ++k) u(row + (b0 + k) * U::kBytes, b0 + k, q + k * U::kBlock, d + k * U::kSubs, m + k * U::kSubs);
+    f(b0 * U::kBlock, nc * U::kSubs, q, d, m);
+  }
+}
+
+// Σ_i W[row, i] x[i], with xs16[k] = Σ x[16k .. 16k + 15].
+template <class U>
+float DotRow(const U& u, const uint8_t* row, int64_t n_in, const float* x, const float* xs16) {
+  const DF df;
+  const int N = int(hn::Lanes(df));
+  auto acc0 = hn::Zero(df), acc1 = hn::Zero(df);
+  float offsets = 0;
+  ForChunks(u, row, n_in, [&](int64_t i0, int subs, const auto* q, const float* d, const float* m) {
+    const float *xc = x + i0, *sc = xs16 + i0 / 16;
+    float t = 0;
+    for (int s = 0; s < subs; ++s) t += m[s] * sc[s];
+    offsets += t;
+    for (int s = 0; s < subs; s += 2) {  // two sub-blocks per step, one accumulator each
+      auto p0 = hn::Mul(LoadElems(df, q + 16 * s), hn::LoadU(df, xc + 16 * s));
+      auto p1 = hn::Mul(LoadElems(df, q + 16 * s + 16), hn::LoadU(df, xc + 16 * s + 16));
+      for (int k = N; k < 16; k += N) {
+        p0 = hn::MulAdd(LoadElems(df, q + 16 * s + k), hn::LoadU(df, xc + 16 * s + k), p0);
+        p1 = hn::MulAdd(LoadElems(df, q + 16 * s + 16 + k), hn::LoadU(df, xc + 16 * s + 16 + k), p1);
+      }
+      acc0 = hn::MulAdd(p0, hn::Set(df, d[s]), acc0);
+      acc1 = hn::MulAdd(p1, hn::Set(df, d[s + 1]), acc1);
+    }
+  });
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1))) + offsets;
+}
+
+template <class U>
+void DecodeRow(const U& u, const uint8_t* row, int64_t n_in, float* dst) {
+  const DF df;
+  const int N = int(hn::Lanes(df));
+  ForChunks(u, row, n_in, [&](int64_t i0, int subs, const auto* q, const float* d, const float* m) {
+    for (int s = 0; s < subs; ++s)
+      for (int k = 0; k < 16; k += N)
+        hn::StoreU(hn::MulAdd(LoadElems(df, q + 16 * s + k), hn::Set(df, d[s]), hn::Set(df, m[s])), df, dst + i0 + 16 * s + k);
+  });
+}
+
+// F32/F16/BF16 rows: widen and multiply, two accumulators.
+template <class T>
+float DotFloatRow(const T* w, int64_t n, const float* x) {
+  const DF df;
+  const hn::Rebind<T, DF> dt;
+  const int64_t N = int64_t(hn::Lanes(df));
+  auto load = [&](int64_t i) {
+    if constexpr (std::is_same_v<T, float>) return hn::LoadU(df, w + i);
+    else return hn::PromoteTo(df, hn::LoadU(dt, w + i));
+  };
+  auto acc0 = hn::Zero(df), acc1 = hn::Zero(df);
+  int64_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    acc0 = hn::MulAdd(load(i), hn::LoadU(df, x + i), acc0);
+    acc1 = hn::MulAdd(load(i + N), hn::LoadU(df, x + i + N), acc1);
+  }
+  for (; i + N <= n; i += N) acc0 = hn::MulAdd(load(i), hn::LoadU(df, x + i), acc0);
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1)));  // n is a multiple of 16 (qmatvec_supported)
+}
+
+// Runs `f(unpacker for row r, row bytes)` for each row in [r0, r1), for w's format.
+template <class F>
+void ForRows(const QMatrix& w, int64_t r0, int64_t r1, F&& f) {
+  auto each = [&](auto make) {
+    for (int64_t r = r0; r < r1; ++r) f(make(r), w.data + r * w.row_bytes, r);
+  };
+  auto plain = [&](auto u) { each([u](int64_t) { return u; }); };
+  switch (w.layout) {
+    case QLayout::IntNibbles: return each([&](int64_t r) { return UIntGrid<true>(w, r); });
+    case QLayout::IntBytes: return each([&](int64_t r) { return UIntGrid<false>(w, r); });
+    case QLayout::Bnb4: return each([&](int64_t r) { return UBnb4(w, r); });
+    case QLayout::Stored: break;
+  }
+  switch (w.type) {
+    case QType::Q8_0: return plain(UQ8_0{});
+    case QType::Q4_0: return plain(UQ4_0{});
+    case QType::Q4_1: return plain(UQ4_1{});
+    case QType::Q5_0: return plain(UQ5<false>{});
+    case QType::Q5_1: return plain(UQ5<true>{});
+    case QType::Q2_K: return plain(UQ2_K{});
+    case QType::Q3_K: return plain(UQ3_K{});
+    case QType::Q4_K: return plain(UQ45_K<false>{});
+    case QType::Q5_K: return plain(UQ45_K<true>{});
+    case QType::Q6_K: return plain(UQ6_K{});
+    case QType::IQ4_NL: return plain(UIQ4_NL{});
+    case QType::IQ4_XS: return plain(UIQ4_XS{});
+    case QType::IQ2_XXS: return plain(ULattice<dequantize_iq2_xxs, 66>{});
+    case QType::IQ2_XS: return plain(ULattice<dequantize_iq2_xs, 74>{});
+    case QType::IQ3_XXS: return plain(ULattice<dequantize_iq3_xxs, 98>{});
+    default: return;  // float types: handled by the callers
+  }
+}
+
+void GemvRange(const QMatrix& w, const float* x, const float* xs16, float* y, int64_t r0, int64_t r1) {
+  const int64_t n = w.n_in;
+  const QType plain = w.layout == QLayout::Stored ? w.type : QType::Q8_0;  // any block type: ForRows
+  switch (plain) {
+    case QType::F32:
+      for (int64_t r = r0; r < r1; ++r) y[r] = DotFloatRow(reinterpret_cast<const float*>(w.data + r * w.row_bytes), n, x);
+      return;
+    case QType::F16:
+      for (int64_t r = r0; r < r1; ++r)
+        y[r] = DotFloatRow(reinterpret_cast<const hwy::float16_t*>(w.data + r * w.row_bytes), n, x);
+      return;
+    case QType::BF16:
+      for (int64_t r = r0; r < r1; ++r)
+        y[r] = DotFloatRow(reinterpret_cast<const hwy::bfloat16_t*>(w.data + r * w.row_bytes), n, x);
+      return;
+    default:
+      ForRows(w, r0, r1, [&](const auto& u, const uint8_t* row, int64_t r) { y[r] = DotRow(u, row, n, x, xs16); });
+  }
+}
+
+const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
+
+// out[r] = Σ_i w[r·n + i] · x[i] in int32: int8 widened to int16, pairs multiplied and added.
+void DotI8Rows(const int8_t* w, int64_t rows, int64_t n, const int8_t* x, int32_t* out) {
+  const hn::ScalableTag<int16_t> d16;
+  const hn::Rebind<int8_t, decltype(d16)> d8;
+  const hn::RepartitionToWide<decltype(d16)> d32;
+  const int64_t N = int64_t(hn::Lanes(d16));
+  for (int64_t r = 0; r < rows; ++r, w += n) {
+    auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
+    int64_t i = 0;
+    for (; i + N <= n; i += N)
+      s0 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, w + i)), hn::PromoteTo(d16, hn::LoadU(d8, x + i)), s0, s1);
+    int32_t acc = hn::GetLane(hn::SumOfLanes(d32, hn::RearrangeToOddPlusEven(s0, s1)));
+    for (; i < n; ++i) acc += int32_t(w[i]) * int32_t(x[i]);
+    out[r] = acc;
+  }
+}
+
+void DecodeRange(const QMatrix& w, int64_t r0, int64_t rows, float* dst) {
+  ForRows(w, r0, r0 + rows, [&](const auto& u, const uint8_t* row, int64_t r) { DecodeRow(u, row, w.n_in, dst + (r - r0) * w.n_in); });
+}
+
+}  // namespace qf::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/cpu/widen.h"
+
+namespace qf {
+
+HWY_EXPORT(GemvRange);
+HWY_EXPORT(DecodeRange);
+HWY_EXPORT(TargetName);
+HWY_EXPORT(DotI8Rows);
+
+bool qmatvec_supported(const QMatrix& w) {
+  if (w.n_in % 32 != 0 || w.n_out <= 0) return false;
+  switch (w.layout) {
+    case QLayout::Stored: return w.type != QType::I8 && w.type != QType::U8 && w.type != QType::I32 && w.n_in % traits(w.type).block == 0;
+    case QLayout::IntNibbles:
+    case QLayout::IntBytes: return w.group > 0 && w.group % 32 == 0 && w.n_in % w.group == 0;
+    case QLayout::Bnb4: return w.group >= 32 && w.group % 32 == 0 && w.lut != nullptr;
+  }
+  return false;
+}
+
+void qmatvec(const QMatrix& w, const float* x, float* y) {
+  std::vector<float> xs16(size_t(w.n_in / 16));
+  for (size_t k = 0; k < xs16.size(); ++k) {
+    float s = 0;
+    for (int j = 0; j < 16; ++j) s += x[16 * k + j];
+    xs16[k] = s;
+  }
+  const auto gemv = HWY_DYNAMIC_DISPATCH(GemvRange);
+  const int64_t threads = std::min<int64_t>(omp_get_max_threads(), (w.n_out + 15) / 16);
+#pragma omp parallel num_threads(int(threads))
+  {
+    // Contiguous row ranges, a multiple of 4 rows each.
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t chunk = ((w.n_out + nt - 1) / nt + 3) & ~int64_t(3);
+    const int64_t r0 = std::min(w.n_out, t * chunk), r1 = std::min(w.n_out, r0 + chunk);
+    if (r0 < r1) gemv(w, x, xs16.data(), y, r0, r1);
+  }
+}
+
+void qdecode_rows(const QMatrix& w, int64_t r0, int64_t rows, float* dst) {
+  if (w.layout == QLayout::Stored && (w.type == QType::F32 || w.type == QType::F16 || w.type == QType::BF16))
+    widen_to_f32(w.type, w.data + r0 * w.row_bytes, dst, rows * w.n_in);
+  else
+    HWY_DYNAMIC_DISPATCH(DecodeRange)(w, r0, rows, dst);
+}
+
+void qdot_i8_rows(const int8_t* w, int64_t rows, int64_t n, const int8_t* x, int32_t* out) {
+  HWY_DYNAMIC_DISPATCH(DotI8Rows)(w, rows, n, x, out);
+}
+
+const char* qmatvec_target() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
+
+}  // namespace qf
+#endif  // HWY_ONCE
