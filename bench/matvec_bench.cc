@@ -4,7 +4,7 @@
 // from the same Gaussian weights); GB/s = the weight bytes one call reads / its median time.
 // Copy bandwidth follows STREAM: (bytes read + bytes written) / time of a threaded memcpy.
 //
-// Usage: qforge_matvec_bench [--threads N] [--rows 4096] [--cols 11008] [--json]
+// Usage: qforge_matvec_bench [--threads N] [--rows 4096] [--cols 11008] [--only NAME] [--json]
 #include <omp.h>
 
 #include <algorithm>
@@ -114,14 +114,16 @@ int main(int argc, char** argv) {
   int threads = 2;
   int64_t rows = 4096, cols = 11008;
   bool json = false;
+  std::string only;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--threads" && i + 1 < argc) threads = std::stoi(argv[++i]);
     else if (a == "--rows" && i + 1 < argc) rows = std::stoll(argv[++i]);
     else if (a == "--cols" && i + 1 < argc) cols = std::stoll(argv[++i]);
+    else if (a == "--only" && i + 1 < argc) only = argv[++i];
     else if (a == "--json") json = true;
     else {
-      fmt::print(stderr, "usage: qforge_matvec_bench [--threads N] [--rows R] [--cols C] [--json]\n");
+      fmt::print(stderr, "usage: qforge_matvec_bench [--threads N] [--rows R] [--cols C] [--only NAME] [--json]\n");
       return 2;
     }
   }
@@ -167,6 +169,7 @@ int main(int argc, char** argv) {
        }},
   };
   for (const auto& [name, make] : formats) {
+    if (!only.empty() && name != only) continue;
     const std::unique_ptr<Linear> lin = make();
     const double s = median_seconds([&] { lin->forward(x.data(), y.data(), 1); });
     const double bytes = double(lin->weight_bytes()), gbps = bytes / s / 1e9;

@@ -1,15 +1,15 @@
 #include "model/transformer.h"
 
-#include "core/threads.h"
-#include "io/awq_layout.h"
-#include "io/bnb_layout.h"
-#include "io/gptq_layout.h"
-
 #include <cblas.h>
 
 #include <cmath>
 #include <limits>
 
+#include "core/threads.h"
+#include "io/awq_layout.h"
+#include "io/bnb_layout.h"
+#include "io/gptq_layout.h"
+#include "kernels/cpu/activations.h"
 
 namespace qf {
 namespace {
@@ -28,6 +28,21 @@ void rms_norm(const float* x, const float* w, float* y, int n, int dim, float ep
 }
 
 std::vector<float> decode(const TensorView& t) { return t.to_f32(); }
+
+// Per-thread buffers that live across calls: a layer's activations cost no allocation, page
+// faults or zeroing. Each slot has one user at a time (the enum below).
+enum Scratch { kHidden, kSublayerOut, kQuery, kAttnOut, kGate, kUp, kScores, kRope, kScratchSlots };
+float* scratch(Scratch slot, int64_t n) {
+  static thread_local std::vector<float> buffers[kScratchSlots];
+  std::vector<float>& b = buffers[slot];
+  if (int64_t(b.size()) < n) b.resize(size_t(n));
+  return b.data();
+}
+
+void add_into(float* x, const float* y, int64_t n) {
+#pragma omp parallel for schedule(static) if (n >= (1 << 15))
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
 
 Expected<std::unique_ptr<Linear>> make_linear(const LinearTensors& t, const QuantizationConfig& quant) {
   if (!t.packed()) return std::unique_ptr<Linear>(new StoredLinear(t.weight, t.bias));
@@ -108,66 +123,78 @@ double Transformer::body_bits_per_weight() const {
   return 8.0 * double(bytes) / double(params);
 }
 
-void Transformer::apply_rope(float* x, int n, int n_heads, int pos0) const {
+void Transformer::rope_table(int n, int pos0, float* cs) const {
+  const int half = cfg_.head_dim / 2;
+  for (int t = 0; t < n; ++t)
+    for (int i = 0; i < half; ++i) {
+      const float angle = float(pos0 + t) * inv_freq_[size_t(i)];  // fp32 product, as HF computes it
+      cs[2 * (t * half + i)] = float(std::cos(double(angle)));
+      cs[2 * (t * half + i) + 1] = float(std::sin(double(angle)));
+    }
+}
+
+void Transformer::apply_rope(float* x, int n, int n_heads, const float* cs) const {
   const int hd = cfg_.head_dim, half = hd / 2;
   const bool inter = cfg_.rope_interleaved;
-#pragma omp parallel for schedule(static)
-  for (int t = 0; t < n; ++t) {
-    for (int i = 0; i < half; ++i) {
-      float angle = float(pos0 + t) * inv_freq_[size_t(i)];  // fp32 product, as HF computes it
-      float c = float(std::cos(double(angle))), s = float(std::sin(double(angle)));
-      for (int h = 0; h < n_heads; ++h) {
-        float* v = x + (int64_t(t) * n_heads + h) * hd;
-        int a = inter ? 2 * i : i, b = inter ? 2 * i + 1 : i + half;
-        float x0 = v[a], x1 = v[b];
+#pragma omp parallel for schedule(static) if (n > 1)
+  for (int t = 0; t < n; ++t)
+    for (int h = 0; h < n_heads; ++h) {
+      float* v = x + (int64_t(t) * n_heads + h) * hd;
+      for (int i = 0; i < half; ++i) {
+        const float c = cs[2 * (t * half + i)], s = cs[2 * (t * half + i) + 1];
+        const int a = inter ? 2 * i : i, b = inter ? 2 * i + 1 : i + half;
+        const float x0 = v[a], x1 = v[b];
         v[a] = x0 * c - x1 * s;
         v[b] = x1 * c + x0 * s;
       }
     }
-  }
 }
 
 bool Transformer::attention(const Layer& L, int layer, const float* x, float* out, int n, float* kc, float* vc,
                             int n_past, const InputObserver* observe, std::string_view stop_at) const {
   const int hd = cfg_.head_dim, qd = cfg_.q_dim(), kvd = cfg_.kv_dim();
-  const int p = n_past, total = p + n, group = cfg_.n_head / cfg_.n_head_kv;
-  std::vector<float> q(size_t(n) * qd);
+  const int p = n_past, group = cfg_.n_head / cfg_.n_head_kv;
+  float* q = scratch(kQuery, int64_t(n) * qd);
   if (observe) (*observe)(layer, {"attn_q", "attn_k", "attn_v"}, x, n, cfg_.n_embd);
   if (stop_at == "attn_q") return true;
-  L.wq->forward(x, q.data(), n);
+  L.wq->forward(x, q, n);
   L.wk->forward(x, kc + int64_t(p) * kvd, n);  // written straight into the cache
   L.wv->forward(x, vc + int64_t(p) * kvd, n);
-  apply_rope(q.data(), n, cfg_.n_head, p);
-  apply_rope(kc + int64_t(p) * kvd, n, cfg_.n_head_kv, p);
-  std::vector<float> attn(size_t(n) * qd);
+  float* cs = scratch(kRope, int64_t(n) * hd);
+  rope_table(n, p, cs);
+  apply_rope(q, n, cfg_.n_head, cs);
+  apply_rope(kc + int64_t(p) * kvd, n, cfg_.n_head_kv, cs);
+  float* attn = scratch(kAttnOut, int64_t(n) * qd);
   const float scale = 1.0f / std::sqrt(float(hd));
+  // Causal: a block of queries [t0, t1) sees keys [0, p + t1) at most, so only those are
+  // multiplied. Tasks are (head, query block) pairs.
+  const int qblock = 64, n_blocks = (n + qblock - 1) / qblock;
 #pragma omp parallel for schedule(dynamic)
-  for (int h = 0; h < cfg_.n_head; ++h) {
-    const int g = h / group;
-    std::vector<float> scores(size_t(n) * total);
-    // scores (n, total) = Q_h (n, hd) · K_g (total, hd)ᵀ · scale
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, total, hd, scale, q.data() + h * hd, qd,
-                kc + g * hd, kvd, 0.0f, scores.data(), total);
-    for (int t = 0; t < n; ++t) {  // causal softmax: row t sees positions first .. p + t
-      float* row = scores.data() + int64_t(t) * total;
-      const int visible = p + t + 1, window = cfg_.sliding_window;
+  for (int task = 0; task < cfg_.n_head * n_blocks; ++task) {
+    const int h = task / n_blocks, g = h / group, t0 = task % n_blocks * qblock, rows = std::min(qblock, n - t0);
+    const int keys = p + t0 + rows;
+    float* scores = scratch(kScores, int64_t(rows) * keys);
+    // scores (rows, keys) = Q_h[t0 : t0 + rows] (rows, hd) · K_g[0 : keys] (keys, hd)ᵀ · scale
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, hd, scale, q + int64_t(t0) * qd + h * hd, qd,
+                kc + g * hd, kvd, 0.0f, scores, keys);
+    for (int r = 0; r < rows; ++r) {  // causal softmax: query t0 + r sees positions first .. p + t0 + r
+      float* row = scores + int64_t(r) * keys;
+      const int visible = p + t0 + r + 1, window = cfg_.sliding_window;
       const int first = window > 0 ? std::max(0, visible - window) : 0;
       float mx = -std::numeric_limits<float>::infinity();
       for (int j = first; j < visible; ++j) mx = std::max(mx, row[j]);
-      double sum = 0;
-      for (int j = first; j < visible; ++j) sum += (row[j] = std::exp(row[j] - mx));
-      const float inv = float(1.0 / sum);
+      const float inv = float(1.0 / exp_shifted(row + first, visible - first, mx));
       for (int j = 0; j < first; ++j) row[j] = 0.0f;
       for (int j = first; j < visible; ++j) row[j] *= inv;
-      for (int j = visible; j < total; ++j) row[j] = 0.0f;
+      for (int j = visible; j < keys; ++j) row[j] = 0.0f;
     }
-    // attn_h (n, hd) = P (n, total) · V_g (total, hd)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, total, 1.0f, scores.data(), total,
-                vc + g * hd, kvd, 0.0f, attn.data() + h * hd, qd);
+    // attn_h[t0 : t0 + rows] (rows, hd) = P (rows, keys) · V_g[0 : keys] (keys, hd)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, keys, 1.0f, scores, keys, vc + g * hd, kvd, 0.0f,
+                attn + int64_t(t0) * qd + h * hd, qd);
   }
-  if (observe) (*observe)(layer, {"attn_output"}, attn.data(), n, qd);
+  if (observe) (*observe)(layer, {"attn_output"}, attn, n, qd);
   if (stop_at == "attn_output") return true;
-  L.wo->forward(attn.data(), out, n);
+  L.wo->forward(attn, out, n);
   return false;
 }
 
@@ -176,30 +203,28 @@ bool Transformer::mlp(const Layer& L, int layer, const float* x, float* out, int
   const int64_t ff = cfg_.n_ff;
   if (observe) (*observe)(layer, {"ffn_gate", "ffn_up"}, x, n, cfg_.n_embd);
   if (stop_at == "ffn_gate") return true;
-  std::vector<float> gate(size_t(n * ff)), up(size_t(n * ff));
-  L.w_gate->forward(x, gate.data(), n);
-  L.w_up->forward(x, up.data(), n);
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n * ff; ++i) {
-    float g = gate[size_t(i)];
-    gate[size_t(i)] = g / (1.0f + std::exp(-g)) * up[size_t(i)];  // SiLU(gate) · up
-  }
-  if (observe) (*observe)(layer, {"ffn_down"}, gate.data(), n, int(ff));
+  float *gate = scratch(kGate, n * ff), *up = scratch(kUp, n * ff);
+  L.w_gate->forward(x, gate, n);
+  L.w_up->forward(x, up, n);
+  const int64_t chunk = 4096;  // SiLU(gate) · up, threads over chunks
+#pragma omp parallel for schedule(static) if (n > 1)
+  for (int64_t i = 0; i < n * ff; i += chunk) silu_mul(gate + i, up + i, std::min(chunk, n * ff - i));
+  if (observe) (*observe)(layer, {"ffn_down"}, gate, n, int(ff));
   if (stop_at == "ffn_down") return true;
-  L.w_down->forward(gate.data(), out, n);
+  L.w_down->forward(gate, out, n);
   return false;
 }
 
 void Transformer::block(const Layer& L, int layer, float* x, int n, float* kc, float* vc, int n_past,
                         const InputObserver* observe, std::string_view stop_at) const {
   const int64_t size = int64_t(n) * cfg_.n_embd;
-  std::vector<float> h(static_cast<size_t>(size)), tmp(static_cast<size_t>(size));
-  rms_norm(x, L.attn_norm.data(), h.data(), n, cfg_.n_embd, cfg_.rms_eps);
-  if (attention(L, layer, h.data(), tmp.data(), n, kc, vc, n_past, observe, stop_at)) return;
-  for (int64_t i = 0; i < size; ++i) x[i] += tmp[size_t(i)];
-  rms_norm(x, L.ffn_norm.data(), h.data(), n, cfg_.n_embd, cfg_.rms_eps);
-  if (mlp(L, layer, h.data(), tmp.data(), n, observe, stop_at)) return;
-  for (int64_t i = 0; i < size; ++i) x[i] += tmp[size_t(i)];
+  float *h = scratch(kHidden, size), *tmp = scratch(kSublayerOut, size);
+  rms_norm(x, L.attn_norm.data(), h, n, cfg_.n_embd, cfg_.rms_eps);
+  if (attention(L, layer, h, tmp, n, kc, vc, n_past, observe, stop_at)) return;
+  add_into(x, tmp, size);
+  rms_norm(x, L.ffn_norm.data(), h, n, cfg_.n_embd, cfg_.rms_eps);
+  if (mlp(L, layer, h, tmp, n, observe, stop_at)) return;
+  add_into(x, tmp, size);
 }
 
 void Transformer::embed(const int32_t* tokens, int n, float* x) const {

@@ -78,7 +78,9 @@ class Transformer {
                  const InputObserver* observe, std::string_view stop_at) const;
   void block(const Layer& L, int layer, float* x, int n, float* kc, float* vc, int n_past,
              const InputObserver* observe, std::string_view stop_at) const;
-  void apply_rope(float* x, int n, int n_heads, int pos0) const;
+  // cs: (n, head_dim / 2) pairs (cos, sin) of positions pos0 .. pos0 + n − 1.
+  void rope_table(int n, int pos0, float* cs) const;
+  void apply_rope(float* x, int n, int n_heads, const float* cs) const;
   bool mlp(const Layer& L, int layer, const float* x, float* out, int n, const InputObserver* observe,
            std::string_view stop_at) const;
 
