@@ -217,20 +217,28 @@ void Int8Linear::forward(const float* x, float* y, int64_t tokens) const {
     }
     return;
   }
-  // A prompt: integer products summed in double are exact (|sum| < 127² · n_in ≪ 2^53), so
-  // dgemm on tiles of rows gives the int32 accumulation.
-  const std::vector<double> xd(xq.begin(), xq.end());
-  const int64_t tile = std::max<int64_t>(16, (int64_t(1) << 19) / n_in / 16 * 16);
+  // A prompt: sgemm on tiles of rows and chunks of ≤ 1024 columns. Every partial sum of a
+  // chunk is an integer below 1024 · 127² < 2^24, so fp32 holds it exactly whatever order BLAS
+  // adds in; the chunks add up exactly in double: the int32 accumulation, bit for bit.
+  constexpr int64_t kChunk = 1024;
+  const std::vector<float> xf(xq.begin(), xq.end());
+  const int64_t tile = std::max<int64_t>(16, (int64_t(1) << 20) / n_in / 16 * 16);
   const int64_t n_tiles = (n_out + tile - 1) / tile;
 #pragma omp parallel
   {
-    std::vector<double> w(size_t(tile * n_in)), acc(size_t(tokens * tile));
+    std::vector<float> w(size_t(tile * n_in)), part(size_t(tokens * tile));
+    std::vector<double> acc(size_t(tokens * tile));
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < n_tiles; ++k) {
       const int64_t o0 = k * tile, rows = std::min(tile, n_out - o0);
       for (int64_t i = 0; i < rows * n_in; ++i) w[size_t(i)] = q_.codes[size_t(o0 * n_in + i)];
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(tokens), int(rows), int(n_in), 1.0, xd.data(),
-                  int(n_in), w.data(), int(n_in), 0.0, acc.data(), int(rows));
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t c0 = 0; c0 < n_in; c0 += kChunk) {
+        const int64_t cols = std::min(kChunk, n_in - c0);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(tokens), int(rows), int(cols), 1.0f, xf.data() + c0,
+                    int(n_in), w.data() + c0, int(n_in), 0.0f, part.data(), int(rows));
+        for (int64_t i = 0; i < tokens * rows; ++i) acc[size_t(i)] += part[size_t(i)];
+      }
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t r = 0; r < rows; ++r) finish(t, o0 + r, acc[size_t(t * rows + r)]);
     }

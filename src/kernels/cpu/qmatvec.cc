@@ -15,20 +15,11 @@ HWY_BEFORE_NAMESPACE();
 namespace qf::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// fp16 → fp32 for finite values (subnormals included): move the bits into place, rebias the
-// exponent by multiplying with 2^(127 − 15).
+// fp16 → fp32 of one scale (F16C's vcvtph2ps where the target has it).
 inline float F16(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  const uint32_t mag = uint32_t(h & 0x7fff) << 13, sign = uint32_t(h & 0x8000) << 16;
-  float f;
-  std::memcpy(&f, &mag, 4);
-  f *= 0x1p112f;
-  uint32_t bits;
-  std::memcpy(&bits, &f, 4);
-  bits |= sign;
-  std::memcpy(&f, &bits, 4);
-  return f;
+  const hn::CappedTag<float, 1> d1;
+  const hn::Rebind<hwy::float16_t, decltype(d1)> dh;
+  return hn::GetLane(hn::PromoteTo(d1, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p))));
 }
 
 // ---- Unpackers: one block of kBlock weights (kBytes bytes) → q[kBlock], and d, m per 16 ----
@@ -215,14 +206,25 @@ struct ULattice : Unpacker<256, Bytes, float> {
   }
 };
 
+// Index of the group holding 32-weight block b, groups being a multiple of 32 weights: a
+// shift when blocks per group is a power of two (every group size in practice), else a divide.
+struct GroupOf {
+  int64_t per;
+  int shift = -1;
+  explicit GroupOf(int64_t group) : per(group / 32) {
+    if ((per & (per - 1)) == 0) shift = __builtin_ctzll(uint64_t(per));
+  }
+  int64_t operator()(int64_t b) const { return shift >= 0 ? b >> shift : b / per; }
+};
+
 // Integer grids (GPTQ/AWQ/RTN), one row: w = s·(q − z) with s, z per group of columns.
 template <bool kNibbles>
 struct UIntGrid : Unpacker<32, kNibbles ? 16 : 32> {
   const float *s, *z;
-  int64_t group;
-  UIntGrid(const QMatrix& w, int64_t r) : s(w.scales + r * (w.n_in / w.group)), z(w.zeros + r * (w.n_in / w.group)), group(w.group) {}
+  GroupOf group_of;
+  UIntGrid(const QMatrix& w, int64_t r) : s(w.scales + r * (w.n_in / w.group)), z(w.zeros + r * (w.n_in / w.group)), group_of(w.group) {}
   void operator()(const uint8_t* b, int64_t blk, int8_t* q, float* d, float* m) const {
-    const int64_t g = blk * 32 / group;
+    const int64_t g = group_of(blk);
     if constexpr (kNibbles) {
       SplitNibbles(b, q);
       Fill2(m, -s[g] * z[g]);
@@ -236,8 +238,9 @@ struct UIntGrid : Unpacker<32, kNibbles ? 16 : 32> {
 // bitsandbytes NF4/FP4, one row: w = absmax[flat / group] · lut[code].
 struct UBnb4 : Unpacker<32, 16, float> {
   const float *absmax, *lut;
-  int64_t flat0, group;
-  UBnb4(const QMatrix& w, int64_t r) : absmax(w.scales), lut(w.lut), flat0(r * w.n_in), group(w.group) {}
+  int64_t block0;  // the row's first 32-weight block in the flattened tensor
+  GroupOf group_of;
+  UBnb4(const QMatrix& w, int64_t r) : absmax(w.scales), lut(w.lut), block0(r * w.n_in / 32), group_of(w.group) {}
   void operator()(const uint8_t* b, int64_t blk, float* q, float* d, float* m) const {
 #if HWY_TARGET == HWY_SCALAR
     for (int j = 0; j < 16; ++j) {
@@ -266,7 +269,7 @@ struct UBnb4 : Unpacker<32, 16, float> {
       for (int k = 0; k < 32; ++k) q[k] = lut[c[k]];
     }
 #endif
-    Fill2(d, absmax[(flat0 + blk * 32) / group]);
+    Fill2(d, absmax[group_of(block0 + blk)]);
     Fill2(m, 0);
   }
 };
@@ -287,55 +290,80 @@ HWY_INLINE hn::Vec<DF> LoadElems(DF df, const Elem* p) {
 }
 
 // Blocks are unpacked 256 weights at a time, so that the loads of q come long after its
-// stores (no store-to-load forwarding stalls on 32-weight blocks).
-template <class U, class F>
-void ForChunks(const U& u, const uint8_t* row, int64_t n_in, F&& f) {
+// stores (no store-to-load forwarding stalls on 32-weight blocks). Unpacks the chunk of
+// blocks from b0 and returns its number of 16-weight sub-blocks.
+template <class U>
+HWY_INLINE int UnpackChunk(const U& u, const uint8_t* row, int64_t b0, int64_t nb, typename U::Elem* q, float* d, float* m) {
   constexpr int kPer = 256 / U::kBlock;
-  alignas(64) typename U::Elem q[256];
-  float d[16], m[16];
-  const int64_t nb = n_in / U::kBlock;
-  for (int64_t b0 = 0; b0 < nb; b0 += kPer) {
-    const int nc = int(std::min<int64_t>(kPer, nb - b0));
-    for (int k = 0; k < nc; ++k) u(row + (b0 + k) * U::kBytes, b0 + k, q + k * U::kBlock, d + k * U::kSubs, m + k * U::kSubs);
-    f(b0 * U::kBlock, nc * U::kSubs, q, d, m);
-  }
+  const int nc = int(std::min<int64_t>(kPer, nb - b0));
+  if (nc < kPer) std::fill(m, m + 16, 0.0f);  // a short last chunk: no offsets past the row
+  for (int k = 0; k < nc; ++k) u(row + (b0 + k) * U::kBytes, b0 + k, q + k * U::kBlock, d + k * U::kSubs, m + k * U::kSubs);
+  return nc * U::kSubs;
 }
 
-// Σ_i W[row, i] x[i], with xs16[k] = Σ x[16k .. 16k + 15].
+// Σ_i W[row, i] x[i]. Integer codes: Σ_sub d·dx·(Σ q·xq) in exact int32 (int16 pairs
+// multiplied and added, pmaddwd), then fp32; code-book floats: Σ_sub d·(Σ q·x) in fp32.
+// The offsets add Σ_sub m·Σx in fp32 from the exact sums of x.
 template <class U>
-float DotRow(const U& u, const uint8_t* row, int64_t n_in, const float* x, const float* xs16) {
+float DotRow(const U& u, const uint8_t* row, int64_t n_in, const QActivations& a) {
   const DF df;
   const int N = int(hn::Lanes(df));
-  auto acc0 = hn::Zero(df), acc1 = hn::Zero(df);
-  float offsets = 0;
-  ForChunks(u, row, n_in, [&](int64_t i0, int subs, const auto* q, const float* d, const float* m) {
-    const float *xc = x + i0, *sc = xs16 + i0 / 16;
-    float t = 0;
-    for (int s = 0; s < subs; ++s) t += m[s] * sc[s];
-    offsets += t;
-    for (int s = 0; s < subs; s += 2) {  // two sub-blocks per step, one accumulator each
-      auto p0 = hn::Mul(LoadElems(df, q + 16 * s), hn::LoadU(df, xc + 16 * s));
-      auto p1 = hn::Mul(LoadElems(df, q + 16 * s + 16), hn::LoadU(df, xc + 16 * s + 16));
-      for (int k = N; k < 16; k += N) {
-        p0 = hn::MulAdd(LoadElems(df, q + 16 * s + k), hn::LoadU(df, xc + 16 * s + k), p0);
-        p1 = hn::MulAdd(LoadElems(df, q + 16 * s + 16 + k), hn::LoadU(df, xc + 16 * s + 16 + k), p1);
+  alignas(64) typename U::Elem q[256];
+  alignas(64) float d[16], m[16];
+  auto acc0 = hn::Zero(df), acc1 = hn::Zero(df), offsets = hn::Zero(df);
+  const hn::CappedTag<int16_t, 16> d16;
+  const hn::Rebind<int8_t, decltype(d16)> d8;
+  const hn::RepartitionToWide<decltype(d16)> d32;
+  const hn::Rebind<float, decltype(d32)> dw;  // int32 sums → fp32, as many lanes
+  auto iacc0 = hn::Zero(dw), iacc1 = hn::Zero(dw);
+  const int64_t nb = n_in / U::kBlock;
+  const float *x = a.x, *xs16 = a.xs16, *dx = a.dx;
+  const int16_t* xq = a.xq;
+  for (int64_t b0 = 0; b0 < nb; b0 += 256 / U::kBlock, x += 256, xq += 256, xs16 += 16, dx += 16) {
+    const int subs = UnpackChunk(u, row, b0, nb, q, d, m);
+    for (int s = 0; s < 16; s += N) offsets = hn::MulAdd(hn::Load(df, m + s), hn::LoadU(df, xs16 + s), offsets);
+    if constexpr (std::is_same_v<typename U::Elem, int8_t>) {
+      const int L = int(hn::Lanes(d16));
+      for (int s = 0; s < 16; s += N) hn::Store(hn::Mul(hn::Load(df, d + s), hn::LoadU(df, dx + s)), df, d + s);
+      for (int s = 0; s < subs; s += 2) {
+        auto i0 = hn::Zero(d32), i1 = hn::Zero(d32), unused = hn::Zero(d32);
+        for (int k = 0; k < 16; k += L) {
+          i0 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, q + 16 * s + k)), hn::LoadU(d16, xq + 16 * s + k), i0, unused);
+          i1 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, q + 16 * s + 16 + k)), hn::LoadU(d16, xq + 16 * s + 16 + k), i1, unused);
+        }
+        iacc0 = hn::MulAdd(hn::ConvertTo(dw, i0), hn::Set(dw, d[s]), iacc0);
+        iacc1 = hn::MulAdd(hn::ConvertTo(dw, i1), hn::Set(dw, d[s + 1]), iacc1);
       }
-      acc0 = hn::MulAdd(p0, hn::Set(df, d[s]), acc0);
-      acc1 = hn::MulAdd(p1, hn::Set(df, d[s + 1]), acc1);
+    } else {
+      for (int s = 0; s < subs; s += 2) {  // two sub-blocks per step, one accumulator each
+        auto p0 = hn::Mul(LoadElems(df, q + 16 * s), hn::LoadU(df, x + 16 * s));
+        auto p1 = hn::Mul(LoadElems(df, q + 16 * s + 16), hn::LoadU(df, x + 16 * s + 16));
+        for (int k = N; k < 16; k += N) {
+          p0 = hn::MulAdd(LoadElems(df, q + 16 * s + k), hn::LoadU(df, x + 16 * s + k), p0);
+          p1 = hn::MulAdd(LoadElems(df, q + 16 * s + 16 + k), hn::LoadU(df, x + 16 * s + 16 + k), p1);
+        }
+        acc0 = hn::MulAdd(p0, hn::Set(df, d[s]), acc0);
+        acc1 = hn::MulAdd(p1, hn::Set(df, d[s + 1]), acc1);
+      }
     }
-  });
-  return hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1))) + offsets;
+  }
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(acc0, acc1), offsets))) +
+         hn::GetLane(hn::SumOfLanes(dw, hn::Add(iacc0, iacc1)));
 }
 
 template <class U>
 void DecodeRow(const U& u, const uint8_t* row, int64_t n_in, float* dst) {
   const DF df;
   const int N = int(hn::Lanes(df));
-  ForChunks(u, row, n_in, [&](int64_t i0, int subs, const auto* q, const float* d, const float* m) {
+  alignas(64) typename U::Elem q[256];
+  alignas(64) float d[16], m[16];
+  const int64_t nb = n_in / U::kBlock;
+  for (int64_t b0 = 0; b0 < nb; b0 += 256 / U::kBlock, dst += 256) {
+    const int subs = UnpackChunk(u, row, b0, nb, q, d, m);
     for (int s = 0; s < subs; ++s)
       for (int k = 0; k < 16; k += N)
-        hn::StoreU(hn::MulAdd(LoadElems(df, q + 16 * s + k), hn::Set(df, d[s]), hn::Set(df, m[s])), df, dst + i0 + 16 * s + k);
-  });
+        hn::StoreU(hn::MulAdd(LoadElems(df, q + 16 * s + k), hn::Set(df, d[s]), hn::Set(df, m[s])), df, dst + 16 * s + k);
+  }
 }
 
 // F32/F16/BF16 rows: widen and multiply, two accumulators.
@@ -391,7 +419,8 @@ void ForRows(const QMatrix& w, int64_t r0, int64_t r1, F&& f) {
   }
 }
 
-void GemvRange(const QMatrix& w, const float* x, const float* xs16, float* y, int64_t r0, int64_t r1) {
+void GemvRange(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int64_t r1) {
+  const float* x = a.x;
   const int64_t n = w.n_in;
   const QType plain = w.layout == QLayout::Stored ? w.type : QType::Q8_0;  // any block type: ForRows
   switch (plain) {
@@ -407,7 +436,7 @@ void GemvRange(const QMatrix& w, const float* x, const float* xs16, float* y, in
         y[r] = DotFloatRow(reinterpret_cast<const hwy::bfloat16_t*>(w.data + r * w.row_bytes), n, x);
       return;
     default:
-      ForRows(w, r0, r1, [&](const auto& u, const uint8_t* row, int64_t r) { y[r] = DotRow(u, row, n, x, xs16); });
+      ForRows(w, r0, r1, [&](const auto& u, const uint8_t* row, int64_t r) { y[r] = DotRow(u, row, n, a); });
   }
 }
 
@@ -441,6 +470,7 @@ HWY_AFTER_NAMESPACE();
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "kernels/cpu/widen.h"
@@ -464,12 +494,21 @@ bool qmatvec_supported(const QMatrix& w) {
 }
 
 void qmatvec(const QMatrix& w, const float* x, float* y) {
-  std::vector<float> xs16(size_t(w.n_in / 16));
-  for (size_t k = 0; k < xs16.size(); ++k) {
-    float s = 0;
-    for (int j = 0; j < 16; ++j) s += x[16 * k + j];
-    xs16[k] = s;
+  const int64_t subs = w.n_in / 16;
+  std::vector<float> xs16(size_t(subs + 16), 0.0f), dx(size_t(subs + 16), 0.0f);
+  std::vector<int16_t> xq(static_cast<size_t>(w.n_in));
+  for (int64_t k = 0; k < subs; ++k) {
+    float sum = 0, amax = 0;
+    for (int j = 0; j < 16; ++j) {
+      sum += x[16 * k + j];
+      amax = std::max(amax, std::fabs(x[16 * k + j]));
+    }
+    xs16[size_t(k)] = sum;
+    dx[size_t(k)] = amax / 32767.0f;
+    const float inv = amax > 0 ? 32767.0f / amax : 0.0f;
+    for (int j = 0; j < 16; ++j) xq[size_t(16 * k + j)] = int16_t(std::lrint(x[16 * k + j] * inv));
   }
+  const QActivations a{x, xs16.data(), xq.data(), dx.data()};
   const auto gemv = HWY_DYNAMIC_DISPATCH(GemvRange);
   const int64_t threads = std::min<int64_t>(omp_get_max_threads(), (w.n_out + 15) / 16);
 #pragma omp parallel num_threads(int(threads))
@@ -478,7 +517,7 @@ void qmatvec(const QMatrix& w, const float* x, float* y) {
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
     const int64_t chunk = ((w.n_out + nt - 1) / nt + 3) & ~int64_t(3);
     const int64_t r0 = std::min(w.n_out, t * chunk), r1 = std::min(w.n_out, r0 + chunk);
-    if (r0 < r1) gemv(w, x, xs16.data(), y, r0, r1);
+    if (r0 < r1) gemv(w, a, y, r0, r1);
   }
 }
 

@@ -37,6 +37,16 @@ struct QMatrix {
   const float* lut = nullptr;
 };
 
+// One activation vector as the dot products read it: x, its sums per 16, and x per 16 as
+// int16 codes with one scale each: x ≈ dx·xq, |error| ≤ dx / 2 = max|x| / 65534 (qmatvec
+// makes them; arrays of sums and scales padded with 16 zeros).
+struct QActivations {
+  const float* x;
+  const float* xs16;
+  const int16_t* xq;
+  const float* dx;
+};
+
 // Whether the fused kernels take this matrix (n_in a multiple of the block, and of 32; groups
 // a multiple of 32). Callers fall back to their own decoding otherwise.
 bool qmatvec_supported(const QMatrix& w);
