@@ -82,7 +82,7 @@ TEST(StoredLinear, MatchesReferenceForEveryTypeSizeAndThreadCount) {
           std::vector<float> y(tokens * n_out);
           lin.forward(x.data(), y.data(), tokens);
           auto wd = wt.to_f32();  // the reference decoding of what is stored
-          // Q8_0's matrix-vector kernel multiplies x rounded to int16 per 16 values (≤ max|x| / 65534 off).
+          // Q8_0's matrix-vector kernel multiplies x rounded to int16 per 32 values (≤ max|x| / 65534 off).
           const bool int16_x = type == QType::Q8_0 && tokens <= TiledLinear::kMatvecTokens;
           for (int t = 0; t < tokens; ++t)
             for (int o = 0; o < n_out; ++o) {
@@ -91,7 +91,7 @@ TEST(StoredLinear, MatchesReferenceForEveryTypeSizeAndThreadCount) {
                 ref += double(x[size_t(t * n_in + i)]) * wd[size_t(o * n_in + i)];
                 mag += std::fabs(double(x[size_t(t * n_in + i)]) * wd[size_t(o * n_in + i)]);
                 float amax = 0;
-                for (int j = i / 16 * 16; j < std::min(n_in, i / 16 * 16 + 16); ++j) amax = std::max(amax, std::fabs(x[size_t(t * n_in + j)]));
+                for (int j = i / 32 * 32; j < std::min(n_in, i / 32 * 32 + 32); ++j) amax = std::max(amax, std::fabs(x[size_t(t * n_in + j)]));
                 if (int16_x) rounding += std::fabs(wd[size_t(o * n_in + i)]) * amax / 65534.0;
               }
               // fp32 dot product of length n_in + 1: |error| <= (n_in + 1) · u · Σ|x·w| (Higham γ_n).
@@ -111,7 +111,7 @@ TEST(StoredLinear, MatchesReferenceForEveryTypeSizeAndThreadCount) {
 // fp32 in another order: by Higham's γ_n each output is within (n_in + 8)·u·Σ_i B_i·|x_i|,
 // where B_i bounds the magnitude of the terms the kernel adds for weight i (|d·q| + |m|).
 // Integer codes in the matrix-vector path (`int16_x`, ≤ kMatvecTokens tokens) multiply x
-// rounded to int16 per 16 values, off by at most max|x of its 16| / 65534 each: that adds
+// rounded to int16 per 32 values, off by at most max|x of its 32| / 65534 each: that adds
 // Σ_i B_i · max|x| / 65534.
 void expect_linear_matches(const Linear& lin, const std::vector<float>& wd, const std::vector<float>& bound,
                            int tokens, std::mt19937& rng, const std::string& what, bool int16_x) {
@@ -131,7 +131,7 @@ void expect_linear_matches(const Linear& lin, const std::vector<float>& wd, cons
         mag += std::fabs(xi) * bound[size_t(o * n_in + i)];
         if (rounded_x) {
           float amax = 0;
-          for (int64_t j = i / 16 * 16; j < std::min(n_in, i / 16 * 16 + 16); ++j) amax = std::max(amax, std::fabs(x[size_t(t * n_in + j)]));
+          for (int64_t j = i / 32 * 32; j < std::min(n_in, i / 32 * 32 + 32); ++j) amax = std::max(amax, std::fabs(x[size_t(t * n_in + j)]));
           rounding += bound[size_t(o * n_in + i)] * amax / 65534.0;
         }
       }

@@ -222,7 +222,9 @@ void Int8Linear::forward(const float* x, float* y, int64_t tokens) const {
   // adds in; the chunks add up exactly in double: the int32 accumulation, bit for bit.
   constexpr int64_t kChunk = 1024;
   const std::vector<float> xf(xq.begin(), xq.end());
-  const int64_t tile = std::max<int64_t>(16, (int64_t(1) << 20) / n_in / 16 * 16);
+  // Tiles of ≤ 1 Mi weights, at least one per thread.
+  const int64_t per_thread = (n_out / omp_get_max_threads() + 15) / 16 * 16;
+  const int64_t tile = std::max<int64_t>(16, std::min(per_thread, (int64_t(1) << 20) / n_in / 16 * 16));
   const int64_t n_tiles = (n_out + tile - 1) / tile;
 #pragma omp parallel
   {

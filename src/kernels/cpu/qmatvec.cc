@@ -386,6 +386,105 @@ float DotFloatRow(const T* w, int64_t n, const float* x) {
   return hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1)));  // n is a multiple of 16 (qmatvec_supported)
 }
 
+#if HWY_TARGET <= HWY_AVX2
+// 32-weight blocks with one scale each, multiplied straight from registers (no unpacking to
+// memory): codes → two int16×16 vectors → pmaddwd with the int16 activations → one int32 sum
+// per block (both halves share d and, activations being scaled per 32, dx) → fp32.
+// Codes of block b at codes(b): Nibbles — 16 bytes, Q4_0's order; Signed/UnsignedBytes — 32
+// bytes (q, or q − 128). scale(b, d, m) gives the block's w = d·q + m.
+enum class Codes { Nibbles, SignedBytes, UnsignedBytes };
+
+template <Codes C, bool kTable, class CodesAt, class Scale>
+float Dot32(int64_t nb, const CodesAt& codes, const int8_t* table, const Scale& scale, const QActivations& a) {
+  const hn::Full128<uint8_t> du8;
+  const hn::Full128<int8_t> di8;
+  const hn::Full256<int16_t> d16;
+  const hn::Full256<int32_t> d32;
+  const hn::Full256<float> df;
+  const auto tbl = kTable ? hn::LoadU(di8, table) : hn::Zero(di8);
+  auto acc = hn::Zero(df);
+  float offsets = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* qs = codes(b);
+    __builtin_prefetch(qs + 1024);  // rows are streamed once: ask for them well ahead
+    hn::Vec256<int16_t> w0, w1;
+    if constexpr (C == Codes::Nibbles) {
+      const auto v = hn::LoadU(du8, qs), lo = hn::And(v, hn::Set(du8, 0x0F)), hi = hn::ShiftRight<4>(v);
+      if constexpr (kTable) {
+        w0 = hn::PromoteTo(d16, hn::TableLookupBytes(tbl, hn::BitCast(di8, lo)));
+        w1 = hn::PromoteTo(d16, hn::TableLookupBytes(tbl, hn::BitCast(di8, hi)));
+      } else {
+        w0 = hn::BitCast(d16, hn::PromoteTo(hn::Full256<uint16_t>(), lo));
+        w1 = hn::BitCast(d16, hn::PromoteTo(hn::Full256<uint16_t>(), hi));
+      }
+    } else if constexpr (C == Codes::SignedBytes) {
+      w0 = hn::PromoteTo(d16, hn::LoadU(di8, reinterpret_cast<const int8_t*>(qs)));
+      w1 = hn::PromoteTo(d16, hn::LoadU(di8, reinterpret_cast<const int8_t*>(qs) + 16));
+    } else {
+      const auto flip = hn::Set(du8, 0x80);
+      w0 = hn::PromoteTo(d16, hn::BitCast(di8, hn::Xor(hn::LoadU(du8, qs), flip)));
+      w1 = hn::PromoteTo(d16, hn::BitCast(di8, hn::Xor(hn::LoadU(du8, qs + 16), flip)));
+    }
+    auto unused = hn::Zero(d32);
+    auto sum = hn::ReorderWidenMulAccumulate(d32, w0, hn::LoadU(d16, a.xq + 32 * b), hn::Zero(d32), unused);
+    sum = hn::ReorderWidenMulAccumulate(d32, w1, hn::LoadU(d16, a.xq + 32 * b + 16), sum, unused);
+    float d, m;
+    scale(b, d, m);
+    acc = hn::MulAdd(hn::ConvertTo(df, sum), hn::Set(df, d * a.dx[2 * b]), acc);
+    offsets += m * (a.xs16[2 * b] + a.xs16[2 * b + 1]);
+  }
+  return hn::GetLane(hn::SumOfLanes(df, acc)) + offsets;
+}
+
+// The formats Dot32 takes; false for the others.
+bool GemvFused32(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int64_t r1) {
+  const int64_t nb = w.n_in / 32;
+  auto rows = [&](auto dot) {
+    for (int64_t r = r0; r < r1; ++r) y[r] = dot(w.data + r * w.row_bytes, r);
+    return true;
+  };
+  // Legacy 32-weight blocks of `bytes` bytes: fp16 d first, codes at qs_offset.
+  auto legacy = [&](auto codes_kind, auto table_flag, int bytes, int qs_offset, const int8_t* table, float m_per_d, bool has_min) {
+    constexpr Codes C = decltype(codes_kind)::value;
+    constexpr bool kTable = decltype(table_flag)::value;
+    return rows([&](const uint8_t* row, int64_t) {
+      return Dot32<C, kTable>(nb, [&](int64_t b) { return row + b * bytes + qs_offset; }, table,
+                              [&](int64_t b, float& d, float& m) {
+                                d = F16(row + b * bytes);
+                                m = has_min ? F16(row + b * bytes + 2) : m_per_d * d;
+                              }, a);
+    });
+  };
+  using Nib = std::integral_constant<Codes, Codes::Nibbles>;
+  using No = std::false_type;
+  if (w.layout == QLayout::IntNibbles || w.layout == QLayout::IntBytes) {
+    const int64_t ng = w.n_in / w.group;
+    const GroupOf group_of(w.group);
+    const bool nibbles = w.layout == QLayout::IntNibbles;
+    return rows([&](const uint8_t* row, int64_t r) {
+      const float *s = w.scales + r * ng, *z = w.zeros + r * ng;
+      if (nibbles)
+        return Dot32<Codes::Nibbles, false>(nb, [&](int64_t b) { return row + 16 * b; }, nullptr, [&](int64_t b, float& d, float& m) {
+          const int64_t g = group_of(b);
+          d = s[g], m = -s[g] * z[g];
+        }, a);
+      return Dot32<Codes::UnsignedBytes, false>(nb, [&](int64_t b) { return row + 32 * b; }, nullptr, [&](int64_t b, float& d, float& m) {
+        const int64_t g = group_of(b);
+        d = s[g], m = -s[g] * (z[g] - 128);
+      }, a);
+    });
+  }
+  if (w.layout != QLayout::Stored) return false;
+  switch (w.type) {
+    case QType::Q4_0: return legacy(Nib{}, No{}, 18, 2, nullptr, -8, false);
+    case QType::Q4_1: return legacy(Nib{}, No{}, 20, 4, nullptr, 0, true);
+    case QType::IQ4_NL: return legacy(Nib{}, std::true_type{}, 18, 2, kIq4nlValues, 0, false);
+    case QType::Q8_0: return legacy(std::integral_constant<Codes, Codes::SignedBytes>{}, No{}, 34, 2, nullptr, 0, false);
+    default: return false;
+  }
+}
+#endif
+
 // Runs `f(unpacker for row r, row bytes)` for each row in [r0, r1), for w's format.
 template <class F>
 void ForRows(const QMatrix& w, int64_t r0, int64_t r1, F&& f) {
@@ -422,6 +521,9 @@ void ForRows(const QMatrix& w, int64_t r0, int64_t r1, F&& f) {
 void GemvRange(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int64_t r1) {
   const float* x = a.x;
   const int64_t n = w.n_in;
+#if HWY_TARGET <= HWY_AVX2
+  if (GemvFused32(w, a, y, r0, r1)) return;
+#endif
   const QType plain = w.layout == QLayout::Stored ? w.type : QType::Q8_0;  // any block type: ForRows
   switch (plain) {
     case QType::F32:
@@ -498,15 +600,16 @@ void qmatvec(const QMatrix& w, const float* x, float* y) {
   std::vector<float> xs16(size_t(subs + 16), 0.0f), dx(size_t(subs + 16), 0.0f);
   std::vector<int16_t> xq(static_cast<size_t>(w.n_in));
   for (int64_t k = 0; k < subs; ++k) {
-    float sum = 0, amax = 0;
-    for (int j = 0; j < 16; ++j) {
-      sum += x[16 * k + j];
-      amax = std::max(amax, std::fabs(x[16 * k + j]));
-    }
+    float sum = 0;
+    for (int j = 0; j < 16; ++j) sum += x[16 * k + j];
     xs16[size_t(k)] = sum;
-    dx[size_t(k)] = amax / 32767.0f;
+  }
+  for (int64_t k = 0; k < subs; k += 2) {  // int16 codes, one scale per 32 values (stored per 16)
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[16 * k + j]));
+    dx[size_t(k)] = dx[size_t(k + 1)] = amax / 32767.0f;
     const float inv = amax > 0 ? 32767.0f / amax : 0.0f;
-    for (int j = 0; j < 16; ++j) xq[size_t(16 * k + j)] = int16_t(std::lrint(x[16 * k + j] * inv));
+    for (int j = 0; j < 32; ++j) xq[size_t(16 * k + j)] = int16_t(std::lrint(x[16 * k + j] * inv));
   }
   const QActivations a{x, xs16.data(), xq.data(), dx.data()};
   const auto gemv = HWY_DYNAMIC_DISPATCH(GemvRange);

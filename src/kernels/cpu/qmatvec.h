@@ -37,9 +37,9 @@ struct QMatrix {
   const float* lut = nullptr;
 };
 
-// One activation vector as the dot products read it: x, its sums per 16, and x per 16 as
-// int16 codes with one scale each: x ≈ dx·xq, |error| ≤ dx / 2 = max|x| / 65534 (qmatvec
-// makes them; arrays of sums and scales padded with 16 zeros).
+// One activation vector as the dot products read it: x, its sums per 16, and x per 32 as
+// int16 codes with one scale: x ≈ dx·xq, |error| ≤ dx / 2 = max|x of the 32| / 65534 (qmatvec
+// makes them; dx is stored once per 16; arrays of sums and scales padded with 16 zeros).
 struct QActivations {
   const float* x;
   const float* xs16;
