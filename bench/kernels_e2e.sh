@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prompt and generation speed of every format on qf-27m: `qforge bench` next to llama.cpp
 # (node-llama-cpp's prebuilt build, bench/llamacpp_bench.mjs) on the same files, same machine,
-# same run, interleaved file by file. GGUF files: llama.cpp's own F16 conversion, and Q8_0,
+# same run, interleaved file by file, 10 repetitions each (mean ± stdev). GGUF files: llama.cpp's own F16 conversion, and Q8_0,
 # Q6_K, Q4_K_M, Q4_0, IQ4_XS made by qforge with one importance matrix. HF layouts (GPTQ W4 g128
 # act-order, AWQ W4 g128, NF4, LLM.int8()) do not load in llama.cpp: their ratio is against
 # qforge's own Q4_0 (4.5 bits per weight, the GGUF type of their size) or Q8_0 (LLM.int8()).
@@ -31,8 +31,8 @@ CAL="--calib $CALIB --nsamples 32 --seqlen 512"
 [ -d "$MODELS/llm-int8" ] || $QF quantize "$HF" -o "$MODELS/llm-int8" --method llm-int8
 
 bench_pair() {  # name, file; llama.cpp too when the file is GGUF
-  $QF bench "$2" --json >"$OUT/qforge-$1.json"
-  case "$2" in *.gguf) node bench/llamacpp_bench.mjs "$2" --threads "$THREADS" >"$OUT/llamacpp-$1.json" ;; esac
+  $QF bench "$2" --reps 10 --json >"$OUT/qforge-$1.json"
+  case "$2" in *.gguf) node bench/llamacpp_bench.mjs "$2" --threads "$THREADS" --reps 10 >"$OUT/llamacpp-$1.json" ;; esac
 }
 bench_pair F16 "$HF/qf-27m-f16.gguf"
 for t in Q8_0 Q6_K Q4_K_M Q4_0 IQ4_XS; do bench_pair $t "$MODELS/$t.gguf"; done
