@@ -33,6 +33,14 @@ void expect_one_line_error(const Run& r, const std::string& needle) {
 
 std::string stories() { return test::bundled_stories() + "/hf"; }
 
+// llama-bench's spelling: the thread count after the command, as the report's "threads".
+TEST(Cli, BenchTakesThreadsAfterTheCommand) {
+  int status = -1;
+  const std::string out = test::qforge_stdout("bench " + stories() + " --threads 1 --prompt 8 --gen 4 --reps 1 --json", &status);
+  EXPECT_EQ(status, 0);
+  EXPECT_NE(out.find("\"threads\":1,"), std::string::npos) << out;
+}
+
 TEST(Cli, MissingModel) { expect_one_line_error(run("eval /nonexistent --text /etc/hostname"), "/nonexistent: no such file"); }
 
 TEST(Cli, TextNotUtf8) {

@@ -92,6 +92,7 @@ int main(int argc, char** argv) {
   bench->add_option("--gen", ba.n_gen, "generated tokens (one at a time)")->check(CLI::Range(1, 1 << 16));
   bench->add_option("--reps", ba.reps, "repetitions after one warm-up")->check(CLI::Range(1, 1000));
   bench->add_flag("--json", ba.json, "print one JSON object");
+  bench->add_option("--threads", threads, "threads (the same as -t before the command)");
 
   qf::cli::CompareArgs cm;
   auto* compare = app.add_subcommand("compare", "quantize one model with every method, measure each under one protocol, write one report");
