@@ -227,6 +227,10 @@ TEST(FusedKernels, IntegerGridsWithEveryWidthGroupAndActOrder) {
         for (int i = 0; i < n_in; ++i) q.g_idx[size_t(perm[size_t(i)])] = i / g;
       }
       IntLinear lin(q, TensorView{});
+      // Bits per weight report the checkpoint's size (GPTQ layout: packed codes, fp16 scale and a
+      // packed zero per group), whatever layout the kernels read.
+      const int64_t groups = int64_t(n_out) * (n_in / g);
+      EXPECT_EQ(lin.weight_bytes(), (int64_t(n_out) * n_in * c.bits + groups * (16 + c.bits)) / 8);
       std::vector<float> wd(w.size()), bound(w.size());
       q.dequantize_rows(0, n_out, wd.data());
       for (int r = 0; r < n_out; ++r)  // |s·q| + |s·z| ≤ 2·s·maxq (codes and zeros are in [0, maxq])

@@ -107,7 +107,8 @@ void StoredLinear::decode_rows(int64_t r0, int64_t rows, float* dst) const {
   widen_to_f32(w_.type, w_.data + r0 * row_bytes_, dst, rows * n_in());
 }
 
-IntLinear::IntLinear(const IntQuantized& q, const TensorView& bias) : TiledLinear(q.n_out, q.n_in, bias) {
+IntLinear::IntLinear(const IntQuantized& q, const TensorView& bias)
+    : TiledLinear(q.n_out, q.n_in, bias), bits_(q.spec.bits), n_groups_(q.n_groups()) {
   const int64_t n_in = q.n_in, group = q.spec.group_len(n_in);
   // Act-order: columns sorted by group (stable), which must leave groups of `group` columns.
   std::vector<int32_t> perm(static_cast<size_t>(n_in));
@@ -146,11 +147,10 @@ IntLinear::IntLinear(const IntQuantized& q, const TensorView& bias) : TiledLinea
 }
 
 int64_t IntLinear::weight_bytes() const {
-  if (fallback_) {  // bit-packed codes, fp32 scale and zero per group
-    const int64_t groups = fallback_->n_out() * fallback_->n_groups();
-    return (fallback_->n_out() * fallback_->n_in() * fallback_->bits() + 7) / 8 + groups * 8 + bias_bytes();
-  }
-  return int64_t(codes_.size() + scales_.size() * 8) + bias_bytes();
+  // As stored in a packed checkpoint: bits per code, fp16 scale and packed zero per group (the
+  // format's size, which eval's bits per weight reports; the kernels' layout reads fp32 scales).
+  const int64_t groups = n_out() * n_groups_;
+  return (n_out() * n_in() * bits_ + groups * (16 + bits_)) / 8 + bias_bytes();
 }
 
 Bnb4Linear::Bnb4Linear(Bnb4Quantized q, int64_t n_out, int64_t n_in, const TensorView& bias)

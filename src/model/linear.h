@@ -86,6 +86,8 @@ class IntLinear : public TiledLinear {
 
  private:
   void decode_rows(int64_t r0, int64_t rows, float* dst) const override { fallback_->dequantize_rows(r0, rows, dst); }
+  int bits_;
+  int64_t n_groups_;
   std::vector<uint8_t> codes_;
   std::vector<float> scales_, zeros_;
   std::optional<PackedInt> fallback_;
@@ -95,7 +97,7 @@ class IntLinear : public TiledLinear {
 class Bnb4Linear : public TiledLinear {
  public:
   Bnb4Linear(Bnb4Quantized q, int64_t n_out, int64_t n_in, const TensorView& bias);
-  int64_t weight_bytes() const override { return int64_t(q_.packed.size() + q_.absmax.size() * 4) + bias_bytes(); }
+  int64_t weight_bytes() const override { return int64_t(q_.bits_per_weight() * double(q_.n) / 8) + bias_bytes(); }
 
  private:
   void decode_rows(int64_t r0, int64_t rows, float* dst) const override {
