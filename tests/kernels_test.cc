@@ -114,7 +114,8 @@ TEST(StoredLinear, MatchesReferenceForEveryTypeSizeAndThreadCount) {
 // rounded to int16 per 32 values, off by at most max|x of its 32| / 65534 each: that adds
 // Σ_i B_i · max|x| / 65534.
 void expect_linear_matches(const Linear& lin, const std::vector<float>& wd, const std::vector<float>& bound,
-                           int tokens, std::mt19937& rng, const std::string& what, bool int16_x) {
+                           int tokens, std::mt19937& rng, const std::string& what, bool int16_x,
+                           const std::vector<float>* int16_codes = nullptr) {
   const int64_t n_in = lin.n_in(), n_out = lin.n_out();
   std::normal_distribution<float> nd(0.f, 1.f);
   std::vector<float> x(size_t(tokens * n_in)), y(size_t(tokens * n_out));
@@ -133,6 +134,7 @@ void expect_linear_matches(const Linear& lin, const std::vector<float>& wd, cons
           float amax = 0;
           for (int64_t j = i / 32 * 32; j < std::min(n_in, i / 32 * 32 + 32); ++j) amax = std::max(amax, std::fabs(x[size_t(t * n_in + j)]));
           rounding += bound[size_t(o * n_in + i)] * amax / 65534.0;
+          if (int16_codes) rounding += std::fabs(xi) * (*int16_codes)[size_t(o * n_in + i)] / 65534.0;
         }
       }
       const double tol = double(n_in + 8) * std::ldexp(1.0, -24) * mag + rounding;
@@ -256,11 +258,17 @@ TEST(FusedKernels, Bnb4BlocksWithinAndAcrossRows) {
         std::vector<float> wd(w.size()), bound(w.size());
         dequantize_bnb4(q, 0, int64_t(w.size()), wd.data());
         for (size_t k = 0; k < wd.size(); ++k) bound[k] = std::fabs(wd[k]);  // m = 0, d·q = ŵ
+        // The matrix-vector kernel holds the code book as int16 (value·32767 / max|code|): each
+        // weight off by at most its block's absmax · max|code| / 65534.
+        float code_max = 0;
+        for (float c : bnb4_code(type)) code_max = std::max(code_max, std::fabs(c));
+        std::vector<float> code_unit(w.size());
+        for (size_t k = 0; k < w.size(); ++k) code_unit[k] = std::fabs(q.absmax[k / size_t(blocksize)]) * code_max;
         Bnb4Linear lin(std::move(q), n_out, n_in, TensorView{});
         for (int tokens : {1, 2, 7})
           expect_linear_matches(lin, wd, bound, tokens, rng,
                                 fmt::format("{} n_in {} blocksize {} dq {}", type == Bnb4Type::NF4 ? "NF4" : "FP4", n_in, blocksize, dq),
-                                false);
+                                true, &code_unit);
       }
 }
 

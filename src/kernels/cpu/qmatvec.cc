@@ -5,6 +5,7 @@
 #include <hwy/highway.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 
@@ -390,11 +391,12 @@ float DotFloatRow(const T* w, int64_t n, const float* x) {
 // 32-weight blocks with one scale each, multiplied straight from registers (no unpacking to
 // memory): codes → two int16×16 vectors → pmaddwd with the int16 activations → one int32 sum
 // per block (both halves share d and, activations being scaled per 32, dx) → fp32.
-// Codes of block b at codes(b): Nibbles — 16 bytes, Q4_0's order; Signed/UnsignedBytes — 32
-// bytes (q, or q − 128). scale(b, d, m) gives the block's w = d·q + m.
-enum class Codes { Nibbles, SignedBytes, UnsignedBytes };
+// Codes of block b at codes(b): Nibbles — 16 bytes, Q4_0's order (kSigned: minus 8);
+// Signed/UnsignedBytes — 32 bytes (q, or q − 128). scale(b, d, m) gives the block's
+// w = d·q + m (m unused without kOffsets). Two blocks per step, one accumulator each.
+enum class Codes { Nibbles, SignedNibbles, SignedBytes, UnsignedBytes };
 
-template <Codes C, bool kTable, class CodesAt, class Scale>
+template <Codes C, bool kTable, bool kOffsets, class CodesAt, class Scale>
 float Dot32(int64_t nb, const CodesAt& codes, const int8_t* table, const Scale& scale, const QActivations& a) {
   const hn::Full128<uint8_t> du8;
   const hn::Full128<int8_t> di8;
@@ -402,20 +404,22 @@ float Dot32(int64_t nb, const CodesAt& codes, const int8_t* table, const Scale& 
   const hn::Full256<int32_t> d32;
   const hn::Full256<float> df;
   const auto tbl = kTable ? hn::LoadU(di8, table) : hn::Zero(di8);
-  auto acc = hn::Zero(df);
-  float offsets = 0;
-  for (int64_t b = 0; b < nb; ++b) {
+  auto block_sum = [&](int64_t b) {
     const uint8_t* qs = codes(b);
     __builtin_prefetch(qs + 1024);  // rows are streamed once: ask for them well ahead
     hn::Vec256<int16_t> w0, w1;
-    if constexpr (C == Codes::Nibbles) {
+    if constexpr (kTable) {
       const auto v = hn::LoadU(du8, qs), lo = hn::And(v, hn::Set(du8, 0x0F)), hi = hn::ShiftRight<4>(v);
-      if constexpr (kTable) {
-        w0 = hn::PromoteTo(d16, hn::TableLookupBytes(tbl, hn::BitCast(di8, lo)));
-        w1 = hn::PromoteTo(d16, hn::TableLookupBytes(tbl, hn::BitCast(di8, hi)));
-      } else {
-        w0 = hn::BitCast(d16, hn::PromoteTo(hn::Full256<uint16_t>(), lo));
-        w1 = hn::BitCast(d16, hn::PromoteTo(hn::Full256<uint16_t>(), hi));
+      w0 = hn::PromoteTo(d16, hn::TableLookupBytes(tbl, hn::BitCast(di8, lo)));
+      w1 = hn::PromoteTo(d16, hn::TableLookupBytes(tbl, hn::BitCast(di8, hi)));
+    } else if constexpr (C == Codes::Nibbles || C == Codes::SignedNibbles) {
+      // Byte j widened to int16 lane j holds code j (low nibble) and code 16 + j (high).
+      const auto v = hn::BitCast(d16, hn::PromoteTo(hn::Full256<uint16_t>(), hn::LoadU(du8, qs)));
+      w0 = hn::And(v, hn::Set(d16, 0x0F));
+      w1 = hn::ShiftRight<4>(v);
+      if constexpr (C == Codes::SignedNibbles) {
+        w0 = hn::Sub(w0, hn::Set(d16, 8));
+        w1 = hn::Sub(w1, hn::Set(d16, 8));
       }
     } else if constexpr (C == Codes::SignedBytes) {
       w0 = hn::PromoteTo(d16, hn::LoadU(di8, reinterpret_cast<const int8_t*>(qs)));
@@ -426,15 +430,83 @@ float Dot32(int64_t nb, const CodesAt& codes, const int8_t* table, const Scale& 
       w1 = hn::PromoteTo(d16, hn::BitCast(di8, hn::Xor(hn::LoadU(du8, qs + 16), flip)));
     }
     auto unused = hn::Zero(d32);
-    auto sum = hn::ReorderWidenMulAccumulate(d32, w0, hn::LoadU(d16, a.xq + 32 * b), hn::Zero(d32), unused);
-    sum = hn::ReorderWidenMulAccumulate(d32, w1, hn::LoadU(d16, a.xq + 32 * b + 16), sum, unused);
-    float d, m;
-    scale(b, d, m);
-    acc = hn::MulAdd(hn::ConvertTo(df, sum), hn::Set(df, d * a.dx[2 * b]), acc);
-    offsets += m * (a.xs16[2 * b] + a.xs16[2 * b + 1]);
+    const auto sum = hn::ReorderWidenMulAccumulate(d32, w0, hn::LoadU(d16, a.xq + 32 * b), hn::Zero(d32), unused);
+    return hn::ConvertTo(df, hn::ReorderWidenMulAccumulate(d32, w1, hn::LoadU(d16, a.xq + 32 * b + 16), sum, unused));
+  };
+  auto acc0 = hn::Zero(df), acc1 = hn::Zero(df);
+  float offsets0 = 0, offsets1 = 0;
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    float d0, m0, d1, m1;
+    scale(b, d0, m0);
+    scale(b + 1, d1, m1);
+    acc0 = hn::MulAdd(block_sum(b), hn::Set(df, d0 * a.dx32[b]), acc0);
+    acc1 = hn::MulAdd(block_sum(b + 1), hn::Set(df, d1 * a.dx32[b + 1]), acc1);
+    if constexpr (kOffsets) {
+      offsets0 += m0 * a.xs32[b];
+      offsets1 += m1 * a.xs32[b + 1];
+    }
   }
-  return hn::GetLane(hn::SumOfLanes(df, acc)) + offsets;
+  if (b < nb) {
+    float d0, m0;
+    scale(b, d0, m0);
+    acc0 = hn::MulAdd(block_sum(b), hn::Set(df, d0 * a.dx32[b]), acc0);
+    if constexpr (kOffsets) offsets0 += m0 * a.xs32[b];
+  }
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1))) + offsets0 + offsets1;
 }
+
+// bitsandbytes NF4/FP4: the 16 code-book values held as int16 (lut·32767/max|lut|, error ≤
+// max|lut|/65534: 30× below the fp16 rounding bitsandbytes' own dequantization has), split into
+// low and high byte tables for byte lookups. 16 bytes hold codes 2i (high nibble) and 2i + 1;
+// low bytes [even | odd] looked up and interleaved with the high bytes give int16 lanes in the
+// order of a.xq_bnb4 (per 16: weights 0, 2, …, 14, then 1, 3, …, 15).
+float DotBnb4(const uint8_t* codes, int64_t nb, const float* absmax, int64_t block0, const GroupOf& group_of,
+              hn::Vec256<int8_t> lo_table, hn::Vec256<int8_t> hi_table, float unit, const QActivations& a) {
+  const hn::Full256<float> df;
+  const hn::Full256<int16_t> d16;
+  const hn::Full256<int32_t> d32;
+  const hn::Full256<int8_t> d8;
+  const hn::Full128<uint8_t> du8;
+  auto acc0 = hn::Zero(df), acc1 = hn::Zero(df);
+  auto block = [&](int64_t b, hn::Vec256<float> acc) {
+    const auto v = hn::LoadU(du8, codes + 16 * b);
+    __builtin_prefetch(codes + 16 * b + 1024);
+    const auto idx = hn::BitCast(d8, hn::Combine(hn::Full256<uint8_t>(), hn::And(v, hn::Set(du8, 0x0F)), hn::ShiftRight<4>(v)));
+    const auto lo = hn::TableLookupBytes(lo_table, idx), hi = hn::TableLookupBytes(hi_table, idx);
+    const auto w0 = hn::BitCast(d16, hn::InterleaveLower(lo, hi)), w1 = hn::BitCast(d16, hn::InterleaveUpper(d8, lo, hi));
+    auto unused = hn::Zero(d32);
+    const auto s = hn::ReorderWidenMulAccumulate(d32, w0, hn::LoadU(d16, a.xq_bnb4 + 32 * b), hn::Zero(d32), unused);
+    const auto sum = hn::ReorderWidenMulAccumulate(d32, w1, hn::LoadU(d16, a.xq_bnb4 + 32 * b + 16), s, unused);
+    return hn::MulAdd(hn::ConvertTo(df, sum), hn::Set(df, absmax[group_of(block0 + b)] * unit * a.dx32[b]), acc);
+  };
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) acc0 = block(b, acc0), acc1 = block(b + 1, acc1);
+  if (b < nb) acc0 = block(b, acc0);
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1)));
+}
+
+bool GemvBnb4(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int64_t r1) {
+  float lmax = 0;
+  for (int k = 0; k < 16; ++k) lmax = std::max(lmax, std::fabs(w.lut[k]));
+  alignas(32) int8_t lo[32], hi[32];
+  for (int k = 0; k < 16; ++k) {
+    const int v = lmax > 0 ? int(std::lrint(w.lut[k] * 32767.0f / lmax)) : 0;
+    lo[k] = lo[k + 16] = int8_t(uint8_t(v & 0xFF));
+    hi[k] = hi[k + 16] = int8_t(v >> 8);
+  }
+  const hn::Full256<int8_t> d8;
+  const GroupOf group_of(w.group);
+  const int64_t nb = w.n_in / 32;
+  for (int64_t r = r0; r < r1; ++r)
+    y[r] = DotBnb4(w.data + r * w.row_bytes, nb, w.scales, r * nb, group_of, hn::Load(d8, lo), hn::Load(d8, hi), lmax / 32767.0f, a);
+  return true;
+}
+
+template <int V>
+using I = std::integral_constant<int, V>;
+template <Codes C>
+using CodesAre = std::integral_constant<Codes, C>;
 
 // The formats Dot32 takes; false for the others.
 bool GemvFused32(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int64_t r1) {
@@ -443,19 +515,21 @@ bool GemvFused32(const QMatrix& w, const QActivations& a, float* y, int64_t r0, 
     for (int64_t r = r0; r < r1; ++r) y[r] = dot(w.data + r * w.row_bytes, r);
     return true;
   };
-  // Legacy 32-weight blocks of `bytes` bytes: fp16 d first, codes at qs_offset.
-  auto legacy = [&](auto codes_kind, auto table_flag, int bytes, int qs_offset, const int8_t* table, float m_per_d, bool has_min) {
+  // Legacy 32-weight blocks of kBytes bytes: fp16 d first, codes at kCodes (Q4_1: fp16 m after d).
+  auto legacy = [&](auto codes_kind, auto table_flag, auto bytes, auto codes_offset, const int8_t* table) {
     constexpr Codes C = decltype(codes_kind)::value;
     constexpr bool kTable = decltype(table_flag)::value;
+    constexpr int kBytes = decltype(bytes)::value, kCodes = decltype(codes_offset)::value;
+    using Min = std::bool_constant<kCodes == 4>;  // Q4_1
     return rows([&](const uint8_t* row, int64_t) {
-      return Dot32<C, kTable>(nb, [&](int64_t b) { return row + b * bytes + qs_offset; }, table,
-                              [&](int64_t b, float& d, float& m) {
-                                d = F16(row + b * bytes);
-                                m = has_min ? F16(row + b * bytes + 2) : m_per_d * d;
-                              }, a);
+      return Dot32<C, kTable, Min::value>(nb, [row](int64_t b) { return row + b * kBytes + kCodes; }, table,
+                                    [row](int64_t b, float& d, float& m) {
+                                      d = F16(row + b * kBytes);
+                                      m = Min::value ? F16(row + b * kBytes + 2) : 0.0f;
+                                    }, a);
     });
   };
-  using Nib = std::integral_constant<Codes, Codes::Nibbles>;
+  using Yes = std::true_type;
   using No = std::false_type;
   if (w.layout == QLayout::IntNibbles || w.layout == QLayout::IntBytes) {
     const int64_t ng = w.n_in / w.group;
@@ -463,25 +537,242 @@ bool GemvFused32(const QMatrix& w, const QActivations& a, float* y, int64_t r0, 
     const bool nibbles = w.layout == QLayout::IntNibbles;
     return rows([&](const uint8_t* row, int64_t r) {
       const float *s = w.scales + r * ng, *z = w.zeros + r * ng;
-      if (nibbles)
-        return Dot32<Codes::Nibbles, false>(nb, [&](int64_t b) { return row + 16 * b; }, nullptr, [&](int64_t b, float& d, float& m) {
-          const int64_t g = group_of(b);
-          d = s[g], m = -s[g] * z[g];
-        }, a);
-      return Dot32<Codes::UnsignedBytes, false>(nb, [&](int64_t b) { return row + 32 * b; }, nullptr, [&](int64_t b, float& d, float& m) {
+      auto scale = [s, z, group_of](int64_t b, float& d, float& m) {  // (bytes: q − 128 stored)
         const int64_t g = group_of(b);
-        d = s[g], m = -s[g] * (z[g] - 128);
+        d = s[g], m = -s[g] * z[g];
+      };
+      if (nibbles) return Dot32<Codes::Nibbles, false, true>(nb, [row](int64_t b) { return row + 16 * b; }, nullptr, scale, a);
+      return Dot32<Codes::UnsignedBytes, false, true>(nb, [row](int64_t b) { return row + 32 * b; }, nullptr, [scale](int64_t b, float& d, float& m) {
+        scale(b, d, m);
+        m += 128 * d;
       }, a);
     });
   }
   if (w.layout != QLayout::Stored) return false;
   switch (w.type) {
-    case QType::Q4_0: return legacy(Nib{}, No{}, 18, 2, nullptr, -8, false);
-    case QType::Q4_1: return legacy(Nib{}, No{}, 20, 4, nullptr, 0, true);
-    case QType::IQ4_NL: return legacy(Nib{}, std::true_type{}, 18, 2, kIq4nlValues, 0, false);
-    case QType::Q8_0: return legacy(std::integral_constant<Codes, Codes::SignedBytes>{}, No{}, 34, 2, nullptr, 0, false);
+    case QType::Q4_0: return legacy(CodesAre<Codes::SignedNibbles>{}, No{}, I<18>{}, I<2>{}, nullptr);
+    case QType::Q4_1: return legacy(CodesAre<Codes::Nibbles>{}, No{}, I<20>{}, I<4>{}, nullptr);
+    case QType::IQ4_NL: return legacy(CodesAre<Codes::Nibbles>{}, Yes{}, I<18>{}, I<2>{}, kIq4nlValues);
+    case QType::Q8_0: return legacy(CodesAre<Codes::SignedBytes>{}, No{}, I<34>{}, I<2>{}, nullptr);
     default: return false;
   }
+}
+
+// ---- 256-weight k-/i-quant blocks from registers: codes widened to int16 lanes in place --
+// (byte j of a 16-byte run → lane j), every sub-block's int32 sum scaled by its own d·dx; the
+// block's scales decoded as one vector. Sub-blocks follow ggml-quants.c's dequantizers.
+using D16 = hn::Full256<int16_t>;
+using D32 = hn::Full256<int32_t>;
+using DF8 = hn::Full256<float>;
+
+HWY_INLINE hn::Vec256<int16_t> Widen16(const uint8_t* p) {
+  return hn::BitCast(D16(), hn::PromoteTo(hn::Full256<uint16_t>(), hn::LoadU(hn::Full128<uint8_t>(), p)));
+}
+// Σ w·xq over 16 int16 lanes as fp32 lanes.
+HWY_INLINE hn::Vec256<float> Sum16(hn::Vec256<int16_t> w, const int16_t* xq) {
+  auto unused = hn::Zero(D32());
+  return hn::ConvertTo(DF8(), hn::ReorderWidenMulAccumulate(D32(), w, hn::LoadU(D16(), xq), hn::Zero(D32()), unused));
+}
+HWY_INLINE hn::Vec256<float> Sum32(hn::Vec256<int16_t> w0, hn::Vec256<int16_t> w1, const int16_t* xq) {
+  auto unused = hn::Zero(D32());
+  const auto s = hn::ReorderWidenMulAccumulate(D32(), w0, hn::LoadU(D16(), xq), hn::Zero(D32()), unused);
+  return hn::ConvertTo(DF8(), hn::ReorderWidenMulAccumulate(D32(), w1, hn::LoadU(D16(), xq + 16), s, unused));
+}
+HWY_INLINE hn::Vec256<float> Bytes8ToFloat(const uint8_t* p) {
+  return hn::ConvertTo(DF8(), hn::PromoteTo(D32(), hn::LoadU(hn::Full64<uint8_t>(), p)));
+}
+HWY_INLINE void Prefetch(const uint8_t* block, int bytes) {
+  for (int k = 0; k < bytes; k += 64) __builtin_prefetch(block + 1024 + k);
+}
+
+// Q4_K (d dmin scales[12] qs[128]) / Q5_K (… qh[32] qs[128]): 8 sub-blocks of 32.
+template <bool kHigh>
+float DotQ45K(const uint8_t* row, int64_t nb, const QActivations& a) {
+  constexpr int kBytes = kHigh ? 176 : 144;
+  const DF8 df;
+  const D16 d16;
+  auto acc0 = hn::Zero(df), acc1 = hn::Zero(df), offsets = hn::Zero(df);
+  alignas(32) float sc[8];
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * kBytes;
+    Prefetch(blk, kBytes);
+    uint32_t u[4];  // 6-bit scales, then mins, one byte each (get_scale_min_k4 for all 8)
+    std::memcpy(u, blk + 4, 12);
+    u[3] = ((u[2] >> 4) & 0x0F0F0F0F) | (((u[1] >> 6) & 0x03030303) << 4);
+    const uint32_t mins_low = u[1] & 0x3F3F3F3F;
+    u[1] = (u[2] & 0x0F0F0F0F) | (((u[0] >> 6) & 0x03030303) << 4);
+    u[2] = mins_low;
+    u[0] &= 0x3F3F3F3F;
+    const auto* bytes = reinterpret_cast<const uint8_t*>(u);
+    hn::Store(hn::Mul(hn::Mul(Bytes8ToFloat(bytes), hn::Set(df, F16(blk))), hn::LoadU(df, a.dx32 + 8 * b)), df, sc);
+    offsets = hn::MulAdd(hn::Mul(Bytes8ToFloat(bytes + 8), hn::Set(df, -F16(blk + 2))), hn::LoadU(df, a.xs32 + 8 * b), offsets);
+    const uint8_t* qs = blk + (kHigh ? 48 : 16);
+    const int16_t* xq = a.xq + 256 * b;
+    hn::Vec256<int16_t> qh0, qh1;  // Q5_K: bit 2j (2j + 1) of qh[l] is the fifth bit of lo (hi) run j
+    if constexpr (kHigh) qh0 = Widen16(blk + 16), qh1 = Widen16(blk + 32);
+    const auto low4 = hn::Set(d16, 0x0F), bit4 = hn::Set(d16, 0x10);
+    for (int j = 0; j < 4; ++j) {
+      const auto v0 = Widen16(qs + 32 * j), v1 = Widen16(qs + 32 * j + 16);
+      auto lo0 = hn::And(v0, low4), lo1 = hn::And(v1, low4), hi0 = hn::ShiftRight<4>(v0), hi1 = hn::ShiftRight<4>(v1);
+      if constexpr (kHigh) {
+        lo0 = hn::Or(lo0, hn::And(hn::ShiftLeft<4>(qh0), bit4)), hi0 = hn::Or(hi0, hn::And(hn::ShiftLeft<3>(qh0), bit4));
+        lo1 = hn::Or(lo1, hn::And(hn::ShiftLeft<4>(qh1), bit4)), hi1 = hn::Or(hi1, hn::And(hn::ShiftLeft<3>(qh1), bit4));
+        qh0 = hn::ShiftRight<2>(qh0), qh1 = hn::ShiftRight<2>(qh1);
+      }
+      acc0 = hn::MulAdd(Sum32(lo0, lo1, xq + 64 * j), hn::Set(df, sc[2 * j]), acc0);
+      acc1 = hn::MulAdd(Sum32(hi0, hi1, xq + 64 * j + 32), hn::Set(df, sc[2 * j + 1]), acc1);
+    }
+  }
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(acc0, acc1), offsets)));
+}
+
+// Q6_K (ql[128] qh[64] scales[16] d): 16 sub-blocks of 16 with int8 scales.
+float DotQ6K(const uint8_t* row, int64_t nb, const QActivations& a) {
+  const DF8 df;
+  const D16 d16;
+  const hn::Full64<int8_t> d8x8;
+  hn::Vec256<float> acc[4] = {hn::Zero(df), hn::Zero(df), hn::Zero(df), hn::Zero(df)};
+  alignas(32) float sc[16];
+  const auto low4 = hn::Set(d16, 0x0F), bits45 = hn::Set(d16, 0x30), bias = hn::Set(d16, 32);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * 210;
+    Prefetch(blk, 210);
+    const auto d = hn::Set(df, F16(blk + 208));
+    for (int k = 0; k < 16; k += 8)
+      hn::Store(hn::Mul(hn::Mul(hn::ConvertTo(df, hn::PromoteTo(D32(), hn::LoadU(d8x8, reinterpret_cast<const int8_t*>(blk + 192 + k)))), d),
+                        hn::LoadU(df, a.dx + 16 * b + k)), df, sc + k);
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t *ql = blk + 64 * h, *qh = blk + 128 + 32 * h;
+      const int16_t* xq = a.xq + 256 * b + 128 * h;
+      const float* s = sc + 8 * h;
+      for (int l = 0; l < 2; ++l) {  // lanes 16·l … 16·l + 15 of each run of 32
+        const auto q0 = Widen16(ql + 16 * l), q1 = Widen16(ql + 32 + 16 * l), hb = Widen16(qh + 16 * l);
+        const auto y0 = hn::Sub(hn::Or(hn::And(q0, low4), hn::And(hn::ShiftLeft<4>(hb), bits45)), bias);
+        const auto y1 = hn::Sub(hn::Or(hn::And(q1, low4), hn::And(hn::ShiftLeft<2>(hb), bits45)), bias);
+        const auto y2 = hn::Sub(hn::Or(hn::ShiftRight<4>(q0), hn::And(hb, bits45)), bias);
+        const auto y3 = hn::Sub(hn::Or(hn::ShiftRight<4>(q1), hn::And(hn::ShiftRight<2>(hb), bits45)), bias);
+        acc[0] = hn::MulAdd(Sum16(y0, xq + 16 * l), hn::Set(df, s[l]), acc[0]);
+        acc[1] = hn::MulAdd(Sum16(y1, xq + 32 + 16 * l), hn::Set(df, s[2 + l]), acc[1]);
+        acc[2] = hn::MulAdd(Sum16(y2, xq + 64 + 16 * l), hn::Set(df, s[4 + l]), acc[2]);
+        acc[3] = hn::MulAdd(Sum16(y3, xq + 96 + 16 * l), hn::Set(df, s[6 + l]), acc[3]);
+      }
+    }
+  }
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(acc[0], acc[1]), hn::Add(acc[2], acc[3]))));
+}
+
+// IQ4_XS (d scales_h scales_l[4] qs[128]): 8 sub-blocks of 32, IQ4_NL's grid.
+float DotIQ4XS(const uint8_t* row, int64_t nb, const QActivations& a) {
+  const DF8 df;
+  const D32 d32;
+  const hn::Full128<uint8_t> du8;
+  const hn::Full128<int8_t> di8;
+  const hn::Full256<uint32_t> du32;
+  const auto tbl = hn::LoadU(di8, kIq4nlValues);
+  const auto low_shifts = hn::Iota(du32, 0) * hn::Set(du32, 4), high_shifts = hn::Iota(du32, 0) * hn::Set(du32, 2);
+  auto acc0 = hn::Zero(df), acc1 = hn::Zero(df);
+  alignas(32) float sc[8];
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * 136;
+    Prefetch(blk, 136);
+    uint16_t sh;
+    uint32_t sl;
+    std::memcpy(&sh, blk + 2, 2);
+    std::memcpy(&sl, blk + 4, 4);
+    const auto low = hn::And(hn::Shr(hn::Set(du32, sl), low_shifts), hn::Set(du32, 0xF));
+    const auto high = hn::ShiftLeft<4>(hn::And(hn::Shr(hn::Set(du32, sh), high_shifts), hn::Set(du32, 3)));
+    const auto ls = hn::Sub(hn::BitCast(d32, hn::Or(low, high)), hn::Set(d32, 32));
+    hn::Store(hn::Mul(hn::Mul(hn::ConvertTo(df, ls), hn::Set(df, F16(blk))), hn::LoadU(df, a.dx32 + 8 * b)), df, sc);
+    const int16_t* xq = a.xq + 256 * b;
+    for (int ib = 0; ib < 8; ib += 2) {
+      auto sub = [&](int k) {
+        const auto v = hn::LoadU(du8, blk + 8 + 16 * k);
+        const auto w0 = hn::PromoteTo(D16(), hn::TableLookupBytes(tbl, hn::BitCast(di8, hn::And(v, hn::Set(du8, 0x0F)))));
+        const auto w1 = hn::PromoteTo(D16(), hn::TableLookupBytes(tbl, hn::BitCast(di8, hn::ShiftRight<4>(v))));
+        return Sum32(w0, w1, xq + 32 * k);
+      };
+      acc0 = hn::MulAdd(sub(ib), hn::Set(df, sc[ib]), acc0);
+      acc1 = hn::MulAdd(sub(ib + 1), hn::Set(df, sc[ib + 1]), acc1);
+    }
+  }
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1)));
+}
+
+// Q2_K (scales[16] qs[64] d dmin) / Q3_K (hmask[32] qs[64] scales[12] d): 16 sub-blocks of 16,
+// 2-bit codes at bits 2j of qs (Q3_K: a third bit in hmask, bit 4n + j, missing → − 4).
+template <bool kThree>
+float DotQ23K(const uint8_t* row, int64_t nb, const QActivations& a) {
+  constexpr int kBytes = kThree ? 110 : 84;
+  const DF8 df;
+  const D16 d16;
+  hn::Vec256<float> acc[4] = {hn::Zero(df), hn::Zero(df), hn::Zero(df), hn::Zero(df)};
+  auto offsets = hn::Zero(df);
+  alignas(32) float sc[16];
+  alignas(16) uint8_t scale_bytes[16], min_bytes[16];
+  const auto three = hn::Set(d16, 3), one = hn::Set(d16, 1), four = hn::Set(d16, 4);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * kBytes;
+    Prefetch(blk, kBytes);
+    const uint8_t* qs = blk + (kThree ? 32 : 16);
+    float d;
+    if constexpr (kThree) {  // 6-bit scales − 32: low nibbles, then the high pairs (as ggml's aux trick)
+      uint32_t u[4];
+      std::memcpy(u, blk + 96, 12);
+      const uint32_t t = u[2];
+      u[2] = ((u[0] >> 4) & 0x0F0F0F0F) | (((t >> 4) & 0x03030303) << 4);
+      u[3] = ((u[1] >> 4) & 0x0F0F0F0F) | (((t >> 6) & 0x03030303) << 4);
+      u[0] = (u[0] & 0x0F0F0F0F) | ((t & 0x03030303) << 4);
+      u[1] = (u[1] & 0x0F0F0F0F) | (((t >> 2) & 0x03030303) << 4);
+      std::memcpy(scale_bytes, u, 16);
+      d = F16(blk + 108);
+    } else {
+      for (int k = 0; k < 16; ++k) scale_bytes[k] = blk[k] & 0xF, min_bytes[k] = blk[k] >> 4;
+      d = F16(blk + 80);
+    }
+    for (int k = 0; k < 16; k += 8) {
+      auto v = Bytes8ToFloat(scale_bytes + k);
+      if constexpr (kThree) v = hn::Sub(v, hn::Set(df, 32));
+      hn::Store(hn::Mul(hn::Mul(v, hn::Set(df, d)), hn::LoadU(df, a.dx + 16 * b + k)), df, sc + k);
+      if constexpr (!kThree)
+        offsets = hn::MulAdd(hn::Mul(Bytes8ToFloat(min_bytes + k), hn::Set(df, -F16(blk + 82))), hn::LoadU(df, a.xs16 + 16 * b + k), offsets);
+    }
+    hn::Vec256<int16_t> h0, h1;
+    if constexpr (kThree) h0 = Widen16(blk), h1 = Widen16(blk + 16);
+    for (int n = 0; n < 2; ++n) {
+      auto q0 = Widen16(qs + 32 * n), q1 = Widen16(qs + 32 * n + 16);
+      const int16_t* xq = a.xq + 256 * b + 128 * n;
+      const float* s = sc + 8 * n;
+      for (int j = 0; j < 4; ++j) {
+        auto y0 = hn::And(q0, three), y1 = hn::And(q1, three);
+        if constexpr (kThree) {
+          y0 = hn::Sub(hn::Or(y0, hn::ShiftLeft<2>(hn::And(h0, one))), four);
+          y1 = hn::Sub(hn::Or(y1, hn::ShiftLeft<2>(hn::And(h1, one))), four);
+          h0 = hn::ShiftRight<1>(h0), h1 = hn::ShiftRight<1>(h1);
+        }
+        q0 = hn::ShiftRight<2>(q0), q1 = hn::ShiftRight<2>(q1);
+        acc[j] = hn::MulAdd(Sum16(y0, xq + 32 * j), hn::Set(df, s[2 * j]), acc[j]);
+        acc[j] = hn::MulAdd(Sum16(y1, xq + 32 * j + 16), hn::Set(df, s[2 * j + 1]), acc[j]);
+      }
+    }
+  }
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(hn::Add(acc[0], acc[1]), hn::Add(acc[2], acc[3])), offsets)));
+}
+
+bool GemvFusedK(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int64_t r1) {
+  if (w.layout != QLayout::Stored) return false;
+  float (*dot)(const uint8_t*, int64_t, const QActivations&) = nullptr;
+  switch (w.type) {
+    case QType::Q2_K: dot = DotQ23K<false>; break;
+    case QType::Q3_K: dot = DotQ23K<true>; break;
+    case QType::Q4_K: dot = DotQ45K<false>; break;
+    case QType::Q5_K: dot = DotQ45K<true>; break;
+    case QType::Q6_K: dot = DotQ6K; break;
+    case QType::IQ4_XS: dot = DotIQ4XS; break;
+    default: return false;
+  }
+  const int64_t nb = w.n_in / 256;
+  for (int64_t r = r0; r < r1; ++r) y[r] = dot(w.data + r * w.row_bytes, nb, a);
+  return true;
 }
 #endif
 
@@ -522,7 +813,11 @@ void GemvRange(const QMatrix& w, const QActivations& a, float* y, int64_t r0, in
   const float* x = a.x;
   const int64_t n = w.n_in;
 #if HWY_TARGET <= HWY_AVX2
-  if (GemvFused32(w, a, y, r0, r1)) return;
+  if (w.layout == QLayout::Bnb4 && a.xq_bnb4) {
+    GemvBnb4(w, a, y, r0, r1);
+    return;
+  }
+  if (GemvFused32(w, a, y, r0, r1) || GemvFusedK(w, a, y, r0, r1)) return;
 #endif
   const QType plain = w.layout == QLayout::Stored ? w.type : QType::Q8_0;  // any block type: ForRows
   switch (plain) {
@@ -611,7 +906,20 @@ void qmatvec(const QMatrix& w, const float* x, float* y) {
     const float inv = amax > 0 ? 32767.0f / amax : 0.0f;
     for (int j = 0; j < 32; ++j) xq[size_t(16 * k + j)] = int16_t(std::lrint(x[16 * k + j] * inv));
   }
-  const QActivations a{x, xs16.data(), xq.data(), dx.data()};
+  std::vector<float> xs32(size_t(subs / 2 + 16), 0.0f), dx32(size_t(subs / 2 + 16), 0.0f);
+  for (int64_t k = 0; k < subs / 2; ++k) {
+    xs32[size_t(k)] = xs16[size_t(2 * k)] + xs16[size_t(2 * k + 1)];
+    dx32[size_t(k)] = dx[size_t(2 * k)];
+  }
+  std::vector<int16_t> xq_bnb4;
+  if (w.layout == QLayout::Bnb4) {  // per 16: even weights, then odd (DotBnb4's lane order)
+    xq_bnb4.resize(xq.size());
+    for (size_t k = 0; k < xq.size(); ++k) {
+      const size_t j = k % 16;
+      xq_bnb4[k] = xq[k - j + (j < 8 ? 2 * j : 2 * (j - 8) + 1)];
+    }
+  }
+  const QActivations a{x, xs16.data(), xq.data(), dx.data(), xs32.data(), dx32.data(), xq_bnb4.empty() ? nullptr : xq_bnb4.data()};
   const auto gemv = HWY_DYNAMIC_DISPATCH(GemvRange);
   const int64_t threads = std::min<int64_t>(omp_get_max_threads(), (w.n_out + 15) / 16);
 #pragma omp parallel num_threads(int(threads))

@@ -37,14 +37,18 @@ struct QMatrix {
   const float* lut = nullptr;
 };
 
-// One activation vector as the dot products read it: x, its sums per 16, and x per 32 as
-// int16 codes with one scale: x ≈ dx·xq, |error| ≤ dx / 2 = max|x of the 32| / 65534 (qmatvec
-// makes them; dx is stored once per 16; arrays of sums and scales padded with 16 zeros).
+// One activation vector as the dot products read it: x, its sums per 16 and per 32, and x per
+// 32 as int16 codes with one scale: x ≈ dx·xq, |error| ≤ dx / 2 = max|x of the 32| / 65534
+// (qmatvec makes them; dx is stored once per 16 and once per 32; arrays of sums and scales
+// padded with 16 zeros).
 struct QActivations {
   const float* x;
   const float* xs16;
   const int16_t* xq;
   const float* dx;
+  const float* xs32;
+  const float* dx32;
+  const int16_t* xq_bnb4;  // Bnb4 matrices on AVX2: xq with each 16 reordered (even, odd)
 };
 
 // Whether the fused kernels take this matrix (n_in a multiple of the block, and of 32; groups
