@@ -170,7 +170,15 @@ int main(int argc, char** argv) {
     const std::unique_ptr<Linear> lin = make();
     const double copy = copy_gbps();
     const double s = median_seconds([&] { lin->forward(x.data(), y.data(), 1); });
-    const double bytes = double(lin->weight_bytes()), gbps = bytes / s / 1e9;
+    // Bytes one call reads: the checkpoint's size, except for the integer grids, whose kernels
+    // read fp32 scale and zero per group (weight_bytes() reports the GPTQ layout's fp16 sizes).
+    double bytes = double(lin->weight_bytes());
+    if (name.rfind("INT", 0) == 0) {
+      const int bits = name[3] == '8' ? 8 : 4;
+      const int64_t groups = name.find("g128") != std::string::npos ? cols / 128 : 1;
+      bytes = double(rows) * (double(cols) * bits / 8 + double(groups) * 8);
+    }
+    const double gbps = bytes / s / 1e9;
     const double bpw = bytes * 8 / double(rows * cols);
     if (json)
       fmt::print("{{\"format\": \"{}\", \"threads\": {}, \"target\": \"{}\", \"bits_per_weight\": {:.4f}, \"us\": {:.1f}, "

@@ -247,4 +247,37 @@ void Int8Linear::forward(const float* x, float* y, int64_t tokens) const {
   }
 }
 
+E8Linear::E8Linear(e8p::E8Codes q) : TiledLinear(q.n_out, q.n_in, TensorView{}), q_(std::move(q)) {}
+
+int64_t E8Linear::weight_bytes() const {
+  const int64_t resid_bytes = q_.bits == 3 ? 1 : q_.bits == 4 ? 2 : 0;
+  return int64_t(q_.codes.size()) * (2 + resid_bytes) + 4;
+}
+
+QuipLinear::QuipLinear(Hadamard h_in, Hadamard h_out, std::vector<float> s_in, std::vector<float> s_out,
+                       std::unique_ptr<Linear> inner, const TensorView& bias)
+    : h_in_(std::move(h_in)), h_out_(std::move(h_out)), s_in_(std::move(s_in)), s_out_(std::move(s_out)), inner_(std::move(inner)) {
+  QF_CHECK(h_in_.n() == inner_->n_in() && h_out_.n() == inner_->n_out() && int64_t(s_in_.size()) == h_in_.n() &&
+               int64_t(s_out_.size()) == h_out_.n(),
+           "QuIP transforms ({} in, {} out) do not fit a {}x{} weight", h_in_.n(), h_out_.n(), inner_->n_out(), inner_->n_in());
+  if (bias.valid()) {
+    QF_CHECK(bias.numel() == n_out(), "bias '{}' has {} values for {} outputs", bias.name, bias.numel(), n_out());
+    b_ = bias.to_f32();
+  }
+}
+
+void QuipLinear::forward(const float* x, float* y, int64_t tokens) const {
+  std::vector<float> xt(x, x + tokens * n_in());
+  hadamard_in(h_in_, s_in_, xt.data(), tokens);
+  inner_->forward(xt.data(), y, tokens);
+  hadamard_out(h_out_, s_out_, y, tokens);
+  if (!b_.empty())
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t o = 0; o < n_out(); ++o) y[t * n_out() + o] += b_[size_t(o)];
+}
+
+int64_t QuipLinear::weight_bytes() const {
+  return inner_->weight_bytes() + 4 * int64_t(s_in_.size() + s_out_.size() + b_.size());
+}
+
 }  // namespace qf

@@ -7,9 +7,11 @@
 #include <vector>
 
 #include "formats/bnb4.h"
+#include "formats/e8p.h"
 #include "formats/int8_rowwise.h"
 #include "formats/int_grid.h"
 #include "formats/tensor.h"
+#include "kernels/cpu/hadamard.h"
 #include "kernels/cpu/qmatvec.h"
 
 namespace qf {
@@ -123,6 +125,35 @@ class Int8Linear : public Linear {
   Int8Rowwise q_;
   float threshold_;
   std::vector<float> b_;
+};
+
+// QuIP# weights W̃ in E8P codes (formats/e8p.h), decoded tile by tile for the matrix products.
+class E8Linear : public TiledLinear {
+ public:
+  explicit E8Linear(e8p::E8Codes q);
+  int64_t weight_bytes() const override;
+
+ private:
+  void decode_rows(int64_t r0, int64_t rows, float* dst) const override { e8p::decode_rows(q_, r0, rows, dst); }
+  e8p::E8Codes q_;
+};
+
+// QuIP/QuIP#: W = diag(sₒ)·Hₒ·W̃·Hᵢᵀ·diag(sᵢ) with W̃ held by `inner` (an E8Linear or an
+// IntLinear). The activations go through Hᵢᵀ·diag(sᵢ) on the way in and the outputs through
+// diag(sₒ)·Hₒ on the way out (kernels/cpu/hadamard.h); W itself is never formed.
+class QuipLinear : public Linear {
+ public:
+  QuipLinear(Hadamard h_in, Hadamard h_out, std::vector<float> s_in, std::vector<float> s_out, std::unique_ptr<Linear> inner,
+             const TensorView& bias);
+  void forward(const float* x, float* y, int64_t tokens) const override;
+  int64_t n_in() const override { return inner_->n_in(); }
+  int64_t n_out() const override { return inner_->n_out(); }
+  int64_t weight_bytes() const override;
+
+ private:
+  Hadamard h_in_, h_out_;
+  std::vector<float> s_in_, s_out_, b_;
+  std::unique_ptr<Linear> inner_;
 };
 
 }  // namespace qf

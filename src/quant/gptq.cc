@@ -33,6 +33,24 @@ std::vector<int64_t> act_order_permutation(const std::vector<double>& H, int64_t
   return perm;
 }
 
+Expected<std::vector<float>> damped_inverse_cholesky(std::vector<double> H, int64_t n, double damp, const std::string& name,
+                                                     double* used) {
+  double mean_diag = 0;
+  for (int64_t i = 0; i < n; ++i) mean_diag += H[size_t(i * n + i)];
+  mean_diag /= double(n);
+  std::vector<double> U;
+  for (double d = damp; d <= 1.0 + 1e-9; d = d > 0 ? d * std::sqrt(10.0) : 0.01) {
+    U = H;
+    for (int64_t i = 0; i < n; ++i) U[size_t(i * n + i)] += d * mean_diag;
+    if (inverse_cholesky(U, n)) {
+      if (d > damp * 1.0001) fmt::print(stderr, "warning: {}: Cholesky failed at damping {}; used {:.3g}\n", name, damp, d);
+      if (used) *used = d;
+      return std::vector<float>(U.begin(), U.end());
+    }
+  }
+  return error("{}: the Hessian is not positive definite even with damping 1.0 × mean(diag H) = {}", name, mean_diag);
+}
+
 Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, std::vector<double> H, const GptqSpec& spec,
                                   RowGrid& grid, const std::vector<int64_t>& perm, const std::string& name) {
   GptqStats st;
@@ -55,25 +73,7 @@ Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, std::ve
     H.swap(Hp);
     w = Wp.data();
   }
-  double mean_diag = 0;
-  for (int64_t i = 0; i < n_in; ++i) mean_diag += h(i, i);
-  mean_diag /= double(n_in);
-  std::vector<double> U;
-  bool ok = false;
-  for (double damp = spec.damp; damp <= 1.0 + 1e-9; damp *= std::sqrt(10.0)) {
-    U = H;
-    for (int64_t i = 0; i < n_in; ++i) U[size_t(i * n_in + i)] += damp * mean_diag;
-    if ((ok = inverse_cholesky(U, n_in))) {
-      st.damp = damp;
-      break;
-    }
-  }
-  if (!ok)
-    return error("{}: the Hessian is not positive definite even with damping 1.0 × mean(diag H) = {}", name, mean_diag);
-  if (st.damp > spec.damp * 1.0001)
-    fmt::print(stderr, "warning: {}: Cholesky failed at damping {}; used {:.3g}\n", name, spec.damp, st.damp);
-  std::vector<float> Uf(U.begin(), U.end());
-  U.clear();
+  QF_ASSIGN_OR_RETURN(std::vector<float> Uf, damped_inverse_cholesky(std::move(H), n_in, spec.damp, name, &st.damp));
   const int64_t gs = grid.group();
   const int64_t B = (spec.block % gs == 0 || gs % spec.block == 0) ? spec.block : std::gcd(gs, int64_t(spec.block));
   std::vector<float> err(size_t(n_out * B));

@@ -58,6 +58,11 @@ struct GptqStats {
 Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, std::vector<double> H, const GptqSpec& spec,
                                   RowGrid& grid, const std::vector<int64_t>& perm, const std::string& name);
 
+// U, upper triangular with UᵀU = (H + λ·mean(diag H)·I)⁻¹, in fp32: λ = damp, raised in steps of
+// √10 up to 1 while the Cholesky factorization fails (a warning names `name`); *used gets λ.
+Expected<std::vector<float>> damped_inverse_cholesky(std::vector<double> H, int64_t n, double damp, const std::string& name,
+                                                     double* used);
+
 // Processing order for act-order: columns by decreasing H_ii (stable), dead columns included.
 std::vector<int64_t> act_order_permutation(const std::vector<double>& H, int64_t n_in);
 

@@ -391,10 +391,11 @@ float DotFloatRow(const T* w, int64_t n, const float* x) {
 // 32-weight blocks with one scale each, multiplied straight from registers (no unpacking to
 // memory): codes → two int16×16 vectors → pmaddwd with the int16 activations → one int32 sum
 // per block (both halves share d and, activations being scaled per 32, dx) → fp32.
-// Codes of block b at codes(b): Nibbles — 16 bytes, Q4_0's order (kSigned: minus 8);
+// Codes of block b at codes(b): Nibbles — 16 bytes, Q4_0's order (Signed: minus 8); Nibbles5 —
+// the same with fifth bits in the 4 bytes before them, bit j for code j (Signed: minus 16);
 // Signed/UnsignedBytes — 32 bytes (q, or q − 128). scale(b, d, m) gives the block's
 // w = d·q + m (m unused without kOffsets). Two blocks per step, one accumulator each.
-enum class Codes { Nibbles, SignedNibbles, SignedBytes, UnsignedBytes };
+enum class Codes { Nibbles, SignedNibbles, Nibbles5, SignedNibbles5, SignedBytes, UnsignedBytes };
 
 template <Codes C, bool kTable, bool kOffsets, class CodesAt, class Scale>
 float Dot32(int64_t nb, const CodesAt& codes, const int8_t* table, const Scale& scale, const QActivations& a) {
@@ -412,14 +413,26 @@ float Dot32(int64_t nb, const CodesAt& codes, const int8_t* table, const Scale& 
       const auto v = hn::LoadU(du8, qs), lo = hn::And(v, hn::Set(du8, 0x0F)), hi = hn::ShiftRight<4>(v);
       w0 = hn::PromoteTo(d16, hn::TableLookupBytes(tbl, hn::BitCast(di8, lo)));
       w1 = hn::PromoteTo(d16, hn::TableLookupBytes(tbl, hn::BitCast(di8, hi)));
-    } else if constexpr (C == Codes::Nibbles || C == Codes::SignedNibbles) {
+    } else if constexpr (C != Codes::SignedBytes && C != Codes::UnsignedBytes) {
       // Byte j widened to int16 lane j holds code j (low nibble) and code 16 + j (high).
       const auto v = hn::BitCast(d16, hn::PromoteTo(hn::Full256<uint16_t>(), hn::LoadU(du8, qs)));
       w0 = hn::And(v, hn::Set(d16, 0x0F));
       w1 = hn::ShiftRight<4>(v);
-      if constexpr (C == Codes::SignedNibbles) {
-        w0 = hn::Sub(w0, hn::Set(d16, 8));
-        w1 = hn::Sub(w1, hn::Set(d16, 8));
+      if constexpr (C == Codes::Nibbles5 || C == Codes::SignedNibbles5) {  // lane j: bit j (16 + j) of qh
+        const hn::Full256<uint16_t> du16;
+        uint32_t qh;
+        std::memcpy(&qh, qs - 4, 4);
+        const auto one = hn::Set(du16, 1);
+        const auto lane_bit = one << hn::Iota(du16, 0);
+        const auto h0 = hn::Min(hn::And(hn::Set(du16, uint16_t(qh)), lane_bit), one);
+        const auto h1 = hn::Min(hn::And(hn::Set(du16, uint16_t(qh >> 16)), lane_bit), one);
+        w0 = hn::Or(w0, hn::BitCast(d16, hn::ShiftLeft<4>(h0)));
+        w1 = hn::Or(w1, hn::BitCast(d16, hn::ShiftLeft<4>(h1)));
+      }
+      constexpr int kBias = C == Codes::SignedNibbles ? 8 : C == Codes::SignedNibbles5 ? 16 : 0;
+      if constexpr (kBias != 0) {
+        w0 = hn::Sub(w0, hn::Set(d16, kBias));
+        w1 = hn::Sub(w1, hn::Set(d16, kBias));
       }
     } else if constexpr (C == Codes::SignedBytes) {
       w0 = hn::PromoteTo(d16, hn::LoadU(di8, reinterpret_cast<const int8_t*>(qs)));
@@ -515,12 +528,12 @@ bool GemvFused32(const QMatrix& w, const QActivations& a, float* y, int64_t r0, 
     for (int64_t r = r0; r < r1; ++r) y[r] = dot(w.data + r * w.row_bytes, r);
     return true;
   };
-  // Legacy 32-weight blocks of kBytes bytes: fp16 d first, codes at kCodes (Q4_1: fp16 m after d).
+  // Legacy 32-weight blocks of kBytes bytes: fp16 d first, codes at kCodes (Q4_1/Q5_1: fp16 m after d).
   auto legacy = [&](auto codes_kind, auto table_flag, auto bytes, auto codes_offset, const int8_t* table) {
     constexpr Codes C = decltype(codes_kind)::value;
     constexpr bool kTable = decltype(table_flag)::value;
     constexpr int kBytes = decltype(bytes)::value, kCodes = decltype(codes_offset)::value;
-    using Min = std::bool_constant<kCodes == 4>;  // Q4_1
+    using Min = std::bool_constant<kCodes == 4 || kCodes == 8>;  // Q4_1, Q5_1
     return rows([&](const uint8_t* row, int64_t) {
       return Dot32<C, kTable, Min::value>(nb, [row](int64_t b) { return row + b * kBytes + kCodes; }, table,
                                     [row](int64_t b, float& d, float& m) {
@@ -552,6 +565,8 @@ bool GemvFused32(const QMatrix& w, const QActivations& a, float* y, int64_t r0, 
   switch (w.type) {
     case QType::Q4_0: return legacy(CodesAre<Codes::SignedNibbles>{}, No{}, I<18>{}, I<2>{}, nullptr);
     case QType::Q4_1: return legacy(CodesAre<Codes::Nibbles>{}, No{}, I<20>{}, I<4>{}, nullptr);
+    case QType::Q5_0: return legacy(CodesAre<Codes::SignedNibbles5>{}, No{}, I<22>{}, I<6>{}, nullptr);
+    case QType::Q5_1: return legacy(CodesAre<Codes::Nibbles5>{}, No{}, I<24>{}, I<8>{}, nullptr);
     case QType::IQ4_NL: return legacy(CodesAre<Codes::Nibbles>{}, Yes{}, I<18>{}, I<2>{}, kIq4nlValues);
     case QType::Q8_0: return legacy(CodesAre<Codes::SignedBytes>{}, No{}, I<34>{}, I<2>{}, nullptr);
     default: return false;

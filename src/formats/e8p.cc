@@ -1,0 +1,189 @@
+#include "formats/e8p.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <set>
+
+namespace qf::e8p {
+namespace {
+
+using Grid = std::array<std::array<int8_t, 8>, 256>;
+
+// Calls f(v) for every v ∈ {lo, lo + step, …, hi}^8, first coordinate slowest (torch.cartesian_prod's order).
+template <class F>
+void for_each_point(int lo, int hi, int step, F&& f) {
+  std::array<int8_t, 8> v;
+  v.fill(int8_t(lo));
+  while (true) {
+    f(v);
+    int k = 7;
+    while (k >= 0 && v[size_t(k)] == hi) v[size_t(k--)] = int8_t(lo);
+    if (k < 0) return;
+    v[size_t(k)] = int8_t(v[size_t(k)] + step);
+  }
+}
+
+Grid make_abs_grid() {
+  std::set<std::array<int8_t, 8>> abs;  // doubled: odd integers; lexicographic like torch.unique
+  for_each_point(-7, 7, 2, [&](const std::array<int8_t, 8>& v) {  // doubled half-integers: odd
+    int sum = 0, norm = 0;
+    for (int8_t c : v) sum += c, norm += c * c;
+    if (sum % 4 != 0 || norm > 40) return;  // Σv even, ‖v‖² ≤ 10 (doubled: Σ ≡ 0 mod 4, ≤ 40)
+    std::array<int8_t, 8> a;
+    for (int k = 0; k < 8; ++k) a[size_t(k)] = int8_t(std::abs(v[size_t(k)]));
+    abs.insert(a);
+  });
+  static const int8_t kNorm12[29][8] = {
+      {3, 1, 1, 1, 3, 3, 3, 3}, {1, 3, 1, 1, 3, 3, 3, 3}, {1, 1, 3, 1, 3, 3, 3, 3}, {1, 1, 1, 3, 3, 3, 3, 3},
+      {3, 3, 3, 1, 3, 3, 1, 1}, {3, 3, 3, 1, 3, 1, 3, 1}, {3, 3, 3, 1, 1, 3, 3, 1}, {3, 3, 3, 1, 3, 1, 1, 3},
+      {3, 3, 3, 1, 1, 3, 1, 3}, {3, 3, 3, 1, 1, 1, 3, 3}, {3, 3, 1, 3, 3, 3, 1, 1}, {3, 3, 1, 3, 3, 1, 3, 1},
+      {3, 3, 1, 3, 1, 3, 3, 1}, {3, 3, 1, 3, 3, 1, 1, 3}, {3, 3, 1, 3, 1, 3, 1, 3}, {3, 3, 1, 3, 1, 1, 3, 3},
+      {3, 1, 3, 3, 3, 3, 1, 1}, {3, 1, 3, 3, 3, 1, 3, 1}, {3, 1, 3, 3, 1, 3, 3, 1}, {3, 1, 3, 3, 3, 1, 1, 3},
+      {3, 1, 3, 3, 1, 3, 1, 3}, {1, 3, 3, 3, 1, 1, 3, 3}, {1, 3, 3, 3, 3, 3, 1, 1}, {1, 3, 3, 3, 3, 1, 3, 1},
+      {1, 3, 3, 3, 1, 3, 3, 1}, {1, 3, 3, 3, 3, 1, 1, 3}, {1, 3, 3, 3, 1, 3, 1, 3}, {1, 1, 3, 3, 1, 3, 3, 3},
+      {3, 3, 1, 1, 3, 3, 3, 1}};
+  Grid g{};
+  size_t i = 0;
+  for (const auto& a : abs)
+    if (i < 256) g[i++] = a;
+  for (const auto& row : kNorm12)
+    if (i < 256) std::copy(row, row + 8, g[i++].begin());
+  return i == 256 && abs.size() == 227 ? g : Grid{};  // a wrong count leaves zeros: the tests say so
+}
+
+Grid make_e81b_grid() {
+  Grid g{};
+  size_t i = 0;
+  auto take = [&](const std::array<int8_t, 8>& v2) {  // doubled coordinates
+    int sum = 0, norm = 0;
+    for (int8_t c : v2) sum += c, norm += c * c;
+    if (sum % 4 == 0 && norm <= 8 && i < 256) g[i++] = v2;  // Σv even, ‖v‖² ≤ 2
+  };
+  for_each_point(-4, 3, 1, [&](const std::array<int8_t, 8>& v) {  // integer points
+    std::array<int8_t, 8> v2;
+    for (int k = 0; k < 8; ++k) v2[size_t(k)] = int8_t(2 * v[size_t(k)]);
+    take(v2);
+  });
+  for_each_point(-4, 3, 1, [&](const std::array<int8_t, 8>& v) {  // half-integer points v + 1/2
+    std::array<int8_t, 8> v2;
+    for (int k = 0; k < 8; ++k) v2[size_t(k)] = int8_t(2 * v[size_t(k)] + 1);
+    take(v2);
+  });
+  for (int sign : {1, -1})
+    for (int k = 0; k < 8 && i < 256; ++k) {
+      g[i] = {};
+      g[i++][size_t(k)] = int8_t(4 * sign);
+    }
+  return g;
+}
+
+int parity_of_sum(const std::array<int8_t, 8>& a2) {  // (Σa) mod 2 for doubled odd coordinates
+  int s = 0;
+  for (int8_t c : a2) s += c;
+  return (s / 2) & 1;
+}
+
+}  // namespace
+
+const Grid& abs_grid2() {
+  static const Grid g = make_abs_grid();
+  return g;
+}
+
+const Grid& e81b_grid2() {
+  static const Grid g = make_e81b_grid();
+  return g;
+}
+
+void decode(uint16_t code, float* out) {
+  const auto& a = abs_grid2()[code >> 8];
+  const unsigned signs = (code >> 1) & 127;
+  const bool neg0 = (__builtin_popcount(signs) & 1) != parity_of_sum(a);
+  const float shift = (code & 1) ? 0.25f : -0.25f;
+  for (int k = 0; k < 8; ++k) {
+    const bool neg = k == 0 ? neg0 : ((signs >> (7 - k)) & 1) != 0;
+    out[k] = (neg ? -0.5f : 0.5f) * float(a[size_t(k)]) + shift;
+  }
+}
+
+uint16_t encode(const float* x, float* out) {
+  const auto& grid = abs_grid2();
+  float best = std::numeric_limits<float>::infinity();
+  uint16_t best_code = 0;
+  for (int up = 0; up < 2; ++up) {  // shift +1/4 (bit 0 set) or −1/4
+    float y[8], ay[8], yy = 0;
+    int neg = 0;
+    unsigned sign_bits = 0;
+    for (int k = 0; k < 8; ++k) {
+      y[k] = x[k] - (up ? 0.25f : -0.25f);
+      ay[k] = std::fabs(y[k]);
+      yy += y[k] * y[k];
+      if (y[k] < 0) {
+        ++neg;
+        if (k > 0) sign_bits |= 1u << (7 - k);
+      }
+    }
+    // For each absolute vector a, the best signs are y's; when their count of minus signs has
+    // the wrong parity, the coordinate with the least a_k·|y_k| flips (costing 2·a_k·|y_k|).
+    for (int i = 0; i < 256; ++i) {
+      const auto& a = grid[size_t(i)];
+      float dot = 0, least = std::numeric_limits<float>::infinity(), aa = 0;
+      int least_k = 0;
+      for (int k = 0; k < 8; ++k) {
+        const float t = 0.5f * float(a[size_t(k)]) * ay[k];
+        dot += t, aa += 0.25f * float(a[size_t(k)] * a[size_t(k)]);
+        if (t < least) least = t, least_k = k;
+      }
+      const bool flip = (neg & 1) != parity_of_sum(a);
+      const float d = yy + aa - 2 * (dot - (flip ? 2 * least : 0.0f));
+      if (d < best) {
+        best = d;
+        unsigned bits = sign_bits;
+        if (flip && least_k > 0) bits ^= 1u << (7 - least_k);  // coordinate 0's sign is implied
+        best_code = uint16_t((i << 8) | (bits << 1) | unsigned(up));
+      }
+    }
+  }
+  if (out) decode(best_code, out);
+  return best_code;
+}
+
+void decode_e81b(uint8_t code, float* out) {
+  const auto& v = e81b_grid2()[code];
+  for (int k = 0; k < 8; ++k) out[k] = 0.5f * float(v[size_t(k)]);
+}
+
+uint8_t encode_e81b(const float* x, float* out) {
+  const auto& grid = e81b_grid2();
+  float best = std::numeric_limits<float>::infinity();
+  int best_i = 0;
+  for (int i = 0; i < 256; ++i) {
+    float d = 0;
+    for (int k = 0; k < 8; ++k) {
+      const float e = x[k] - 0.5f * float(grid[size_t(i)][size_t(k)]);
+      d += e * e;
+    }
+    if (d < best) best = d, best_i = i;
+  }
+  if (out) decode_e81b(uint8_t(best_i), out);
+  return uint8_t(best_i);
+}
+
+void decode_rows(const E8Codes& q, int64_t r0, int64_t rows, float* dst) {
+  const int64_t nb = q.n_in / 8;
+  for (int64_t r = r0; r < r0 + rows; ++r)
+    for (int64_t b = 0; b < nb; ++b) {
+      float* out = dst + (r - r0) * q.n_in + 8 * b;
+      decode(q.codes[size_t(r * nb + b)], out);
+      if (q.bits > 2) {
+        float v[8];
+        if (q.bits == 3) decode_e81b(uint8_t(q.resid[size_t(r * nb + b)]), v);
+        else decode(q.resid[size_t(r * nb + b)], v);
+        for (int k = 0; k < 8; ++k) out[k] += v[k] / q.resid_scale;
+      }
+      for (int k = 0; k < 8; ++k) out[k] *= q.wscale;
+    }
+}
+
+}  // namespace qf::e8p
