@@ -6,10 +6,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <map>
 #include <random>
 #include <set>
 
 #include "formats/e8p.h"
+#include "io/quip_layout.h"
 #include "kernels/cpu/hadamard.h"
 #include "model/linear.h"
 #include "quant/quip.h"
@@ -220,7 +223,7 @@ TEST(Quip, WithAnIdentityHessianBlockLdlqIsNearestRounding) {
     const auto& e = q->e8;
     double ss = 0;
     for (float v : wt) ss += double(v) * v;
-    EXPECT_NEAR(e.wscale, std::sqrt(ss / double(wt.size())) / e8p_scales(bits).opt_scale, 1e-5 * e.wscale);
+    EXPECT_NEAR(e.wscale, std::sqrt(ss / double(wt.size())) / e8p::scales(bits).opt_scale, 1e-5 * e.wscale);
     int mismatches = 0;
     for (int64_t r = 0; r < n_out; ++r)
       for (int64_t b = 0; b < n_in / 8; ++b) {
@@ -253,13 +256,10 @@ TEST(Quip, LdlqBeatsNearestRoundingOnItsOwnObjective) {
     };
     // Ŵ = the dense matrix the QuipLinear computes with: its response to the unit vectors.
     auto dense = [&](const QuipQuantized& qq) {
-      std::unique_ptr<Linear> inner;
-      if (lattice) inner = std::make_unique<E8Linear>(qq.e8);
-      else inner = std::make_unique<IntLinear>(qq.grid, TensorView{});
-      QuipLinear lin(*Hadamard::of_order(n_in, "in"), *Hadamard::of_order(n_out, "out"), qq.su, qq.sv, std::move(inner), TensorView{});
+      const auto lin = quip_linear(qq, TensorView{});
       std::vector<float> eye(size_t(n_in * n_in), 0.0f), out(size_t(n_in * n_out));
       for (int64_t i = 0; i < n_in; ++i) eye[size_t(i * n_in + i)] = 1;
-      lin.forward(eye.data(), out.data(), n_in);
+      lin->forward(eye.data(), out.data(), n_in);
       std::vector<float> Wq(W.size());
       for (int64_t i = 0; i < n_in; ++i)
         for (int64_t r = 0; r < n_out; ++r) Wq[size_t(r * n_in + i)] = out[size_t(i * n_out + r)];
@@ -271,6 +271,76 @@ TEST(Quip, LdlqBeatsNearestRoundingOnItsOwnObjective) {
     ASSERT_TRUE(qn.ok());
     const double ldlq = hessian_loss(dense(*q)), plain = hessian_loss(dense(*qn));
     EXPECT_LT(ldlq, 0.9 * plain) << (lattice ? "quip#" : "quip") << ": " << ldlq << " vs " << plain;
+  }
+}
+
+// A few tokens take E8Linear's own decode-and-dot path, more take decoded tiles and sgemm:
+// both against a double-precision product with the decoded rows.
+TEST(Quip, E8LinearMatchesItsDecodedRowsOnBothPaths) {
+  std::mt19937 rng(21);
+  for (int bits : {2, 3, 4}) {
+    e8p::E8Codes q;
+    q.bits = bits, q.n_out = 37, q.n_in = 48, q.wscale = 0.37f, q.resid_scale = e8p::scales(bits).resid_scale;
+    q.codes.resize(size_t(q.n_out * q.n_in / 8));
+    for (auto& c : q.codes) c = uint16_t(rng());
+    if (bits > 2) {
+      q.resid.resize(q.codes.size());
+      for (auto& c : q.resid) c = uint16_t(bits == 3 ? rng() % 256 : rng());
+    }
+    std::vector<float> w(size_t(q.n_out * q.n_in));
+    e8p::decode_rows(q, 0, q.n_out, w.data());
+    E8Linear lin(q);
+    for (int tokens : {1, 3, 4, 9}) {
+      const std::vector<float> x = gaussian(tokens * q.n_in, rng);
+      std::vector<float> y(size_t(tokens * q.n_out));
+      lin.forward(x.data(), y.data(), tokens);
+      for (int t = 0; t < tokens; ++t)
+        for (int64_t r = 0; r < q.n_out; ++r) {
+          double ref = 0, mag = 0;
+          for (int64_t i = 0; i < q.n_in; ++i) {
+            ref += double(w[size_t(r * q.n_in + i)]) * x[size_t(t * q.n_in + i)];
+            mag += std::fabs(double(w[size_t(r * q.n_in + i)]) * x[size_t(t * q.n_in + i)]);
+          }
+          ASSERT_NEAR(y[size_t(t * q.n_out + r)], ref, double(q.n_in + 8) * std::ldexp(1.0, -24) * mag)
+              << bits << " bits, " << tokens << " tokens, row " << r;
+        }
+    }
+  }
+}
+
+// The layout written is the layout read: codes, residual codes, signs and Wscale come back.
+TEST(Quip, LayoutRoundTripsAndRefusesBadParts) {
+  std::mt19937 rng(23);
+  for (int bits : {2, 3, 4}) {
+    e8p::E8Codes q;
+    q.bits = bits, q.n_out = 24, q.n_in = 16, q.wscale = 0.125f, q.resid_scale = e8p::scales(bits).resid_scale;
+    q.codes.resize(size_t(q.n_out * q.n_in / 8));
+    for (auto& c : q.codes) c = uint16_t(rng());
+    if (bits > 2) {
+      q.resid.resize(q.codes.size());
+      for (auto& c : q.resid) c = uint16_t(bits == 3 ? rng() % 256 : rng());
+    }
+    const auto su = random_signs(q.n_in, 1), sv = random_signs(q.n_out, 2);
+    const auto tensors = serialize_quip_e8(q, su, sv);
+    std::map<std::string, TensorView> parts;
+    for (const auto& t : tensors)
+      parts[t.suffix] = TensorView{t.suffix, *qtype_from_name(t.dtype), t.shape, t.bytes.data(), int64_t(t.bytes.size()), nullptr};
+    EXPECT_EQ(parts.at(".Qidxs").type, QType::I16);
+    int16_t first;  // QuIP#'s stored value: code − 32768
+    std::memcpy(&first, tensors[0].bytes.data(), 2);
+    EXPECT_EQ(int(first), int(q.codes[0]) - 32768);
+    auto back = deserialize_quip(parts, q.n_out, q.n_in, true, bits, q.resid_scale, "blk.0.attn_q");
+    ASSERT_TRUE(back.ok()) << back.status().message();
+    EXPECT_EQ(back->su, su);
+    EXPECT_EQ(back->sv, sv);
+    EXPECT_EQ(back->e8.codes, q.codes);
+    EXPECT_EQ(back->e8.resid, q.resid);
+    EXPECT_EQ(back->e8.wscale, q.wscale);
+    auto wrong = parts;
+    wrong[".Qidxs"].shape = {q.n_out, q.n_in};
+    auto bad = deserialize_quip(wrong, q.n_out, q.n_in, true, bits, q.resid_scale, "blk.0.attn_q");
+    ASSERT_FALSE(bad.ok());
+    EXPECT_NE(bad.status().message().find("blk.0.attn_q.Qidxs: expected I16 [24, 2]"), std::string::npos) << bad.status().message();
   }
 }
 

@@ -171,14 +171,21 @@ Status check_method_options(const QuantizeArgs& a) {
   if (bnb4 && given("--bits") && a.bits != 4)
     return error("--bits {} with --method {}: {} codes are 4 bits", a.bits, a.method, a.method);
   if (int8 && given("--bits") && a.bits != 8) return error("--bits {} with --method llm-int8: its weights are 8 bits", a.bits);
-  const std::vector<const char*> grid = {"rtn", "gptq", "awq", "awq+gptq"}, calibrated = {"gptq", "awq", "awq+gptq"},
-                                 gptq = {"gptq", "awq+gptq"}, awq = {"awq", "awq+gptq"};
+  const bool quip = a.method == "quip" || a.method == "quip#";
+  if (a.method == "quip#" && (a.bits < 2 || a.bits > 4))
+    return error("--bits {} with --method quip#: its code books are 2 (E8P), 3 (E8P + E81B) and 4 bits (E8P + E8P)", a.bits);
+  if (a.method == "quip" && (a.bits < 2 || a.bits > 8)) return error("--bits {} with --method quip: expected 2..8", a.bits);
+  if (quip && a.format == "gguf") return error("--method {} writes its own layout (io/quip_layout.h), not GGUF", a.method);
+  const std::vector<const char*> grid = {"rtn", "gptq", "awq", "awq+gptq"},
+                                 calibrated = {"gptq", "awq", "awq+gptq", "quip", "quip#"},
+                                 gptq = {"gptq", "awq+gptq"}, awq = {"awq", "awq+gptq"},
+                                 ldlq = {"gptq", "awq+gptq", "quip", "quip#"};
   const std::map<std::string, std::vector<const char*>> own = {
       {"--group", grid}, {"--sym", grid}, {"--clip", {"rtn", "gptq"}},
       {"--blocksize", {"nf4", "fp4"}}, {"--double-quant", {"nf4", "fp4"}}, {"--int8-threshold", {"llm-int8"}},
       {"--calib", calibrated}, {"--nsamples", calibrated}, {"--seqlen", calibrated}, {"--seed", calibrated},
-      {"--damp", gptq}, {"--act-order", gptq}, {"--static-groups", gptq},
-      {"--true-sequential", gptq}, {"--no-true-sequential", gptq}, {"--duo-scaling", awq}, {"--awq-clip", awq}, {"--no-awq-clip", awq}};
+      {"--damp", ldlq}, {"--act-order", gptq}, {"--static-groups", gptq},
+      {"--true-sequential", ldlq}, {"--no-true-sequential", ldlq}, {"--duo-scaling", awq}, {"--awq-clip", awq}, {"--no-awq-clip", awq}};
   for (const auto& [name, methods] : own)
     if (given(name.c_str()) && std::find(methods.begin(), methods.end(), a.method) == methods.end())
       return error("{} does not apply to --method {} (it is for {})", name, a.method, fmt::join(methods, ", "));
@@ -404,10 +411,11 @@ Status run_quantize(const QuantizeArgs& a) {
   opt.double_quant = a.double_quant;
   opt.int8_threshold = a.int8_threshold;
   opt.quantize_head = a.quantize_head;
-  if (a.method == "gptq") {
+  if (a.method == "gptq" || a.method == "quip" || a.method == "quip#") {
     QF_ASSIGN_OR_RETURN(opt.windows, calibration_windows(ck, a));
     set_gptq(a, opt.gptq, opt.true_sequential);
     opt.static_groups = a.static_groups;
+    opt.quip_seed = a.seed;
   }
   return write_hf(ck, opt, a.out);
 }

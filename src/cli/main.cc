@@ -38,11 +38,11 @@ int main(int argc, char** argv) {
 
   qf::cli::QuantizeArgs qa;
   auto* quantize = app.add_subcommand(
-      "quantize", "quantize an HF checkpoint (rtn/gptq → GPTQ layout; awq → AWQ layout; nf4/fp4/llm-int8 → bitsandbytes layout; or GGUF)");
+      "quantize", "quantize an HF checkpoint (rtn/gptq → GPTQ layout; awq → AWQ layout; nf4/fp4/llm-int8 → bitsandbytes layout; quip/quip# → QuIP# layout; or GGUF)");
   quantize->add_option("model", qa.model, "HF model directory")->required();
   quantize->add_option("-o,--out", qa.out, "output directory (must not exist)")->required();
-  quantize->add_option("--method", qa.method, "quantization method")->check(CLI::IsMember({"rtn", "gptq", "awq", "awq+gptq", "nf4", "fp4", "llm-int8"}));
-  quantize->add_option("--bits", qa.bits, "rtn/gptq: bits per weight, 2..8 (GPTQ runtimes load 2, 3, 4, 8)");
+  quantize->add_option("--method", qa.method, "quantization method")->check(CLI::IsMember({"rtn", "gptq", "awq", "awq+gptq", "nf4", "fp4", "llm-int8", "quip", "quip#"}));
+  quantize->add_option("--bits", qa.bits, "rtn/gptq/quip: bits per weight, 2..8 (GPTQ runtimes load 2, 3, 4, 8); quip#: 2, 3, 4");
   quantize->add_option("--group", qa.group, "group size along the input dimension, -1 = per output channel");
   quantize->add_flag("--sym", qa.sym, "symmetric grid (zero fixed at (maxq+1)/2)");
   quantize->add_option("--clip", qa.clip, "range clipping search")->check(CLI::IsMember({"none", "mse"}));
@@ -59,8 +59,8 @@ int main(int argc, char** argv) {
   quantize->add_option("--calib", qa.calib, "gptq/awq: calibration text (UTF-8)");
   quantize->add_option("--nsamples", qa.nsamples, "gptq/awq: calibration windows (default 128)")->check(CLI::Range(1, 1 << 20));
   quantize->add_option("--seqlen", qa.seqlen, "gptq/awq: tokens per calibration window (default 512)")->check(CLI::Range(2, 1 << 20));
-  quantize->add_option("--seed", qa.seed, "gptq/awq: seed of the window draw (Python random.Random(seed), default 0)");
-  quantize->add_option("--damp", qa.damp, "gptq: Hessian damping as a fraction of its mean diagonal (default 0.01)")
+  quantize->add_option("--seed", qa.seed, "gptq/awq/quip: seed of the window draw (Python random.Random(seed), default 0); quip: also of the sign vectors");
+  quantize->add_option("--damp", qa.damp, "gptq/quip: Hessian damping as a fraction of its mean diagonal (default 0.01)")
       ->check(CLI::Range(1e-6, 1.0));
   quantize->add_flag("--act-order", qa.act_order, "gptq: quantize columns by decreasing Hessian diagonal (desc_act)");
   quantize->add_flag("--static-groups", qa.static_groups, "gptq: fit group grids up front from the unmodified weights");

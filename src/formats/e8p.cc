@@ -1,6 +1,7 @@
 #include "formats/e8p.h"
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -96,14 +97,51 @@ const Grid& e81b_grid2() {
   return g;
 }
 
+namespace {
+
+// Decoding tables: the absolute vectors as floats, each 7-bit sign field as a mask over
+// coordinates 1..7 with its parity, and for every 8-bit mask the coordinates' sign bits.
+struct DecodeTables {
+  float abs[256][8];
+  uint8_t abs_parity[256];
+  uint8_t mask7[128], parity7[128];
+  uint32_t sign[256][8];
+  DecodeTables() {
+    const auto& g = abs_grid2();
+    for (int i = 0; i < 256; ++i) {
+      for (int k = 0; k < 8; ++k) abs[i][k] = 0.5f * float(g[size_t(i)][size_t(k)]);
+      abs_parity[i] = uint8_t(parity_of_sum(g[size_t(i)]));
+    }
+    for (unsigned s = 0; s < 128; ++s) {
+      unsigned m = 0;
+      for (int k = 1; k < 8; ++k) m |= ((s >> (7 - k)) & 1u) << k;
+      mask7[s] = uint8_t(m);
+      parity7[s] = uint8_t(__builtin_popcount(s) & 1);
+    }
+    for (unsigned m = 0; m < 256; ++m)
+      for (int k = 0; k < 8; ++k) sign[m][k] = ((m >> k) & 1u) ? 0x80000000u : 0u;
+  }
+};
+
+const DecodeTables& tables() {
+  static const DecodeTables t;
+  return t;
+}
+
+}  // namespace
+
 void decode(uint16_t code, float* out) {
-  const auto& a = abs_grid2()[code >> 8];
-  const unsigned signs = (code >> 1) & 127;
-  const bool neg0 = (__builtin_popcount(signs) & 1) != parity_of_sum(a);
+  const DecodeTables& t = tables();
+  const unsigned i = code >> 8, s = (code >> 1) & 127;
+  const unsigned mask = t.mask7[s] | (t.parity7[s] != t.abs_parity[i] ? 1u : 0u);  // coordinate 0 fixes the parity
   const float shift = (code & 1) ? 0.25f : -0.25f;
   for (int k = 0; k < 8; ++k) {
-    const bool neg = k == 0 ? neg0 : ((signs >> (7 - k)) & 1) != 0;
-    out[k] = (neg ? -0.5f : 0.5f) * float(a[size_t(k)]) + shift;
+    uint32_t bits;
+    std::memcpy(&bits, &t.abs[i][k], 4);
+    bits ^= t.sign[mask][k];
+    float v;
+    std::memcpy(&v, &bits, 4);
+    out[k] = v + shift;
   }
 }
 
@@ -170,18 +208,28 @@ uint8_t encode_e81b(const float* x, float* out) {
   return uint8_t(best_i);
 }
 
+Scales scales(int bits) {
+  if (bits == 3) return {0.98f, 2.04f};
+  if (bits == 4) return {1.03f, 3.45f};
+  return {1.03f, 0.0f};
+}
+
+void decode_block(const E8Codes& q, int64_t index, float* out) {
+  decode(q.codes[size_t(index)], out);
+  if (q.bits == 2) return;
+  float v[8];
+  if (q.bits == 3) decode_e81b(uint8_t(q.resid[size_t(index)]), v);
+  else decode(q.resid[size_t(index)], v);
+  const float inv = 1.0f / q.resid_scale;
+  for (int k = 0; k < 8; ++k) out[k] += v[k] * inv;
+}
+
 void decode_rows(const E8Codes& q, int64_t r0, int64_t rows, float* dst) {
   const int64_t nb = q.n_in / 8;
   for (int64_t r = r0; r < r0 + rows; ++r)
     for (int64_t b = 0; b < nb; ++b) {
       float* out = dst + (r - r0) * q.n_in + 8 * b;
-      decode(q.codes[size_t(r * nb + b)], out);
-      if (q.bits > 2) {
-        float v[8];
-        if (q.bits == 3) decode_e81b(uint8_t(q.resid[size_t(r * nb + b)]), v);
-        else decode(q.resid[size_t(r * nb + b)], v);
-        for (int k = 0; k < 8; ++k) out[k] += v[k] / q.resid_scale;
-      }
+      decode_block(q, r * nb + b, out);
       for (int k = 0; k < 8; ++k) out[k] *= q.wscale;
     }
 }

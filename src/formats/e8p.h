@@ -34,6 +34,13 @@ const std::array<std::array<int8_t, 8>, 256>& e81b_grid2();
 void decode_e81b(uint8_t code, float* out);
 uint8_t encode_e81b(const float* x, float* out);
 
+// QuIP#'s published scales for its 2-, 3- and 4-bit code books: the weights are divided by
+// Wscale = RMS / opt_scale before rounding; the residual stage rounds (w − q₁)·resid_scale.
+struct Scales {
+  float opt_scale, resid_scale;
+};
+Scales scales(int bits);
+
 // A matrix in E8P codes (QuIP#'s E8P12, E8P12RVQ3B, E8P12RVQ4B): row r, columns 8b … 8b + 7 are
 // wscale · (E8P(codes[r, b]) + R(resid[r, b]) / resid_scale), R = E81B (3 bits), E8P (4 bits),
 // nothing (2 bits).
@@ -43,6 +50,8 @@ struct E8Codes {
   std::vector<uint16_t> codes, resid;  // (n_out, n_in / 8); resid empty for 2 bits
   float wscale = 1, resid_scale = 0;
 };
+// Block `index` (row · n_in / 8 + column / 8) without wscale.
+void decode_block(const E8Codes& q, int64_t index, float* out);
 // Rows [r0, r0 + rows) into dst (rows, n_in).
 void decode_rows(const E8Codes& q, int64_t r0, int64_t rows, float* dst);
 

@@ -97,6 +97,7 @@ const QTypeTraits kTraits[] = {
     {QType::IQ2_XXS, "IQ2_XXS", 16, 256, 66, dequantize_iq2_xxs, nullptr},
     {QType::IQ2_XS, "IQ2_XS", 17, 256, 74, dequantize_iq2_xs, nullptr},
     {QType::IQ3_XXS, "IQ3_XXS", 18, 256, 98, dequantize_iq3_xxs, nullptr},
+    {QType::I16, "I16", 25, 1, 2, dequant_int<int16_t>, quant_int<int16_t>},
 };
 
 }  // namespace

@@ -12,10 +12,10 @@
 namespace qf {
 
 // F32..Q8_0 and Q4_0..IQ4_XS: weight formats (the ggml ones' blocks in formats/ggml_quants.h);
-// I8, U8, I32: raw integer tensors of checkpoint layouts (packed codes, zeros, indices) —
+// I8, U8, I16, I32: raw integer tensors of checkpoint layouts (packed codes, zeros, indices) —
 // "decoding" them converts each integer to float.
 enum class QType : uint8_t { F32, F16, BF16, Q8_0, I8, U8, I32, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
-                            IQ4_NL, IQ4_XS, IQ2_XXS, IQ2_XS, IQ3_XXS };
+                            IQ4_NL, IQ4_XS, IQ2_XXS, IQ2_XS, IQ3_XXS, I16 };
 
 struct QTypeTraits {
   QType type;

@@ -28,7 +28,7 @@ Expected<TensorView> parse_entry(const std::string& path, const std::string& nam
   if (!e["dtype"].is_string()) return error("{}: dtype is not a string", where());
   std::string dtype = e["dtype"];
   auto type = dtype_from_name(dtype);
-  if (!type) return error("{}: unsupported dtype '{}' (supported: F32, F16, BF16, I8, U8, I32)", where(), dtype);
+  if (!type) return error("{}: unsupported dtype '{}' (supported: F32, F16, BF16, I8, U8, I16, I32)", where(), dtype);
   TensorView t;
   t.name = name;
   t.type = *type;

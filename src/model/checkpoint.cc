@@ -7,7 +7,9 @@
 #include <functional>
 
 #include "core/mapped_file.h"
+#include "formats/e8p.h"
 #include "io/gguf.h"
+#include "io/quip_layout.h"
 #include "io/safetensors.h"
 
 namespace qf {
@@ -49,6 +51,12 @@ Expected<TensorView> fetch(const TensorSource& src, const std::string& name, std
 // quantized Linear from a dense one.
 std::vector<std::string> packed_parts(const QuantizationConfig& q) {
   if (q.method == "gptq") return {".qweight", ".qzeros", ".scales", ".g_idx"};
+  if (q.method == "quip") return {".qweight", ".qzeros", ".scales", ".g_idx", ".SU", ".SV"};
+  if (q.method == "quip#") {
+    std::vector<std::string> p = {".Qidxs", ".SU", ".SV", ".Wscale"};
+    if (q.bits > 2) p.push_back(".Qidxs_resid");
+    return p;
+  }
   if (q.method == "awq") return {".qweight", ".qzeros", ".scales"};
   if (q.method == "bnb8") return {".SCB", ".weight"};
   std::vector<std::string> p = {".weight.absmax", ".weight", ".weight.quant_map",
@@ -220,9 +228,29 @@ Status parse_quantization_config(const std::string& path, const json& cfg, Quant
     if (q.sym) return error("{}: quantization_config.zero_point false is not supported (AWQ GEMM stores zero points)", path);
     return {};
   }
+  if (method == "quip#") {
+    q.method = method;
+    q.bits = qc.value("bits", 2);
+    const std::string codebook = qc.value("codebook", "");
+    if (q.bits < 2 || q.bits > 4 || codebook != quip_codebook_name(q.bits))
+      return error("{}: quantization_config: codebook '{}' with bits {} is not supported (supported: E8P12 2, E8P12RVQ3B 3, "
+                   "E8P12RVQ4B 4)", path, codebook, q.bits);
+    q.resid_scale = qc.value("resid_scale", e8p::scales(q.bits).resid_scale);
+    if (q.bits > 2 && !(q.resid_scale > 0))
+      return error("{}: quantization_config.resid_scale {} is not a positive number", path, q.resid_scale);
+    return {};
+  }
+  if (method == "quip") {  // W̃ in the GPTQ layout, one asymmetric group per row
+    q.method = method;
+    q.bits = qc.value("bits", 4);
+    q.group_size = -1;
+    q.sym = false;
+    if (q.bits < 2 || q.bits > 8) return error("{}: quantization_config.bits {} is not in 2..8", path, q.bits);
+    return {};
+  }
   if (method != "gptq")
-    return error("{}: quantization_config.quant_method '{}' is not supported (supported: gptq, awq, bitsandbytes 4-bit and 8-bit)",
-                 path, method);
+    return error("{}: quantization_config.quant_method '{}' is not supported (supported: gptq, awq, bitsandbytes 4-bit and 8-bit, "
+                 "quip, quip#)", path, method);
   std::string fmt = qc.value("checkpoint_format", "gptq");
   if (fmt != "gptq")
     return error("{}: quantization_config.checkpoint_format '{}' is not supported (supported: gptq)", path, fmt);

@@ -51,7 +51,8 @@ struct ModelWeights {
 
 // config.json `quantization_config` of a quantized HF checkpoint.
 struct QuantizationConfig {
-  std::string method;  // "" (none), "gptq", "bnb4" (bitsandbytes load_in_4bit) or "bnb8" (load_in_8bit)
+  std::string method;  // "" (none), "gptq", "awq", "bnb4" (bitsandbytes load_in_4bit), "bnb8" (load_in_8bit),
+                       // "quip" or "quip#" (io/quip_layout.h)
   int bits = 0;         // gptq
   int group_size = -1;  // gptq
   bool sym = true;      // gptq
@@ -59,6 +60,7 @@ struct QuantizationConfig {
   std::string bnb_type = "nf4";  // bnb4: nf4 | fp4
   bool double_quant = false;     // bnb4
   float int8_threshold = 6.0f;   // bnb8: llm_int8_threshold (0: no outlier decomposition)
+  float resid_scale = 0;         // quip#: the residual stage's scale (3 and 4 bits)
 };
 
 struct Checkpoint {

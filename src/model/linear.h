@@ -131,6 +131,9 @@ class Int8Linear : public Linear {
 class E8Linear : public TiledLinear {
  public:
   explicit E8Linear(e8p::E8Codes q);
+  // Up to kMatvecTokens tokens: rows decoded 8 weights at a time straight into the dot
+  // products, threads splitting the rows; more: TiledLinear's decoded tiles and sgemm.
+  void forward(const float* x, float* y, int64_t tokens) const override;
   int64_t weight_bytes() const override;
 
  private:

@@ -9,6 +9,7 @@
 #include "io/awq_layout.h"
 #include "io/bnb_layout.h"
 #include "io/gptq_layout.h"
+#include "io/quip_layout.h"
 #include "kernels/cpu/activations.h"
 
 namespace qf {
@@ -55,6 +56,24 @@ Expected<std::unique_ptr<Linear>> make_linear(const LinearTensors& t, const Quan
     return std::unique_ptr<Linear>(new Bnb4Linear(std::move(q), t.n_out, t.n_in, t.bias));
   }
   const auto& p = t.parts;
+  if (quant.method == "quip" || quant.method == "quip#") {
+    const bool lattice = quant.method == "quip#";
+    QF_ASSIGN_OR_RETURN(auto h_in, Hadamard::of_order(t.n_in, t.prefix + " (input dimension)"));
+    QF_ASSIGN_OR_RETURN(auto h_out, Hadamard::of_order(t.n_out, t.prefix + " (output dimension)"));
+    QF_ASSIGN_OR_RETURN(auto qp, deserialize_quip(p, t.n_out, t.n_in, lattice, quant.bits, quant.resid_scale, t.prefix));
+    std::unique_ptr<Linear> inner;
+    if (lattice) {
+      inner = std::make_unique<E8Linear>(std::move(qp.e8));
+    } else {
+      QF_ASSIGN_OR_RETURN(auto q, unpack_gptq(p.at(".qweight"), p.at(".qzeros"), p.at(".scales"), p.at(".g_idx"), quant.bits, t.prefix));
+      if (q.n_out != t.n_out || q.n_in != t.n_in)
+        return error("{}: packed weight is {}x{}, the config says {}x{}", t.prefix, q.n_out, q.n_in, t.n_out, t.n_in);
+      q.spec.sym = false;
+      inner = std::make_unique<IntLinear>(q, TensorView{});
+    }
+    return std::unique_ptr<Linear>(
+        new QuipLinear(std::move(h_in), std::move(h_out), std::move(qp.su), std::move(qp.sv), std::move(inner), t.bias));
+  }
   if (quant.method == "awq") {
     QF_ASSIGN_OR_RETURN(auto q, unpack_awq(p.at(".qweight"), p.at(".qzeros"), p.at(".scales"), quant.bits, quant.group_size, t.prefix));
     if (q.n_out != t.n_out || q.n_in != t.n_in)

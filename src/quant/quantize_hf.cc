@@ -11,8 +11,10 @@
 #include "io/awq_layout.h"
 #include "io/bnb_layout.h"
 #include "io/gptq_layout.h"
+#include "io/quip_layout.h"
 #include "io/safetensors.h"
 #include "quant/calibration.h"
+#include "quant/quip.h"
 
 namespace qf {
 namespace {
@@ -186,6 +188,59 @@ class Int8Codec : public LinearCodec {
   QuantizeOptions o_;
 };
 
+// QuIP / QuIP# (io/quip_layout.h): the transformed weights' codes and the sign vectors.
+class QuipCodec : public LinearCodec {
+ public:
+  explicit QuipCodec(const QuantizeOptions& o) : o_(o), lattice_(o.method == "quip#"), grid_(grid_options(o)) {}
+  Status check(const LinearTensors& t) const override {
+    QF_RETURN_IF_ERROR(check_quip_shape(t.n_out, t.n_in, lattice_, t.weight.name));
+    return lattice_ ? Status{} : grid_.check(t);
+  }
+  std::vector<SerializedTensor> layout(const LinearTensors& t) const override {
+    if (lattice_) return quip_e8_layout(t.n_out, t.n_in, o_.grid.bits);
+    auto parts = grid_.layout(t);
+    for (auto& s : serialize_signs(std::vector<float>(size_t(t.n_in)), std::vector<float>(size_t(t.n_out)))) {
+      s.bytes.clear();
+      parts.push_back(std::move(s));
+    }
+    return parts;
+  }
+  std::vector<SerializedTensor> encode(const LinearTensors& t, const std::vector<float>&, QuantizeReport&) const override {
+    QF_CHECK(false, "{}: quip needs the calibrated path", t.weight.name);
+    return {};
+  }
+  std::vector<SerializedTensor> encode_quip(const LinearTensors& t, const QuipQuantized& q, QuantizeReport& rep) const {
+    if (lattice_) return serialize_quip_e8(q.e8, q.su, q.sv);
+    auto parts = grid_.encode_int(t, q.grid, rep);
+    for (auto& s : serialize_signs(q.su, q.sv)) parts.push_back(std::move(s));
+    return parts;
+  }
+  json quantization_config() const override {
+    json meta = {{"quantizer", "qforge"},
+                 {"calibration_windows", o_.windows.size()},
+                 {"calibration_seqlen", o_.windows.empty() ? 0 : o_.windows[0].size()},
+                 {"damp_percent", o_.gptq.damp},
+                 {"seed", o_.quip_seed}};
+    if (!lattice_)
+      return {{"quant_method", "quip"}, {"bits", o_.grid.bits}, {"group_size", -1}, {"sym", false},
+              {"hadamard", "randomized: Sylvester x Paley, signs SU/SV"}, {"meta", meta}};
+    const e8p::Scales sc = e8p::scales(o_.grid.bits);
+    return {{"quant_method", "quip#"}, {"codebook", quip_codebook_name(o_.grid.bits)}, {"bits", o_.grid.bits}, {"codesz", 8},
+            {"opt_scale", sc.opt_scale}, {"resid_scale", sc.resid_scale}, {"idx_offset", -32768},
+            {"hadamard", "randomized: Sylvester x Paley, signs SU/SV"}, {"meta", meta}};
+  }
+
+ private:
+  static QuantizeOptions grid_options(QuantizeOptions o) {  // quip's W̃: one asymmetric group per row
+    o.grid.group = -1;
+    o.grid.sym = false;
+    return o;
+  }
+  QuantizeOptions o_;
+  bool lattice_;
+  GptqCodec grid_;
+};
+
 Status write_config(const std::string& src_dir, const std::string& dst_dir, const LinearCodec& codec, bool untie) {
   QF_ASSIGN_OR_RETURN(auto text, read_text_file(src_dir + "/config.json"));
   json cfg = json::parse(text);
@@ -203,7 +258,8 @@ Expected<std::unique_ptr<LinearCodec>> make_codec(const Checkpoint& ck, const Qu
   else if (opt.method == "rtn" || opt.method == "gptq" || opt.method == "awq") codec = std::make_unique<GptqCodec>(opt);
   else if (opt.method == "nf4" || opt.method == "fp4") codec = std::make_unique<Bnb4Codec>(opt);
   else if (opt.method == "llm-int8") codec = std::make_unique<Int8Codec>(opt);
-  else return error("--method {}: not available (supported: rtn, gptq, awq, nf4, fp4, llm-int8)", opt.method);
+  else if (opt.method == "quip" || opt.method == "quip#") codec = std::make_unique<QuipCodec>(opt);
+  else return error("--method {}: not available (supported: rtn, gptq, awq, nf4, fp4, llm-int8, quip, quip#)", opt.method);
   for (const auto& L : ck.weights.layers)
     for (const char* kind : kBlockLinears) QF_RETURN_IF_ERROR(codec->check(L.linear(kind)));
   if (opt.quantize_head) QF_RETURN_IF_ERROR(codec->check(ck.weights.output));
@@ -233,9 +289,10 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
   if (fs::exists(out_dir)) return error("{}: already exists; choose a new output folder", out_dir);
   QF_ASSIGN_OR_RETURN(auto codec, make_codec(ck, opt));
   const bool awq_layout = dynamic_cast<const AwqCodec*>(codec.get()) != nullptr;
-  const bool gptq = opt.method == "gptq";
-  if (gptq && opt.quantize_head) return error("--quantize-head: GPTQ quantizes the decoder blocks only (use rtn for the head)");
-  if (gptq && opt.windows.empty()) return error("--method gptq needs calibration windows (--calib)");
+  const bool gptq = opt.method == "gptq", quip = opt.method == "quip" || opt.method == "quip#";
+  if ((gptq || quip) && opt.quantize_head)
+    return error("--quantize-head: {} quantizes the decoder blocks only (use rtn for the head)", opt.method);
+  if ((gptq || quip) && opt.windows.empty()) return error("--method {} needs calibration windows (--calib)", opt.method);
   // One job per output tensor group: tensors copied as they are (in file order), then the
   // decoder-block Linears layer by layer in the order q, k, v, o, gate, up, down (the order
   // calibrated methods produce them), then a quantized head.
@@ -292,7 +349,7 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
     if (!j.linear) {
       QF_RETURN_IF_ERROR(writer->write(t.name, t.data, size_t(t.nbytes)));
       if (progress) progress(++done, int64_t(jobs.size()));
-    } else if (!gptq) {
+    } else if (!gptq && !quip) {
       QF_ASSIGN_OR_RETURN(auto w, t.to_f32_finite());
       QF_RETURN_IF_ERROR(write_linear(*j.linear, codec->encode(*j.linear, w, rep)));
     }
@@ -316,6 +373,24 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
         },
         nullptr));
   }
+  if (quip) {
+    const auto& quip_codec = static_cast<const QuipCodec&>(*codec);
+    QuipSpec spec;
+    spec.lattice = opt.method == "quip#";
+    spec.bits = opt.grid.bits;
+    spec.damp = opt.gptq.damp;
+    spec.seed = opt.quip_seed;
+    QF_RETURN_IF_ERROR(calibrate_layerwise(
+        ck, opt.windows, opt.true_sequential,
+        [&](LinearJob& job) -> Expected<std::unique_ptr<Linear>> {
+          const LinearTensors& t = *job.tensors;
+          QF_ASSIGN_OR_RETURN(QuipQuantized q, quip_quantize(job.weight.data(), t.n_out, t.n_in, std::move(job.hessian), spec,
+                                                             t.weight.name));
+          QF_RETURN_IF_ERROR(write_linear(t, quip_codec.encode_quip(t, q, rep)));
+          return quip_linear(q, t.bias);
+        },
+        nullptr));
+  }
   QF_RETURN_IF_ERROR(writer->finish());
   QF_RETURN_IF_ERROR(copy_side_files(ck.path, tmp.path, false));
   QF_RETURN_IF_ERROR(write_config(ck.path, tmp.path, *codec, untie));
@@ -330,6 +405,10 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
   else if (gptq)
     rep.describe = fmt::format("{}GPTQ {}{}{}, damp {}, {} windows of {} tokens, in the GPTQ layout", opt.awq_scaled ? "AWQ-scaled, " : "",
                                opt.grid.describe(), opt.gptq.act_order ? " act-order" : "", opt.static_groups ? " static-groups" : "",
+                               opt.gptq.damp, opt.windows.size(), opt.windows[0].size());
+  else if (quip)
+    rep.describe = fmt::format("{} {}-bit{} over randomized Hadamard transforms, damp {}, {} windows of {} tokens", opt.method,
+                               opt.grid.bits, opt.method == "quip#" ? fmt::format(" ({})", quip_codebook_name(opt.grid.bits)) : " (per-row grid)",
                                opt.gptq.damp, opt.windows.size(), opt.windows[0].size());
   else if (opt.method == "llm-int8")
     rep.describe = fmt::format("LLM.int8() (outlier threshold {}) in the bitsandbytes layout", opt.int8_threshold);

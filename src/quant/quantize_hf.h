@@ -25,13 +25,14 @@
 namespace qf {
 
 struct QuantizeOptions {
-  std::string method = "rtn";   // rtn | gptq | awq (RTN of an AWQ-scaled checkpoint) | nf4 | fp4 | llm-int8
+  std::string method = "rtn";   // rtn | gptq | awq (RTN of an AWQ-scaled checkpoint) | nf4 | fp4 | llm-int8 | quip | quip#
   bool awq_scaled = false;      // the checkpoint was transformed by AWQ (quant/awq.h): recorded in the config
   IntGridSpec grid;             // rtn, gptq
-  GptqSpec gptq;                // gptq
+  GptqSpec gptq;                // gptq; quip/quip# use its damp
+  uint64_t quip_seed = 0;       // quip/quip#: the sign vectors' seed
   bool static_groups = false;   // gptq
   bool true_sequential = true;  // gptq
-  std::vector<std::vector<int32_t>> windows;  // gptq: calibration windows (quant/calibration.h)
+  std::vector<std::vector<int32_t>> windows;  // gptq, quip: calibration windows (quant/calibration.h)
   int blocksize = 64;           // nf4/fp4
   bool double_quant = false;    // nf4/fp4
   float int8_threshold = 6.0f;  // llm-int8: outlier threshold recorded for run time (0: W8A8)

@@ -70,10 +70,13 @@ void block_ldlq(e8p::E8Codes& q, float* w, const std::vector<float>& U) {
 
 }  // namespace
 
-E8pScales e8p_scales(int bits) {
-  if (bits == 3) return {0.98f, 2.04f};
-  if (bits == 4) return {1.03f, 3.45f};
-  return {1.03f, 0.0f};
+std::unique_ptr<Linear> quip_linear(const QuipQuantized& q, const TensorView& bias) {
+  std::unique_ptr<Linear> inner;
+  if (q.lattice) inner = std::make_unique<E8Linear>(q.e8);
+  else inner = std::make_unique<IntLinear>(q.grid, TensorView{});
+  auto h_in = Hadamard::of_order(inner->n_in(), "quip"), h_out = Hadamard::of_order(inner->n_out(), "quip");
+  QF_CHECK(h_in.ok() && h_out.ok(), "quip_linear: shapes were checked by quip_quantize");
+  return std::make_unique<QuipLinear>(std::move(*h_in), std::move(*h_out), q.su, q.sv, std::move(inner), bias);
 }
 
 Status check_quip_shape(int64_t n_out, int64_t n_in, bool lattice, const std::string& name) {
@@ -119,7 +122,7 @@ Expected<QuipQuantized> quip_quantize(const float* W, int64_t n_out, int64_t n_i
     q.grid = std::move(grid).result();
     return q;
   }
-  const E8pScales sc = e8p_scales(spec.bits);
+  const e8p::Scales sc = e8p::scales(spec.bits);
   double ss = 0;
   for (float v : w) ss += double(v) * v;
   e8p::E8Codes& e = q.e8;

@@ -21,6 +21,7 @@
 #include "formats/e8p.h"
 #include "formats/int_grid.h"
 #include "kernels/cpu/hadamard.h"
+#include "model/linear.h"
 
 namespace qf {
 
@@ -30,13 +31,6 @@ struct QuipSpec {
   double damp = 0.01;
   uint64_t seed = 0;    // sign vectors
 };
-
-// The published scales of QuIP#'s codebooks for `bits`: W̃ / Wscale has RMS opt_scale; the
-// residual stage quantizes (w − q₁)·resid_scale.
-struct E8pScales {
-  float opt_scale, resid_scale;
-};
-E8pScales e8p_scales(int bits);
 
 struct QuipQuantized {
   bool lattice = true;
@@ -48,6 +42,9 @@ struct QuipQuantized {
 // Quantizes W (n_out, n_in); H (n_in, n_in) is consumed. `name` is used in messages.
 Expected<QuipQuantized> quip_quantize(const float* W, int64_t n_out, int64_t n_in, std::vector<double> H, const QuipSpec& spec,
                                       const std::string& name);
+
+// The Linear that computes with q: QuipLinear around an E8Linear (quip#) or IntLinear (quip).
+std::unique_ptr<Linear> quip_linear(const QuipQuantized& q, const TensorView& bias);
 
 // Checks that both dimensions have Hadamard transforms (and n_in is a multiple of 8 for quip#).
 Status check_quip_shape(int64_t n_out, int64_t n_in, bool lattice, const std::string& name);

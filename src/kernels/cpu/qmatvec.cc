@@ -897,7 +897,7 @@ HWY_EXPORT(DotI8Rows);
 bool qmatvec_supported(const QMatrix& w) {
   if (w.n_in % 32 != 0 || w.n_out <= 0) return false;
   switch (w.layout) {
-    case QLayout::Stored: return w.type != QType::I8 && w.type != QType::U8 && w.type != QType::I32 && w.n_in % traits(w.type).block == 0;
+    case QLayout::Stored: return w.type != QType::I8 && w.type != QType::U8 && w.type != QType::I16 && w.type != QType::I32 && w.n_in % traits(w.type).block == 0;
     case QLayout::IntNibbles:
     case QLayout::IntBytes: return w.group > 0 && w.group % 32 == 0 && w.n_in % w.group == 0;
     case QLayout::Bnb4: return w.group >= 32 && w.group % 32 == 0 && w.lut != nullptr;
