@@ -274,19 +274,25 @@ TEST(Quip, LdlqBeatsNearestRoundingOnItsOwnObjective) {
   }
 }
 
+// Random codes (and residual codes) of a (n_out, n_in) matrix.
+e8p::E8Codes random_codes(int bits, int64_t n_out, int64_t n_in, float wscale, std::mt19937& rng) {
+  e8p::E8Codes q;
+  q.bits = bits, q.n_out = n_out, q.n_in = n_in, q.wscale = wscale, q.resid_scale = e8p::scales(bits).resid_scale;
+  q.codes.resize(size_t(n_out * n_in / 8));
+  for (auto& c : q.codes) c = uint16_t(rng());
+  if (bits > 2) {
+    q.resid.resize(q.codes.size());
+    for (auto& c : q.resid) c = uint16_t(bits == 3 ? rng() % 256 : rng());
+  }
+  return q;
+}
+
 // A few tokens take E8Linear's own decode-and-dot path, more take decoded tiles and sgemm:
 // both against a double-precision product with the decoded rows.
 TEST(Quip, E8LinearMatchesItsDecodedRowsOnBothPaths) {
   std::mt19937 rng(21);
   for (int bits : {2, 3, 4}) {
-    e8p::E8Codes q;
-    q.bits = bits, q.n_out = 37, q.n_in = 48, q.wscale = 0.37f, q.resid_scale = e8p::scales(bits).resid_scale;
-    q.codes.resize(size_t(q.n_out * q.n_in / 8));
-    for (auto& c : q.codes) c = uint16_t(rng());
-    if (bits > 2) {
-      q.resid.resize(q.codes.size());
-      for (auto& c : q.resid) c = uint16_t(bits == 3 ? rng() % 256 : rng());
-    }
+    const e8p::E8Codes q = random_codes(bits, 37, 48, 0.37f, rng);
     std::vector<float> w(size_t(q.n_out * q.n_in));
     e8p::decode_rows(q, 0, q.n_out, w.data());
     E8Linear lin(q);
@@ -312,14 +318,7 @@ TEST(Quip, E8LinearMatchesItsDecodedRowsOnBothPaths) {
 TEST(Quip, LayoutRoundTripsAndRefusesBadParts) {
   std::mt19937 rng(23);
   for (int bits : {2, 3, 4}) {
-    e8p::E8Codes q;
-    q.bits = bits, q.n_out = 24, q.n_in = 16, q.wscale = 0.125f, q.resid_scale = e8p::scales(bits).resid_scale;
-    q.codes.resize(size_t(q.n_out * q.n_in / 8));
-    for (auto& c : q.codes) c = uint16_t(rng());
-    if (bits > 2) {
-      q.resid.resize(q.codes.size());
-      for (auto& c : q.resid) c = uint16_t(bits == 3 ? rng() % 256 : rng());
-    }
+    const e8p::E8Codes q = random_codes(bits, 24, 16, 0.125f, rng);
     const auto su = random_signs(q.n_in, 1), sv = random_signs(q.n_out, 2);
     const auto tensors = serialize_quip_e8(q, su, sv);
     std::map<std::string, TensorView> parts;
