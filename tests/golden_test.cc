@@ -333,6 +333,25 @@ TEST(GoldenQf27m, GptqW4G128ActOrderAtLeastAsGoodAsTheReference) {
 }
 
 
+// QuIP# 2-bit (E8P, BlockLDLQ over randomized Hadamard transforms) on qf-27m, written in its
+// layout, loaded and scored on all 708 windows: its KL must beat llama.cpp's IQ2_XS (2.33 bits
+// per weight, imatrix: KL 0.42290, ANCHORS.md §2) at fewer bits per weight — and so GPTQ W2 g64's
+// 0.77784 (§1) by far.
+TEST(GoldenQf27m, QuipSharp2BitBeatsIq2Xs) {
+  auto base_ck = load_checkpoint(test::qf27m());
+  ASSERT_TRUE(base_ck.ok());
+  QuantizeOptions opt;
+  opt.method = "quip#";
+  opt.grid.bits = 2;
+  auto windows = draw_windows(base_ck->tokenizer->encode(test::slurp(test::shared_dir() + "/data/calib-wiki.txt"), true), 128, 512, 0);
+  ASSERT_TRUE(windows.ok());
+  opt.windows = std::move(*windows);
+  PerplexityResult r = quantize_and_score(*base_ck, opt, "qforge_golden_quip2");
+  EXPECT_GT(r.kld, 0.0);
+  EXPECT_LT(r.kld, 0.42290);
+  std::printf("QuIP# 2-bit E8P: ppl %.4f, KL %.5f (IQ2_XS 0.42290, GPTQ W2 g64 0.77784), top-1 %.2f %%\n", r.ppl, r.kld, 100 * r.top1);
+}
+
 // AWQ on qf-27m: the folded model is the original function; the AWQ layout holds exactly the
 // integer grid of the scaled weights; W4/W3 g128 beat round-to-nearest of the same grid
 // (reference RTN, ANCHORS.md §1).

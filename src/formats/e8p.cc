@@ -128,10 +128,7 @@ const DecodeTables& tables() {
   return t;
 }
 
-}  // namespace
-
-void decode(uint16_t code, float* out) {
-  const DecodeTables& t = tables();
+inline void decode_with(const DecodeTables& t, uint16_t code, float* out) {
   const unsigned i = code >> 8, s = (code >> 1) & 127;
   const unsigned mask = t.mask7[s] | (t.parity7[s] != t.abs_parity[i] ? 1u : 0u);  // coordinate 0 fixes the parity
   const float shift = (code & 1) ? 0.25f : -0.25f;
@@ -144,6 +141,10 @@ void decode(uint16_t code, float* out) {
     out[k] = v + shift;
   }
 }
+
+}  // namespace
+
+void decode(uint16_t code, float* out) { decode_with(tables(), code, out); }
 
 uint16_t encode(const float* x, float* out) {
   const auto& grid = abs_grid2();
@@ -222,6 +223,34 @@ void decode_block(const E8Codes& q, int64_t index, float* out) {
   else decode(q.resid[size_t(index)], v);
   const float inv = 1.0f / q.resid_scale;
   for (int k = 0; k < 8; ++k) out[k] += v[k] * inv;
+}
+
+void dot_rows(const E8Codes& q, int64_t r0, int64_t r1, const float* x, int64_t tokens, float* y) {
+  const DecodeTables& t = tables();
+  const int64_t n = q.n_in, nb = n / 8;
+  const float inv = q.bits > 2 ? 1.0f / q.resid_scale : 0.0f;
+  for (int64_t r = r0; r < r1; ++r) {
+    float acc[4][8] = {};
+    const uint16_t* codes = q.codes.data() + r * nb;
+    const uint16_t* resid = q.bits > 2 ? q.resid.data() + r * nb : nullptr;
+    for (int64_t b = 0; b < nb; ++b) {
+      float w[8];
+      decode_with(t, codes[b], w);
+      if (resid) {
+        float v[8];
+        if (q.bits == 3) decode_e81b(uint8_t(resid[b]), v);
+        else decode_with(t, resid[b], v);
+        for (int k = 0; k < 8; ++k) w[k] += v[k] * inv;
+      }
+      for (int64_t tk = 0; tk < tokens; ++tk)
+        for (int k = 0; k < 8; ++k) acc[tk][k] += w[k] * x[tk * n + 8 * b + k];
+    }
+    for (int64_t tk = 0; tk < tokens; ++tk) {
+      float s = 0;
+      for (int k = 0; k < 8; ++k) s += acc[tk][k];
+      y[tk * q.n_out + r] = q.wscale * s;
+    }
+  }
 }
 
 void decode_rows(const E8Codes& q, int64_t r0, int64_t rows, float* dst) {

@@ -52,6 +52,9 @@ struct E8Codes {
 };
 // Block `index` (row · n_in / 8 + column / 8) without wscale.
 void decode_block(const E8Codes& q, int64_t index, float* out);
+// y[t, r] = Σ_i W[r, i]·x[t, i] for rows [r0, r1) and up to 4 tokens (x: (tokens, n_in),
+// y: (tokens, n_out)), decoding 8 weights at a time straight into the sums.
+void dot_rows(const E8Codes& q, int64_t r0, int64_t r1, const float* x, int64_t tokens, float* y);
 // Rows [r0, r0 + rows) into dst (rows, n_in).
 void decode_rows(const E8Codes& q, int64_t r0, int64_t rows, float* dst);
 

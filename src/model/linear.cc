@@ -251,22 +251,9 @@ E8Linear::E8Linear(e8p::E8Codes q) : TiledLinear(q.n_out, q.n_in, TensorView{}),
 
 void E8Linear::forward(const float* x, float* y, int64_t tokens) const {
   if (tokens > kMatvecTokens) return TiledLinear::forward(x, y, tokens);
-  const int64_t n = n_in(), nb = n / 8, m = n_out();
+  const int64_t rows = 16, m = n_out();
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < m; ++r) {
-    float acc[kMatvecTokens][8] = {};
-    for (int64_t b = 0; b < nb; ++b) {
-      float w[8];
-      e8p::decode_block(q_, r * nb + b, w);
-      for (int64_t t = 0; t < tokens; ++t)
-        for (int k = 0; k < 8; ++k) acc[t][k] += w[k] * x[t * n + 8 * b + k];
-    }
-    for (int64_t t = 0; t < tokens; ++t) {
-      float s = 0;
-      for (int k = 0; k < 8; ++k) s += acc[t][k];
-      y[t * m + r] = q_.wscale * s;
-    }
-  }
+  for (int64_t r0 = 0; r0 < m; r0 += rows) e8p::dot_rows(q_, r0, std::min(m, r0 + rows), x, tokens, y);
 }
 
 int64_t E8Linear::weight_bytes() const {

@@ -1,5 +1,6 @@
 #include "kernels/cpu/hadamard.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -90,7 +91,7 @@ void Hadamard::apply_impl(T* x, int64_t count, bool transpose) const {
   const T norm = T(1.0 / std::sqrt(double(n_)));
 #pragma omp parallel if (count > 1)
   {
-    std::vector<T> col(static_cast<size_t>(m_)), mixed(static_cast<size_t>(m_));
+    std::vector<T> mixed(static_cast<size_t>(m_ > 1 ? n_ : 0));
 #pragma omp for schedule(static)
     for (int64_t v = 0; v < count; ++v) {
       T* y = x + v * n_;
@@ -104,17 +105,19 @@ void Hadamard::apply_impl(T* x, int64_t count, bool transpose) const {
               c[j] = u + w, c[j + h] = u - w;
             }
       }
-      // H_m across the chunks: position b of every chunk mixes as one vector of m.
-      if (m_ > 1)
-        for (int64_t b = 0; b < p_; ++b) {
-          for (int64_t a = 0; a < m_; ++a) col[size_t(a)] = y[a * p_ + b];
-          for (int64_t a = 0; a < m_; ++a) {
-            T s = 0;
-            for (int64_t k = 0; k < m_; ++k) s += T(transpose ? hm_[size_t(k * m_ + a)] : hm_[size_t(a * m_ + k)]) * col[size_t(k)];
-            mixed[size_t(a)] = s;
+      // H_m across the chunks: chunk a of the result = Σ_k H_m[a, k] · chunk k.
+      if (m_ > 1) {
+        for (int64_t a = 0; a < m_; ++a) {
+          T* out = mixed.data() + a * p_;
+          std::fill(out, out + p_, T(0));
+          for (int64_t k = 0; k < m_; ++k) {
+            const T h = T(transpose ? hm_[size_t(k * m_ + a)] : hm_[size_t(a * m_ + k)]);
+            const T* in = y + k * p_;
+            for (int64_t b = 0; b < p_; ++b) out[b] += h * in[b];
           }
-          for (int64_t a = 0; a < m_; ++a) y[a * p_ + b] = mixed[size_t(a)];
         }
+        std::copy(mixed.begin(), mixed.end(), y);
+      }
       for (int64_t i = 0; i < n_; ++i) y[i] *= norm;
     }
   }
