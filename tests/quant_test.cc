@@ -289,6 +289,27 @@ TEST(QuantizeCli, RefusesWhatTheLayoutCannotHoldAndLeavesNothing) {
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 0);  // no partial output
 }
 
+TEST(QuantizeCli, QuipRefusesDimensionsWithoutAHadamardMatrixAndBadOptions) {
+  std::string dir = test::temp_dir("quant_quip"), err;
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "Once upon a time there was a little girl who liked to play in the park. ";
+  test::write_file(dir + "/calib.txt", text);
+  const std::string m = "quantize " + test::bundled_stories() + "/hf -o " + dir + "/q --calib " + dir + "/calib.txt --nsamples 2 --seqlen 64 ";
+  // stories260K's MLP has 172 = 4 · 43 outputs: a Williamson order, no Paley factor.
+  EXPECT_EQ(run(m + "--method quip# --bits 2", &err), 1);
+  EXPECT_NE(err.find("model.layers.0.mlp.gate_proj.weight (output dimension): dimension 172 = 2^2 · 43 has no supported "
+                     "Hadamard factorization"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(run(m + "--method quip# --bits 5", &err), 1);
+  EXPECT_NE(err.find("--bits 5 with --method quip#"), std::string::npos) << err;
+  EXPECT_EQ(run(m + "--method quip --bits 3 --act-order", &err), 1);
+  EXPECT_NE(err.find("--act-order does not apply to --method quip"), std::string::npos) << err;
+  EXPECT_EQ(run("quantize " + test::bundled_stories() + "/hf -o " + dir + "/q --method quip# --bits 2", &err), 1);
+  EXPECT_NE(err.find("--method quip# needs --calib FILE"), std::string::npos) << err;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/q"));
+}
+
 TEST(QuantizeCli, NanWeightIsNamedAndNoOutputIsLeft) {
   namespace fs = std::filesystem;
   std::string src = test::temp_dir("quant_nan_src");
