@@ -235,6 +235,37 @@ TEST(Quip, WithAnIdentityHessianBlockLdlqIsNearestRounding) {
   }
 }
 
+// The Linear built from the codes computes W itself up to the code book's resolution: the
+// transforms at run time undo the quantizer's, and more bits come closer.
+TEST(Quip, TheLinearComputesTheOriginalMatrixUpToRounding) {
+  const int64_t n_out = 48, n_in = 40;  // 48 = 12 · 4 and 40 = 20 · 2: both Paley factors
+  std::mt19937 rng(13);
+  const std::vector<float> W = gaussian(n_out * n_in, rng);
+  double previous = 1e30;
+  for (int bits : {2, 3, 4}) {
+    QuipSpec spec;
+    spec.bits = bits;
+    auto q = quip_quantize(W.data(), n_out, n_in, identity(n_in), spec, "w");
+    ASSERT_TRUE(q.ok()) << q.status().message();
+    const auto lin = quip_linear(*q, TensorView{});
+    EXPECT_EQ(lin->weight_bytes(), n_out * n_in / 8 * (bits == 2 ? 2 : bits == 3 ? 3 : 4) + 4 + 2 * (n_in + n_out));
+    std::vector<float> eye(size_t(n_in * n_in), 0.0f), out(size_t(n_in * n_out));
+    for (int64_t i = 0; i < n_in; ++i) eye[size_t(i * n_in + i)] = 1;
+    lin->forward(eye.data(), out.data(), n_in);
+    double err = 0, norm = 0;
+    for (int64_t i = 0; i < n_in; ++i)
+      for (int64_t r = 0; r < n_out; ++r) {
+        const double d = out[size_t(i * n_out + r)] - W[size_t(r * n_in + i)];
+        err += d * d, norm += double(W[size_t(r * n_in + i)]) * W[size_t(r * n_in + i)];
+      }
+    const double rel = std::sqrt(err / norm);
+    // A sanity bound: 2 bits per weight leave roughly a third of the signal; a wrong transform, all of it.
+    EXPECT_LT(rel, 0.4) << bits << " bits";
+    EXPECT_LT(rel, previous) << bits << " bits";
+    previous = rel;
+  }
+}
+
 TEST(Quip, LdlqBeatsNearestRoundingOnItsOwnObjective) {
   const int64_t n_out = 32, n_in = 96;
   std::mt19937 rng(9);

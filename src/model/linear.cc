@@ -283,8 +283,8 @@ void QuipLinear::forward(const float* x, float* y, int64_t tokens) const {
       for (int64_t o = 0; o < n_out(); ++o) y[t * n_out() + o] += b_[size_t(o)];
 }
 
-int64_t QuipLinear::weight_bytes() const {
-  return inner_->weight_bytes() + 4 * int64_t(s_in_.size() + s_out_.size() + b_.size());
+int64_t QuipLinear::weight_bytes() const {  // the signs as the checkpoint stores them (fp16)
+  return inner_->weight_bytes() + 2 * int64_t(s_in_.size() + s_out_.size()) + 4 * int64_t(b_.size());
 }
 
 }  // namespace qf
