@@ -106,7 +106,10 @@ struct DecodeTables {
   uint8_t abs_parity[256];
   uint8_t mask7[128], parity7[128];
   uint32_t sign[256][8];
+  float e81b[256][8];
   DecodeTables() {
+    for (int i = 0; i < 256; ++i)
+      for (int k = 0; k < 8; ++k) e81b[i][k] = 0.5f * float(e81b_grid2()[size_t(i)][size_t(k)]);
     const auto& g = abs_grid2();
     for (int i = 0; i < 256; ++i) {
       for (int k = 0; k < 8; ++k) abs[i][k] = 0.5f * float(g[size_t(i)][size_t(k)]);
@@ -188,10 +191,7 @@ uint16_t encode(const float* x, float* out) {
   return best_code;
 }
 
-void decode_e81b(uint8_t code, float* out) {
-  const auto& v = e81b_grid2()[code];
-  for (int k = 0; k < 8; ++k) out[k] = 0.5f * float(v[size_t(k)]);
-}
+void decode_e81b(uint8_t code, float* out) { std::memcpy(out, tables().e81b[code], sizeof(float) * 8); }
 
 uint8_t encode_e81b(const float* x, float* out) {
   const auto& grid = e81b_grid2();
@@ -225,6 +225,11 @@ void decode_block(const E8Codes& q, int64_t index, float* out) {
   for (int k = 0; k < 8; ++k) out[k] += v[k] * inv;
 }
 
+// Compiled twice — for Haswell-class x86 (AVX2 + FMA: the 8-float decode is one vector) and
+// generic — and chosen at load time (GCC's target_clones).
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target_clones("arch=haswell", "default")))
+#endif
 void dot_rows(const E8Codes& q, int64_t r0, int64_t r1, const float* x, int64_t tokens, float* y) {
   const DecodeTables& t = tables();
   const int64_t n = q.n_in, nb = n / 8;
@@ -237,10 +242,14 @@ void dot_rows(const E8Codes& q, int64_t r0, int64_t r1, const float* x, int64_t 
       float w[8];
       decode_with(t, codes[b], w);
       if (resid) {
-        float v[8];
-        if (q.bits == 3) decode_e81b(uint8_t(resid[b]), v);
-        else decode_with(t, resid[b], v);
+        const float* v = t.e81b[resid[b] & 255];
+        float e8[8];
+        if (q.bits == 4) decode_with(t, resid[b], e8), v = e8;
         for (int k = 0; k < 8; ++k) w[k] += v[k] * inv;
+      }
+      if (tokens == 1) {  // the common case, with a fixed trip count
+        for (int k = 0; k < 8; ++k) acc[0][k] += w[k] * x[8 * b + k];
+        continue;
       }
       for (int64_t tk = 0; tk < tokens; ++tk)
         for (int k = 0; k < 8; ++k) acc[tk][k] += w[k] * x[tk * n + 8 * b + k];
