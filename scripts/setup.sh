@@ -7,7 +7,7 @@ SUDO=""
 PKGS=(
   build-essential cmake ninja-build pkg-config
   libopenblas-dev liblapacke-dev
-  libhwy-dev libsentencepiece-dev libpcre2-dev
+  libhwy-dev libsentencepiece-dev libpcre2-dev libutf8proc-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev libomp-dev
   python3 time

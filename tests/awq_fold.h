@@ -58,8 +58,8 @@ inline void expect_folding_preserves_the_function(const std::string& model, cons
   if (v_to_o) EXPECT_GT(v_to_o_dev, 0.05f) << "v_proj → o_proj kept α = 0 in every block";
   auto scaled = load_checkpoint(out);
   ASSERT_TRUE(scaled.ok()) << scaled.status().message();
-  EXPECT_EQ(scaled->weights.layers[0].attn_norm.type, QType::F32);
-  EXPECT_NE(scaled->weights.layers[0].attn_norm.to_f32(), ck->weights.layers[0].attn_norm.to_f32());
+  EXPECT_EQ(scaled->weights.layers[0].norms[kAttnNorm].type, QType::F32);
+  EXPECT_NE(scaled->weights.layers[0].norms[kAttnNorm].to_f32(), ck->weights.layers[0].norms[kAttnNorm].to_f32());
 
   std::vector<int32_t> ids((*windows)[0].begin(), (*windows)[0].begin() + 48);
   std::vector<float> a = logits_of(*ck, ids), b = logits_of(*scaled, ids);

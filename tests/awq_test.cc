@@ -74,7 +74,7 @@ TEST(AwqCli, QuantizesLoadsBackAndRecordsTheMethod) {
   ASSERT_EQ(run("quantize " + m + " -o " + dir + "/q8.gguf --method awq+gptq --format gguf --type Q8_0" + calib, &err), 0) << err;
   auto g = load_checkpoint(dir + "/q8.gguf");
   ASSERT_TRUE(g.ok()) << g.status().message();
-  EXPECT_EQ(g->weights.layers[0].wq.weight.type, QType::Q8_0);
+  EXPECT_EQ(g->weights.layers[0].linears[kAttnQ].weight.type, QType::Q8_0);
   // Nothing but the outputs is left beside them (the scaled scratch checkpoint is removed).
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 2);
 }

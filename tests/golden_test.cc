@@ -54,14 +54,14 @@ std::vector<int32_t> greedy(const Transformer& tf, std::vector<int32_t> ids, int
 
 class Golden : public ::testing::TestWithParam<std::string> {
  protected:
-  std::string dir() const { return GetParam() == "stories260K" ? test::bundled_stories() : test::qf27m(); }
-  std::string hf() const { return GetParam() == "stories260K" ? dir() + "/hf" : dir(); }
+  std::string dir() const { return test::model_dir(GetParam()); }
+  std::string hf() const { return test::hf_dir(GetParam()); }
 };
 
 TEST_P(Golden, PromptTokenIds) {
   auto m = load(hf());
   const json golden = test::load_golden(dir());
-  for (const auto& g : golden["logits"]) {
+  for (const auto& g : test::golden_prompts(golden)) {
     std::vector<int32_t> ids = m.ck.tokenizer->encode(g["prompt"].get<std::string>());
     EXPECT_EQ(ids, g["ids"].get<std::vector<int32_t>>()) << g["prompt"];
   }
@@ -82,7 +82,7 @@ TEST_P(Golden, EvalTextTokenCounts) {
 TEST_P(Golden, Top8LogitsAtEveryPosition) {
   auto m = load(hf());
   const json golden = test::load_golden(dir());
-  for (const auto& g : golden["logits"]) {
+  for (const auto& g : test::golden_prompts(golden)) {
     auto ids = g["ids"].get<std::vector<int32_t>>();
     auto logits = all_logits(*m.tf, ids);
     const int V = m.tf->config().vocab_size;
@@ -108,7 +108,7 @@ TEST_P(Golden, Top8LogitsAtEveryPosition) {
 TEST_P(Golden, GreedyContinuations) {
   auto m = load(hf());
   const json golden = test::load_golden(dir());
-  for (const auto& g : golden["logits"]) {
+  for (const auto& g : test::golden_prompts(golden)) {
     auto ids = g["ids"].get<std::vector<int32_t>>();
     auto want = g["greedy_ids"].get<std::vector<int32_t>>();
     auto got = greedy(*m.tf, ids, int(want.size() - ids.size()));
@@ -118,7 +118,14 @@ TEST_P(Golden, GreedyContinuations) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, Golden, ::testing::Values("stories260K", "qf-27m"));
+INSTANTIATE_TEST_SUITE_P(Models, Golden,
+                         ::testing::Values("stories260K", "qf-27m", "qf-tiny-5m", "qf-llama3-9m", "qf-qwen3-9m"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (char& ch : s)
+                             if (!std::isalnum(uint8_t(ch))) ch = '_';
+                           return s;
+                         });
 
 TEST(GoldenStories, Greedy256FromBosMatchesLlama2c) {
   auto m = load(test::bundled_stories() + "/hf");
@@ -140,8 +147,8 @@ class GoldenPpl : public ::testing::TestWithParam<PplCase> {};
 
 TEST_P(GoldenPpl, WithinOneTenThousandth) {
   const auto& c = GetParam();
-  std::string dir = c.model == "stories260K" ? test::bundled_stories() : test::qf27m();
-  auto m = load(c.model == "stories260K" ? dir + "/hf" : dir);
+  std::string dir = test::model_dir(c.model);
+  auto m = load(test::hf_dir(c.model));
   const json g = test::load_golden(dir)["ppl"][c.key];
   auto tokens = m.ck.tokenizer->encode(test::slurp(test::text_path(c.key.substr(0, c.key.find('@')))));
   PerplexityOptions opt;
@@ -207,12 +214,9 @@ TEST(GoldenQf27m, GgufF16ConversionDiffersFromBf16OnlyBelowF16Normals) {
   compare(A.output.weight, B.output.weight, false, &differing);
   for (size_t l = 0; l < A.layers.size(); ++l) {
     const auto &a = A.layers[l], &b = B.layers[l];
-    compare(a.wq.weight, b.wq.weight, true, &differing);
-    compare(a.wk.weight, b.wk.weight, true, &differing);
-    for (auto [ta, tb] : {std::pair{&a.wv.weight, &b.wv.weight}, {&a.wo.weight, &b.wo.weight},
-                          {&a.w_gate.weight, &b.w_gate.weight}, {&a.w_up.weight, &b.w_up.weight},
-                          {&a.w_down.weight, &b.w_down.weight}, {&a.attn_norm, &b.attn_norm}, {&a.ffn_norm, &b.ffn_norm}})
-      compare(*ta, *tb, false, &differing);
+    for (int k = 0; k < kNumLinears; ++k)
+      compare(a.linears[k].weight, b.linears[k].weight, kBlockLinears[k].rope_rows, &differing);
+    for (int k : {kAttnNorm, kFfnNorm}) compare(a.norms[k], b.norms[k], false, &differing);
   }
   for (const auto& t : hf->all_tensors) total += t.numel();
   std::printf("weights differing between bf16 and llama.cpp's f16: %lld of %lld\n", (long long)differing, (long long)total);
@@ -399,7 +403,7 @@ TEST(GoldenQf27m, AwqLayoutHoldsTheIntegerGridOfTheScaledWeights) {
   ASSERT_TRUE(q.ok()) << q.status().message();
   EXPECT_EQ(q->quant.method, "awq");
   for (int layer : {0, 5})
-    for (const char* kind : kBlockLinears) {
+    for (const char* kind : kLinearNames) {
       const LinearTensors& t = q->weights.layers[size_t(layer)].linear(kind);
       auto got = unpack_awq(t.parts.at(".qweight"), t.parts.at(".qzeros"), t.parts.at(".scales"), 4, 128, t.prefix);
       ASSERT_TRUE(got.ok()) << got.status().message();

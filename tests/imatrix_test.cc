@@ -28,7 +28,7 @@ TEST(Imatrix, LayerZeroInputIsTheNormedEmbedding) {
   EXPECT_EQ(im->chunks, 2);
   EXPECT_EQ(im->tokens.at("blk.0.attn_k.weight"), 2 * ctx);
   const int E = ck->config.n_embd;
-  std::vector<float> emb = ck->weights.tok_embd.to_f32(), norm = ck->weights.layers[0].attn_norm.to_f32();
+  std::vector<float> emb = ck->weights.tok_embd.to_f32(), norm = ck->weights.layers[0].norms[kAttnNorm].to_f32();
   std::vector<double> expect(size_t(E), 0.0);
   for (int t = 0; t < 2 * ctx; ++t) {
     const float* x = emb.data() + int64_t(tokens[size_t(t)]) * E;

@@ -234,8 +234,8 @@ TEST(QuantizeCli, LlmInt8CheckpointHoldsBitsandbytesRowwiseCodes) {
   EXPECT_EQ(q->quant.method, "bnb8");
   EXPECT_EQ(q->quant.int8_threshold, 4.5f);
   // The stored codes and SCB are bitsandbytes' rule applied to the original fp32 weight.
-  const auto& lin = q->weights.layers[1].w_down;
-  std::vector<float> w = base->weights.layers[1].w_down.weight.to_f32();
+  const auto& lin = q->weights.layers[1].linears[kFfnDown];
+  std::vector<float> w = base->weights.layers[1].linears[kFfnDown].weight.to_f32();
   Int8Rowwise expect = quantize_int8_rowwise(w.data(), lin.n_out, lin.n_in);
   auto got = deserialize_int8(lin.parts, lin.n_out, lin.n_in, lin.prefix);
   ASSERT_TRUE(got.ok()) << got.status().message();
@@ -347,7 +347,7 @@ TEST(QuantizeGgufCli, FallbackTypesAreAnnouncedAndBadTypesRefused) {
   EXPECT_NE(err.find("blk.0.ffn_down.weight: Q5_0 → F16 (row length 172 is not a multiple of 32)"), std::string::npos) << err;
   auto back = load_checkpoint(dir + "/q.gguf");
   ASSERT_TRUE(back.ok()) << back.status().message();
-  EXPECT_EQ(back->weights.layers[0].wq.weight.type, QType::Q5_0);  // rows of 64: Q4_K → Q5_0
+  EXPECT_EQ(back->weights.layers[0].linears[kAttnQ].weight.type, QType::Q5_0);  // rows of 64: Q4_K → Q5_0
   EXPECT_EQ(run("quantize " + test::bundled_stories() + "/hf -o " + dir + "/x.gguf --format gguf --type Q7_K", &err), 1);
   EXPECT_NE(err.find("--type Q7_K: not a GGUF file type qforge writes"), std::string::npos) << err;
   EXPECT_EQ(run("quantize " + test::bundled_stories() + "/hf -o " + dir + "/x.gguf --format gguf --type Q4_0 --bits 4", &err), 1);

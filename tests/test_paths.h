@@ -22,6 +22,13 @@ inline std::string shared_dir() {
 }
 inline std::string bundled_stories() { return source_dir() + "/models/stories260K"; }
 inline std::string qf27m() { return shared_dir() + "/models/qf-27m"; }
+// A golden model by name: the bundled ones (models/), else ../shared/models/NAME.
+inline std::string model_dir(const std::string& name) {
+  if (std::filesystem::exists(source_dir() + "/models/" + name + "/golden.json")) return source_dir() + "/models/" + name;
+  return shared_dir() + "/models/" + name;
+}
+// The HF directory of a golden model (stories260K keeps it in hf/).
+inline std::string hf_dir(const std::string& name) { return model_dir(name) + (name == "stories260K" ? "/hf" : ""); }
 inline std::string qforge_bin() { return QFORGE_BIN; }
 
 // Eval texts by the names golden.json uses.
@@ -29,6 +36,7 @@ inline std::string text_path(const std::string& name) {
   if (name == "wikitext2-test") return shared_dir() + "/data/wikitext-2-raw/wiki.test.raw";
   if (name == "tinystories-val-head") return shared_dir() + "/data/tinystories/tinystories_val_head.txt";
   if (name == "heldout") return shared_dir() + "/data/qf-heldout.txt";
+  if (name == "heldout-w2") return shared_dir() + "/data/heldout-w2.txt";
   return "";
 }
 
@@ -61,6 +69,10 @@ inline std::string qforge_stdout(const std::string& args, int* status) {
 
 inline nlohmann::json load_golden(const std::string& model_dir) {
   return nlohmann::json::parse(slurp(model_dir + "/golden.json"));
+}
+// The per-prompt entries of a golden.json (wave 1 files call them "logits", wave 2 "prompts").
+inline nlohmann::json golden_prompts(const nlohmann::json& golden) {
+  return golden.contains("prompts") ? golden["prompts"] : golden["logits"];
 }
 
 }  // namespace qf::test

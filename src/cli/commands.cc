@@ -324,7 +324,7 @@ Status run_awq(const QuantizeArgs& a) {
       QF_ASSIGN_OR_RETURN(imatrix, load_imatrix(a.imatrix));
     }
     for (int layer = 0; layer < ck.config.n_layer; ++layer)
-      for (const char* kind : kBlockLinears) {
+      for (const char* kind : kLinearNames) {
         const std::string name = fmt::format("blk.{}.{}.weight", layer, kind);
         const int64_t cols = ck.weights.layers[size_t(layer)].linear(kind).n_in;
         if (auto it = imatrix.find(name); it != imatrix.end() && int64_t(it->second.size()) != cols)

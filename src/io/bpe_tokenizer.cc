@@ -1,5 +1,7 @@
 #include "io/bpe_tokenizer.h"
 
+#include <utf8proc.h>
+
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
@@ -59,6 +61,18 @@ std::array<std::string, 256> make_byte_alphabet() {
   return table;
 }
 
+// Unicode normalization form C (HF normalizer "NFC") through utf8proc; invalid UTF-8 (which the
+// callers reject earlier) is passed through unchanged.
+std::string nfc(std::string_view s) {
+  utf8proc_uint8_t* out = nullptr;
+  const auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()), utf8proc_ssize_t(s.size()), &out,
+                              utf8proc_option_t(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+  if (n < 0) return std::string(s);
+  std::string r(reinterpret_cast<char*>(out), size_t(n));
+  std::free(out);
+  return r;
+}
+
 struct PcreDeleter {
   void operator()(pcre2_code* c) const { pcre2_code_free(c); }
 };
@@ -90,10 +104,10 @@ class BpeTokenizer : public Tokenizer {
 
   const BpeSpec* bpe_spec() const override { return &spec_; }
 
-  std::string decode(std::span<const int32_t> ids) const override {
+  std::string decode(std::span<const int32_t> ids, bool skip_special) const override {
     std::string raw;
     for (int32_t id : ids) {
-      if (id < 0 || id >= vocab_size() || spec_.is_special[id]) continue;
+      if (id < 0 || id >= vocab_size() || (skip_special && spec_.is_special[id])) continue;
       if (spec_.mode == BpeSpec::Mode::SentencePiece && byte_of_token_[id] >= 0) {
         raw += char(byte_of_token_[id]);
         continue;
@@ -187,8 +201,10 @@ class BpeTokenizer : public Tokenizer {
     return {best, best_id};
   }
 
-  void encode_segment(std::string_view text, std::vector<int32_t>& out) const {
-    if (text.empty()) return;
+  void encode_segment(std::string_view raw, std::vector<int32_t>& out) const {
+    if (raw.empty()) return;
+    const std::string normalized = spec_.nfc ? nfc(raw) : std::string();
+    const std::string_view text = spec_.nfc ? std::string_view(normalized) : raw;
     if (spec_.mode == BpeSpec::Mode::SentencePiece) {
       std::string norm = spec_.prepend_space ? kSpace : "";
       for (char c : text) norm += c == ' ' ? kSpace : std::string(1, c);
@@ -218,6 +234,11 @@ class BpeTokenizer : public Tokenizer {
   }
 
   void encode_piece_bytelevel(std::string_view piece, std::vector<int32_t>& out) const {
+    if (spec_.ignore_merges) {  // HF BPE ignore_merges (Llama 3): a piece that is a token stays whole
+      std::string mapped;
+      for (char c : piece) mapped += alphabet_[uint8_t(c)];
+      if (auto it = ids_.find(mapped); it != ids_.end()) return out.push_back(it->second);
+    }
     std::vector<int32_t> syms;
     for (char c : piece) {
       auto it = ids_.find(alphabet_[uint8_t(c)]);

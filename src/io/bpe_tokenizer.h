@@ -32,6 +32,8 @@ struct BpeSpec {
   std::string regex;                                       // ByteLevel pre-tokenizer pattern
   bool prepend_space = true;                               // SentencePiece: prepend "▁"
   bool byte_fallback = true;                               // SentencePiece: <0xXX> tokens
+  bool ignore_merges = false;                              // ByteLevel: a piece in the vocabulary is one token
+  bool nfc = false;                                        // normalize text to Unicode NFC first
   int32_t unk_id = -1, bos_id = -1, eos_id = -1;
   std::vector<int32_t> prefix_ids, suffix_ids;             // added around the text by encode()
   std::string source;                                      // for messages: the file it came from

@@ -33,7 +33,9 @@ Status read_pretokenization(const std::string& path, const json& root, BpeSpec& 
       spec.prepend_space = n.value("prepend", "") == "\xE2\x96\x81";
     } else if (t == "Replace") {
       saw_spm = true;
-    } else if (t != "NFC") {  // NFC: input text is assumed to be NFC already (it usually is)
+    } else if (t == "NFC") {
+      spec.nfc = true;
+    } else {
       return error("{}: unsupported normalizer '{}' (supported: Prepend, Replace, NFC)", path, t);
     }
   }
@@ -124,6 +126,7 @@ Expected<std::unique_ptr<Tokenizer>> parse_hf(const std::string& path, const jso
     }
   }
   spec.byte_fallback = model.value("byte_fallback", false);
+  spec.ignore_merges = model.value("ignore_merges", false);
   if (model.contains("unk_token") && model["unk_token"].is_string())
     spec.unk_id = ids.count(model["unk_token"]) ? ids[model["unk_token"]] : -1;
   QF_RETURN_IF_ERROR(read_post_processor(path, root, ids, spec));
@@ -151,7 +154,7 @@ class SentencePieceTokenizer : public Tokenizer {
     if (add_special && bos_id() >= 0) ids.insert(ids.begin(), bos_id());
     return {ids.begin(), ids.end()};
   }
-  std::string decode(std::span<const int32_t> ids) const override {
+  std::string decode(std::span<const int32_t> ids, bool /*skip_special: the library decides*/) const override {
     std::string out;
     sp_->Decode(std::vector<int>(ids.begin(), ids.end()), &out).IgnoreError();
     return out;

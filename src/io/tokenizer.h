@@ -25,8 +25,9 @@ class Tokenizer {
   virtual ~Tokenizer() = default;
   // Token ids of `text`; with add_special, the BOS/EOS the tokenizer's own rule adds.
   virtual std::vector<int32_t> encode(std::string_view text, bool add_special = true) const = 0;
-  // Text of `ids`, skipping special tokens.
-  virtual std::string decode(std::span<const int32_t> ids) const = 0;
+  // Text of `ids`; special tokens (BOS, EOS, control) are skipped unless skip_special is false,
+  // as in HF `decode(ids, skip_special_tokens=...)`.
+  virtual std::string decode(std::span<const int32_t> ids, bool skip_special = true) const = 0;
   virtual int32_t vocab_size() const = 0;
   virtual std::string token_text(int32_t id) const = 0;
   virtual int32_t bos_id() const = 0;  // -1 if none

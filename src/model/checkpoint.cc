@@ -11,30 +11,26 @@
 #include "io/gguf.h"
 #include "io/quip_layout.h"
 #include "io/safetensors.h"
+#include "model/rope.h"
 
 namespace qf {
 
 const LinearTensors& LayerWeights::linear(const std::string& kind) const {
-  const std::pair<const char*, const LinearTensors*> all[] = {
-      {"attn_q", &wq}, {"attn_k", &wk}, {"attn_v", &wv}, {"attn_output", &wo},
-      {"ffn_gate", &w_gate}, {"ffn_up", &w_up}, {"ffn_down", &w_down}};
-  for (const auto& [name, t] : all)
-    if (kind == name) return *t;
-  QF_CHECK(false, "no Linear named {} in a decoder block", kind);
-  return wq;
+  const auto id = linear_id(kind);
+  QF_CHECK(id.has_value(), "no Linear named {} in a decoder block", kind);
+  return linears[*id];
 }
 namespace {
 
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-const char* const kSupported = "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM";
-
 // Where tensors come from, and how that source names each role.
 struct TensorSource {
   std::function<Expected<TensorView>(const std::string&)> find;
   std::string embd, out_norm, output;
-  std::function<std::string(int layer, const char* role)> layer_name;  // role: HF-style suffix
+  // A block tensor: `hf` and `gguf` are the layer_spec names of the role, `part` ".weight"/".bias".
+  std::function<std::string(int layer, const char* hf, const char* gguf, const char* part)> layer_name;
 };
 
 Expected<TensorView> fetch(const TensorSource& src, const std::string& name, std::vector<int64_t> shape) {
@@ -101,28 +97,20 @@ Status map_weights(const TensorSource& src, const ModelConfig& c, const Quantiza
   w.layers.resize(size_t(c.n_layer));
   for (int i = 0; i < c.n_layer; ++i) {
     auto& L = w.layers[size_t(i)];
-    auto norm = [&](const char* role, TensorView& dst) -> Status {
-      QF_ASSIGN_OR_RETURN(dst, fetch(src, src.layer_name(i, role), {E}));
-      return {};
-    };
-    // role: HF module name; a bias is fetched when `bias` says the architecture has one.
-    auto linear = [&](const char* role, int64_t n_out, int64_t n_in, bool bias, LinearTensors& dst) -> Status {
-      std::string base = src.layer_name(i, (std::string(role) + ".weight").c_str());
-      QF_RETURN_IF_ERROR(fetch_linear(src, quant, base.substr(0, base.size() - 7), n_out, n_in, false, dst));
-      if (bias) {
-        QF_ASSIGN_OR_RETURN(dst.bias, fetch(src, src.layer_name(i, (std::string(role) + ".bias").c_str()), {n_out}));
+    for (int k = 0; k < kNumNorms; ++k) {
+      const NormSpec& n = kBlockNorms[k];
+      if (!has_norm(c, NormId(k))) continue;
+      QF_ASSIGN_OR_RETURN(L.norms[k], fetch(src, src.layer_name(i, n.hf, n.name, ".weight"), {dim(c, n.size)}));
+    }
+    for (int k = 0; k < kNumLinears; ++k) {
+      const LinearSpec& l = kBlockLinears[k];
+      const int64_t n_out = dim(c, l.out), n_in = dim(c, l.in);
+      const std::string weight = src.layer_name(i, l.hf, l.name, ".weight");
+      QF_RETURN_IF_ERROR(fetch_linear(src, quant, weight.substr(0, weight.size() - 7), n_out, n_in, false, L.linears[k]));
+      if (has_bias(c, LinearId(k))) {
+        QF_ASSIGN_OR_RETURN(L.linears[k].bias, fetch(src, src.layer_name(i, l.hf, l.name, ".bias"), {n_out}));
       }
-      return {};
-    };
-    QF_RETURN_IF_ERROR(norm("input_layernorm.weight", L.attn_norm));
-    QF_RETURN_IF_ERROR(linear("self_attn.q_proj", Q, E, c.qkv_bias, L.wq));
-    QF_RETURN_IF_ERROR(linear("self_attn.k_proj", KV, E, c.qkv_bias, L.wk));
-    QF_RETURN_IF_ERROR(linear("self_attn.v_proj", KV, E, c.qkv_bias, L.wv));
-    QF_RETURN_IF_ERROR(linear("self_attn.o_proj", E, Q, c.o_bias, L.wo));
-    QF_RETURN_IF_ERROR(norm("post_attention_layernorm.weight", L.ffn_norm));
-    QF_RETURN_IF_ERROR(linear("mlp.gate_proj", F, E, false, L.w_gate));
-    QF_RETURN_IF_ERROR(linear("mlp.up_proj", F, E, false, L.w_up));
-    QF_RETURN_IF_ERROR(linear("mlp.down_proj", E, F, false, L.w_down));
+    }
   }
   return {};
 }
@@ -142,6 +130,68 @@ int first_id(const json& v) {
   return -1;
 }
 
+// A number under `key` of `obj` (the rope parameters), or `fallback` when absent or null.
+Expected<double> rope_number(const std::string& path, const json& obj, const char* key, double fallback, bool required) {
+  if (!obj.contains(key) || obj[key].is_null()) {
+    if (required) return error("{}: rope_parameters: missing key '{}' (needed by rope_type '{}')", path, key,
+                               obj.value("rope_type", obj.value("type", std::string("?"))));
+    return fallback;
+  }
+  if (!obj[key].is_number()) return error("{}: rope_parameters.{} should be a number, found {}", path, key, obj[key].dump());
+  return obj[key].get<double>();
+}
+
+// RoPE base and scaling from either config style: transformers ≥ 5 `rope_parameters` (theta
+// inside), or `rope_theta` + `rope_scaling` (`rope_type`, or `type` in older files).
+Status parse_hf_rope(const std::string& path, const json& cfg, ModelConfig& c) {
+  json rope = json::object();
+  for (const char* key : {"rope_parameters", "rope_scaling"})
+    if (cfg.contains(key) && cfg[key].is_object()) {
+      rope = cfg[key];
+      break;
+    }
+  const std::string type = rope.value("rope_type", rope.value("type", std::string("default")));
+  static const std::pair<const char*, RopeKind> kKinds[] = {{"default", RopeKind::Default}, {"linear", RopeKind::Linear},
+                                                            {"dynamic", RopeKind::Dynamic}, {"yarn", RopeKind::Yarn},
+                                                            {"llama3", RopeKind::Llama3}};
+  const auto kind = std::find_if(std::begin(kKinds), std::end(kKinds), [&](const auto& k) { return type == k.first; });
+  if (kind == std::end(kKinds))
+    return error("{}: unsupported rope_type '{}' (supported: default, linear, dynamic, yarn, llama3)", path, type);
+  RopeScaling& r = c.rope;
+  r.kind = kind->second;
+  const bool scaled = r.kind != RopeKind::Default, llama3 = r.kind == RopeKind::Llama3;
+  QF_ASSIGN_OR_RETURN(double theta, rope_number(path, rope, "rope_theta", 10000.0, false));
+  if (cfg.contains("rope_theta") && !cfg["rope_theta"].is_null()) {
+    QF_ASSIGN_OR_RETURN(theta, rope_number(path, cfg, "rope_theta", theta, false));
+  }
+  c.rope_theta = float(theta);
+  QF_ASSIGN_OR_RETURN(double factor, rope_number(path, rope, "factor", 1.0, scaled && r.kind != RopeKind::Yarn));
+  QF_ASSIGN_OR_RETURN(double low, rope_number(path, rope, "low_freq_factor", 1.0, llama3));
+  QF_ASSIGN_OR_RETURN(double high, rope_number(path, rope, "high_freq_factor", 4.0, llama3));
+  QF_ASSIGN_OR_RETURN(double orig, rope_number(path, rope, "original_max_position_embeddings", 0, llama3));
+  QF_ASSIGN_OR_RETURN(double fast, rope_number(path, rope, "beta_fast", 32, false));
+  QF_ASSIGN_OR_RETURN(double slow, rope_number(path, rope, "beta_slow", 1, false));
+  QF_ASSIGN_OR_RETURN(double attention, rope_number(path, rope, "attention_factor", 0, false));
+  QF_ASSIGN_OR_RETURN(double mscale, rope_number(path, rope, "mscale", 0, false));
+  QF_ASSIGN_OR_RETURN(double mscale_all, rope_number(path, rope, "mscale_all_dim", 0, false));
+  if (r.kind == RopeKind::Yarn && !rope.contains("factor")) {  // HF: the ratio of the two contexts
+    if (!(orig > 0)) return error("{}: rope_type 'yarn' needs factor or original_max_position_embeddings", path);
+    factor = c.max_ctx / orig;
+  }
+  if (!(orig >= 0 && orig <= (1 << 30))) return error("{}: original_max_position_embeddings {} is out of range", path, orig);
+  r.factor = float(factor);
+  r.low_freq_factor = float(low);
+  r.high_freq_factor = float(high);
+  r.original_ctx = int(orig);
+  r.beta_fast = float(fast);
+  r.beta_slow = float(slow);
+  r.attention_factor = float(attention);
+  r.mscale = float(mscale);
+  r.mscale_all_dim = float(mscale_all);
+  r.truncate = rope.value("truncate", true);
+  return check_rope(c, path);
+}
+
 Expected<ModelConfig> parse_hf_config(const std::string& path, const json& cfg) {
   ModelConfig c;
   std::string arch;
@@ -149,11 +199,11 @@ Expected<ModelConfig> parse_hf_config(const std::string& path, const json& cfg) 
     arch = cfg["architectures"][0].get<std::string>();
   else
     arch = cfg.value("model_type", "");
-  if (arch == "LlamaForCausalLM" || arch == "llama") c.arch = Arch::Llama;
-  else if (arch == "MistralForCausalLM" || arch == "mistral") c.arch = Arch::Mistral;
-  else if (arch == "Qwen2ForCausalLM" || arch == "qwen2") c.arch = Arch::Qwen2;
-  else return error("{}: unsupported architecture '{}' (supported: {})", path, arch, kSupported);
+  const ArchInfo* info = find_arch(arch);
+  if (!info) return error("{}: unsupported architecture '{}' (supported: {})", path, arch, supported_archs());
+  c.arch = info->arch;
   c.arch_name = arch;
+  c.qk_norm = info->qk_norm;
   QF_ASSIGN_OR_RETURN(c.n_embd, positive_int(path, cfg, "hidden_size"));
   QF_ASSIGN_OR_RETURN(c.n_ff, positive_int(path, cfg, "intermediate_size"));
   QF_ASSIGN_OR_RETURN(c.n_layer, positive_int(path, cfg, "num_hidden_layers"));
@@ -177,18 +227,10 @@ Expected<ModelConfig> parse_hf_config(const std::string& path, const json& cfg) 
   if (c.arch == Arch::Mistral && cfg.contains("sliding_window") && cfg["sliding_window"].is_number_integer())
     c.sliding_window = std::max(0, cfg["sliding_window"].get<int>());
   c.rms_eps = cfg.value("rms_norm_eps", 1e-6f);
-  const json* rope = nullptr;
-  if (cfg.contains("rope_parameters") && cfg["rope_parameters"].is_object()) rope = &cfg["rope_parameters"];
-  else if (cfg.contains("rope_scaling") && cfg["rope_scaling"].is_object()) rope = &cfg["rope_scaling"];
-  if (rope) {
-    std::string type = rope->value("rope_type", rope->value("type", "default"));
-    if (type != "default")
-      return error("{}: unsupported rope type '{}' (supported: default)", path, type);
-  }
-  c.rope_theta = cfg.value("rope_theta", rope ? rope->value("rope_theta", 10000.0f) : 10000.0f);
+  QF_RETURN_IF_ERROR(parse_hf_rope(path, cfg, c));
   c.tied_embeddings = cfg.value("tie_word_embeddings", false);
   bool attention_bias = cfg.value("attention_bias", false);
-  c.qkv_bias = c.arch == Arch::Qwen2 || attention_bias;
+  c.qkv_bias = info->qkv_bias || attention_bias;
   c.o_bias = attention_bias;
   c.mlp_bias = cfg.value("mlp_bias", false);
   if (c.mlp_bias) return error("{}: mlp_bias=true is not supported", path);
@@ -290,7 +332,9 @@ Expected<Checkpoint> load_hf(const std::string& dir) {
   src.embd = "model.embed_tokens.weight";
   src.out_norm = "model.norm.weight";
   src.output = "lm_head.weight";
-  src.layer_name = [](int i, const char* role) { return fmt::format("model.layers.{}.{}", i, role); };
+  src.layer_name = [](int i, const char* hf, const char*, const char* part) {
+    return fmt::format("model.layers.{}.{}{}", i, hf, part);
+  };
   if (cfg.contains("quantization_config")) QF_RETURN_IF_ERROR(parse_quantization_config(cfg_path, cfg, ck.quant));
   QF_RETURN_IF_ERROR(map_weights(src, ck.config, ck.quant, ck.weights).with_context(dir));
   std::string tok_json = (fs::path(dir) / "tokenizer.json").string();
@@ -307,24 +351,43 @@ Expected<Checkpoint> load_hf(const std::string& dir) {
 
 // ---- GGUF files --------------------------------------------------------------------------
 
-// HF module suffix -> llama.cpp tensor suffix, within a decoder block.
-const std::map<std::string, std::string> kGgufRoles = {
-    {"input_layernorm.weight", "attn_norm.weight"},   {"self_attn.q_proj.weight", "attn_q.weight"},
-    {"self_attn.k_proj.weight", "attn_k.weight"},     {"self_attn.v_proj.weight", "attn_v.weight"},
-    {"self_attn.o_proj.weight", "attn_output.weight"}, {"self_attn.q_proj.bias", "attn_q.bias"},
-    {"self_attn.k_proj.bias", "attn_k.bias"},         {"self_attn.v_proj.bias", "attn_v.bias"},
-    {"self_attn.o_proj.bias", "attn_output.bias"},    {"post_attention_layernorm.weight", "ffn_norm.weight"},
-    {"mlp.gate_proj.weight", "ffn_gate.weight"},      {"mlp.up_proj.weight", "ffn_up.weight"},
-    {"mlp.down_proj.weight", "ffn_down.weight"}};
+// llama.cpp's rope scaling keys (`rope.scaling.type` linear | yarn) and the llama3 factors
+// tensor `rope_freqs.weight`, as convert_hf_to_gguf.py writes them.
+Status parse_gguf_rope(const GGUFFile& g, ModelConfig& c) {
+  const std::string a = c.arch_name + ".rope.scaling.";
+  RopeScaling& r = c.rope;
+  const std::string type = g.get_string(a + "type").value_or("none");
+  if (type == "linear" || type == "yarn") {
+    r.kind = type == "linear" ? RopeKind::Linear : RopeKind::Yarn;
+    r.factor = float(g.get_float(a + "factor").value_or(1.0));
+    r.original_ctx = int(g.get_int(a + "original_context_length").value_or(0));
+    r.attention_factor = float(g.get_float(a + "yarn_attn_factor").value_or(0.0));
+    r.beta_fast = float(g.get_float(a + "yarn_beta_fast").value_or(32.0));
+    r.beta_slow = float(g.get_float(a + "yarn_beta_slow").value_or(1.0));
+  } else if (type != "none") {
+    return error("{}: key '{}type' is '{}'; supported: none, linear, yarn", g.path(), a, type);
+  }
+  if (g.tensor_info("rope_freqs.weight")) {
+    QF_ASSIGN_OR_RETURN(auto t, g.tensor("rope_freqs.weight"));
+    if (t.shape != std::vector<int64_t>{c.head_dim / 2})
+      return error("{}: tensor 'rope_freqs.weight' has wrong shape; expected {}, got {}", g.path(), c.head_dim / 2, t.shape_str());
+    QF_ASSIGN_OR_RETURN(r.freq_factors, t.to_f32_finite());
+    for (float f : r.freq_factors)
+      if (!(f > 0)) return error("{}: tensor 'rope_freqs.weight' holds {}; factors must be positive", g.path(), f);
+  }
+  return check_rope(c, g.path());
+}
 
 Expected<ModelConfig> parse_gguf_config(const GGUFFile& g) {
   ModelConfig c;
   auto arch = g.get_string("general.architecture");
   if (!arch) return error("{}: missing key 'general.architecture'", g.path());
-  if (*arch == "llama") c.arch = Arch::Llama;
-  else if (*arch == "qwen2") c.arch = Arch::Qwen2;
-  else return error("{}: unsupported architecture '{}' (supported: llama, qwen2 = {})", g.path(), *arch, kSupported);
+  const ArchInfo* info = *arch == "llama" ? &arch_info(Arch::Llama) : find_arch(*arch);
+  if (!info || *arch != info->gguf)
+    return error("{}: unsupported architecture '{}' (supported: llama, qwen2, qwen3 = {})", g.path(), *arch, supported_archs());
+  c.arch = info->arch;
   c.arch_name = *arch;
+  c.qk_norm = info->qk_norm;
   auto req = [&](const std::string& key, int* out) -> Status {
     auto v = g.get_int(*arch + "." + key);
     if (!v || *v <= 0 || *v > (1 << 30))
@@ -344,7 +407,8 @@ Expected<ModelConfig> parse_gguf_config(const GGUFFile& g) {
   c.max_ctx = int(g.get_int(*arch + ".context_length").value_or(2048));
   c.rms_eps = float(g.get_float(*arch + ".attention.layer_norm_rms_epsilon").value_or(1e-5));
   c.rope_theta = float(g.get_float(*arch + ".rope.freq_base").value_or(10000.0));
-  c.rope_interleaved = c.arch == Arch::Llama;  // llama.cpp permutes LLaMA q/k rows to (2i, 2i+1) pairs
+  c.rope_interleaved = info->gguf_permutes_qk;  // llama.cpp permutes LLaMA q/k rows to (2i, 2i+1) pairs
+  QF_RETURN_IF_ERROR(parse_gguf_rope(g, c));
   c.bos_id = int(g.get_int("tokenizer.ggml.bos_token_id").value_or(-1));
   c.eos_id = int(g.get_int("tokenizer.ggml.eos_token_id").value_or(-1));
   return c;
@@ -373,7 +437,9 @@ Expected<Checkpoint> load_gguf(const std::string& path) {
   src.embd = "token_embd.weight";
   src.out_norm = "output_norm.weight";
   src.output = "output.weight";
-  src.layer_name = [](int i, const char* role) { return fmt::format("blk.{}.{}", i, kGgufRoles.at(role)); };
+  src.layer_name = [](int i, const char*, const char* gguf, const char* part) {
+    return fmt::format("blk.{}.{}{}", i, gguf, part);
+  };
   QF_RETURN_IF_ERROR(map_weights(src, c, ck.quant, ck.weights));
   for (const auto& info : g.tensor_infos()) {
     auto t = g.tensor(info.name);
@@ -383,26 +449,6 @@ Expected<Checkpoint> load_gguf(const std::string& path) {
 }
 
 }  // namespace
-
-const char* arch_label(Arch a) {
-  switch (a) {
-    case Arch::Llama: return "llama";
-    case Arch::Mistral: return "mistral";
-    case Arch::Qwen2: return "qwen2";
-  }
-  return "?";
-}
-
-std::optional<std::string> gguf_tensor_name(const std::string& hf) {
-  if (hf == "model.embed_tokens.weight") return "token_embd.weight";
-  if (hf == "model.norm.weight") return "output_norm.weight";
-  if (hf == "lm_head.weight") return "output.weight";
-  int layer = -1, used = 0;
-  if (std::sscanf(hf.c_str(), "model.layers.%d.%n", &layer, &used) != 1 || used == 0) return std::nullopt;
-  auto it = kGgufRoles.find(hf.substr(size_t(used)));
-  if (it == kGgufRoles.end()) return std::nullopt;
-  return fmt::format("blk.{}.{}", layer, it->second);
-}
 
 Expected<Checkpoint> load_checkpoint(const std::string& path) {
   if (fs::is_directory(path)) return load_hf(path);

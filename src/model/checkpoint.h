@@ -3,7 +3,8 @@
 // presence and shape; nothing is converted until the forward pass asks for it.
 //
 // Sources: an HF directory (config.json + safetensors, tokenizer.json or tokenizer.model) or a
-// GGUF file. Supported architectures: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM.
+// GGUF file. Supported architectures: model/config.cc's table (Llama 1–3.x, Mistral, Qwen2, Qwen3).
+// A block's tensors are the rows of model/layer_spec.h.
 #pragma once
 
 #include <map>
@@ -16,6 +17,7 @@
 #include "formats/tensor.h"
 #include "io/tokenizer.h"
 #include "model/config.h"
+#include "model/layer_spec.h"
 
 namespace qf {
 
@@ -30,17 +32,11 @@ struct LinearTensors {
 };
 
 struct LayerWeights {
-  TensorView attn_norm;                // (n_embd)
-  LinearTensors wq, wk, wv, wo;        // (q_dim, n_embd), (kv_dim, n_embd) x2, (n_embd, q_dim)
-  TensorView ffn_norm;                 // (n_embd)
-  LinearTensors w_gate, w_up, w_down;  // (n_ff, n_embd) x2, (n_embd, n_ff)
-  // The Linear llama.cpp names `kind` ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate",
-  // "ffn_up", "ffn_down").
+  LinearTensors linears[kNumLinears];  // kBlockLinears' shapes: (q_dim, n_embd), ..., (n_embd, n_ff)
+  TensorView norms[kNumNorms];         // kBlockNorms' sizes; empty when the config has none (q/k norms)
+  // The Linear llama.cpp names `kind` ("attn_q" … "ffn_down"); a bad name is a bug.
   const LinearTensors& linear(const std::string& kind) const;
 };
-
-// The seven Linears of a decoder block in llama.cpp's names, in forward order.
-inline constexpr const char* kBlockLinears[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
 
 struct ModelWeights {
   TensorView tok_embd;     // (vocab, n_embd)
@@ -73,10 +69,6 @@ struct Checkpoint {
   std::vector<std::pair<std::string, std::string>> metadata;  // for `qforge inspect`
   std::vector<TensorView> all_tensors;                        // every tensor in the files
 };
-
-// llama.cpp's name for an HF tensor ("model.layers.3.mlp.down_proj.weight" ->
-// "blk.3.ffn_down.weight"), or nullopt for a tensor the LLaMA family does not have.
-std::optional<std::string> gguf_tensor_name(const std::string& hf_name);
 
 // Loads an HF directory or a .gguf file.
 Expected<Checkpoint> load_checkpoint(const std::string& path);

@@ -11,6 +11,7 @@
 #include "io/gptq_layout.h"
 #include "io/quip_layout.h"
 #include "kernels/cpu/activations.h"
+#include "model/rope.h"
 
 namespace qf {
 namespace {
@@ -32,7 +33,7 @@ std::vector<float> decode(const TensorView& t) { return t.to_f32(); }
 
 // Per-thread buffers that live across calls: a layer's activations cost no allocation, page
 // faults or zeroing. Each slot has one user at a time (the enum below).
-enum Scratch { kHidden, kSublayerOut, kQuery, kAttnOut, kGate, kUp, kScores, kRope, kScratchSlots };
+enum Scratch { kHidden, kSublayerOut, kQuery, kAttnBuf, kGate, kUp, kScores, kRope, kScratchSlots };
 float* scratch(Scratch slot, int64_t n) {
   static thread_local std::vector<float> buffers[kScratchSlots];
   std::vector<float>& b = buffers[slot];
@@ -99,20 +100,14 @@ Expected<std::unique_ptr<Transformer>> Transformer::create(const Checkpoint& ck)
   QF_ASSIGN_OR_RETURN(tf->output_, make_linear(w.output, ck.quant));
   for (const auto& lw : w.layers) {
     Layer L;
-    L.attn_norm = decode(lw.attn_norm);
-    L.ffn_norm = decode(lw.ffn_norm);
-    for (auto [src, dst] : {std::pair{&lw.wq, &L.wq}, {&lw.wk, &L.wk}, {&lw.wv, &L.wv}, {&lw.wo, &L.wo},
-                            {&lw.w_gate, &L.w_gate}, {&lw.w_up, &L.w_up}, {&lw.w_down, &L.w_down}}) {
-      QF_ASSIGN_OR_RETURN(*dst, make_linear(*src, ck.quant));
+    for (int k = 0; k < kNumNorms; ++k)
+      if (has_norm(ck.config, NormId(k))) L.norms[k] = decode(lw.norms[k]);
+    for (int k = 0; k < kNumLinears; ++k) {
+      QF_ASSIGN_OR_RETURN(L.linears[k], make_linear(lw.linears[k], ck.quant));
     }
     tf->layers_.push_back(std::move(L));
   }
-  // HF: inv_freq = 1 / base^(arange(0, d, 2) / d), all in fp32.
-  int hd = tf->cfg_.head_dim;
-  for (int i = 0; i < hd / 2; ++i) {
-    float expo = float(2 * i) / float(hd);
-    tf->inv_freq_.push_back(1.0f / std::pow(tf->cfg_.rope_theta, expo));
-  }
+  tf->rope_ = rope_frequencies(tf->cfg_, tf->cfg_.max_ctx);
   return tf;
 }
 
@@ -127,15 +122,14 @@ KVCache Transformer::new_cache(int n_ctx) const {
 int64_t Transformer::weight_bytes_per_token() const {
   int64_t bytes = output_->weight_bytes() + qtype_row_bytes(tok_embd_.type, cfg_.n_embd);
   for (const auto& L : layers_)
-    for (const Linear* l : {L.wq.get(), L.wk.get(), L.wv.get(), L.wo.get(), L.w_gate.get(), L.w_up.get(), L.w_down.get()})
-      bytes += l->weight_bytes();
+    for (const auto& l : L.linears) bytes += l->weight_bytes();
   return bytes;
 }
 
 double Transformer::body_bits_per_weight() const {
   int64_t bytes = 0, params = 0;
   for (const auto& L : layers_)
-    for (const Linear* l : {L.wq.get(), L.wk.get(), L.wv.get(), L.wo.get(), L.w_gate.get(), L.w_up.get(), L.w_down.get()}) {
+    for (const auto& l : L.linears) {
       bytes += l->weight_bytes();
       params += l->n_in() * l->n_out();
     }
@@ -144,11 +138,14 @@ double Transformer::body_bits_per_weight() const {
 
 void Transformer::rope_table(int n, int pos0, float* cs) const {
   const int half = cfg_.head_dim / 2;
+  // Dynamic NTK scaling recomputes the frequencies for sequences past the original context.
+  const RopeFrequencies dynamic = cfg_.rope.kind == RopeKind::Dynamic ? rope_frequencies(cfg_, pos0 + n) : RopeFrequencies{};
+  const RopeFrequencies& r = cfg_.rope.kind == RopeKind::Dynamic ? dynamic : rope_;
   for (int t = 0; t < n; ++t)
     for (int i = 0; i < half; ++i) {
-      const float angle = float(pos0 + t) * inv_freq_[size_t(i)];  // fp32 product, as HF computes it
-      cs[2 * (t * half + i)] = float(std::cos(double(angle)));
-      cs[2 * (t * half + i) + 1] = float(std::sin(double(angle)));
+      const float angle = float(pos0 + t) * r.inv_freq[size_t(i)];  // fp32 product, as HF computes it
+      cs[2 * (t * half + i)] = float(std::cos(double(angle))) * r.attention_factor;
+      cs[2 * (t * half + i) + 1] = float(std::sin(double(angle))) * r.attention_factor;
     }
 }
 
@@ -176,14 +173,18 @@ bool Transformer::attention(const Layer& L, int layer, const float* x, float* ou
   float* q = scratch(kQuery, int64_t(n) * qd);
   if (observe) (*observe)(layer, {"attn_q", "attn_k", "attn_v"}, x, n, cfg_.n_embd);
   if (stop_at == "attn_q") return true;
-  L.wq->forward(x, q, n);
-  L.wk->forward(x, kc + int64_t(p) * kvd, n);  // written straight into the cache
-  L.wv->forward(x, vc + int64_t(p) * kvd, n);
+  L.linears[kAttnQ]->forward(x, q, n);
+  L.linears[kAttnK]->forward(x, kc + int64_t(p) * kvd, n);  // written straight into the cache
+  L.linears[kAttnV]->forward(x, vc + int64_t(p) * kvd, n);
+  if (cfg_.qk_norm) {  // Qwen3: RMSNorm over each head, before RoPE (in place: one row per head)
+    rms_norm(q, L.norms[kQNorm].data(), q, n * cfg_.n_head, hd, cfg_.rms_eps);
+    rms_norm(kc + int64_t(p) * kvd, L.norms[kKNorm].data(), kc + int64_t(p) * kvd, n * cfg_.n_head_kv, hd, cfg_.rms_eps);
+  }
   float* cs = scratch(kRope, int64_t(n) * hd);
   rope_table(n, p, cs);
   apply_rope(q, n, cfg_.n_head, cs);
   apply_rope(kc + int64_t(p) * kvd, n, cfg_.n_head_kv, cs);
-  float* attn = scratch(kAttnOut, int64_t(n) * qd);
+  float* attn = scratch(kAttnBuf, int64_t(n) * qd);
   const float scale = 1.0f / std::sqrt(float(hd));
   // Causal: a block of queries [t0, t1) sees keys [0, p + t1) at most, so only those are
   // multiplied. Tasks are (head, query block) pairs.
@@ -213,7 +214,7 @@ bool Transformer::attention(const Layer& L, int layer, const float* x, float* ou
   }
   if (observe) (*observe)(layer, {"attn_output"}, attn, n, qd);
   if (stop_at == "attn_output") return true;
-  L.wo->forward(attn, out, n);
+  L.linears[kAttnOut]->forward(attn, out, n);
   return false;
 }
 
@@ -223,14 +224,14 @@ bool Transformer::mlp(const Layer& L, int layer, const float* x, float* out, int
   if (observe) (*observe)(layer, {"ffn_gate", "ffn_up"}, x, n, cfg_.n_embd);
   if (stop_at == "ffn_gate") return true;
   float *gate = scratch(kGate, n * ff), *up = scratch(kUp, n * ff);
-  L.w_gate->forward(x, gate, n);
-  L.w_up->forward(x, up, n);
+  L.linears[kFfnGate]->forward(x, gate, n);
+  L.linears[kFfnUp]->forward(x, up, n);
   const int64_t chunk = 4096;  // SiLU(gate) · up, threads over chunks
 #pragma omp parallel for schedule(static) if (n > 1)
   for (int64_t i = 0; i < n * ff; i += chunk) silu_mul(gate + i, up + i, std::min(chunk, n * ff - i));
   if (observe) (*observe)(layer, {"ffn_down"}, gate, n, int(ff));
   if (stop_at == "ffn_down") return true;
-  L.w_down->forward(gate, out, n);
+  L.linears[kFfnDown]->forward(gate, out, n);
   return false;
 }
 
@@ -238,10 +239,10 @@ void Transformer::block(const Layer& L, int layer, float* x, int n, float* kc, f
                         const InputObserver* observe, std::string_view stop_at) const {
   const int64_t size = int64_t(n) * cfg_.n_embd;
   float *h = scratch(kHidden, size), *tmp = scratch(kSublayerOut, size);
-  rms_norm(x, L.attn_norm.data(), h, n, cfg_.n_embd, cfg_.rms_eps);
+  rms_norm(x, L.norms[kAttnNorm].data(), h, n, cfg_.n_embd, cfg_.rms_eps);
   if (attention(L, layer, h, tmp, n, kc, vc, n_past, observe, stop_at)) return;
   add_into(x, tmp, size);
-  rms_norm(x, L.ffn_norm.data(), h, n, cfg_.n_embd, cfg_.rms_eps);
+  rms_norm(x, L.norms[kFfnNorm].data(), h, n, cfg_.n_embd, cfg_.rms_eps);
   if (mlp(L, layer, h, tmp, n, observe, stop_at)) return;
   add_into(x, tmp, size);
 }
@@ -273,16 +274,9 @@ void Transformer::run_sublayer(int layer, std::string_view which, const float* x
 }
 
 void Transformer::set_linear(int layer, const std::string& kind, std::unique_ptr<Linear> linear) {
-  Layer& L = layers_[size_t(layer)];
-  const std::pair<const char*, std::unique_ptr<Linear>*> slots[] = {
-      {"attn_q", &L.wq}, {"attn_k", &L.wk}, {"attn_v", &L.wv}, {"attn_output", &L.wo},
-      {"ffn_gate", &L.w_gate}, {"ffn_up", &L.w_up}, {"ffn_down", &L.w_down}};
-  for (const auto& [name, slot] : slots)
-    if (kind == name) {
-      *slot = std::move(linear);
-      return;
-    }
-  QF_CHECK(false, "no Linear named {} in a decoder block", kind);
+  const auto id = linear_id(kind);
+  QF_CHECK(id.has_value(), "no Linear named {} in a decoder block", kind);
+  layers_[size_t(layer)].linears[*id] = std::move(linear);
 }
 
 void Transformer::forward(const int32_t* tokens, int n, KVCache& cache, float* logits, bool last_only,

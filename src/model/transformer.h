@@ -16,6 +16,7 @@
 #include "core/status.h"
 #include "model/checkpoint.h"
 #include "model/linear.h"
+#include "model/rope.h"
 
 namespace qf {
 
@@ -67,9 +68,8 @@ class Transformer {
 
  private:
   struct Layer {
-    std::vector<float> attn_norm, ffn_norm;       // (n_embd)
-    std::unique_ptr<Linear> wq, wk, wv, wo;       // biases live inside the Linear
-    std::unique_ptr<Linear> w_gate, w_up, w_down;
+    std::vector<float> norms[kNumNorms];            // kBlockNorms' sizes; empty when absent
+    std::unique_ptr<Linear> linears[kNumLinears];   // kBlockLinears; biases live inside the Linear
   };
   Transformer() = default;
   // kc, vc: the layer's key/value rows (positions 0 .. n_past + n), n_past already filled.
@@ -89,7 +89,7 @@ class Transformer {
   std::vector<float> output_norm_;   // (n_embd)
   std::unique_ptr<Linear> output_;   // lm_head
   std::vector<Layer> layers_;
-  std::vector<float> inv_freq_;      // (head_dim / 2) RoPE frequencies, fp32 as in HF
+  RopeFrequencies rope_;             // (head_dim / 2) frequencies, fp32 as in HF (dynamic: recomputed per call)
 };
 
 }  // namespace qf

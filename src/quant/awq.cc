@@ -210,8 +210,8 @@ Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::v
   std::map<std::string, bool> in_block;
   std::vector<std::vector<const TensorView*>> block_tensors;
   for (const auto& lw : ck.weights.layers) {
-    std::vector<const TensorView*> ts = {&lw.attn_norm, &lw.ffn_norm};
-    for (const char* kind : kBlockLinears) {
+    std::vector<const TensorView*> ts = {&lw.norms[kAttnNorm], &lw.norms[kFfnNorm]};
+    for (const char* kind : kLinearNames) {
       ts.push_back(&lw.linear(kind).weight);
       if (lw.linear(kind).bias.valid()) ts.push_back(&lw.linear(kind).bias);
     }
@@ -247,9 +247,9 @@ Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::v
   for (int layer = 0; layer < c.n_layer; ++layer) {
     const LayerWeights& lw = ck.weights.layers[size_t(layer)];
     Block b;
-    b.attn_norm = lw.attn_norm.to_f32();
-    b.ffn_norm = lw.ffn_norm.to_f32();
-    for (const char* kind : kBlockLinears) {
+    b.attn_norm = lw.norms[kAttnNorm].to_f32();
+    b.ffn_norm = lw.norms[kFfnNorm].to_f32();
+    for (const char* kind : kLinearNames) {
       const LinearTensors& t = lw.linear(kind);
       QF_ASSIGN_OR_RETURN(b.w[kind], t.weight.to_f32_finite());
       if (t.bias.valid()) b.b[kind] = t.bias.to_f32();
@@ -259,7 +259,7 @@ Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::v
       const LinearTensors& first = lw.linear(p.kinds[0]);
       const int64_t d = first.n_in;
       const bool scaled = p.prev != std::string("attn_v") ||
-                          (lw.wv.n_out == lw.wo.n_out && lw.wv.n_in == lw.wo.n_in);  // AutoAWQ: shapes must match
+                          (lw.linears[kAttnV].n_out == lw.linears[kAttnOut].n_out && lw.linears[kAttnV].n_in == lw.linears[kAttnOut].n_in);  // AutoAWQ: shapes must match
       if (!scaled && !spec.clip) continue;
       std::vector<float> X = capture(*tf, layer, hidden, win, p.input, d);
       if (scaled) {
@@ -318,16 +318,16 @@ Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::v
       }
     }
     if (spec.clip)
-      for (const char* kind : kBlockLinears) {
+      for (const char* kind : kLinearNames) {
         if (std::string(kind) == "attn_q" || std::string(kind) == "attn_k") continue;
         const LinearTensors& t = lw.linear(kind);
         std::vector<float> s = scales.count(kind) ? scales[kind] : std::vector<float>(size_t(t.n_in), 1.0f);
         rep.clipped_groups += clip(layer, kind, b.w[kind], t.n_out, t.n_in, samples[kind], s, spec, quantize);
         rep.groups += t.n_out * (t.n_in / group_length(spec.group, t.n_in));
       }
-    QF_RETURN_IF_ERROR(writer->write(lw.attn_norm.name, b.attn_norm.data(), b.attn_norm.size() * 4));
-    QF_RETURN_IF_ERROR(writer->write(lw.ffn_norm.name, b.ffn_norm.data(), b.ffn_norm.size() * 4));
-    for (const char* kind : kBlockLinears) {
+    QF_RETURN_IF_ERROR(writer->write(lw.norms[kAttnNorm].name, b.attn_norm.data(), b.attn_norm.size() * 4));
+    QF_RETURN_IF_ERROR(writer->write(lw.norms[kFfnNorm].name, b.ffn_norm.data(), b.ffn_norm.size() * 4));
+    for (const char* kind : kLinearNames) {
       const LinearTensors& t = lw.linear(kind);
       QF_RETURN_IF_ERROR(writer->write(t.weight.name, b.w[kind].data(), b.w[kind].size() * 4));
       if (t.bias.valid()) QF_RETURN_IF_ERROR(writer->write(t.bias.name, b.b[kind].data(), b.b[kind].size() * 4));

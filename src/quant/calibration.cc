@@ -90,15 +90,20 @@ void add_gram(const float* x, int n, int d, std::vector<double>& H, std::vector<
   for (size_t i = 0; i < H.size(); ++i) H[i] += scratch[i];
 }
 
-// The inputs of a block: the Linears that read each, keyed by the first one's name.
+// The inputs of a block: the Linears that read each (layer_spec's `input`), keyed by the first one's name.
 struct Input {
   const char* key;
   std::vector<const char*> kinds;
 };
-const Input kInputs[] = {{"attn_q", {"attn_q", "attn_k", "attn_v"}},
-                         {"attn_output", {"attn_output"}},
-                         {"ffn_gate", {"ffn_gate", "ffn_up"}},
-                         {"ffn_down", {"ffn_down"}}};
+const std::vector<Input> kInputs = [] {
+  std::vector<Input> inputs;
+  for (const LinearSpec& l : kBlockLinears) {
+    const char* key = kBlockLinears[l.input].name;
+    if (inputs.empty() || inputs.back().key != key) inputs.push_back({key, {}});
+    inputs.back().kinds.push_back(l.name);
+  }
+  return inputs;
+}();
 
 }  // namespace
 
@@ -107,7 +112,7 @@ Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<i
   QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck));
   const ModelConfig& c = ck.config;
   const int E = c.n_embd;
-  const int64_t total = int64_t(c.n_layer) * 7;
+  const int64_t total = int64_t(c.n_layer) * kNumLinears;
   int64_t done = 0;
   std::vector<float> hidden;  // (windows, seqlen, E)
   std::vector<int64_t> offset;
@@ -116,11 +121,11 @@ Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<i
     hidden.resize(hidden.size() + w.size() * size_t(E));
     tf->embed(w.data(), int(w.size()), hidden.data() + offset.back());
   }
-  std::vector<std::vector<const Input*>> stages;
-  if (true_sequential)
-    for (const Input& in : kInputs) stages.push_back({&in});
-  else
-    stages.push_back({&kInputs[0], &kInputs[1], &kInputs[2], &kInputs[3]});
+  std::vector<std::vector<const Input*>> stages(true_sequential ? 0 : 1);  // one stage per input, or one for all
+  for (const Input& in : kInputs) {
+    if (true_sequential) stages.emplace_back();
+    stages.back().push_back(&in);
+  }
   std::vector<float> x, scratch;
   for (int layer = 0; layer < c.n_layer; ++layer) {
     const LayerWeights& lw = ck.weights.layers[size_t(layer)];

@@ -8,6 +8,8 @@
 #include "core/mapped_file.h"
 #include "io/bpe_tokenizer.h"
 #include "io/gguf_writer.h"
+#include "model/layer_spec.h"
+#include "model/rope.h"
 #include "quant/calibration.h"
 
 namespace qf {
@@ -143,17 +145,23 @@ std::vector<T> permute_rows(const std::vector<T>& w, int64_t rows, int64_t row_l
 // Position of a decoder-block matrix in calibration order ((layer, q k v o gate up down)), or
 // -1 for any other tensor.
 int64_t calibration_rank(const std::string& gguf_name) {
-  static const char* kKinds[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
   int layer = -1, end = 0;
   char kind[32] = {};
   if (std::sscanf(gguf_name.c_str(), "blk.%d.%31[a-z_].weight%n", &layer, kind, &end) != 2 || size_t(end) != gguf_name.size())
     return -1;
-  for (int k = 0; k < 7; ++k)
-    if (std::string(kind) == kKinds[k]) return int64_t(layer) * 7 + k;
-  return -1;
+  const auto id = linear_id(kind);
+  return id ? int64_t(layer) * kNumLinears + *id : -1;
 }
 
-const char* gguf_arch(const ModelConfig& c) { return c.arch == Arch::Qwen2 ? "qwen2" : "llama"; }
+const char* gguf_arch(const ModelConfig& c) { return arch_info(c.arch).gguf; }
+
+// Whether llama.cpp's converter permutes this tensor's rows (LLaMA q/k: layer_spec's rope_rows).
+bool permuted_in_gguf(const ModelConfig& c, const std::string& gguf_name) {
+  if (!arch_info(c.arch).gguf_permutes_qk) return false;
+  for (const LinearSpec& l : kBlockLinears)
+    if (l.rope_rows && gguf_name.find(std::string(".") + l.name + ".") != std::string::npos) return true;
+  return false;
+}
 
 // Pre-tokenizer name llama.cpp knows for a regex.
 std::string pre_name(const std::string& regex) {
@@ -239,6 +247,19 @@ void write_hparams(const Checkpoint& ck, const FileType& ft, GGUFWriter& w) {
   w.set_u32("general.file_type", uint32_t(ft.ftype));
   w.set_u32(a + ".vocab_size", uint32_t(c.vocab_size));
   w.set_u32(a + ".rope.dimension_count", uint32_t(c.head_dim));
+  // RoPE scaling as convert_hf_to_gguf.py writes it: linear and yarn as keys, llama3 as the
+  // rope_freqs.weight tensor (write_gguf adds it).
+  const RopeScaling& r = c.rope;
+  if (r.kind == RopeKind::Linear || r.kind == RopeKind::Yarn) {
+    w.set_str(a + ".rope.scaling.type", rope_kind_name(r.kind));
+    w.set_f32(a + ".rope.scaling.factor", r.factor);
+  }
+  if (r.kind == RopeKind::Yarn) {
+    w.set_u32(a + ".rope.scaling.original_context_length", uint32_t(r.original_ctx > 0 ? r.original_ctx : c.max_ctx));
+    if (r.attention_factor > 0) w.set_f32(a + ".rope.scaling.yarn_attn_factor", r.attention_factor);
+    w.set_f32(a + ".rope.scaling.yarn_beta_fast", r.beta_fast);
+    w.set_f32(a + ".rope.scaling.yarn_beta_slow", r.beta_slow);
+  }
 }
 
 }  // namespace
@@ -266,6 +287,12 @@ Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, co
   if (!ft) return error("--type {}: not a GGUF file type qforge writes ({})", opt.type, gguf_file_types());
   if (std::filesystem::exists(out_path)) return error("{}: already exists; choose a new output file", out_path);
   const ModelConfig& c = ck.config;
+  if (c.rope.kind == RopeKind::Dynamic)
+    return error("{}: rope_type 'dynamic' has no llama.cpp equivalent; a GGUF file would compute another function", ck.path);
+  // Tensors llama.cpp's converter generates: llama3 RoPE scaling as per-frequency factors.
+  std::vector<TensorView> tensors = ck.all_tensors;
+  if (c.rope.kind == RopeKind::Llama3)
+    tensors.push_back(TensorView::owning_f32("rope_freqs.weight", {c.head_dim / 2}, llama3_rope_freq_factors(c)));
   GGUFWriter w(out_path);
   write_hparams(ck, *ft, w);
   QF_RETURN_IF_ERROR(write_tokenizer(*ck.tokenizer, w, ck.path));
@@ -290,8 +317,8 @@ Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, co
     for (int64_t r = 0; r < rows; ++r) tr.quantize_ref(f.data() + r * cols, out.data() + r * row_bytes, cols, im);
     return out;
   };
-  for (const auto& t : ck.all_tensors) {
-    auto name = gguf_tensor_name(t.name);
+  for (const auto& t : tensors) {
+    auto name = t.name == "rope_freqs.weight" ? std::optional<std::string>(t.name) : gguf_tensor_name(t.name);
     if (!name) return error("{}: tensor '{}' has no llama.cpp name", ck.path, t.name);
     Plan p{&t, *name, QType::F32, false, nullptr};
     if (t.shape.size() == 2) {
@@ -303,8 +330,7 @@ Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, co
       }
       p.type = matrix_type(*ft, *name, c, !opt.imatrix.empty(), t.cols(), &rep.fallbacks);
     }
-    const bool qk = name->find("attn_q.") != std::string::npos || name->find("attn_k.") != std::string::npos;
-    p.permute = qk && c.arch != Arch::Qwen2;
+    p.permute = permuted_in_gguf(c, *name);
     plan.push_back(p);
   }
   const bool gptq = !opt.gptq_windows.empty();

@@ -261,7 +261,7 @@ Expected<std::unique_ptr<LinearCodec>> make_codec(const Checkpoint& ck, const Qu
   else if (opt.method == "quip" || opt.method == "quip#") codec = std::make_unique<QuipCodec>(opt);
   else return error("--method {}: not available (supported: rtn, gptq, awq, nf4, fp4, llm-int8, quip, quip#)", opt.method);
   for (const auto& L : ck.weights.layers)
-    for (const char* kind : kBlockLinears) QF_RETURN_IF_ERROR(codec->check(L.linear(kind)));
+    for (const char* kind : kLinearNames) QF_RETURN_IF_ERROR(codec->check(L.linear(kind)));
   if (opt.quantize_head) QF_RETURN_IF_ERROR(codec->check(ck.weights.output));
   return codec;
 }
@@ -303,7 +303,7 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
   std::vector<Job> jobs, linear_jobs;
   std::map<std::string, const LinearTensors*> linears;  // weight name -> linear
   for (const auto& L : ck.weights.layers)
-    for (const LinearTensors* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
+    for (const LinearTensors* t = L.linears; t != L.linears + kNumLinears; ++t) {
       linears[t->weight.name] = t;
       linear_jobs.push_back({&t->weight, t});
     }

@@ -1,0 +1,36 @@
+#include "model/config.h"
+
+namespace qf {
+namespace {
+
+// Mistral files are "llama" in GGUF (llama.cpp's converter writes them so).
+constexpr ArchInfo kArchs[] = {
+    {Arch::Llama, "LlamaForCausalLM", "llama", "llama", false, false, true},
+    {Arch::Mistral, "MistralForCausalLM", "mistral", "llama", false, false, true},
+    {Arch::Qwen2, "Qwen2ForCausalLM", "qwen2", "qwen2", true, false, false},
+    {Arch::Qwen3, "Qwen3ForCausalLM", "qwen3", "qwen3", false, true, false},
+};
+
+}  // namespace
+
+const ArchInfo& arch_info(Arch a) {
+  for (const auto& i : kArchs)
+    if (i.arch == a) return i;
+  return kArchs[0];
+}
+
+const ArchInfo* find_arch(const std::string& name) {
+  for (const auto& i : kArchs)
+    if (name == i.hf_class || name == i.model_type) return &i;
+  return nullptr;
+}
+
+std::string supported_archs() {
+  std::string s;
+  for (const auto& i : kArchs) s += (s.empty() ? "" : ", ") + std::string(i.hf_class);
+  return s;
+}
+
+const char* arch_label(Arch a) { return arch_info(a).model_type; }
+
+}  // namespace qf
