@@ -169,9 +169,53 @@ TEST(Checkpoint, MissingTokenizer) {
   fs::remove(dir + "/tokenizer.json");
   EXPECT_NE(load_error(dir).find("missing tokenizer: expected tokenizer.json or tokenizer.model"), std::string::npos);
 }
-TEST(Checkpoint, UnsupportedRopeScaling) {
-  std::string dir = copy_with_config("rope", [](json& c) { c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8}}; });
-  EXPECT_NE(load_error(dir).find("unsupported rope type 'llama3'"), std::string::npos);
+TEST(Checkpoint, UnknownRopeTypeNamesTheSupportedOnes) {
+  std::string dir = copy_with_config("rope", [](json& c) { c["rope_scaling"] = {{"rope_type", "longrope"}, {"factor", 8}}; });
+  const std::string e = load_error(dir);
+  EXPECT_NE(e.find("config.json: unsupported rope_type 'longrope' (supported: default, linear, dynamic, yarn, llama3)"),
+            std::string::npos) << e;
+}
+TEST(Checkpoint, Llama3RopeWithoutItsKeysNamesTheKey) {
+  std::string dir = copy_with_config("rope3", [](json& c) {
+    c["rope_parameters"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"rope_theta", 500000.0}, {"high_freq_factor", 4.0},
+                            {"original_max_position_embeddings", 2048}};
+  });
+  const std::string e = load_error(dir);
+  EXPECT_NE(e.find("missing key 'low_freq_factor' (needed by rope_type 'llama3')"), std::string::npos) << e;
+}
+TEST(Checkpoint, RopeFactorOfTheWrongTypeIsAnError) {
+  std::string dir = copy_with_config("ropet", [](json& c) { c["rope_scaling"] = {{"type", "linear"}, {"factor", "two"}}; });
+  const std::string e = load_error(dir);
+  EXPECT_NE(e.find("rope_parameters.factor should be a number, found \"two\""), std::string::npos) << e;
+}
+TEST(Checkpoint, QNormOfTheWrongSizeNamesTheTensor) {
+  // stories260K as a Qwen3 model: q_norm/k_norm of head_dim 8 are expected; give q_norm 16 values.
+  std::string dir = copy_with_config("qnorm", [](json& c) { c["architectures"] = {"Qwen3ForCausalLM"}; });
+  std::map<std::string, test::F32Tensor> extra;
+  for (int l = 0; l < 5; ++l) {
+    extra[fmt::format("model.layers.{}.self_attn.q_norm.weight", l)] = {{16}, std::vector<float>(16, 1.0f)};
+    extra[fmt::format("model.layers.{}.self_attn.k_norm.weight", l)] = {{8}, std::vector<float>(8, 1.0f)};
+  }
+  test::write_file(dir + "/extra.safetensors", test::safetensors_bytes(extra));
+  json index = {{"metadata", json::object()}, {"weight_map", json::object()}};
+  auto base = read_safetensors_dir(stories_hf());
+  ASSERT_TRUE(base.ok());
+  fs::rename(dir + "/model.safetensors", dir + "/model-1.safetensors");
+  for (const auto& [name, t] : *base) index["weight_map"][name] = "model-1.safetensors";
+  for (const auto& [name, t] : extra) index["weight_map"][name] = "extra.safetensors";
+  test::write_file(dir + "/model.safetensors.index.json", index.dump());
+  const std::string e = load_error(dir);
+  EXPECT_NE(e.find("tensor 'model.layers.0.self_attn.q_norm.weight' has wrong shape; expected 8, got 16"), std::string::npos) << e;
+}
+TEST(Checkpoint, TokenizerIdsBeyondTheEmbeddingAreAnError) {
+  std::string dir = copy_with_config("tokids", [](json&) {});
+  json tok = json::parse(test::slurp(dir + "/tokenizer.json"));
+  tok["added_tokens"].push_back({{"id", 600}, {"content", "<|extra|>"}, {"special", true}, {"single_word", false},
+                                 {"lstrip", false}, {"rstrip", false}, {"normalized", false}});
+  fs::remove(dir + "/tokenizer.json");
+  test::write_file(dir + "/tokenizer.json", tok.dump());
+  const std::string e = load_error(dir);
+  EXPECT_NE(e.find("tokenizer.json: token id 600 is outside the embedding's 512 rows (config vocab_size)"), std::string::npos) << e;
 }
 TEST(Checkpoint, MissingPath) {
   EXPECT_NE(load_error("/nonexistent/model.gguf").find("no such file or directory"), std::string::npos);

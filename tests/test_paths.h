@@ -31,6 +31,16 @@ inline std::string model_dir(const std::string& name) {
 inline std::string hf_dir(const std::string& name) { return model_dir(name) + (name == "stories260K" ? "/hf" : ""); }
 inline std::string qforge_bin() { return QFORGE_BIN; }
 
+// The full tier (`scripts/test.sh --full`, QFORGE_FULL_TESTS=1): golden values over whole eval
+// texts that take minutes each on 2 cores. The CI tier skips them; README lists both tiers.
+inline bool full_tier() {
+  const char* v = std::getenv("QFORGE_FULL_TESTS");
+  return v && std::string(v) == "1";
+}
+#define QF_FULL_TIER_ONLY() \
+  if (!::qf::test::full_tier()) GTEST_SKIP() << "full tier only: scripts/test.sh --full"
+
+
 // Eval texts by the names golden.json uses.
 inline std::string text_path(const std::string& name) {
   if (name == "wikitext2-test") return shared_dir() + "/data/wikitext-2-raw/wiki.test.raw";

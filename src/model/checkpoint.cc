@@ -346,6 +346,9 @@ Expected<Checkpoint> load_hf(const std::string& dir) {
   } else {
     return error("{}: missing tokenizer: expected tokenizer.json or tokenizer.model", dir);
   }
+  if (ck.tokenizer->vocab_size() > ck.config.vocab_size)
+    return error("{}: token id {} is outside the embedding's {} rows (config vocab_size)",
+                 fs::exists(tok_json) ? tok_json : tok_model, ck.tokenizer->vocab_size() - 1, ck.config.vocab_size);
   return ck;
 }
 
