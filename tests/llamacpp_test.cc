@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "file_builders.h"
 #include "test_paths.h"
 
@@ -42,11 +44,11 @@ std::string write_gguf(const std::string& type, const std::string& imatrix = "")
   return path;
 }
 
-void expect_same_perplexity(const std::string& gguf, const std::string& what) {
+void expect_same_perplexity(const std::string& gguf, const std::string& what, int ctx = 512, int chunks = 3) {
   const std::string text = test::text_path("wikitext2-test");
-  auto ours = nlohmann::json::parse(run(test::qforge_bin() + " eval " + gguf + " --text " + text +
-                                        " --ctx 512 --max-windows 3 --protocol llama.cpp --json"));
-  auto theirs = nlohmann::json::parse(node_eval(gguf + " --text " + text + " --ctx 512 --chunks 3"));
+  auto ours = nlohmann::json::parse(run(fmt::format("{} eval {} --text {} --ctx {} --max-windows {} --protocol llama.cpp --json",
+                                                    test::qforge_bin(), gguf, text, ctx, chunks)));
+  auto theirs = nlohmann::json::parse(node_eval(fmt::format("{} --text {} --ctx {} --chunks {}", gguf, text, ctx, chunks)));
   ASSERT_EQ(ours["scored"], theirs["scored"]) << what;
   ASSERT_EQ(ours["n_tokens"], theirs["n_tokens"]) << what << ": the tokenizers disagree";
   const double a = ours["ppl"], b = theirs["ppl"];
@@ -83,6 +85,27 @@ TEST(LlamaCpp, GptqRoundedFilesLoadToo) {
         " --method gptq --calib " + test::shared_dir() + "/data/calib-wiki.txt --nsamples 4");
     expect_same_perplexity(gguf, std::string("GPTQ-rounded ") + type);
     fs::remove(gguf);
+  }
+}
+
+// Llama 3.1-style RoPE scaling travels as rope_freqs.weight (ctx 4096 reaches past the original
+// 2048 positions); Qwen3's q/k norms as attn_q_norm/attn_k_norm of arch qwen3. Each file type,
+// plain, with an importance matrix and GPTQ-rounded, must give qforge's perplexity in llama.cpp.
+TEST(LlamaCpp, Llama3AndQwen3FilesGiveQforgesPerplexity) {
+  if (!have_llamacpp()) GTEST_SKIP() << "node-llama-cpp not installed (scripts/setup.sh installs it)";
+  const std::string calib = test::shared_dir() + "/data/calib-wiki.txt", dir = test::temp_dir("llamacpp_w2");
+  for (const char* model : {"qf-llama3-9m", "qf-qwen3-9m"}) {
+    const std::string hf = test::model_dir(model), im = dir + "/" + model + ".dat";
+    run(fmt::format("{} imatrix {} --calib {} -o {} --chunks 4", test::qforge_bin(), hf, calib, im));
+    const std::pair<const char*, std::string> variants[] = {
+        {"F16", ""}, {"Q4_K_M", ""}, {"Q4_K_M", " --imatrix " + im}, {"Q4_K_M", " --method gptq --nsamples 4 --calib " + calib}};
+    for (const auto& [type, extra] : variants) {
+      const std::string gguf = dir + "/" + model + ".gguf";
+      fs::remove(gguf);
+      run(fmt::format("{} quantize {} -o {} --format gguf --type {}{}", test::qforge_bin(), hf, gguf, type, extra));
+      expect_same_perplexity(gguf, fmt::format("{} {}{}", model, type, extra));
+      if (std::string(type) == "F16") expect_same_perplexity(gguf, std::string(model) + " F16 at ctx 4096", 4096, 1);
+    }
   }
 }
 
