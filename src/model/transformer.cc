@@ -1,7 +1,5 @@
 #include "model/transformer.h"
 
-#include <cblas.h>
-
 #include <cmath>
 #include <limits>
 
@@ -10,40 +8,21 @@
 #include "io/bnb_layout.h"
 #include "io/gptq_layout.h"
 #include "io/quip_layout.h"
-#include "kernels/cpu/activations.h"
 #include "model/rope.h"
 
 namespace qf {
 namespace {
 
-// HF LlamaRMSNorm: x / sqrt(mean(x²) + eps) * w, the mean accumulated in double.
-void rms_norm(const float* x, const float* w, float* y, int n, int dim, float eps) {
-#pragma omp parallel for schedule(static)
-  for (int t = 0; t < n; ++t) {
-    const float* xr = x + int64_t(t) * dim;
-    float* yr = y + int64_t(t) * dim;
-    double ss = 0;
-    for (int i = 0; i < dim; ++i) ss += double(xr[i]) * xr[i];
-    float inv = 1.0f / std::sqrt(float(ss / dim) + eps);
-    for (int i = 0; i < dim; ++i) yr[i] = w[i] * (xr[i] * inv);
-  }
-}
-
 std::vector<float> decode(const TensorView& t) { return t.to_f32(); }
 
 // Per-thread buffers that live across calls: a layer's activations cost no allocation, page
 // faults or zeroing. Each slot has one user at a time (the enum below).
-enum Scratch { kHidden, kSublayerOut, kQuery, kAttnBuf, kGate, kUp, kScores, kRope, kScratchSlots };
+enum Scratch { kHidden, kSublayerOut, kQuery, kAttnBuf, kGate, kUp, kRope, kScratchSlots };
 float* scratch(Scratch slot, int64_t n) {
   static thread_local std::vector<float> buffers[kScratchSlots];
   std::vector<float>& b = buffers[slot];
   if (int64_t(b.size()) < n) b.resize(size_t(n));
   return b.data();
-}
-
-void add_into(float* x, const float* y, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= (1 << 15))
-  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
 Expected<std::unique_ptr<Linear>> make_linear(const LinearTensors& t, const QuantizationConfig& quant) {
@@ -94,6 +73,7 @@ Expected<std::unique_ptr<Transformer>> Transformer::create(const Checkpoint& ck)
   init_blas_threads();
   std::unique_ptr<Transformer> tf(new Transformer());
   tf->cfg_ = ck.config;
+  tf->be_ = &cpu_backend();
   const auto& w = ck.weights;
   tf->tok_embd_ = w.tok_embd;
   tf->output_norm_ = decode(w.output_norm);
@@ -149,27 +129,10 @@ void Transformer::rope_table(int n, int pos0, float* cs) const {
     }
 }
 
-void Transformer::apply_rope(float* x, int n, int n_heads, const float* cs) const {
-  const int hd = cfg_.head_dim, half = hd / 2;
-  const bool inter = cfg_.rope_interleaved;
-#pragma omp parallel for schedule(static) if (n > 1)
-  for (int t = 0; t < n; ++t)
-    for (int h = 0; h < n_heads; ++h) {
-      float* v = x + (int64_t(t) * n_heads + h) * hd;
-      for (int i = 0; i < half; ++i) {
-        const float c = cs[2 * (t * half + i)], s = cs[2 * (t * half + i) + 1];
-        const int a = inter ? 2 * i : i, b = inter ? 2 * i + 1 : i + half;
-        const float x0 = v[a], x1 = v[b];
-        v[a] = x0 * c - x1 * s;
-        v[b] = x1 * c + x0 * s;
-      }
-    }
-}
-
 bool Transformer::attention(const Layer& L, int layer, const float* x, float* out, int n, float* kc, float* vc,
                             int n_past, const InputObserver* observe, std::string_view stop_at) const {
   const int hd = cfg_.head_dim, qd = cfg_.q_dim(), kvd = cfg_.kv_dim();
-  const int p = n_past, group = cfg_.n_head / cfg_.n_head_kv;
+  const int p = n_past;
   float* q = scratch(kQuery, int64_t(n) * qd);
   if (observe) (*observe)(layer, {"attn_q", "attn_k", "attn_v"}, x, n, cfg_.n_embd);
   if (stop_at == "attn_q") return true;
@@ -177,41 +140,15 @@ bool Transformer::attention(const Layer& L, int layer, const float* x, float* ou
   L.linears[kAttnK]->forward(x, kc + int64_t(p) * kvd, n);  // written straight into the cache
   L.linears[kAttnV]->forward(x, vc + int64_t(p) * kvd, n);
   if (cfg_.qk_norm) {  // Qwen3: RMSNorm over each head, before RoPE (in place: one row per head)
-    rms_norm(q, L.norms[kQNorm].data(), q, n * cfg_.n_head, hd, cfg_.rms_eps);
-    rms_norm(kc + int64_t(p) * kvd, L.norms[kKNorm].data(), kc + int64_t(p) * kvd, n * cfg_.n_head_kv, hd, cfg_.rms_eps);
+    be_->rms_norm(q, L.norms[kQNorm].data(), q, n * cfg_.n_head, hd, cfg_.rms_eps);
+    be_->rms_norm(kc + int64_t(p) * kvd, L.norms[kKNorm].data(), kc + int64_t(p) * kvd, n * cfg_.n_head_kv, hd, cfg_.rms_eps);
   }
   float* cs = scratch(kRope, int64_t(n) * hd);
   rope_table(n, p, cs);
-  apply_rope(q, n, cfg_.n_head, cs);
-  apply_rope(kc + int64_t(p) * kvd, n, cfg_.n_head_kv, cs);
+  be_->rope(q, n, cfg_.n_head, hd, cfg_.rope_interleaved, cs);
+  be_->rope(kc + int64_t(p) * kvd, n, cfg_.n_head_kv, hd, cfg_.rope_interleaved, cs);
   float* attn = scratch(kAttnBuf, int64_t(n) * qd);
-  const float scale = 1.0f / std::sqrt(float(hd));
-  // Causal: a block of queries [t0, t1) sees keys [0, p + t1) at most, so only those are
-  // multiplied. Tasks are (head, query block) pairs.
-  const int qblock = 64, n_blocks = (n + qblock - 1) / qblock;
-#pragma omp parallel for schedule(dynamic)
-  for (int task = 0; task < cfg_.n_head * n_blocks; ++task) {
-    const int h = task / n_blocks, g = h / group, t0 = task % n_blocks * qblock, rows = std::min(qblock, n - t0);
-    const int keys = p + t0 + rows;
-    float* scores = scratch(kScores, int64_t(rows) * keys);
-    // scores (rows, keys) = Q_h[t0 : t0 + rows] (rows, hd) · K_g[0 : keys] (keys, hd)ᵀ · scale
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, hd, scale, q + int64_t(t0) * qd + h * hd, qd,
-                kc + g * hd, kvd, 0.0f, scores, keys);
-    for (int r = 0; r < rows; ++r) {  // causal softmax: query t0 + r sees positions first .. p + t0 + r
-      float* row = scores + int64_t(r) * keys;
-      const int visible = p + t0 + r + 1, window = cfg_.sliding_window;
-      const int first = window > 0 ? std::max(0, visible - window) : 0;
-      float mx = -std::numeric_limits<float>::infinity();
-      for (int j = first; j < visible; ++j) mx = std::max(mx, row[j]);
-      const float inv = float(1.0 / exp_shifted(row + first, visible - first, mx));
-      for (int j = 0; j < first; ++j) row[j] = 0.0f;
-      for (int j = first; j < visible; ++j) row[j] *= inv;
-      for (int j = visible; j < keys; ++j) row[j] = 0.0f;
-    }
-    // attn_h[t0 : t0 + rows] (rows, hd) = P (rows, keys) · V_g[0 : keys] (keys, hd)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, keys, 1.0f, scores, keys, vc + g * hd, kvd, 0.0f,
-                attn + int64_t(t0) * qd + h * hd, qd);
-  }
+  be_->attention({q, kc, vc, attn, n, p, cfg_.n_head, cfg_.n_head_kv, hd, cfg_.sliding_window});
   if (observe) (*observe)(layer, {"attn_output"}, attn, n, qd);
   if (stop_at == "attn_output") return true;
   L.linears[kAttnOut]->forward(attn, out, n);
@@ -226,9 +163,7 @@ bool Transformer::mlp(const Layer& L, int layer, const float* x, float* out, int
   float *gate = scratch(kGate, n * ff), *up = scratch(kUp, n * ff);
   L.linears[kFfnGate]->forward(x, gate, n);
   L.linears[kFfnUp]->forward(x, up, n);
-  const int64_t chunk = 4096;  // SiLU(gate) · up, threads over chunks
-#pragma omp parallel for schedule(static) if (n > 1)
-  for (int64_t i = 0; i < n * ff; i += chunk) silu_mul(gate + i, up + i, std::min(chunk, n * ff - i));
+  be_->silu_mul(gate, up, n * ff);
   if (observe) (*observe)(layer, {"ffn_down"}, gate, n, int(ff));
   if (stop_at == "ffn_down") return true;
   L.linears[kFfnDown]->forward(gate, out, n);
@@ -239,12 +174,12 @@ void Transformer::block(const Layer& L, int layer, float* x, int n, float* kc, f
                         const InputObserver* observe, std::string_view stop_at) const {
   const int64_t size = int64_t(n) * cfg_.n_embd;
   float *h = scratch(kHidden, size), *tmp = scratch(kSublayerOut, size);
-  rms_norm(x, L.norms[kAttnNorm].data(), h, n, cfg_.n_embd, cfg_.rms_eps);
+  be_->rms_norm(x, L.norms[kAttnNorm].data(), h, n, cfg_.n_embd, cfg_.rms_eps);
   if (attention(L, layer, h, tmp, n, kc, vc, n_past, observe, stop_at)) return;
-  add_into(x, tmp, size);
-  rms_norm(x, L.norms[kFfnNorm].data(), h, n, cfg_.n_embd, cfg_.rms_eps);
+  be_->add(x, tmp, size);
+  be_->rms_norm(x, L.norms[kFfnNorm].data(), h, n, cfg_.n_embd, cfg_.rms_eps);
   if (mlp(L, layer, h, tmp, n, observe, stop_at)) return;
-  add_into(x, tmp, size);
+  be_->add(x, tmp, size);
 }
 
 void Transformer::embed(const int32_t* tokens, int n, float* x) const {
@@ -291,7 +226,7 @@ void Transformer::forward(const int32_t* tokens, int n, KVCache& cache, float* l
   cache.n_past += n;
   if (!logits) return;
   const int first = last_only ? n - 1 : 0;
-  rms_norm(x.data() + int64_t(first) * E, output_norm_.data(), h.data(), n - first, E, cfg_.rms_eps);
+  be_->rms_norm(x.data() + int64_t(first) * E, output_norm_.data(), h.data(), n - first, E, cfg_.rms_eps);
   output_->forward(h.data(), logits, n - first);
 }
 

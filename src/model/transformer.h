@@ -1,4 +1,5 @@
-// model/transformer.h — the LLaMA-family decoder forward pass on the CPU, fp32 arithmetic.
+// model/transformer.h — the LLaMA-family decoder forward pass, fp32 arithmetic, through a Backend
+// (kernels/backend.h: norms, RoPE, attention, activations) and the Linears' own products.
 //
 // Embedding → n_layer × [RMSNorm → GQA attention with RoPE and causal mask → residual →
 // RMSNorm → SwiGLU MLP → residual] → RMSNorm → lm_head. Prompts go through BLAS as matrices;
@@ -15,6 +16,7 @@
 
 #include "core/status.h"
 #include "model/checkpoint.h"
+#include "kernels/backend.h"
 #include "model/linear.h"
 #include "model/rope.h"
 
@@ -39,6 +41,7 @@ class Transformer {
   static Expected<std::unique_ptr<Transformer>> create(const Checkpoint& ck);
 
   const ModelConfig& config() const { return cfg_; }
+  const Backend& backend() const { return *be_; }
   KVCache new_cache(int n_ctx) const;
   // Weight bytes read to generate one token: every Linear once, plus one embedding row.
   int64_t weight_bytes_per_token() const;
@@ -80,11 +83,11 @@ class Transformer {
              const InputObserver* observe, std::string_view stop_at) const;
   // cs: (n, head_dim / 2) pairs (cos, sin) of positions pos0 .. pos0 + n − 1.
   void rope_table(int n, int pos0, float* cs) const;
-  void apply_rope(float* x, int n, int n_heads, const float* cs) const;
   bool mlp(const Layer& L, int layer, const float* x, float* out, int n, const InputObserver* observe,
            std::string_view stop_at) const;
 
   ModelConfig cfg_;
+  const Backend* be_ = nullptr;      // every operation but the Linears' products (kernels/backend.h)
   TensorView tok_embd_;              // (vocab, n_embd), any format: rows decoded on lookup
   std::vector<float> output_norm_;   // (n_embd)
   std::unique_ptr<Linear> output_;   // lm_head

@@ -1,7 +1,5 @@
 #include "quant/calibration.h"
 
-#include <cblas.h>
-
 #include <bit>
 #include <map>
 
@@ -79,16 +77,6 @@ Expected<std::vector<std::vector<int32_t>>> draw_windows(const std::vector<int32
 
 namespace {
 
-// H += xᵀ·x for x (n, d): the Gram matrix in fp32 per call, column blocks in parallel,
-// accumulated in double.
-void add_gram(const float* x, int n, int d, std::vector<double>& H, std::vector<float>& scratch) {
-  scratch.resize(size_t(d) * size_t(d));
-#pragma omp parallel for schedule(dynamic)
-  for (int j0 = 0; j0 < d; j0 += 64)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, std::min(64, d - j0), n, 1.0f, x, d, x + j0, d, 0.0f,
-                scratch.data() + j0, d);
-  for (size_t i = 0; i < H.size(); ++i) H[i] += scratch[i];
-}
 
 // The inputs of a block: the Linears that read each (layer_spec's `input`), keyed by the first one's name.
 struct Input {
@@ -137,7 +125,7 @@ Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<i
       }
       InputObserver observe = [&](int l, std::initializer_list<const char*> kinds, const float* xin, int n, int n_in) {
         auto it = H.find(*kinds.begin());
-        if (l == layer && it != H.end()) add_gram(xin, n, n_in, it->second, scratch);
+        if (l == layer && it != H.end()) tf->backend().add_gram(xin, n, n_in, it->second, scratch);
       };
       for (size_t w = 0; w < windows.size(); ++w) {
         const int n = int(windows[w].size());
