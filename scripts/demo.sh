@@ -12,6 +12,6 @@ CALIB=../shared/data/calib-wiki.txt
 [ -f "$CALIB" ] || CALIB=$TEXT
 OUT=out/qf-tiny-5m-compare
 rm -rf "$OUT"
-./build/qforge compare "$MODEL" --calib "$CALIB" --text "$TEXT" --ctx 256 --max-windows 40 --nsamples 32 --seqlen 256 \
-  --prompt 128 --gen 64 --methods default -o "$OUT"
+./build/qforge compare "$MODEL" --calib "$CALIB" --text "$TEXT" --ctx 128 --max-windows 32 --nsamples 16 --seqlen 128 \
+  --prompt 64 --gen 32 --reps 1 --methods default -o "$OUT"
 cat "$OUT/report.md"
