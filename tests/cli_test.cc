@@ -6,7 +6,12 @@
 
 #include <cstdio>
 
+#include <fmt/format.h>
+
+#include <algorithm>
+
 #include "file_builders.h"
+#include "quant/method_spec.h"
 #include "test_paths.h"
 
 namespace qf {
@@ -91,6 +96,34 @@ TEST(Cli, EvalJsonAndInspectAndGenerate) {
   r = run("generate " + stories() + " -p \"Once upon a time\" -n 48");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "Once upon a time" + golden["greedy_text"].get<std::string>() + "\n");
+}
+
+}  // namespace
+}  // namespace qf
+
+namespace qf {
+namespace {
+
+// The method table (quant/method_spec.h) and the CLI agree: every method and every method option
+// of the table is one `qforge quantize` accepts, and each option is refused for a method without it.
+TEST(Cli, MethodTableDrivesQuantizeOptions) {
+  int status = 0;
+  const std::string help = test::qforge_stdout("quantize --help", &status);
+  for (const auto& m : method_names()) EXPECT_NE(help.find(m), std::string::npos) << m;
+  for (const auto& o : method_option_names()) EXPECT_NE(help.find(o), std::string::npos) << o;
+  const std::string dir = test::temp_dir("cli_methods");
+  for (const auto& m : method_specs())
+    for (const auto& o : method_option_names()) {
+      if (std::find(m.options.begin(), m.options.end(), o) != m.options.end() || o.starts_with("--no-")) continue;
+      const std::string value = o == "--calib" ? " /etc/hostname" : o == "--clip" ? " mse" :
+                                (o == "--sym" || o == "--double-quant" || o == "--act-order" || o == "--static-groups" ||
+                                 o == "--true-sequential" || o == "--duo-scaling" || o == "--awq-clip") ? "" :
+                                o == "--damp" ? " 0.01" : " 64";
+      std::string err;
+      EXPECT_EQ(test::run_qforge(fmt::format("quantize {} -o {}/out --method '{}' {}{}", test::bundled_stories() + "/hf", dir,
+                                             m.name, o, value), dir, &err), 1) << m.name << " " << o;
+      EXPECT_NE(err.find(o + " does not apply to --method " + m.name), std::string::npos) << err;
+    }
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include "quant/awq.h"
 #include "quant/calibration.h"
 #include "quant/imatrix.h"
+#include "quant/method_spec.h"
 #include "quant/quantize_gguf.h"
 #include "quant/quantize_hf.h"
 
@@ -164,31 +165,13 @@ Status run_generate(const GenerateArgs& a) {
   return {};
 }
 
-// Refuses options that mean nothing for the chosen method, and bit widths a format cannot have.
+// Refuses options that mean nothing for the chosen method (quant/method_spec.h's table), bit widths
+// it cannot have, and grid options with --format gguf.
 Status check_method_options(const QuantizeArgs& a) {
-  const bool bnb4 = a.method == "nf4" || a.method == "fp4", int8 = a.method == "llm-int8";
+  const MethodSpec* m = find_method(a.method);
+  if (!m) return error("--method {}: not a method (supported: {})", a.method, fmt::join(method_names(), ", "));
+  QF_RETURN_IF_ERROR(check_method_options(*m, a.given, a.bits, a.format == "gguf"));
   auto given = [&](const char* name) { return std::find(a.given.begin(), a.given.end(), name) != a.given.end(); };
-  if (bnb4 && given("--bits") && a.bits != 4)
-    return error("--bits {} with --method {}: {} codes are 4 bits", a.bits, a.method, a.method);
-  if (int8 && given("--bits") && a.bits != 8) return error("--bits {} with --method llm-int8: its weights are 8 bits", a.bits);
-  const bool quip = a.method == "quip" || a.method == "quip#";
-  if (a.method == "quip#" && (a.bits < 2 || a.bits > 4))
-    return error("--bits {} with --method quip#: its code books are 2 (E8P), 3 (E8P + E81B) and 4 bits (E8P + E8P)", a.bits);
-  if (a.method == "quip" && (a.bits < 2 || a.bits > 8)) return error("--bits {} with --method quip: expected 2..8", a.bits);
-  if (quip && a.format == "gguf") return error("--method {} writes its own layout (io/quip_layout.h), not GGUF", a.method);
-  const std::vector<const char*> grid = {"rtn", "gptq", "awq", "awq+gptq"},
-                                 calibrated = {"gptq", "awq", "awq+gptq", "quip", "quip#"},
-                                 gptq = {"gptq", "awq+gptq"}, awq = {"awq", "awq+gptq"},
-                                 ldlq = {"gptq", "awq+gptq", "quip", "quip#"};
-  const std::map<std::string, std::vector<const char*>> own = {
-      {"--group", grid}, {"--sym", grid}, {"--clip", {"rtn", "gptq"}},
-      {"--blocksize", {"nf4", "fp4"}}, {"--double-quant", {"nf4", "fp4"}}, {"--int8-threshold", {"llm-int8"}},
-      {"--calib", calibrated}, {"--nsamples", calibrated}, {"--seqlen", calibrated}, {"--seed", calibrated},
-      {"--damp", ldlq}, {"--act-order", gptq}, {"--static-groups", gptq},
-      {"--true-sequential", ldlq}, {"--no-true-sequential", ldlq}, {"--duo-scaling", awq}, {"--awq-clip", awq}, {"--no-awq-clip", awq}};
-  for (const auto& [name, methods] : own)
-    if (given(name.c_str()) && std::find(methods.begin(), methods.end(), a.method) == methods.end())
-      return error("{} does not apply to --method {} (it is for {})", name, a.method, fmt::join(methods, ", "));
   if (a.format == "gguf")  // llama.cpp's types fix their own grids
     for (const char* name : {"--bits", "--group", "--sym", "--clip", "--static-groups", "--quantize-head"})
       if (given(name)) return error("{} does not apply to --format gguf (llama.cpp's types fix their own grids)", name);
@@ -395,9 +378,6 @@ Status run_quantize(const QuantizeArgs& a) {
   if (a.format != "gguf" && !a.imatrix.empty()) return error("--imatrix needs --format gguf");
   if (a.method == "awq" || a.method == "awq+gptq") return run_awq(a);
   if (a.format == "gguf") {
-    if (a.method != "rtn" && a.method != "gptq")
-      return error("--method {} with --format gguf: GGUF types are written by their own rounding (rtn), gptq, awq or awq+gptq",
-                   a.method);
     return write_gguf_file(a.model, a.out, a.type, a.imatrix, a.method == "gptq" ? &a : nullptr);
   }
   QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));

@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "core/threads.h"
+#include "quant/method_spec.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"qforge: load, run, quantize and measure LLaMA-family models"};
@@ -41,7 +42,9 @@ int main(int argc, char** argv) {
       "quantize", "quantize an HF checkpoint (rtn/gptq → GPTQ layout; awq → AWQ layout; nf4/fp4/llm-int8 → bitsandbytes layout; quip/quip# → QuIP# layout; or GGUF)");
   quantize->add_option("model", qa.model, "HF model directory")->required();
   quantize->add_option("-o,--out", qa.out, "output directory (must not exist)")->required();
-  quantize->add_option("--method", qa.method, "quantization method")->check(CLI::IsMember({"rtn", "gptq", "awq", "awq+gptq", "nf4", "fp4", "llm-int8", "quip", "quip#"}));
+  std::string method_help = "quantization method:";
+  for (const auto& m : qf::method_specs()) method_help += fmt::format(" {} → {};", m.name, m.writes);
+  quantize->add_option("--method", qa.method, method_help)->check(CLI::IsMember(qf::method_names()));
   quantize->add_option("--bits", qa.bits, "rtn/gptq/quip: bits per weight, 2..8 (GPTQ runtimes load 2, 3, 4, 8); quip#: 2, 3, 4");
   quantize->add_option("--group", qa.group, "group size along the input dimension, -1 = per output channel");
   quantize->add_flag("--sym", qa.sym, "symmetric grid (zero fixed at (maxq+1)/2)");
@@ -131,10 +134,9 @@ int main(int argc, char** argv) {
   else if (*imatrix) st = qf::cli::run_imatrix(ma);
   else if (*compare) st = qf::cli::run_compare(cm);
   else if (*quantize) {
-    for (const char* name : {"--bits", "--group", "--sym", "--clip", "--blocksize", "--double-quant", "--int8-threshold",
-                             "--method", "--type", "--imatrix", "--calib", "--nsamples", "--seqlen", "--seed", "--damp",
-                             "--act-order", "--static-groups", "--true-sequential", "--no-true-sequential", "--duo-scaling",
-                             "--awq-clip", "--no-awq-clip", "--quantize-head"})
+    std::vector<std::string> options = qf::method_option_names();
+    for (const char* name : {"--bits", "--method", "--type", "--imatrix", "--quantize-head"}) options.emplace_back(name);
+    for (const auto& name : options)
       if (quantize->count(name) > 0) qa.given.push_back(name);
     st = qf::cli::run_quantize(qa);
   }
