@@ -47,7 +47,9 @@ TEST(Rope, Llama3KeepsHighFrequenciesDividesLowOnesAndAgreesWithTheGgufFactors) 
       ++medium;
     }
     // llama.cpp divides the default frequency by the converter's factor: the same number to fp32
-    // rounding of the two formulas (a few ulp).
+    // rounding of the two formulas. Each side rounds ≤ 3 fp32 operations after the shared default
+    // frequency (HF: /factor, ·(1−s), +s·f; converter: the factor's two operations, then the
+    // division), so they differ by ≤ 6 half-ulps = 3·2^-23 ≈ 3.6e-7 relative: bound 4e-7.
     EXPECT_NEAR(default_freq(c, i) / factors[size_t(i)], f[size_t(i)], 4e-7 * f[size_t(i)]) << i;
   }
   EXPECT_GT(high, 0);
@@ -77,6 +79,9 @@ TEST(Rope, DynamicNtkChangesTheBaseOnlyPastTheOriginalContext) {
   ModelConfig c = base_config(RopeKind::Dynamic);
   c.rope.factor = 2.0f;
   const auto within = rope_frequencies(c, 2048).inv_freq, beyond = rope_frequencies(c, 4096).inv_freq;
+  // The reference in double; qforge rounds the new base to fp32 (2^-24 relative) and raises it
+  // to −2i/d in fp32: the result's relative error is ≤ (2i/d)·2^-24 + 2^-24 from the base and
+  // the pow, plus the fp32 exponent's rounding (2^-24) times ln(base) ≈ 14.4: ≈ 1e-6 in all; bound 2e-6.
   const double base = c.rope_theta * std::pow(2.0 * 4096 / 2048 - 1, 64.0 / 62.0);
   for (int i = 0; i < 32; ++i) {
     EXPECT_EQ(within[size_t(i)], default_freq(c, i));

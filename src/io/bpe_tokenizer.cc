@@ -64,6 +64,7 @@ std::array<std::string, 256> make_byte_alphabet() {
 // Unicode normalization form C (HF normalizer "NFC") through utf8proc; invalid UTF-8 (which the
 // callers reject earlier) is passed through unchanged.
 std::string nfc(std::string_view s) {
+  if (std::all_of(s.begin(), s.end(), [](char c) { return uint8_t(c) < 0x80; })) return std::string(s);  // ASCII is NFC
   utf8proc_uint8_t* out = nullptr;
   const auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()), utf8proc_ssize_t(s.size()), &out,
                               utf8proc_option_t(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
