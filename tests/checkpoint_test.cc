@@ -158,6 +158,31 @@ TEST(Checkpoint, WrongTypeForKey) {
   std::string dir = copy_with_config("badkey", [](json& c) { c["num_hidden_layers"] = "five"; });
   EXPECT_NE(load_error(dir).find("'num_hidden_layers' should be a positive integer, found \"five\""), std::string::npos);
 }
+// Wrong-typed quantization_config fields (issue 19's std::terminate cases) are one error naming
+// the key and what was found; the config is refused before any tensor is read.
+TEST(Checkpoint, WrongTypedQuantizationConfigNamesTheKey) {
+  const std::pair<json, std::string> cases[] = {
+      {json{{"quant_method", "gptq"}, {"bits", "8"}}, "quantization_config.bits: expected an integer, found \"8\""},
+      {json{{"quant_method", "gptq"}, {"sym", "no"}}, "quantization_config.sym: expected true or false, found \"no\""},
+      {json{{"quant_method", "gptq"}, {"bits", 4.5}}, "quantization_config.bits: expected an integer in range, found 4.5"},
+      {json(nullptr), "quantization_config: expected an object, found null"},
+      {json("gptq"), "quantization_config: expected an object, found \"gptq\""},
+      {json{{"quant_method", 7}}, "quantization_config.quant_method: expected a string, found 7"},
+      {json{{"quant_method", "bitsandbytes"}, {"load_in_8bit", true}, {"llm_int8_threshold", "six"}},
+       "quantization_config.llm_int8_threshold: expected a number, found \"six\""},
+      {json{{"quant_method", "bitsandbytes"}, {"load_in_4bit", true}, {"bnb_4bit_use_double_quant", 1}},
+       "quantization_config.bnb_4bit_use_double_quant: expected true or false, found 1"},
+      {json{{"quant_method", "hqq"}}, "quantization_config.quant_method 'hqq' is not supported (supported: gptq, awq"},
+  };
+  int k = 0;
+  for (const auto& [qc, want] : cases) {
+    std::string dir = copy_with_config("qcfg" + std::to_string(k++), [&](json& c) { c["quantization_config"] = qc; });
+    const std::string e = load_error(dir);
+    EXPECT_NE(e.find(want), std::string::npos) << e;
+    EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+  }
+}
+
 TEST(Checkpoint, ShapeMismatchNamesTensor) {
   std::string dir = copy_with_config("shape", [](json& c) { c["intermediate_size"] = 128; });
   std::string e = load_error(dir);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "quant/pipeline.h"
 
 namespace qf::cli {
 
@@ -25,22 +26,7 @@ struct EvalArgs {
   bool json = false;
 };
 
-struct QuantizeArgs {
-  std::string model, out, method = "rtn", clip = "none";
-  std::string format = "hf", type;  // gguf: a llama.cpp file type (Q4_K_M, ...)
-  std::string imatrix;              // gguf: importance matrix file
-  int bits = 4, group = 128, blocksize = 64;
-  bool sym = false, double_quant = false, quantize_head = false;
-  float int8_threshold = 6.0f;
-  // gptq: calibration and GPTQ's options
-  std::string calib;
-  int nsamples = 128, seqlen = 512;
-  unsigned seed = 0;
-  double damp = 0.01;
-  bool act_order = false, static_groups = false, true_sequential = true;
-  bool duo_scaling = false, awq_clip = true;  // awq
-  std::vector<std::string> given;  // method options present on the command line
-};
+using QuantizeArgs = QuantizeRequest;  // quant/pipeline.h
 
 struct ConvertArgs {
   std::string model, out, type = "f16";
@@ -76,6 +62,7 @@ Status run_quantize(const QuantizeArgs& a);
 Status run_convert(const ConvertArgs& a);
 Status run_imatrix(const ImatrixArgs& a);
 Status run_compare(const CompareArgs& a);
+Status run_formats();
 
 // Helpers the commands share.
 std::string upper(std::string s);

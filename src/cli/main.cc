@@ -117,6 +117,8 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   compare->add_flag("--resume", cm.resume, "keep the jobs already in OUT/report.json, run the rest");
 
+  auto* formats = app.add_subcommand("formats", "every storage format qforge reads and writes: GGUF block types and HF layouts");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -133,6 +135,7 @@ int main(int argc, char** argv) {
   else if (*convert) st = qf::cli::run_convert(ca);
   else if (*imatrix) st = qf::cli::run_imatrix(ma);
   else if (*compare) st = qf::cli::run_compare(cm);
+  else if (*formats) st = qf::cli::run_formats();
   else if (*quantize) {
     std::vector<std::string> options = qf::method_option_names();
     for (const char* name : {"--bits", "--method", "--type", "--imatrix", "--quantize-head"}) options.emplace_back(name);

@@ -11,11 +11,24 @@
 #include <cstdio>
 #include <string>
 
+#include <fmt/format.h>
+
 namespace qf {
 
 // Whether progress and informational lines are wanted on stderr: on a terminal, or when a parent
 // that relays our stderr to one (qforge compare) sets QFORGE_PROGRESS=1.
 inline bool stderr_is_interactive() { return isatty(2) || std::getenv("QFORGE_PROGRESS") != nullptr; }
+
+// Informational lines go to stderr on a terminal only, so that a failing run prints exactly
+// one line (the error) when its output is captured.
+template <typename... Args>
+void info(fmt::format_string<Args...> f, Args&&... args) {
+  if (stderr_is_interactive()) fmt::print(stderr, "{}\n", fmt::format(f, std::forward<Args>(args)...));
+}
+
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 class ProgressBar {
  public:

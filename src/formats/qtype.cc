@@ -98,6 +98,10 @@ const QTypeTraits kTraits[] = {
     {QType::IQ2_XS, "IQ2_XS", 17, 256, 74, dequantize_iq2_xs, nullptr},
     {QType::IQ3_XXS, "IQ3_XXS", 18, 256, 98, dequantize_iq3_xxs, nullptr},
     {QType::I16, "I16", 25, 1, 2, dequant_int<int16_t>, quant_int<int16_t>},
+    // Kernel forms of the HF layouts: their codecs need the side arrays (io/hf_layouts.h).
+    {QType::GRID4, "GRID4", -1, 32, 16, nullptr, nullptr},
+    {QType::GRID8, "GRID8", -1, 32, 32, nullptr, nullptr},
+    {QType::BNB4, "BNB4", -1, 32, 16, nullptr, nullptr},
 };
 
 }  // namespace

@@ -13,9 +13,14 @@ namespace qf {
 
 // F32..Q8_0 and Q4_0..IQ4_XS: weight formats (the ggml ones' blocks in formats/ggml_quants.h);
 // I8, U8, I16, I32: raw integer tensors of checkpoint layouts (packed codes, zeros, indices) —
-// "decoding" them converts each integer to float.
+// "decoding" them converts each integer to float. GRID4, GRID8, BNB4: the forms the kernels run
+// the HF layouts in (their scales live beside the blocks, in formats/packed.h's QMatrix):
+// integer-grid codes (GPTQ/AWQ/RTN; ≤ 4 bits: per 32 weights 16 bytes, code j in the low nibble
+// of byte j and code 16 + j in its high nibble, Q4_0's order; ≤ 8 bits: one byte each) and
+// bitsandbytes NF4/FP4 codes (two per byte, first in the high nibble). io/hf_layouts.h lists
+// the checkpoint layouts that decode to them.
 enum class QType : uint8_t { F32, F16, BF16, Q8_0, I8, U8, I32, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
-                            IQ4_NL, IQ4_XS, IQ2_XXS, IQ2_XS, IQ3_XXS, I16 };
+                            IQ4_NL, IQ4_XS, IQ2_XXS, IQ2_XS, IQ3_XXS, I16, GRID4, GRID8, BNB4 };
 
 struct QTypeTraits {
   QType type;

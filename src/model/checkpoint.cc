@@ -7,10 +7,9 @@
 #include <functional>
 
 #include "core/mapped_file.h"
-#include "formats/e8p.h"
 #include "io/gguf.h"
-#include "io/quip_layout.h"
 #include "io/safetensors.h"
+#include "model/hf_layouts.h"
 #include "model/rope.h"
 
 namespace qf {
@@ -43,27 +42,6 @@ Expected<TensorView> fetch(const TensorSource& src, const std::string& name, std
   return t;
 }
 
-// Tensor suffixes of one quantized Linear in each checkpoint layout; the first one tells a
-// quantized Linear from a dense one.
-std::vector<std::string> packed_parts(const QuantizationConfig& q) {
-  if (q.method == "gptq") return {".qweight", ".qzeros", ".scales", ".g_idx"};
-  if (q.method == "quip") return {".qweight", ".qzeros", ".scales", ".g_idx", ".SU", ".SV"};
-  if (q.method == "quip#") {
-    std::vector<std::string> p = {".Qidxs", ".SU", ".SV", ".Wscale"};
-    if (q.bits > 2) p.push_back(".Qidxs_resid");
-    return p;
-  }
-  if (q.method == "awq") return {".qweight", ".qzeros", ".scales"};
-  if (q.method == "bnb8") return {".SCB", ".weight"};
-  std::vector<std::string> p = {".weight.absmax", ".weight", ".weight.quant_map",
-                                ".weight.quant_state.bitsandbytes__" + q.bnb_type};
-  if (q.double_quant) {
-    p.push_back(".weight.nested_absmax");
-    p.push_back(".weight.nested_quant_map");
-  }
-  return p;
-}
-
 // Fetches one Linear `prefix` (n_out, n_in): dense `prefix.weight`, or the parts of the
 // checkpoint's layout when `quant` says it is quantized (for lm_head, when the parts are there).
 Status fetch_linear(const TensorSource& src, const QuantizationConfig& quant, const std::string& prefix, int64_t n_out,
@@ -71,11 +49,11 @@ Status fetch_linear(const TensorSource& src, const QuantizationConfig& quant, co
   dst.prefix = prefix;
   dst.n_out = n_out;
   dst.n_in = n_in;
-  if (quant.method.empty() || (maybe_dense && !src.find(prefix + packed_parts(quant)[0]).ok())) {
+  if (quant.method.empty() || (maybe_dense && !src.find(prefix + hf_layout(quant).parts(quant)[0]).ok())) {
     QF_ASSIGN_OR_RETURN(dst.weight, fetch(src, prefix + ".weight", {n_out, n_in}));
     return {};
   }
-  for (const auto& part : packed_parts(quant)) {  // shapes are checked when the parts are unpacked
+  for (const auto& part : hf_layout(quant).parts(quant)) {  // shapes are checked when the parts are unpacked
     QF_ASSIGN_OR_RETURN(dst.parts[part], src.find(prefix + part));
   }
   if (auto f = src.find(prefix + ".weight_format"); f.ok()) dst.parts[".weight_format"] = *f;
@@ -83,7 +61,7 @@ Status fetch_linear(const TensorSource& src, const QuantizationConfig& quant, co
 }
 
 Status map_weights(const TensorSource& src, const ModelConfig& c, const QuantizationConfig& quant, ModelWeights& w) {
-  const int64_t E = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, V = c.vocab_size;
+  const int64_t E = c.n_embd, V = c.vocab_size;
   QF_ASSIGN_OR_RETURN(w.tok_embd, fetch(src, src.embd, {V, E}));
   QF_ASSIGN_OR_RETURN(w.output_norm, fetch(src, src.out_norm, {E}));
   if (c.tied_embeddings) {
@@ -240,71 +218,6 @@ Expected<ModelConfig> parse_hf_config(const std::string& path, const json& cfg) 
   return c;
 }
 
-Status parse_quantization_config(const std::string& path, const json& cfg, QuantizationConfig& q) {
-  const json& qc = cfg["quantization_config"];
-  std::string method = qc.value("quant_method", "");
-  if (method == "bitsandbytes" && qc.value("load_in_8bit", false)) {
-    q.method = "bnb8";
-    q.int8_threshold = qc.value("llm_int8_threshold", 6.0f);
-    if (!(q.int8_threshold >= 0))
-      return error("{}: quantization_config.llm_int8_threshold {} is not a number ≥ 0", path, q.int8_threshold);
-    return {};
-  }
-  if (method == "bitsandbytes" && qc.value("load_in_4bit", false)) {
-    q.method = "bnb4";
-    q.bnb_type = qc.value("bnb_4bit_quant_type", "fp4");
-    q.double_quant = qc.value("bnb_4bit_use_double_quant", false);
-    if (q.bnb_type != "nf4" && q.bnb_type != "fp4")
-      return error("{}: quantization_config.bnb_4bit_quant_type '{}' is not nf4 or fp4", path, q.bnb_type);
-    return {};
-  }
-  if (method == "awq") {  // AutoAWQ / transformers AwqConfig: bits (w_bit), group_size (q_group_size), version
-    q.method = method;
-    q.bits = qc.value("bits", qc.value("w_bit", 4));
-    q.group_size = qc.value("group_size", qc.value("q_group_size", 128));
-    q.sym = !qc.value("zero_point", true);
-    const std::string version = qc.value("version", "gemm");
-    if (version != "gemm" && version != "GEMM")
-      return error("{}: quantization_config.version '{}' is not supported (supported: gemm)", path, version);
-    if (q.bits != 4) return error("{}: quantization_config.bits {}: AWQ's GEMM layout is 4-bit", path, q.bits);
-    if (q.sym) return error("{}: quantization_config.zero_point false is not supported (AWQ GEMM stores zero points)", path);
-    return {};
-  }
-  if (method == "quip#") {
-    q.method = method;
-    q.bits = qc.value("bits", 2);
-    const std::string codebook = qc.value("codebook", "");
-    if (q.bits < 2 || q.bits > 4 || codebook != quip_codebook_name(q.bits))
-      return error("{}: quantization_config: codebook '{}' with bits {} is not supported (supported: E8P12 2, E8P12RVQ3B 3, "
-                   "E8P12RVQ4B 4)", path, codebook, q.bits);
-    q.resid_scale = qc.value("resid_scale", e8p::scales(q.bits).resid_scale);
-    if (q.bits > 2 && !(q.resid_scale > 0))
-      return error("{}: quantization_config.resid_scale {} is not a positive number", path, q.resid_scale);
-    return {};
-  }
-  if (method == "quip") {  // W̃ in the GPTQ layout, one asymmetric group per row
-    q.method = method;
-    q.bits = qc.value("bits", 4);
-    q.group_size = -1;
-    q.sym = false;
-    if (q.bits < 2 || q.bits > 8) return error("{}: quantization_config.bits {} is not in 2..8", path, q.bits);
-    return {};
-  }
-  if (method != "gptq")
-    return error("{}: quantization_config.quant_method '{}' is not supported (supported: gptq, awq, bitsandbytes 4-bit and 8-bit, "
-                 "quip, quip#)", path, method);
-  std::string fmt = qc.value("checkpoint_format", "gptq");
-  if (fmt != "gptq")
-    return error("{}: quantization_config.checkpoint_format '{}' is not supported (supported: gptq)", path, fmt);
-  q.method = method;
-  q.bits = qc.value("bits", 4);
-  q.group_size = qc.value("group_size", -1);
-  q.sym = qc.value("sym", true);
-  q.desc_act = qc.value("desc_act", false);
-  if (q.bits < 2 || q.bits > 8) return error("{}: quantization_config.bits {} is not in 2..8", path, q.bits);
-  return {};
-}
-
 Expected<Checkpoint> load_hf(const std::string& dir) {
   Checkpoint ck;
   ck.path = dir;
@@ -335,7 +248,7 @@ Expected<Checkpoint> load_hf(const std::string& dir) {
   src.layer_name = [](int i, const char* hf, const char*, const char* part) {
     return fmt::format("model.layers.{}.{}{}", i, hf, part);
   };
-  if (cfg.contains("quantization_config")) QF_RETURN_IF_ERROR(parse_quantization_config(cfg_path, cfg, ck.quant));
+  if (cfg.contains("quantization_config")) QF_RETURN_IF_ERROR(parse_quantization_config(cfg_path, cfg["quantization_config"], ck.quant));
   QF_RETURN_IF_ERROR(map_weights(src, ck.config, ck.quant, ck.weights).with_context(dir));
   std::string tok_json = (fs::path(dir) / "tokenizer.json").string();
   std::string tok_model = (fs::path(dir) / "tokenizer.model").string();

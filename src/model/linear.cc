@@ -118,7 +118,8 @@ IntLinear::IntLinear(const IntQuantized& q, const TensorView& bias)
   bool contiguous = true;
   for (int64_t i = 0; i < n_in; ++i) contiguous &= q.group_of(perm[size_t(i)]) == i / group;
   const bool nibbles = q.spec.bits <= 4;
-  QMatrix m{nibbles ? QLayout::IntNibbles : QLayout::IntBytes};
+  QMatrix m;
+  m.type = nibbles ? QType::GRID4 : QType::GRID8;
   m.n_out = q.n_out;
   m.n_in = n_in;
   m.row_bytes = nibbles ? n_in / 2 : n_in;
@@ -155,7 +156,8 @@ int64_t IntLinear::weight_bytes() const {
 
 Bnb4Linear::Bnb4Linear(Bnb4Quantized q, int64_t n_out, int64_t n_in, const TensorView& bias)
     : TiledLinear(n_out, n_in, bias), q_(std::move(q)) {
-  QMatrix m{QLayout::Bnb4};
+  QMatrix m;
+  m.type = QType::BNB4;
   m.data = q_.packed.data();
   m.n_out = n_out;
   m.n_in = n_in;

@@ -4,10 +4,7 @@
 #include <limits>
 
 #include "core/threads.h"
-#include "io/awq_layout.h"
-#include "io/bnb_layout.h"
-#include "io/gptq_layout.h"
-#include "io/quip_layout.h"
+#include "model/hf_layouts.h"
 #include "model/rope.h"
 
 namespace qf {
@@ -23,48 +20,6 @@ float* scratch(Scratch slot, int64_t n) {
   std::vector<float>& b = buffers[slot];
   if (int64_t(b.size()) < n) b.resize(size_t(n));
   return b.data();
-}
-
-Expected<std::unique_ptr<Linear>> make_linear(const LinearTensors& t, const QuantizationConfig& quant) {
-  if (!t.packed()) return std::unique_ptr<Linear>(new StoredLinear(t.weight, t.bias));
-  if (quant.method == "bnb8") {
-    QF_ASSIGN_OR_RETURN(auto q, deserialize_int8(t.parts, t.n_out, t.n_in, t.prefix));
-    return std::unique_ptr<Linear>(new Int8Linear(std::move(q), quant.int8_threshold, t.bias));
-  }
-  if (quant.method == "bnb4") {
-    QF_ASSIGN_OR_RETURN(auto q, deserialize_bnb4(t.parts, t.n_out, t.n_in, t.prefix));
-    return std::unique_ptr<Linear>(new Bnb4Linear(std::move(q), t.n_out, t.n_in, t.bias));
-  }
-  const auto& p = t.parts;
-  if (quant.method == "quip" || quant.method == "quip#") {
-    const bool lattice = quant.method == "quip#";
-    QF_ASSIGN_OR_RETURN(auto h_in, Hadamard::of_order(t.n_in, t.prefix + " (input dimension)"));
-    QF_ASSIGN_OR_RETURN(auto h_out, Hadamard::of_order(t.n_out, t.prefix + " (output dimension)"));
-    QF_ASSIGN_OR_RETURN(auto qp, deserialize_quip(p, t.n_out, t.n_in, lattice, quant.bits, quant.resid_scale, t.prefix));
-    std::unique_ptr<Linear> inner;
-    if (lattice) {
-      inner = std::make_unique<E8Linear>(std::move(qp.e8));
-    } else {
-      QF_ASSIGN_OR_RETURN(auto q, unpack_gptq(p.at(".qweight"), p.at(".qzeros"), p.at(".scales"), p.at(".g_idx"), quant.bits, t.prefix));
-      if (q.n_out != t.n_out || q.n_in != t.n_in)
-        return error("{}: packed weight is {}x{}, the config says {}x{}", t.prefix, q.n_out, q.n_in, t.n_out, t.n_in);
-      q.spec.sym = false;
-      inner = std::make_unique<IntLinear>(q, TensorView{});
-    }
-    return std::unique_ptr<Linear>(
-        new QuipLinear(std::move(h_in), std::move(h_out), std::move(qp.su), std::move(qp.sv), std::move(inner), t.bias));
-  }
-  if (quant.method == "awq") {
-    QF_ASSIGN_OR_RETURN(auto q, unpack_awq(p.at(".qweight"), p.at(".qzeros"), p.at(".scales"), quant.bits, quant.group_size, t.prefix));
-    if (q.n_out != t.n_out || q.n_in != t.n_in)
-      return error("{}: packed weight is {}x{}, the config says {}x{}", t.prefix, q.n_out, q.n_in, t.n_out, t.n_in);
-    return std::unique_ptr<Linear>(new IntLinear(q, t.bias));
-  }
-  QF_ASSIGN_OR_RETURN(auto q, unpack_gptq(p.at(".qweight"), p.at(".qzeros"), p.at(".scales"), p.at(".g_idx"), quant.bits, t.prefix));
-  if (q.n_out != t.n_out || q.n_in != t.n_in)
-    return error("{}: packed weight is {}x{}, the config says {}x{}", t.prefix, q.n_out, q.n_in, t.n_out, t.n_in);
-  q.spec.sym = quant.sym;
-  return std::unique_ptr<Linear>(new IntLinear(q, t.bias));
 }
 
 }  // namespace

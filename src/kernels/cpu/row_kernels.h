@@ -1,0 +1,37 @@
+// kernels/cpu/row_kernels.h — the CPU backend's per-format kernel pair: a matrix-vector product
+// over a range of rows and an fp32 decoder of rows. kernels/cpu/qmatvec.cc picks the pair for a
+// QType (one switch, per SIMD target); the families' files (matvec_float.cc, matvec_blocks32.cc,
+// matvec_kquants.cc) implement them.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cpu/qmatvec.h"
+
+namespace qf {
+
+// One activation vector as the dot products read it: x, its sums per 16 and per 32, and x per
+// 32 as int16 codes with one scale: x ≈ dx·xq, |error| ≤ dx / 2 = max|x of the 32| / 65534
+// (qmatvec makes them; dx is stored once per 16 and once per 32; arrays of sums and scales
+// padded with 16 zeros).
+struct QActivations {
+  const float* x;
+  const float* xs16;
+  const int16_t* xq;
+  const float* dx;
+  const float* xs32;
+  const float* dx32;
+  const int16_t* xq_bnb4;  // BNB4 matrices: xq with each 16 reordered (even, odd)
+};
+
+// y[r] = Σ_i W[r, i]·x[i] for r in [r0, r1), single-threaded.
+using GemvFn = void (*)(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int64_t r1);
+// Rows [r0, r0 + rows) to fp32 at dst (rows, n_in), single-threaded.
+using DecodeFn = void (*)(const QMatrix& w, int64_t r0, int64_t rows, float* dst);
+
+struct RowKernels {
+  GemvFn gemv = nullptr;
+  DecodeFn decode = nullptr;
+};
+
+}  // namespace qf
