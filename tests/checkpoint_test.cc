@@ -183,6 +183,16 @@ TEST(Checkpoint, WrongTypedQuantizationConfigNamesTheKey) {
   }
 }
 
+TEST(Checkpoint, ConfigValuesNoModelHasAreRefused) {
+  EXPECT_NE(load_error(copy_with_config("eps0", [](json& c) { c["rms_norm_eps"] = 0; })).find("rms_norm_eps 0 should be a number in (0, 1)"),
+            std::string::npos);
+  EXPECT_NE(load_error(copy_with_config("eps-", [](json& c) { c["rms_norm_eps"] = -1e-5; })).find("rms_norm_eps"), std::string::npos);
+  EXPECT_NE(load_error(copy_with_config("ctx0", [](json& c) { c["max_position_embeddings"] = 0; }))
+                .find("max_position_embeddings 0 should be in 1..16777216"),
+            std::string::npos);
+  EXPECT_NE(load_error(copy_with_config("theta0", [](json& c) { c["rope_theta"] = 0; })).find("rope_theta"), std::string::npos);
+}
+
 TEST(Checkpoint, ShapeMismatchNamesTensor) {
   std::string dir = copy_with_config("shape", [](json& c) { c["intermediate_size"] = 128; });
   std::string e = load_error(dir);

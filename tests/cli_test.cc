@@ -2,13 +2,16 @@
 // nothing on stdout. And the happy path of each command on the bundled model.
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include "file_builders.h"
 #include "quant/method_spec.h"
@@ -124,6 +127,64 @@ TEST(Cli, MethodTableDrivesQuantizeOptions) {
                                              m.name, o, value), dir, &err), 1) << m.name << " " << o;
       EXPECT_NE(err.find(o + " does not apply to --method " + m.name), std::string::npos) << err;
     }
+}
+
+// An existing output is never replaced, and an input is never the output (issue 19: imatrix -o
+// replaced whatever was there, the model file included).
+TEST(Cli, OutputsNeverReplaceAFileOrAnInput) {
+  const std::string dir = test::temp_dir("cli_outputs"), gguf = test::bundled_stories() + "/stories260K.gguf";
+  const std::string calib = test::text_path("tinystories-val-head");
+  test::write_file(dir + "/existing", "keep me");
+  expect_one_line_error(run("imatrix " + gguf + " --calib " + calib + " -o " + dir + "/existing"), "already exists");
+  EXPECT_EQ(test::slurp(dir + "/existing"), "keep me");
+  expect_one_line_error(run("imatrix " + gguf + " --calib " + calib + " -o " + gguf), "the output is an input of this run");
+  expect_one_line_error(run("imatrix " + gguf + " --calib " + calib + " -o " + calib), "the output is an input of this run");
+  expect_one_line_error(run("convert " + stories() + " -o " + dir + "/existing"), "already exists");
+  expect_one_line_error(run("quantize " + stories() + " -o " + stories() + "/../hf"), "the output is an input of this run");
+  EXPECT_EQ(test::slurp(dir + "/existing"), "keep me");
+}
+
+// SIGINT while an output is being built: the process dies of the signal and leaves nothing — no
+// OUT, no OUT.tmp-PID, no AWQ scratch folder (core/cleanup.h). A run that finished before the
+// signal must have written its complete output.
+TEST(Cli, InterruptedRunsLeaveNothingBehind) {
+  const std::string model = test::source_dir() + "/models/qf-tiny-5m", calib = test::text_path("tinystories-val-head");
+  const std::pair<std::string, std::string> jobs[] = {
+      {"gptq", "--method gptq --nsamples 64 --seqlen 256 --calib " + calib},
+      {"awq", "--method awq --nsamples 64 --seqlen 256 --calib " + calib},
+      {"gguf", "--format gguf --type Q4_K_M --method gptq --nsamples 64 --seqlen 256 --calib " + calib},
+  };
+  for (const auto& [name, options] : jobs)
+    for (int delay_ms : {300, 1500}) {
+      const std::string dir = test::temp_dir("cli_sigint_" + name + std::to_string(delay_ms)), out = dir + "/out";
+      const pid_t pid = fork();
+      if (pid == 0) {
+        const std::string cmd = "exec " + test::qforge_bin() + " -t 1 quantize " + model + " -o " + out + " " + options + " >/dev/null 2>&1";
+        execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+        _exit(127);
+      }
+      usleep(useconds_t(delay_ms) * 1000);
+      kill(pid, SIGINT);
+      int status = 0;
+      waitpid(pid, &status, 0);
+      const auto left = std::distance(std::filesystem::directory_iterator(dir), {});
+      if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {  // finished first: the output is whole
+        EXPECT_TRUE(std::filesystem::exists(out)) << name;
+        EXPECT_EQ(left, 1) << name;
+      } else {
+        EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) << name << " status " << status;
+        EXPECT_EQ(left, 0) << name << " after " << delay_ms << " ms";
+      }
+    }
+}
+
+TEST(Cli, VersionNamesTheBuildsFeatures) {
+  int status = -1;
+  const std::string out = test::qforge_stdout("--version", &status);
+  EXPECT_EQ(status, 0);
+  EXPECT_EQ(out.rfind("qforge ", 0), 0u) << out;
+  EXPECT_NE(out.find("SIMD target"), std::string::npos) << out;
+  EXPECT_NE(out.find("CUDA"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <map>
 #include <optional>
 
+#include "core/cleanup.h"
 #include "core/mapped_file.h"
 #include "core/progress.h"
 #include "core/threads.h"
@@ -178,6 +179,7 @@ Status run_formats() {
 Status run_convert(const ConvertArgs& a) { return write_gguf_file(a.model, a.out, a.type); }
 
 Status run_imatrix(const ImatrixArgs& a) {
+  QF_RETURN_IF_ERROR(check_new_output(a.out, {a.model, a.calib}));
   QF_ASSIGN_OR_RETURN(auto text, read_text_file(a.calib));
   QF_RETURN_IF_ERROR(check_utf8(text, a.calib));
   QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));

@@ -4,12 +4,16 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "core/cleanup.h"
 #include "core/threads.h"
+#include "kernels/cpu/qmatvec.h"
 #include "quant/method_spec.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"qforge: load, run, quantize and measure LLaMA-family models"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", fmt::format("qforge {} — SIMD target {} (Highway runtime dispatch), CUDA {}", QFORGE_VERSION,
+                                                 qf::qmatvec_target(), QFORGE_HAS_CUDA ? "yes" : "no (built without QFORGE_CUDA)"));
 
   int threads = 0;
   app.add_option("-t,--threads", threads, "threads for BLAS and element-wise work (0 = all cores)");
@@ -127,6 +131,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   qf::set_num_threads(threads);
+  qf::install_signal_cleanup();
   qf::Status st;
   if (*inspect) st = qf::cli::run_inspect(ia);
   else if (*generate) st = qf::cli::run_generate(ga);

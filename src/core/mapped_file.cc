@@ -57,6 +57,7 @@ Expected<std::string> read_text_file(const std::string& path) {
 
 Status write_file_atomic(const std::string& path, const std::string& bytes) {
   std::string tmp = path + ".tmp." + std::to_string(getpid());
+  CleanupOnSignal on_signal(tmp);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) return error("{}: cannot create: {}", tmp, std::strerror(errno));

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "core/cleanup.h"
 #include "core/status.h"
 
 namespace qf {
@@ -41,10 +42,13 @@ Expected<std::string> read_text_file(const std::string& path);
 
 // A folder under construction: removed with its contents on destruction unless `keep` is set
 // (outputs built beside their final path and renamed when complete).
+// Registered for removal on SIGINT/SIGTERM (core/cleanup.h) while it exists.
 struct TempDir {
+  explicit TempDir(std::string p) : path(std::move(p)), on_signal(path) {}
+  ~TempDir();
   std::string path;
   bool keep = false;
-  ~TempDir();
+  CleanupOnSignal on_signal;
 };
 
 // Writes `bytes` to `path` atomically: a temporary file in the same folder, then rename.

@@ -1,5 +1,7 @@
 #include "eval/perplexity.h"
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <algorithm>
 #include <cmath>
@@ -97,6 +99,10 @@ Expected<PerplexityResult> perplexity(const Transformer& tf, const std::vector<i
     r.top1 = double(total_agree) / double(r.scored);
   }
   r.tokens_per_second = double(windows * opt.ctx) / r.seconds;
+  // A NaN/Inf weight or activation makes every statistic meaningless: an error, never a number.
+  if (!std::isfinite(r.mean_nll) || (base && !(std::isfinite(r.base_ppl) && std::isfinite(r.kld))))
+    return error("the model's outputs are not finite (mean NLL {}{}): a weight, scale or norm is NaN/Inf or overflows",
+                 r.mean_nll, base ? fmt::format(", KL {}", r.kld) : "");
   return r;
 }
 

@@ -97,6 +97,7 @@ void GGUFWriter::add_tensor(const std::string& name, QType type, const std::vect
 
 Status GGUFWriter::begin() {
   tmp_ = path_ + ".tmp-" + std::to_string(getpid());
+  on_signal_ = std::make_unique<CleanupOnSignal>(tmp_);
   file_ = std::fopen(tmp_.c_str(), "wb");
   if (!file_) return error("{}: cannot create: {}", tmp_, std::strerror(errno));
   Buffer b;

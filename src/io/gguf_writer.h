@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cleanup.h"
 #include "core/status.h"
 #include "formats/qtype.h"
 #include "io/gguf.h"
@@ -44,6 +45,7 @@ class GGUFWriter {
  private:
   Status begin();
   std::string path_, tmp_;
+  std::unique_ptr<CleanupOnSignal> on_signal_;  // tmp_, while it exists
   std::FILE* file_ = nullptr;
   std::vector<std::pair<std::string, GGUFValue>> kv_;
   std::vector<GGUFTensorInfo> infos_;

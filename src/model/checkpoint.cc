@@ -167,6 +167,7 @@ Status parse_hf_rope(const std::string& path, const json& cfg, ModelConfig& c) {
   r.mscale = float(mscale);
   r.mscale_all_dim = float(mscale_all);
   r.truncate = rope.value("truncate", true);
+  QF_RETURN_IF_ERROR(check_config_ranges(c, path));
   return check_rope(c, path);
 }
 
@@ -291,6 +292,7 @@ Status parse_gguf_rope(const GGUFFile& g, ModelConfig& c) {
     for (float f : r.freq_factors)
       if (!(f > 0)) return error("{}: tensor 'rope_freqs.weight' holds {}; factors must be positive", g.path(), f);
   }
+  QF_RETURN_IF_ERROR(check_config_ranges(c, g.path()));
   return check_rope(c, g.path());
 }
 

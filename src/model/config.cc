@@ -1,5 +1,7 @@
 #include "model/config.h"
 
+#include <cmath>
+
 namespace qf {
 namespace {
 
@@ -32,5 +34,13 @@ std::string supported_archs() {
 }
 
 const char* arch_label(Arch a) { return arch_info(a).model_type; }
+
+Status check_config_ranges(const ModelConfig& c, const std::string& where) {
+  if (!(c.rms_eps > 0 && c.rms_eps < 1) || !std::isfinite(c.rms_eps))
+    return error("{}: rms_norm_eps {} should be a number in (0, 1)", where, c.rms_eps);
+  if (c.max_ctx < 1 || c.max_ctx > (1 << 24))
+    return error("{}: max_position_embeddings {} should be in 1..{}", where, c.max_ctx, 1 << 24);
+  return {};
+}
 
 }  // namespace qf

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "core/status.h"
+
 namespace qf {
 
 enum class Arch { Llama, Mistral, Qwen2, Qwen3 };
@@ -70,5 +72,8 @@ const ArchInfo* find_arch(const std::string& name);
 // "LlamaForCausalLM, MistralForCausalLM, ..." for messages.
 std::string supported_archs();
 const char* arch_label(Arch a);
+
+// Values no model has: rms_norm_eps outside (0, 1) or not finite, a context outside 1..2^24.
+Status check_config_ranges(const ModelConfig& c, const std::string& where);
 
 }  // namespace qf

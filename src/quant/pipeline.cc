@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 
+#include "core/cleanup.h"
 #include "core/mapped_file.h"
 #include "core/progress.h"
 #include "io/gguf.h"
@@ -221,10 +222,12 @@ Status run_awq(const QuantizeRequest& a) {
 }  // namespace
 
 Status write_gguf_file(const std::string& model, const std::string& out, const std::string& type) {
+  QF_RETURN_IF_ERROR(check_new_output(out, {model}));
   return write_gguf_file_with(model, out, type, "", nullptr);
 }
 
 Status quantize_model(const QuantizeRequest& a) {
+  QF_RETURN_IF_ERROR(check_new_output(a.out, {a.model, a.calib, a.imatrix}));
   QF_RETURN_IF_ERROR(check_method_options(a));
   if (a.format == "gguf" && a.type.empty()) return error("--format gguf needs --type ({})", gguf_file_types());
   if (a.format != "gguf" && !a.type.empty()) return error("--type {} needs --format gguf", a.type);
