@@ -187,5 +187,22 @@ TEST(Cli, VersionNamesTheBuildsFeatures) {
   EXPECT_NE(out.find("CUDA"), std::string::npos) << out;
 }
 
+// Texts that are not files, not UTF-8 by RFC 3629, or longer than the model's context.
+TEST(Cli, TextsAndContextsOutsideTheModelAreRefused) {
+  const std::string dir = test::temp_dir("cli_texts");
+  expect_one_line_error(run("eval " + stories() + " --text /dev/zero"), "/dev/zero: not a regular file");
+  expect_one_line_error(run("eval " + stories() + " --text " + dir), "not a regular file");
+  for (const std::string bad : {std::string("overlong \xC0\x80"), std::string("surrogate \xED\xA0\x80"), std::string("past \xF4\x90\x80\x80")}) {
+    test::write_file(dir + "/bad.txt", bad);
+    expect_one_line_error(run("eval " + stories() + " --text " + dir + "/bad.txt"), "not UTF-8");
+    std::filesystem::remove(dir + "/bad.txt");
+  }
+  const std::string text = test::text_path("tinystories-val-head");
+  expect_one_line_error(run("eval " + stories() + " --text " + text + " --ctx 1024"), "beyond the model's trained context of 512");
+  expect_one_line_error(run("eval " + stories() + " --text " + text + " --max-windows 0"), "--max-windows");
+  expect_one_line_error(run("-t -3 eval " + stories() + " --text " + text), "--threads");
+  EXPECT_EQ(run("eval " + stories() + " --text " + text + " --ctx 1024 --max-windows 1 --allow-long-context").code, 0);
+}
+
 }  // namespace
 }  // namespace qf

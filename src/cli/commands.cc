@@ -22,6 +22,7 @@
 #include "io/gguf.h"
 #include "model/checkpoint.h"
 #include "model/hf_layouts.h"
+#include "model/rope.h"
 #include "model/transformer.h"
 #include "quant/imatrix.h"
 #include "quant/method_spec.h"
@@ -86,6 +87,18 @@ Expected<Checkpoint> load_or_explain(const std::string& path) {
   return ck;
 }
 
+// Positions beyond the trained context (max_position_embeddings, which already includes any RoPE
+// scaling the config declares): refused, or allowed with a warning that says so.
+Status check_context(const ModelConfig& c, int64_t positions, const char* what, bool allow) {
+  if (positions <= c.max_ctx) return {};
+  if (!allow)
+    return error("{} is {} positions, beyond the model's trained context of {} (RoPE {}); --allow-long-context to run anyway", what,
+                 positions, c.max_ctx, rope_kind_name(c.rope.kind));
+  fmt::print(stderr, "warning: {} positions exceed the trained context of {}; RoPE '{}' does not cover them, expect worse output\n",
+             positions, c.max_ctx, rope_kind_name(c.rope.kind));
+  return {};
+}
+
 }  // namespace
 
 int64_t model_file_bytes(const std::string& path) {
@@ -121,8 +134,7 @@ Status run_generate(const GenerateArgs& a) {
     ids.push_back(tok.bos_id());
   }
   const int n_ctx = int(ids.size()) + a.n_predict;
-  if (n_ctx > tf->config().max_ctx)
-    std::fprintf(stderr, "warning: %d positions exceed the model's trained context of %d\n", n_ctx, tf->config().max_ctx);
+  QF_RETURN_IF_ERROR(check_context(tf->config(), n_ctx, "prompt + --n-predict", a.allow_long_context));
   KVCache cache = tf->new_cache(n_ctx);
   std::vector<float> logits(size_t(tf->config().vocab_size));
   auto argmax = [&] { return int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin()); };
@@ -202,6 +214,7 @@ Status run_eval(const EvalArgs& a) {
   QF_ASSIGN_OR_RETURN(auto text, read_text_file(a.text));
   QF_RETURN_IF_ERROR(check_utf8(text, a.text));
   QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));
+  QF_RETURN_IF_ERROR(check_context(ck.config, a.ctx, "--ctx", a.allow_long_context));
   QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck));
   std::optional<Checkpoint> base_ck;
   std::unique_ptr<Transformer> base_tf;

@@ -18,12 +18,14 @@ struct GenerateArgs {
   std::string model, prompt;
   int n_predict = 64;
   bool ignore_eos = false;
+  bool allow_long_context = false;
 };
 struct EvalArgs {
   std::string model, text, base, protocol = "canonical";
   int ctx = 512;
   long long max_windows = -1;
   bool json = false;
+  bool allow_long_context = false;
 };
 
 using QuantizeArgs = QuantizeRequest;  // quant/pipeline.h

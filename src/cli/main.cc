@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
                                                  qf::qmatvec_target(), QFORGE_HAS_CUDA ? "yes" : "no (built without QFORGE_CUDA)"));
 
   int threads = 0;
-  app.add_option("-t,--threads", threads, "threads for BLAS and element-wise work (0 = all cores)");
+  app.add_option("-t,--threads", threads, "threads for BLAS and element-wise work (0 = all cores)")->check(CLI::Range(0, 4096));
 
   qf::cli::InspectArgs ia;
   auto* inspect = app.add_subcommand("inspect", "architecture, shapes, dtypes, tokenizer and metadata of a model");
@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   generate->add_option("model", ga.model, "HF model directory or .gguf file")->required();
   generate->add_option("-p,--prompt", ga.prompt, "prompt text (BOS is added by the tokenizer's rule)");
   generate->add_option("-n,--n-predict", ga.n_predict, "tokens to generate")->check(CLI::Range(1, 1 << 20));
+  generate->add_flag("--allow-long-context", ga.allow_long_context, "allow prompt + tokens beyond the model's trained context");
   generate->add_flag("--ignore-eos", ga.ignore_eos, "keep generating after the end-of-text token");
 
   qf::cli::EvalArgs ea;
@@ -35,7 +36,8 @@ int main(int argc, char** argv) {
   eval->add_option("model", ea.model, "HF model directory or .gguf file")->required();
   eval->add_option("--text", ea.text, "UTF-8 text file to score")->required();
   eval->add_option("--ctx", ea.ctx, "window length in tokens")->check(CLI::Range(2, 1 << 20));
-  eval->add_option("--max-windows", ea.max_windows, "score at most N windows");
+  eval->add_option("--max-windows", ea.max_windows, "score at most N windows")->check(CLI::Range(1LL, 1LL << 40));
+  eval->add_flag("--allow-long-context", ea.allow_long_context, "allow --ctx beyond the model's trained context");
   eval->add_flag("--json", ea.json, "print one JSON object");
   eval->add_option("--protocol", ea.protocol, "canonical (every position) or llama.cpp (llama-perplexity: second half of each chunk)")
       ->check(CLI::IsMember({"canonical", "llama.cpp"}));
@@ -83,7 +85,7 @@ int main(int argc, char** argv) {
   imatrix->add_option("--calib", ma.calib, "calibration text (UTF-8)")->required();
   imatrix->add_option("-o,--out", ma.out, "output file (.dat)")->required();
   imatrix->add_option("--ctx", ma.ctx, "chunk length in tokens")->check(CLI::Range(2, 1 << 20));
-  imatrix->add_option("--chunks", ma.chunks, "use at most N chunks");
+  imatrix->add_option("--chunks", ma.chunks, "use at most N chunks")->check(CLI::Range(1LL, 1LL << 40));
 
   qf::cli::ConvertArgs ca;
   auto* convert = app.add_subcommand("convert", "write an HF checkpoint as a GGUF file llama.cpp loads");
@@ -99,7 +101,7 @@ int main(int argc, char** argv) {
   bench->add_option("--gen", ba.n_gen, "generated tokens (one at a time)")->check(CLI::Range(1, 1 << 16));
   bench->add_option("--reps", ba.reps, "repetitions after one warm-up")->check(CLI::Range(1, 1000));
   bench->add_flag("--json", ba.json, "print one JSON object");
-  bench->add_option("--threads", threads, "threads (the same as -t before the command)");
+  bench->add_option("--threads", threads, "threads (the same as -t before the command)")->check(CLI::Range(0, 4096));
 
   qf::cli::CompareArgs cm;
   auto* compare = app.add_subcommand("compare", "quantize one model with every method, measure each under one protocol, write one report");
@@ -111,7 +113,7 @@ int main(int argc, char** argv) {
                       "gptq-w3g128, gptq-w2g64, awq-w4g128, q8_0, q6_k, q5_k_m, q4_k_m, q4_0, iq4_xs, q3_k_m, q2_k, gptq-q4_k_m, gptq-q3_k_m)");
   compare->add_option("-o,--out", cm.out, "report folder (default: MODEL-compare); quantized models go to its models/");
   compare->add_option("--ctx", cm.ctx, "evaluation window length in tokens")->check(CLI::Range(2, 1 << 20));
-  compare->add_option("--max-windows", cm.max_windows, "score at most N evaluation windows");
+  compare->add_option("--max-windows", cm.max_windows, "score at most N evaluation windows")->check(CLI::Range(1LL, 1LL << 40));
   compare->add_option("--nsamples", cm.nsamples, "calibration windows (GPTQ, AWQ; importance-matrix chunks)")->check(CLI::Range(1, 1 << 20));
   compare->add_option("--seqlen", cm.seqlen, "tokens per calibration window")->check(CLI::Range(2, 1 << 20));
   compare->add_option("--prompt", cm.prompt, "bench: prompt tokens")->check(CLI::Range(1, 1 << 16));

@@ -47,6 +47,13 @@ void release_mapped_pages(const void* p, size_t n) {
 }
 
 Expected<std::string> read_text_file(const std::string& path) {
+  std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  if (!ec && st.type() != std::filesystem::file_type::regular)
+    return error("{}: not a regular file (a text, config or tokenizer must be a file)", path);
+  const auto size = std::filesystem::file_size(path, ec);
+  if (!ec && size > kMaxTextBytes)
+    return error("{}: {} bytes, more than the {} bytes a text file may have", path, size, kMaxTextBytes);
   std::ifstream in(path, std::ios::binary);
   if (!in) return error("{}: cannot open: {}", path, std::strerror(errno));
   std::ostringstream ss;

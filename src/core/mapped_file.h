@@ -37,7 +37,9 @@ class MappedFile {
 // again from the file if touched later). Partial pages at either end are kept.
 void release_mapped_pages(const void* p, size_t n);
 
-// Reads a whole (small) file into a string.
+// Reads a whole (small) file into a string: a regular file of at most kMaxTextBytes (FIFOs,
+// devices and folders are refused rather than read forever).
+constexpr uint64_t kMaxTextBytes = uint64_t(4) << 30;
 Expected<std::string> read_text_file(const std::string& path);
 
 // A folder under construction: removed with its contents on destruction unless `keep` is set

@@ -2,6 +2,8 @@
 // SentencePiece .model files (via libsentencepiece).
 #include "io/tokenizer.h"
 
+#include <utf8proc.h>
+
 #include <nlohmann/json.hpp>
 #include <sentencepiece_processor.h>
 
@@ -242,16 +244,20 @@ Expected<std::unique_ptr<Tokenizer>> load_sentencepiece_tokenizer(const std::str
   return std::unique_ptr<Tokenizer>(new SentencePieceTokenizer(std::move(sp)));
 }
 
+// utf8proc's decoder refuses what RFC 3629 refuses: overlong forms, surrogates, code points past
+// U+10FFFF, stray and missing continuation bytes.
 Status check_utf8(std::string_view s, const std::string& what) {
+  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(s.data());
   for (size_t i = 0; i < s.size();) {
-    uint8_t c = uint8_t(s[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (len == 0 || i + len > s.size())
-      return error("{}: not UTF-8: invalid byte 0x{:02x} at offset {}", what, c, i);
-    for (size_t k = 1; k < len; ++k)
-      if ((uint8_t(s[i + k]) & 0xC0) != 0x80)
-        return error("{}: not UTF-8: invalid continuation byte at offset {}", what, i + k);
-    i += len;
+    if (uint8_t(s[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    utf8proc_int32_t cp = 0;
+    const utf8proc_ssize_t len = utf8proc_iterate(p + i, utf8proc_ssize_t(s.size() - i), &cp);
+    if (len <= 0 || cp < 0)
+      return error("{}: not UTF-8: invalid byte 0x{:02x} at offset {}", what, uint8_t(s[i]), i);
+    i += size_t(len);
   }
   return {};
 }

@@ -38,6 +38,14 @@ const char* arch_label(Arch a) { return arch_info(a).model_type; }
 Status check_config_ranges(const ModelConfig& c, const std::string& where) {
   if (!(c.rms_eps > 0 && c.rms_eps < 1) || !std::isfinite(c.rms_eps))
     return error("{}: rms_norm_eps {} should be a number in (0, 1)", where, c.rms_eps);
+  // Sizes past any model's (the largest have ~128 layers, widths ~53k, vocabularies ~256k): a
+  // corrupt or hostile config, refused before anything is allocated by them.
+  const std::pair<const char*, int64_t> sizes[] = {{"num_hidden_layers", c.n_layer}, {"hidden_size", c.n_embd},
+                                                   {"intermediate_size", c.n_ff},   {"num_attention_heads", c.n_head},
+                                                   {"num_key_value_heads", c.n_head_kv}, {"head_dim", c.head_dim}};
+  for (const auto& [key, v] : sizes)
+    if (v < 1 || v > (1 << 20)) return error("{}: {} {} should be in 1..{}", where, key, v, 1 << 20);
+  if (c.n_layer > 4096) return error("{}: num_hidden_layers {} should be in 1..4096", where, c.n_layer);
   if (c.max_ctx < 1 || c.max_ctx > (1 << 24))
     return error("{}: max_position_embeddings {} should be in 1..{}", where, c.max_ctx, 1 << 24);
   return {};

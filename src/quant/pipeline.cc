@@ -54,6 +54,7 @@ Status check_method_options(const QuantizeRequest& a) {
 Expected<std::vector<std::vector<int32_t>>> calibration_windows(const Checkpoint& ck, const QuantizeRequest& a) {
   if (a.calib.empty()) return error("--method {} needs --calib FILE (calibration text)", a.method);
   QF_ASSIGN_OR_RETURN(auto text, read_text_file(a.calib));
+  QF_RETURN_IF_ERROR(check_utf8(text, a.calib));
   const std::vector<int32_t> tokens = ck.tokenizer->encode(text, true);
   auto windows = draw_windows(tokens, a.nsamples, a.seqlen, a.seed);
   if (!windows.ok()) return error("{}: {}", a.calib, windows.status().message());
