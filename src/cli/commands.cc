@@ -165,11 +165,6 @@ Status run_generate(const GenerateArgs& a) {
   return {};
 }
 
-std::string upper(std::string s) {
-  for (char& ch : s) ch = char(std::toupper(static_cast<unsigned char>(ch)));
-  return s;
-}
-
 // The format registry: formats/qtype.h's rows (GGUF block types and the kernel forms) and
 // model/hf_layouts.h's checkpoint layouts.
 Status run_formats() {

@@ -67,7 +67,6 @@ Status run_compare(const CompareArgs& a);
 Status run_formats();
 
 // Helpers the commands share.
-std::string upper(std::string s);
 int64_t model_file_bytes(const std::string& path);  // the .gguf file, or a directory's .safetensors
 
 }  // namespace qf::cli

@@ -24,11 +24,6 @@
 namespace qf {
 namespace {
 
-std::string upper(std::string s) {
-  for (char& ch : s) ch = char(std::toupper(static_cast<unsigned char>(ch)));
-  return s;
-}
-
 Expected<Checkpoint> load_or_explain(const std::string& path) {
   auto t0 = std::chrono::steady_clock::now();
   auto ck = load_checkpoint(path);
@@ -221,6 +216,11 @@ Status run_awq(const QuantizeRequest& a) {
 }
 
 }  // namespace
+
+std::string upper(std::string s) {
+  for (char& ch : s) ch = char(std::toupper(static_cast<unsigned char>(ch)));
+  return s;
+}
 
 Status write_gguf_file(const std::string& model, const std::string& out, const std::string& type) {
   QF_RETURN_IF_ERROR(check_new_output(out, {model}));

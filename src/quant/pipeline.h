@@ -28,6 +28,9 @@ struct QuantizeRequest {
   std::vector<std::string> given;  // method options present on the command line
 };
 
+// s in upper case (llama.cpp file types: "q4_k_m" → "Q4_K_M").
+std::string upper(std::string s);
+
 // Quantizes req.model into req.out (which must not exist), printing what it wrote.
 Status quantize_model(const QuantizeRequest& req);
 
