@@ -252,6 +252,69 @@ TEST(Checkpoint, TokenizerIdsBeyondTheEmbeddingAreAnError) {
   const std::string e = load_error(dir);
   EXPECT_NE(e.find("tokenizer.json: token id 600 is outside the embedding's 512 rows (config vocab_size)"), std::string::npos) << e;
 }
+// stories260K's weights rewritten after `edit`, in one file or split over two shards by `shard_of`.
+std::string with_tensors(const std::string& name, const std::function<void(std::map<std::string, test::F32Tensor>&)>& edit,
+                         const std::function<int(const std::string&)>& shard_of = nullptr) {
+  std::string dir = copy_with_config(name, [](json&) {});
+  auto st = read_safetensors(dir + "/model.safetensors");
+  EXPECT_TRUE(st.ok());
+  std::map<std::string, test::F32Tensor> tensors;
+  for (const auto& t : st->tensors) tensors[t.name] = {t.shape, t.to_f32()};
+  edit(tensors);
+  fs::remove(dir + "/model.safetensors");
+  if (!shard_of) {
+    test::write_file(dir + "/model.safetensors", test::safetensors_bytes(tensors));
+    return dir;
+  }
+  std::map<std::string, test::F32Tensor> shard[2];
+  json index = {{"metadata", json::object()}, {"weight_map", json::object()}};
+  for (const auto& [n, t] : tensors) {
+    shard[shard_of(n)][n] = t;
+    index["weight_map"][n] = fmt::format("model-0000{}-of-00002.safetensors", shard_of(n) + 1);
+  }
+  for (int s = 0; s < 2; ++s)
+    test::write_file(fmt::format("{}/model-0000{}-of-00002.safetensors", dir, s + 1), test::safetensors_bytes(shard[s]));
+  test::write_file(dir + "/model.safetensors.index.json", index.dump());
+  return dir;
+}
+
+// A checkpoint is checked as a whole: every tensor in the files is one the config implies.
+TEST(Checkpoint, EveryStoredTensorIsOneTheConfigImplies) {
+  std::string fewer = copy_with_config("layers4", [](json& c) { c["num_hidden_layers"] = 4; });
+  std::string e = load_error(fewer);
+  EXPECT_NE(e.find("tensor 'model.layers.4."), std::string::npos) << e;
+  EXPECT_NE(e.find("belongs to layer 4, but the config has 4 layers"), std::string::npos) << e;
+
+  e = load_error(with_tensors("extra", [](auto& t) { t["model.vision_tower.weight"] = {{2}, {1, 2}}; }));
+  EXPECT_NE(e.find("tensor 'model.vision_tower.weight' (F32 2) is not part of a"), std::string::npos) << e;
+
+  e = load_error(with_tensors("tied_head", [](auto& t) { t["lm_head.weight"] = t["model.embed_tokens.weight"]; }));
+  EXPECT_NE(e.find("tensor 'lm_head.weight' is stored, but the config ties the output to the embedding"), std::string::npos) << e;
+
+  // RoPE's inverse frequencies, which older Llama checkpoints store, are known to be harmless.
+  EXPECT_EQ(load_error(with_tensors("inv_freq", [](auto& t) { t["model.layers.0.self_attn.rotary_emb.inv_freq"] = {{4}, {1, 1, 1, 1}}; })), "");
+}
+
+TEST(Checkpoint, IntegerTensorsAreNotWeights) {
+  const std::string e = load_error(with_tensors("int_norm", [](auto& t) { t["model.norm.weight"].as_i32 = true; }));
+  EXPECT_NE(e.find("tensor 'model.norm.weight' is I32; expected a float weight"), std::string::npos) << e;
+}
+
+// One tensor in two shards (the later used to win) or in a shard the index does not name for it.
+TEST(Checkpoint, ShardsMustAgreeWithTheirIndex) {
+  std::string dir = with_tensors("dup_shard", [](auto&) {}, [](const std::string& n) { return n.find("layers.1.") != std::string::npos; });
+  auto second = read_safetensors(dir + "/model-00002-of-00002.safetensors");
+  ASSERT_TRUE(second.ok());
+  std::map<std::string, test::F32Tensor> both;
+  for (const auto& t : second->tensors) both[t.name] = {t.shape, t.to_f32()};
+  both["model.norm.weight"] = {{64}, std::vector<float>(64, 1.0f)};  // also in shard 1, where the index puts it
+  fs::remove(dir + "/model-00002-of-00002.safetensors");
+  test::write_file(dir + "/model-00002-of-00002.safetensors", test::safetensors_bytes(both));
+  const std::string e = load_error(dir);
+  EXPECT_NE(e.find("model-00002-of-00002.safetensors: holds tensor 'model.norm.weight', which"), std::string::npos) << e;
+  EXPECT_NE(e.find("places in model-00001-of-00002.safetensors"), std::string::npos) << e;
+}
+
 TEST(Checkpoint, MissingPath) {
   EXPECT_NE(load_error("/nonexistent/model.gguf").find("no such file or directory"), std::string::npos);
 }

@@ -50,6 +50,7 @@ namespace qf::test {
 struct F32Tensor {
   std::vector<int64_t> shape;
   std::vector<float> data;
+  bool as_i32 = false;  // stored as I32 (the values truncated), a tensor of the wrong kind
 };
 
 // A safetensors file of F32 tensors (header padded to 8 bytes as the reference writer does).
@@ -58,8 +59,11 @@ inline std::string safetensors_bytes(const std::map<std::string, F32Tensor>& ten
   std::string data;
   for (const auto& [name, t] : tensors) {
     size_t begin = data.size();
-    data.append(reinterpret_cast<const char*>(t.data.data()), t.data.size() * 4);
-    header[name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {begin, data.size()}}};
+    for (float v : t.data) {
+      const int32_t i = int32_t(v);
+      data.append(t.as_i32 ? reinterpret_cast<const char*>(&i) : reinterpret_cast<const char*>(&v), 4);
+    }
+    header[name] = {{"dtype", t.as_i32 ? "I32" : "F32"}, {"shape", t.shape}, {"data_offsets", {begin, data.size()}}};
   }
   std::string h = header.dump();
   while (h.size() % 8) h += ' ';

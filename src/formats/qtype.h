@@ -42,6 +42,8 @@ struct QTypeTraits {
 };
 
 const QTypeTraits& traits(QType t);
+// I8, U8, I16, I32: the integer tensors of checkpoint layouts, never a weight by themselves.
+inline bool is_raw_integer(QType t) { return t == QType::I8 || t == QType::U8 || t == QType::I16 || t == QType::I32; }
 std::optional<QType> qtype_from_ggml_id(uint32_t id);
 // The type whose table name is `name` ("F32", "BF16", "I8", ...; safetensors uses the same).
 std::optional<QType> qtype_from_name(std::string_view name);

@@ -1,5 +1,6 @@
 #include "formats/tensor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -19,6 +20,13 @@ TensorView TensorView::owning_f32(std::string name, std::vector<int64_t> shape, 
   std::vector<uint8_t> bytes(values.size() * sizeof(float));
   std::memcpy(bytes.data(), values.data(), bytes.size());
   return owning(std::move(name), QType::F32, std::move(shape), std::move(bytes));
+}
+
+TensorView TensorView::aligned() const {
+  const uintptr_t block = uintptr_t(traits(type).bytes_per_block);
+  const uintptr_t align = std::min<uintptr_t>(block & (~block + 1), 8);
+  if (reinterpret_cast<uintptr_t>(data) % align == 0) return *this;
+  return owning(name, type, shape, std::vector<uint8_t>(data, data + nbytes));
 }
 
 std::string TensorView::shape_str() const {

@@ -24,6 +24,11 @@ struct TensorView {
   static TensorView owning(std::string name, QType type, std::vector<int64_t> shape, std::vector<uint8_t> bytes);
   static TensorView owning_f32(std::string name, std::vector<int64_t> shape, const std::vector<float>& values);
 
+  // The view itself when its bytes sit at the alignment its element type needs (the largest power
+  // of two dividing the block size, at most 8), else a copy that does: files may place tensors at
+  // any offset (safetensors after odd-sized uint8 tensors, GGUF with general.alignment 1).
+  TensorView aligned() const;
+
   bool valid() const { return data != nullptr; }
   int64_t numel() const {
     int64_t n = 1;

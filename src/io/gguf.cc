@@ -288,7 +288,7 @@ Expected<TensorView> GGUFFile::tensor(const std::string& name) const {
   t.data = file_->data() + data_offset_ + info.offset;
   t.nbytes = int64_t(info.nbytes);
   t.keepalive = file_;
-  return t;
+  return t.aligned();
 }
 
 }  // namespace qf

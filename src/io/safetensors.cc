@@ -2,11 +2,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <limits>
 #include <set>
+#include <tuple>
 
 namespace qf {
 namespace {
@@ -78,6 +80,7 @@ Expected<SafetensorsFile> read_safetensors(const std::string& path) {
   SafetensorsFile out;
   const uint8_t* data = file->data() + 8 + header_len;
   uint64_t data_size = file->size() - 8 - header_len;
+  std::vector<std::tuple<uint64_t, uint64_t, std::string>> spans;  // [begin, end) of each tensor
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") {
       if (it->is_object())
@@ -86,9 +89,21 @@ Expected<SafetensorsFile> read_safetensors(const std::string& path) {
       continue;
     }
     QF_ASSIGN_OR_RETURN(auto t, parse_entry(path, it.key(), *it, data, data_size));
+    spans.emplace_back(uint64_t(t.data - data), uint64_t(t.data - data) + uint64_t(t.nbytes), t.name);
     t.keepalive = file;
-    out.tensors.push_back(std::move(t));
+    out.tensors.push_back(t.aligned());
   }
+  // As the reference reader requires: the tensors tile the data section, no overlap, no gap.
+  std::sort(spans.begin(), spans.end());
+  uint64_t at = 0;
+  for (size_t i = 0; i < spans.size(); ++i) {
+    const auto& [begin, end, name] = spans[i];
+    if (begin < at)
+      return error("{}: tensor '{}' (bytes {}..{}) overlaps tensor '{}'", path, name, begin, end, std::get<2>(spans[i - 1]));
+    if (begin > at) return error("{}: bytes {}..{} of the data section belong to no tensor (before '{}')", path, at, begin, name);
+    at = end;
+  }
+  if (at != data_size) return error("{}: {} bytes after the last tensor's data (the data section is {} bytes)", path, data_size - at, data_size);
   out.file = std::move(file);
   return out;
 }
@@ -126,7 +141,14 @@ Expected<std::map<std::string, TensorView>> read_safetensors_dir(const std::stri
   }
   for (const auto& shard : shards) {
     QF_ASSIGN_OR_RETURN(auto st, read_safetensors((fs::path(dir) / shard).string()));
-    for (auto& t : st.tensors) tensors[t.name] = std::move(t);
+    for (auto& t : st.tensors) {
+      auto listed = weight_map.find(t.name);
+      if (listed == weight_map.end())
+        return error("{}: holds tensor '{}', which {} does not list", shard, t.name, index.string());
+      if (listed->second != shard)
+        return error("{}: holds tensor '{}', which {} places in {}", shard, t.name, index.string(), listed->second);
+      tensors[t.name] = std::move(t);
+    }
   }
   for (const auto& [name, shard] : weight_map)
     if (!tensors.count(name))
@@ -145,15 +167,29 @@ Expected<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::create(
   w->path_ = path;
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
-  uint64_t offset = 0;
-  for (const auto& e : entries) {
-    auto type = dtype_from_name(e.dtype);
-    QF_CHECK(type.has_value(), "unknown safetensors dtype {}", e.dtype);
-    size_t n = size_t(traits(*type).bytes_per_block);
-    for (int64_t d : e.shape) n *= size_t(d);
-    header[e.name] = {{"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {offset, offset + n}}};
-    offset += n;
+  // The data section in the reference writer's order (safetensors' `prepare`: wider dtypes first,
+  // then by name), which keeps every tensor aligned to its element size; tensors are still written
+  // in the declared order, each at its own offset.
+  std::vector<size_t> elem(entries.size()), order(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    auto type = dtype_from_name(entries[i].dtype);
+    QF_CHECK(type.has_value(), "unknown safetensors dtype {}", entries[i].dtype);
+    elem[i] = size_t(traits(*type).bytes_per_block);
+    size_t n = elem[i];
+    for (int64_t d : entries[i].shape) n *= size_t(d);
     w->sizes_.push_back(n);
+    order[i] = i;
+  }
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return elem[a] != elem[b] ? elem[a] > elem[b] : entries[a].name < entries[b].name;
+  });
+  w->offsets_.resize(entries.size());
+  uint64_t offset = 0;
+  for (size_t i : order) {
+    const auto& e = entries[i];
+    header[e.name] = {{"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {offset, offset + w->sizes_[i]}}};
+    w->offsets_[i] = offset;
+    offset += w->sizes_[i];
   }
   w->entries_ = std::move(entries);
   std::string h = header.dump();
@@ -163,14 +199,15 @@ Expected<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::create(
   uint64_t len = h.size();
   if (std::fwrite(&len, 8, 1, w->file_) != 1 || std::fwrite(h.data(), 1, h.size(), w->file_) != h.size())
     return error("{}: write failed", path);
+  w->data_start_ = 8 + h.size();
   return w;
 }
 
 Status SafetensorsWriter::write(const std::string& name, const void* data, size_t nbytes) {
   QF_CHECK(next_ < entries_.size() && entries_[next_].name == name && sizes_[next_] == nbytes,
            "tensor '{}' ({} bytes) written out of the declared order", name, nbytes);
-  ++next_;
-  if (std::fwrite(data, 1, nbytes, file_) != nbytes) return error("{}: write failed: {}", path_, std::strerror(errno));
+  if (fseeko(file_, off_t(data_start_ + offsets_[next_++]), SEEK_SET) != 0 || std::fwrite(data, 1, nbytes, file_) != nbytes)
+    return error("{}: write failed: {}", path_, std::strerror(errno));
   return {};
 }
 

@@ -34,8 +34,9 @@ Expected<std::map<std::string, TensorView>> read_safetensors_dir(const std::stri
 
 namespace qf {
 
-// Streaming writer: the header (every name, dtype, shape) is written first, then each
-// tensor's bytes in the declared order, so only one tensor need be in memory at a time.
+// Streaming writer: the header (every name, dtype, shape) is written first, then each tensor's
+// bytes in the declared order, so only one tensor need be in memory at a time. The file lays the
+// tensors out as the reference writer does (wider dtypes first, then by name: all aligned).
 class SafetensorsWriter {
  public:
   struct Entry {
@@ -57,6 +58,8 @@ class SafetensorsWriter {
   std::FILE* file_ = nullptr;
   std::vector<Entry> entries_;
   std::vector<size_t> sizes_;
+  std::vector<uint64_t> offsets_;  // within the data section, per declared entry
+  uint64_t data_start_ = 0;
   size_t next_ = 0;
 };
 

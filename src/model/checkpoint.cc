@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <set>
 
 #include "core/mapped_file.h"
 #include "io/gguf.h"
@@ -30,10 +31,19 @@ struct TensorSource {
   std::string embd, out_norm, output;
   // A block tensor: `hf` and `gguf` are the layer_spec names of the role, `part` ".weight"/".bias".
   std::function<std::string(int layer, const char* hf, const char* gguf, const char* part)> layer_name;
+  std::set<std::string> used;  // every tensor the model takes
+
+  Expected<TensorView> get(const std::string& name) {
+    auto t = find(name);
+    if (t.ok()) used.insert(name);
+    return t;
+  }
 };
 
-Expected<TensorView> fetch(const TensorSource& src, const std::string& name, std::vector<int64_t> shape) {
-  QF_ASSIGN_OR_RETURN(auto t, src.find(name));
+Expected<TensorView> fetch(TensorSource& src, const std::string& name, std::vector<int64_t> shape) {
+  QF_ASSIGN_OR_RETURN(auto t, src.get(name));
+  if (is_raw_integer(t.type))
+    return error("tensor '{}' is {}; expected a float weight (F32, F16, BF16) or a GGUF block type", name, traits(t.type).name);
   if (t.shape != shape) {
     TensorView want;
     want.shape = shape;
@@ -44,7 +54,7 @@ Expected<TensorView> fetch(const TensorSource& src, const std::string& name, std
 
 // Fetches one Linear `prefix` (n_out, n_in): dense `prefix.weight`, or the parts of the
 // checkpoint's layout when `quant` says it is quantized (for lm_head, when the parts are there).
-Status fetch_linear(const TensorSource& src, const QuantizationConfig& quant, const std::string& prefix, int64_t n_out,
+Status fetch_linear(TensorSource& src, const QuantizationConfig& quant, const std::string& prefix, int64_t n_out,
                     int64_t n_in, bool maybe_dense, LinearTensors& dst) {
   dst.prefix = prefix;
   dst.n_out = n_out;
@@ -54,13 +64,13 @@ Status fetch_linear(const TensorSource& src, const QuantizationConfig& quant, co
     return {};
   }
   for (const auto& part : hf_layout(quant).parts(quant)) {  // shapes are checked when the parts are unpacked
-    QF_ASSIGN_OR_RETURN(dst.parts[part], src.find(prefix + part));
+    QF_ASSIGN_OR_RETURN(dst.parts[part], src.get(prefix + part));
   }
-  if (auto f = src.find(prefix + ".weight_format"); f.ok()) dst.parts[".weight_format"] = *f;
+  if (auto f = src.get(prefix + ".weight_format"); f.ok()) dst.parts[".weight_format"] = *f;
   return {};
 }
 
-Status map_weights(const TensorSource& src, const ModelConfig& c, const QuantizationConfig& quant, ModelWeights& w) {
+Status map_weights(TensorSource& src, const ModelConfig& c, const QuantizationConfig& quant, ModelWeights& w) {
   const int64_t E = c.n_embd, V = c.vocab_size;
   QF_ASSIGN_OR_RETURN(w.tok_embd, fetch(src, src.embd, {V, E}));
   QF_ASSIGN_OR_RETURN(w.output_norm, fetch(src, src.out_norm, {E}));
@@ -89,6 +99,26 @@ Status map_weights(const TensorSource& src, const ModelConfig& c, const Quantiza
         QF_ASSIGN_OR_RETURN(L.linears[k].bias, fetch(src, src.layer_name(i, l.hf, l.name, ".bias"), {n_out}));
       }
     }
+  }
+  return {};
+}
+
+// Every tensor of the files is one the model takes, or one `harmless` names: a tensor left over
+// is a checkpoint the config does not describe (more layers than num_hidden_layers, another
+// architecture's weights, a quantized layout the config does not declare).
+Status check_all_used(const std::string& where, const std::vector<TensorView>& all, const TensorSource& src,
+                      const ModelConfig& c, const std::function<bool(const std::string&)>& harmless) {
+  for (const auto& t : all) {
+    if (src.used.count(t.name) || harmless(t.name)) continue;
+    int layer = -1;
+    if (std::sscanf(t.name.c_str(), "model.layers.%d.", &layer) == 1 || std::sscanf(t.name.c_str(), "blk.%d.", &layer) == 1)
+      if (layer >= c.n_layer)
+        return error("{}: tensor '{}' belongs to layer {}, but the config has {} layers", where, t.name, layer, c.n_layer);
+    if (c.tied_embeddings && (t.name == "lm_head.weight" || t.name == "output.weight"))
+      return error("{}: tensor '{}' is stored, but the config ties the output to the embedding (tie_word_embeddings)",
+                   where, t.name);
+    return error("{}: tensor '{}' ({} {}) is not part of a {} model as the config describes it", where, t.name,
+                 traits(t.type).name, t.shape_str(), arch_label(c.arch));
   }
   return {};
 }
@@ -251,6 +281,9 @@ Expected<Checkpoint> load_hf(const std::string& dir) {
   };
   if (cfg.contains("quantization_config")) QF_RETURN_IF_ERROR(parse_quantization_config(cfg_path, cfg["quantization_config"], ck.quant));
   QF_RETURN_IF_ERROR(map_weights(src, ck.config, ck.quant, ck.weights).with_context(dir));
+  QF_RETURN_IF_ERROR(check_all_used(dir, ck.all_tensors, src, ck.config, [](const std::string& n) {
+    return n.ends_with(".rotary_emb.inv_freq");  // older Llama checkpoints store RoPE's buffer
+  }));
   std::string tok_json = (fs::path(dir) / "tokenizer.json").string();
   std::string tok_model = (fs::path(dir) / "tokenizer.model").string();
   if (fs::exists(tok_json)) {
@@ -363,6 +396,7 @@ Expected<Checkpoint> load_gguf(const std::string& path) {
     auto t = g.tensor(info.name);
     if (t) ck.all_tensors.push_back(*t);
   }
+  QF_RETURN_IF_ERROR(check_all_used(path, ck.all_tensors, src, c, [](const std::string& n) { return n == "rope_freqs.weight"; }));
   return ck;
 }
 
