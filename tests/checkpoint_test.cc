@@ -315,6 +315,28 @@ TEST(Checkpoint, ShardsMustAgreeWithTheirIndex) {
   EXPECT_NE(e.find("places in model-00001-of-00002.safetensors"), std::string::npos) << e;
 }
 
+// A cache for a million positions costs nothing until positions are stored (generate -n N used to
+// allocate all of it up front), and growing it changes no result.
+TEST(Transformer, KvCacheGrowsWithUse) {
+  auto ck = load_checkpoint(stories_hf());
+  ASSERT_TRUE(ck.ok());
+  auto tf = Transformer::create(*ck);
+  ASSERT_TRUE(tf.ok());
+  const size_t row = size_t(ck->config.kv_dim());
+  KVCache big = (*tf)->new_cache(1 << 20);
+  EXPECT_EQ(big.k[0].size() + big.v[0].size(), 0u);
+  std::vector<float> a(size_t(ck->config.vocab_size)), b(a.size());
+  (*tf)->forward(kIds.data(), 3, big, a.data(), true);
+  EXPECT_EQ(big.k[0].size(), 3 * row);
+  (*tf)->forward(kIds.data() + 3, 1, big, a.data(), true);
+  EXPECT_EQ(big.k[0].size(), 6 * row);  // doubled
+  KVCache exact = (*tf)->new_cache(4);  // the same steps, the whole cache reached at once
+  (*tf)->forward(kIds.data(), 3, exact, b.data(), true);
+  (*tf)->forward(kIds.data() + 3, 1, exact, b.data(), true);
+  EXPECT_EQ(exact.k[0].size(), 4 * row);
+  EXPECT_EQ(a, b);
+}
+
 TEST(Checkpoint, MissingPath) {
   EXPECT_NE(load_error("/nonexistent/model.gguf").find("no such file or directory"), std::string::npos);
 }

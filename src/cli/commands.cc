@@ -142,26 +142,36 @@ Status run_generate(const GenerateArgs& a) {
   auto t0 = std::chrono::steady_clock::now();
   tf->forward(ids.data(), int(ids.size()), cache, logits.data(), true);
   double prompt_s = seconds_since(t0);
-  std::vector<int32_t> out;
-  std::string shown;
+  // The text is the decoded prompt + continuation, printed past the decoded prompt: decoding the
+  // continuation alone would drop a SentencePiece word's leading space ("Once upon a time" +
+  // "▁was" is "... time was"). Only whole UTF-8 characters are printed; byte tokens may pair up.
+  std::vector<int32_t> all = ids;
+  std::string shown = tok.decode(all);
+  int generated = 0;
   t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < a.n_predict; ++i) {
+    if (!std::all_of(logits.begin(), logits.end(), [](float v) { return std::isfinite(v); }))
+      return error("{}: the model's logits are not finite after {} tokens: a weight, scale or norm is NaN/Inf or overflows{}",
+                   a.model, all.size(), non_finite_weight(ck));
     int32_t next = argmax();
     if (next == tok.eos_id() && !a.ignore_eos) break;
-    out.push_back(next);
-    std::string text = tok.decode(out);  // decode the whole continuation: byte tokens may pair up
+    all.push_back(next);
+    ++generated;
+    std::string text = tok.decode(all);
     if (text.size() > shown.size() && text.compare(0, shown.size(), shown) == 0) {
-      fmt::print("{}", text.substr(shown.size()));
+      const size_t whole = shown.size() + complete_utf8_prefix(std::string_view(text).substr(shown.size()));
+      fmt::print("{}", text.substr(shown.size(), whole - shown.size()));
       std::fflush(stdout);
-      shown = text;
+      shown = text.substr(0, whole);
     }
     if (i + 1 < a.n_predict) tf->forward(&next, 1, cache, logits.data(), true);
   }
+  if (tok.decode(all).size() > shown.size()) fmt::print("\uFFFD");  // an unfinished character, as HF decodes it
   double gen_s = seconds_since(t0);
   fmt::print("\n");
   std::fflush(stdout);  // the statistics below go to stderr, after the text
   std::fprintf(stderr, "prompt: %zu tokens, %.1f tokens/s; generated: %zu tokens, %.1f tokens/s\n", ids.size(),
-               ids.size() / prompt_s, out.size(), out.size() / std::max(gen_s, 1e-9));
+               ids.size() / prompt_s, size_t(generated), generated / std::max(gen_s, 1e-9));
   return {};
 }
 
@@ -241,7 +251,11 @@ Status run_eval(const EvalArgs& a) {
     if (tok.adds_bos()) opt.first_token = tok.bos_id();
   }
   opt.on_window = [&](int64_t d, int64_t t) { bar.update(d, t); };
-  QF_ASSIGN_OR_RETURN(auto r, perplexity(*tf, tokens, opt, base_tf.get()));
+  auto scored = perplexity(*tf, tokens, opt, base_tf.get());
+  if (!scored.ok() && scored.status().message().find("not finite") != std::string::npos)  // name the culprit
+    return error("{}{}{}", scored.status().message(), non_finite_weight(ck), base_ck ? non_finite_weight(*base_ck) : "");
+  if (!scored.ok()) return scored.status();
+  const PerplexityResult& r = *scored;
   const double bpw = tf->body_bits_per_weight();
   const int64_t file_bytes = model_file_bytes(a.model);
   if (a.json) {

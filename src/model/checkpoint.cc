@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -401,6 +402,16 @@ Expected<Checkpoint> load_gguf(const std::string& path) {
 }
 
 }  // namespace
+
+std::string non_finite_weight(const Checkpoint& ck) {
+  for (const auto& t : ck.all_tensors) {
+    if (is_raw_integer(t.type)) continue;
+    const std::vector<float> w = t.to_f32();
+    for (size_t i = 0; i < w.size(); ++i)
+      if (!std::isfinite(w[i])) return fmt::format("; tensor '{}' holds {} at element {}", t.name, w[i], i);
+  }
+  return "";
+}
 
 Expected<Checkpoint> load_checkpoint(const std::string& path) {
   if (fs::is_directory(path)) return load_hf(path);

@@ -49,9 +49,18 @@ Expected<std::unique_ptr<Transformer>> Transformer::create(const Checkpoint& ck)
 KVCache Transformer::new_cache(int n_ctx) const {
   KVCache c;
   c.n_ctx = n_ctx;
-  c.k.assign(size_t(cfg_.n_layer), std::vector<float>(size_t(n_ctx) * size_t(cfg_.kv_dim())));
-  c.v = c.k;
+  c.kv_dim = cfg_.kv_dim();
+  c.k.resize(size_t(cfg_.n_layer));
+  c.v.resize(size_t(cfg_.n_layer));
   return c;
+}
+
+void KVCache::reserve(int positions) {
+  const size_t row = size_t(kv_dim), have = k.empty() ? 0 : k[0].size() / row;
+  if (size_t(positions) <= have) return;
+  const size_t rows = std::min<size_t>(size_t(n_ctx), std::max<size_t>(size_t(positions), 2 * have));
+  for (auto* side : {&k, &v})
+    for (auto& layer : *side) layer.resize(rows * row);
 }
 
 int64_t Transformer::weight_bytes_per_token() const {
@@ -173,6 +182,7 @@ void Transformer::forward(const int32_t* tokens, int n, KVCache& cache, float* l
                           const InputObserver* observe) const {
   QF_CHECK(n > 0 && cache.n_past + n <= cache.n_ctx, "{} tokens after {} do not fit a cache of {}", n,
            cache.n_past, cache.n_ctx);
+  cache.reserve(cache.n_past + n);
   const int E = cfg_.n_embd;
   std::vector<float> x(size_t(n) * E), h(size_t(n) * E);
   embed(tokens, n, x.data());

@@ -22,11 +22,16 @@
 
 namespace qf {
 
+// Memory grows with use: rows are added (doubling, up to n_ctx) as positions are stored, so a
+// long --n-predict or context costs only what the run reaches.
 struct KVCache {
-  int n_ctx = 0;   // capacity in positions
+  int n_ctx = 0;   // the most positions it may hold
   int n_past = 0;  // positions already stored
-  std::vector<std::vector<float>> k, v;  // per layer: (n_ctx, kv_dim)
+  int kv_dim = 0;
+  std::vector<std::vector<float>> k, v;  // per layer: (rows, kv_dim), rows ≥ n_past
   void clear() { n_past = 0; }
+  // Makes room for `positions` rows in every layer.
+  void reserve(int positions);
 };
 
 // Sees the input of every decoder-block Linear during a forward pass (for importance
