@@ -34,6 +34,12 @@ class Cursor {
     pos_ += len;
     return {};
   }
+  Status read_bytes(std::string* out, uint64_t n, const char* what) {
+    if (n > remaining()) return error("{}: truncated at byte {}: {} needs {} bytes, {} remain", path_, pos_, what, n, remaining());
+    out->assign(reinterpret_cast<const char*>(data_ + pos_), n);
+    pos_ += n;
+    return {};
+  }
   const std::string& path() const { return path_; }
 
  private:
@@ -100,6 +106,15 @@ Status read_value(Cursor& c, GGUFType type, GGUFValue* out, const std::string& k
       if (n > c.remaining() / min_elem)
         return error("{}: key '{}': array of {} elements does not fit in the {} bytes left", c.path(),
                      key, n, c.remaining());
+      if (const size_t size = scalar_size(out->elem_type)) {
+        PackedArray a;
+        QF_RETURN_IF_ERROR(c.read_bytes(&a.bytes, n * size, key.c_str()));
+        if (out->elem_type == GGUFType::BOOL)
+          for (size_t i = 0; i < a.bytes.size(); ++i)
+            if (uint8_t(a.bytes[i]) > 1) return error("{}: key '{}': bool element {} is {}, not 0 or 1", c.path(), key, i, uint8_t(a.bytes[i]));
+        out->v = std::move(a);
+        break;
+      }
       std::vector<GGUFValue> items(n);
       for (auto& item : items) QF_RETURN_IF_ERROR(read_value(c, out->elem_type, &item, key, depth + 1));
       out->v = std::move(items);
@@ -135,15 +150,32 @@ const std::vector<GGUFValue>* GGUFValue::as_array() const {
   return std::get_if<std::vector<GGUFValue>>(&v);
 }
 
+size_t GGUFValue::array_size() const {
+  if (auto* p = std::get_if<PackedArray>(&v)) return p->bytes.size() / scalar_size(elem_type);
+  if (auto* a = as_array()) return a->size();
+  return 0;
+}
+
+GGUFValue GGUFValue::item(size_t i) const {
+  if (auto* a = as_array()) return a->at(i);
+  const auto& bytes = std::get<PackedArray>(v).bytes;
+  const size_t size = scalar_size(elem_type);
+  QF_CHECK(i < bytes.size() / size, "array element {} of {}", i, bytes.size() / size);
+  Cursor c(reinterpret_cast<const uint8_t*>(bytes.data()) + i * size, size, "");
+  GGUFValue out;
+  (void)read_value(c, elem_type, &out, "", 1);  // validated when the array was read
+  return out;
+}
+
 std::string GGUFValue::to_display(size_t max_items) const {
   if (auto* s = as_string()) return s->size() > 60 ? fmt::format("\"{}…\"", s->substr(0, 60)) : fmt::format("\"{}\"", *s);
   if (auto* b = std::get_if<bool>(&v)) return *b ? "true" : "false";
   if (auto* d = std::get_if<double>(&v)) return fmt::format("{:g}", *d);
   if (auto i = as_int()) return std::to_string(*i);
-  const auto& a = *as_array();
-  std::string s = fmt::format("[{} × {}:", a.size(), gguf_type_name(elem_type));
-  for (size_t i = 0; i < a.size() && i < max_items; ++i) s += " " + a[i].to_display(0);
-  return s + (a.size() > max_items ? " …]" : "]");
+  const size_t n = array_size();
+  std::string s = fmt::format("[{} × {}:", n, gguf_type_name(elem_type));
+  for (size_t i = 0; i < n && i < max_items; ++i) s += " " + item(i).to_display(0);
+  return s + (n > max_items ? " …]" : "]");
 }
 
 Expected<GGUFFile> GGUFFile::open(const std::string& path) {
@@ -258,10 +290,10 @@ Expected<std::vector<std::string>> GGUFFile::get_string_array(const std::string&
 Expected<std::vector<double>> GGUFFile::get_float_array(const std::string& key) const {
   const auto* v = find(key);
   if (!v) return error("{}: missing key '{}'", path(), key);
-  if (!v->as_array()) return error("{}: key '{}' should be a numeric array, found {}", path(), key, v->to_display());
+  if (v->type != GGUFType::ARRAY) return error("{}: key '{}' should be a numeric array, found {}", path(), key, v->to_display());
   std::vector<double> out;
-  for (const auto& e : *v->as_array()) {
-    auto f = e.as_float();
+  for (size_t i = 0; i < v->array_size(); ++i) {
+    auto f = v->item(i).as_float();
     if (!f) return error("{}: key '{}' should be a numeric array, found {}", path(), key, v->to_display());
     out.push_back(*f);
   }

@@ -27,15 +27,23 @@ enum class GGUFType : uint32_t {
 };
 std::string_view gguf_type_name(GGUFType t);
 
+// A numeric array as the file stores it (little-endian elements of the array's elem_type): a
+// value then costs its size in the file, not a GGUFValue per element (48× for a u8 array).
+struct PackedArray {
+  std::string bytes;
+};
+
 struct GGUFValue {
   GGUFType type = GGUFType::UINT8;
   GGUFType elem_type = GGUFType::UINT8;  // for arrays
-  std::variant<uint64_t, int64_t, double, bool, std::string, std::vector<GGUFValue>> v;
+  std::variant<uint64_t, int64_t, double, bool, std::string, std::vector<GGUFValue>, PackedArray> v;
 
   std::optional<int64_t> as_int() const;   // any integer type
   std::optional<double> as_float() const;  // any number
   const std::string* as_string() const;
-  const std::vector<GGUFValue>* as_array() const;
+  const std::vector<GGUFValue>* as_array() const;  // arrays of strings or arrays; null for numeric ones
+  size_t array_size() const;                       // any array's element count
+  GGUFValue item(size_t i) const;                  // any array's element i
   std::string to_display(size_t max_items = 4) const;
 };
 

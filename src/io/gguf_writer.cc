@@ -38,10 +38,12 @@ class Buffer {
       case GGUFType::BOOL: put(uint8_t(std::get<bool>(v.v))); break;
       case GGUFType::STRING: put_string(std::get<std::string>(v.v)); break;
       case GGUFType::ARRAY: {
-        const auto& items = std::get<std::vector<GGUFValue>>(v.v);
         put(uint32_t(v.elem_type));
-        put<uint64_t>(items.size());
-        for (const auto& item : items) put_value(item);
+        put<uint64_t>(v.array_size());
+        if (const auto* packed = std::get_if<PackedArray>(&v.v))
+          bytes.insert(bytes.end(), packed->bytes.begin(), packed->bytes.end());
+        else
+          for (const auto& item : std::get<std::vector<GGUFValue>>(v.v)) put_value(item);
         break;
       }
     }
@@ -49,12 +51,11 @@ class Buffer {
   std::vector<uint8_t> bytes;
 };
 
-template <typename T, typename F>
-GGUFValue array_of(GGUFType elem, const std::vector<T>& v, F make) {
-  std::vector<GGUFValue> items;
-  items.reserve(v.size());
-  for (const auto& x : v) items.push_back({elem, GGUFType::UINT8, make(x)});
-  return {GGUFType::ARRAY, elem, std::move(items)};
+template <typename T>
+GGUFValue packed_array(GGUFType elem, const std::vector<T>& v) {
+  PackedArray a;
+  a.bytes.assign(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+  return {GGUFType::ARRAY, elem, std::move(a)};
 }
 
 }  // namespace
@@ -74,13 +75,16 @@ void GGUFWriter::set(const std::string& key, GGUFValue v) {
 }
 
 void GGUFWriter::set_str_array(const std::string& key, const std::vector<std::string>& v) {
-  set(key, array_of(GGUFType::STRING, v, [](const std::string& s) { return s; }));
+  std::vector<GGUFValue> items;
+  items.reserve(v.size());
+  for (const auto& s : v) items.push_back({GGUFType::STRING, GGUFType::UINT8, s});
+  set(key, {GGUFType::ARRAY, GGUFType::STRING, std::move(items)});
 }
 void GGUFWriter::set_i32_array(const std::string& key, const std::vector<int32_t>& v) {
-  set(key, array_of(GGUFType::INT32, v, [](int32_t x) { return int64_t(x); }));
+  set(key, packed_array(GGUFType::INT32, v));
 }
 void GGUFWriter::set_f32_array(const std::string& key, const std::vector<float>& v) {
-  set(key, array_of(GGUFType::FLOAT32, v, [](float x) { return double(x); }));
+  set(key, packed_array(GGUFType::FLOAT32, v));
 }
 
 void GGUFWriter::add_tensor(const std::string& name, QType type, const std::vector<int64_t>& shape) {
