@@ -2,6 +2,7 @@
 // see for broken checkpoints. Uses the bundled stories260K model as raw material.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "file_builders.h"
@@ -335,6 +336,22 @@ TEST(Transformer, KvCacheGrowsWithUse) {
   (*tf)->forward(kIds.data() + 3, 1, exact, b.data(), true);
   EXPECT_EQ(exact.k[0].size(), 4 * row);
   EXPECT_EQ(a, b);
+}
+
+TEST(Checkpoint, GgufShapeErrorsNameTheFile) {
+  std::string bytes = test::slurp(test::bundled_stories() + "/stories260K.gguf");
+  const size_t at = bytes.find("output_norm.weight");
+  ASSERT_NE(at, std::string::npos);
+  const size_t ne0 = at + std::strlen("output_norm.weight") + 4;  // after the name: u32 n_dims, then i64 ne[0]
+  int64_t dim = 0;
+  std::memcpy(&dim, bytes.data() + ne0, 8);
+  ASSERT_EQ(dim, 64);
+  dim = 32;
+  std::memcpy(bytes.data() + ne0, &dim, 8);
+  const std::string path = test::temp_dir("gguf_shape") + "/narrow.gguf";
+  test::write_file(path, bytes);
+  const std::string e = load_error(path);
+  EXPECT_EQ(e, path + ": tensor 'output_norm.weight' has wrong shape; expected 64, got 32");
 }
 
 TEST(Checkpoint, MissingPath) {

@@ -270,5 +270,33 @@ TEST(Cli, MetadataCostsAboutItsSizeInTheFile) {
   EXPECT_LT(peak, baseline + 3 * long(n >> 10)) << "baseline " << baseline << " KiB";
 }
 
+// Keys, values and names from a file reach the terminal escaped: no escape sequence, bell or NUL
+// from a hostile GGUF is ever printed raw, by inspect or in an error.
+TEST(Cli, StringsFromFilesAreEscapedForTheTerminal) {
+  const std::string key = "\x1b]0;owned\x07", value = std::string("a\nb\0c", 5);
+  auto gguf = [&](int copies) {
+    test::Bytes b;
+    b.b = "GGUF";
+    b.put<uint32_t>(3).put<uint64_t>(0).put<uint64_t>(uint64_t(copies));
+    for (int i = 0; i < copies; ++i) b.str(key).put<uint32_t>(8).str(value);
+    const std::string path = test::temp_dir("cli_escape") + "/hostile.gguf";
+    test::write_file(path, b.b);
+    return path;
+  };
+  auto r = run("inspect " + gguf(1));
+  EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find('\x07'), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\\x1b]0;owned\\x07"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"a\\nb\\x00c\""), std::string::npos) << r.out;
+  r = run("inspect " + gguf(2));
+  expect_one_line_error(r, "duplicate metadata key '\\x1b]0;owned\\x07'");
+  EXPECT_EQ(r.err.find('\x1b'), std::string::npos) << r.err;
+}
+
+TEST(Cli, UnknownCommandsAreNamed) {
+  expect_one_line_error(run("evl x"), "unknown command 'evl' (commands: inspect, generate, eval,");
+  expect_one_line_error(run("-t 2"), "a command is required: inspect, generate, eval,");
+}
+
 }  // namespace
 }  // namespace qf

@@ -1,6 +1,8 @@
 // fp16/bf16 conversion against IEEE 754 constants; the Q8_0 codec against its definition.
 #include <gtest/gtest.h>
 
+#include "core/text.h"
+
 #include <cmath>
 #include <random>
 
@@ -92,6 +94,30 @@ TEST(Formats, Q8_0RoundTripWithinHalfStep) {
                   0.5f * d_scale + 127 * std::fabs(d_scale - amax / 127) + 1e-6f);
     }
   }
+}
+
+// generate prints whole characters only; these cut points follow from UTF-8's lead bytes (RFC 3629).
+TEST(Utf8, CompletePrefixHoldsBackAnUnfinishedCharacter) {
+  EXPECT_EQ(complete_utf8_prefix("abc"), 3u);
+  EXPECT_EQ(complete_utf8_prefix(""), 0u);
+  EXPECT_EQ(complete_utf8_prefix("a\xE2\x82"), 1u);          // € without its last byte
+  EXPECT_EQ(complete_utf8_prefix("a\xE2\x82\xAC"), 4u);      // € whole
+  EXPECT_EQ(complete_utf8_prefix("\xF0\x9F\x98"), 0u);       // 😀 without its last byte
+  EXPECT_EQ(complete_utf8_prefix("x\xF0\x9F\x98\x80"), 5u);  // 😀 whole
+  EXPECT_EQ(complete_utf8_prefix("\xC3"), 0u);                // é's lead byte alone
+}
+
+// Terminals act on C0/C1 controls (ESC starts a sequence, U+009B is CSI): those and bytes that are
+// not UTF-8 are shown as escapes; text, non-ASCII included, passes unchanged.
+TEST(Text, PrintableEscapesWhatATerminalWouldActOn) {
+  EXPECT_EQ(printable("blk.0.attn_q.weight"), "blk.0.attn_q.weight");
+  EXPECT_EQ(printable("naïve 東京 😀"), "naïve 東京 😀");
+  EXPECT_EQ(printable("\x1b[2Jgone"), "\\x1b[2Jgone");
+  EXPECT_EQ(printable(std::string("a\0b", 3)), "a\\x00b");
+  EXPECT_EQ(printable("two\nlines\t"), "two\\nlines\\t");
+  EXPECT_EQ(printable("\x7f"), "\\x7f");
+  EXPECT_EQ(printable("\xc2\x9b" "31m"), "\\u009b31m");
+  EXPECT_EQ(printable("caf\xe9"), "caf\\xe9");
 }
 
 }  // namespace

@@ -116,16 +116,5 @@ TEST(Tokenizer, SentencePieceModelFile) {
   EXPECT_NE(bad.status().message().find("not a SentencePiece model"), std::string::npos);
 }
 
-// generate prints whole characters only; these cut points follow from UTF-8's lead bytes (RFC 3629).
-TEST(Utf8, CompletePrefixHoldsBackAnUnfinishedCharacter) {
-  EXPECT_EQ(complete_utf8_prefix("abc"), 3u);
-  EXPECT_EQ(complete_utf8_prefix(""), 0u);
-  EXPECT_EQ(complete_utf8_prefix("a\xE2\x82"), 1u);          // € without its last byte
-  EXPECT_EQ(complete_utf8_prefix("a\xE2\x82\xAC"), 4u);      // € whole
-  EXPECT_EQ(complete_utf8_prefix("\xF0\x9F\x98"), 0u);       // 😀 without its last byte
-  EXPECT_EQ(complete_utf8_prefix("x\xF0\x9F\x98\x80"), 5u);  // 😀 whole
-  EXPECT_EQ(complete_utf8_prefix("\xC3"), 0u);                // é's lead byte alone
-}
-
 }  // namespace
 }  // namespace qf

@@ -17,6 +17,7 @@
 #include "core/cleanup.h"
 #include "core/mapped_file.h"
 #include "core/progress.h"
+#include "core/text.h"
 #include "core/threads.h"
 #include "eval/perplexity.h"
 #include "io/gguf.h"
@@ -40,7 +41,7 @@ void print_tensors(const std::vector<TensorView>& tensors, bool list) {
     e.second += t.numel();
     params += t.numel();
     bytes += t.nbytes;
-    if (list) fmt::print("  {:<48} {:<6} {}\n", t.name, traits(t.type).name, t.shape_str());
+    if (list) fmt::print("  {:<48} {:<6} {}\n", printable(t.name), traits(t.type).name, t.shape_str());
   }
   fmt::print("parameters:   {} ({:.2f} M), {:.2f} MiB of weights\n", params, params / 1e6, bytes / 1048576.0);
   for (const auto& [type, e] : by_type) fmt::print("  {:<6} {} tensors, {} params\n", type, e.first, e.second);
@@ -49,16 +50,16 @@ void print_tensors(const std::vector<TensorView>& tensors, bool list) {
 // GGUF header, metadata and tensor table, readable even when qforge cannot run the file.
 Status inspect_gguf(const InspectArgs& a) {
   QF_ASSIGN_OR_RETURN(auto g, GGUFFile::open(a.path));
-  fmt::print("file:         {} (GGUF v{}, alignment {})\n", a.path, g.version(), g.alignment());
+  fmt::print("file:         {} (GGUF v{}, alignment {})\n", printable(a.path), g.version(), g.alignment());
   fmt::print("metadata:     {} keys\n", g.metadata().size());
-  for (const auto& [k, v] : g.metadata()) fmt::print("  {:<44} {}\n", k, v.to_display());
+  for (const auto& [k, v] : g.metadata()) fmt::print("  {:<44} {}\n", printable(k), printable(v.to_display()));
   std::map<std::string, int> types;
   for (const auto& info : g.tensor_infos()) {
     types[std::string(ggml_type_name(info.ggml_type))]++;
     if (a.tensors) {
       std::string dims;
       for (auto d : info.ne) dims += (dims.empty() ? "" : "x") + std::to_string(d);
-      fmt::print("  {:<40} {:<8} ne={}\n", info.name, ggml_type_name(info.ggml_type), dims);
+      fmt::print("  {:<40} {:<8} ne={}\n", printable(info.name), ggml_type_name(info.ggml_type), dims);
     }
   }
   fmt::print("tensors:      {}", g.tensor_infos().size());
@@ -70,14 +71,14 @@ Status inspect_gguf(const InspectArgs& a) {
 void print_config(const Checkpoint& ck) {
   const auto& c = ck.config;
   fmt::print("format:       {}\n", ck.format == "hf" ? "Hugging Face directory" : "GGUF");
-  fmt::print("architecture: {} ({})\n", c.arch_name, arch_label(c.arch));
+  fmt::print("architecture: {} ({})\n", printable(c.arch_name), arch_label(c.arch));
   fmt::print("shape:        {} layers, hidden {}, MLP {}, heads {} / kv heads {}, head_dim {}, vocab {}\n",
              c.n_layer, c.n_embd, c.n_ff, c.n_head, c.n_head_kv, c.head_dim, c.vocab_size);
   fmt::print("norm/rope:    RMSNorm eps {:g}, RoPE theta {:g} ({} pairs), max ctx {}\n", c.rms_eps,
              c.rope_theta, c.rope_interleaved ? "interleaved" : "half-split", c.max_ctx);
   fmt::print("options:      tied embeddings {}, q/k/v bias {}, o bias {}, stored dtype {}\n",
-             c.tied_embeddings ? "yes" : "no", c.qkv_bias ? "yes" : "no", c.o_bias ? "yes" : "no", c.source_dtype);
-  fmt::print("tokenizer:    {}\n", ck.tokenizer->describe());
+             c.tied_embeddings ? "yes" : "no", c.qkv_bias ? "yes" : "no", c.o_bias ? "yes" : "no", printable(c.source_dtype));
+  fmt::print("tokenizer:    {}\n", printable(ck.tokenizer->describe()));
 }
 
 Expected<Checkpoint> load_or_explain(const std::string& path) {
@@ -117,7 +118,7 @@ Status run_inspect(const InspectArgs& a) {
   print_config(ck);
   if (!gguf) {
     fmt::print("config.json:\n");
-    for (const auto& [k, v] : ck.metadata) fmt::print("  {:<32} {}\n", k, v);
+    for (const auto& [k, v] : ck.metadata) fmt::print("  {:<32} {}\n", printable(k), printable(v));
   }
   print_tensors(ck.all_tensors, a.tensors);
   return {};

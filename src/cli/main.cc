@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "core/cleanup.h"
+#include "core/text.h"
 #include "core/threads.h"
 #include "kernels/cpu/qmatvec.h"
 #include "quant/method_spec.h"
@@ -129,7 +130,17 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help
-    std::fprintf(stderr, "qforge: error: %s (see qforge --help)\n", e.what());
+    std::string what = e.what();
+    if (app.get_subcommands().empty()) {  // no command given, or one that does not exist
+      std::string commands, word;
+      for (const auto* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+        commands += (commands.empty() ? "" : ", ") + sub->get_name();
+      for (int i = 1; i < argc && word.empty(); ++i)
+        if (argv[i][0] != '-' && !(i > 1 && (std::string(argv[i - 1]) == "-t" || std::string(argv[i - 1]) == "--threads")))
+          word = argv[i];
+      what = word.empty() ? "a command is required: " + commands : fmt::format("unknown command '{}' (commands: {})", word, commands);
+    }
+    std::fprintf(stderr, "qforge: error: %s (see qforge --help)\n", qf::printable(what).c_str());
     return 1;
   }
   qf::set_num_threads(threads);
@@ -151,7 +162,7 @@ int main(int argc, char** argv) {
     st = qf::cli::run_quantize(qa);
   }
   if (!st.ok()) {
-    std::fprintf(stderr, "qforge: error: %s\n", st.message().c_str());
+    std::fprintf(stderr, "qforge: error: %s\n", qf::printable(st.message()).c_str());
     return 1;
   }
   return 0;

@@ -262,13 +262,4 @@ Status check_utf8(std::string_view s, const std::string& what) {
   return {};
 }
 
-size_t complete_utf8_prefix(std::string_view s) {
-  size_t i = s.size(), back = 0;
-  while (i > 0 && back < 4 && (uint8_t(s[i - 1]) & 0xC0) == 0x80) --i, ++back;  // continuation bytes
-  if (i == 0) return back ? 0 : s.size();
-  const uint8_t lead = uint8_t(s[i - 1]);
-  const size_t need = lead < 0x80 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
-  return need > back + 1 ? i - 1 : s.size();
-}
-
 }  // namespace qf

@@ -49,7 +49,5 @@ Expected<std::unique_ptr<Tokenizer>> load_sentencepiece_tokenizer(const std::str
 
 // Checks that `text` is valid UTF-8; the error names `what` and the byte offset.
 Status check_utf8(std::string_view text, const std::string& what);
-// The length of `text` without a trailing UTF-8 character whose bytes have not all arrived.
-size_t complete_utf8_prefix(std::string_view text);
 
 }  // namespace qf

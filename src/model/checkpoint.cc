@@ -33,6 +33,7 @@ struct TensorSource {
   // A block tensor: `hf` and `gguf` are the layer_spec names of the role, `part` ".weight"/".bias".
   std::function<std::string(int layer, const char* hf, const char* gguf, const char* part)> layer_name;
   std::set<std::string> used;  // every tensor the model takes
+  std::string where;           // the directory or file, for messages
 
   Expected<TensorView> get(const std::string& name) {
     auto t = find(name);
@@ -44,11 +45,12 @@ struct TensorSource {
 Expected<TensorView> fetch(TensorSource& src, const std::string& name, std::vector<int64_t> shape) {
   QF_ASSIGN_OR_RETURN(auto t, src.get(name));
   if (is_raw_integer(t.type))
-    return error("tensor '{}' is {}; expected a float weight (F32, F16, BF16) or a GGUF block type", name, traits(t.type).name);
+    return error("{}: tensor '{}' is {}; expected a float weight (F32, F16, BF16) or a GGUF block type", src.where, name,
+                 traits(t.type).name);
   if (t.shape != shape) {
     TensorView want;
     want.shape = shape;
-    return error("tensor '{}' has wrong shape; expected {}, got {}", name, want.shape_str(), t.shape_str());
+    return error("{}: tensor '{}' has wrong shape; expected {}, got {}", src.where, name, want.shape_str(), t.shape_str());
   }
   return t;
 }
@@ -274,6 +276,7 @@ Expected<Checkpoint> load_hf(const std::string& dir) {
     if (it == tensors.end()) return error("{}: missing tensor '{}'", dir, n);
     return it->second;
   };
+  src.where = dir;
   src.embd = "model.embed_tokens.weight";
   src.out_norm = "model.norm.weight";
   src.output = "lm_head.weight";
@@ -281,7 +284,7 @@ Expected<Checkpoint> load_hf(const std::string& dir) {
     return fmt::format("model.layers.{}.{}{}", i, hf, part);
   };
   if (cfg.contains("quantization_config")) QF_RETURN_IF_ERROR(parse_quantization_config(cfg_path, cfg["quantization_config"], ck.quant));
-  QF_RETURN_IF_ERROR(map_weights(src, ck.config, ck.quant, ck.weights).with_context(dir));
+  QF_RETURN_IF_ERROR(map_weights(src, ck.config, ck.quant, ck.weights));
   QF_RETURN_IF_ERROR(check_all_used(dir, ck.all_tensors, src, ck.config, [](const std::string& n) {
     return n.ends_with(".rotary_emb.inv_freq");  // older Llama checkpoints store RoPE's buffer
   }));
@@ -386,6 +389,7 @@ Expected<Checkpoint> load_gguf(const std::string& path) {
   }
   TensorSource src;
   src.find = [&](const std::string& n) { return g.tensor(n); };
+  src.where = path;
   src.embd = "token_embd.weight";
   src.out_norm = "output_norm.weight";
   src.output = "output.weight";
