@@ -159,27 +159,33 @@ TEST(Cli, OutputsNeverReplaceAFileOrAnInput) {
 
 // SIGINT while an output is being built: the process dies of the signal and leaves nothing — no
 // OUT, no OUT.tmp-PID, no AWQ scratch folder (core/cleanup.h). A run that finished before the
-// signal must have written its complete output.
+// signal must have written its complete output. At 1 s and 5 s here; the full tier adds 20 s.
 TEST(Cli, InterruptedRunsLeaveNothingBehind) {
-  const std::string model = test::source_dir() + "/models/qf-tiny-5m", calib = test::text_path("tinystories-val-head");
+  const std::string tiny = test::source_dir() + "/models/qf-tiny-5m";
+  const std::string calib = " --calib " + test::text_path("tinystories-val-head");
+  const std::string windows = " --nsamples 64 --seqlen 256" + calib;
   const std::pair<std::string, std::string> jobs[] = {
-      {"gptq", "--method gptq --nsamples 64 --seqlen 256 --calib " + calib},
-      {"awq", "--method awq --nsamples 64 --seqlen 256 --calib " + calib},
-      {"gguf", "--format gguf --type Q4_K_M --method gptq --nsamples 64 --seqlen 256 --calib " + calib},
+      {"gptq", "quantize " + tiny + " --method gptq" + windows},
+      {"awq", "quantize " + tiny + " --method awq" + windows},
+      {"quip", "quantize " + tiny + " --method quip# --bits 2" + windows},
+      {"gguf", "quantize " + tiny + " --format gguf --type Q4_K_M --method gptq" + windows},
+      {"imatrix", "imatrix " + tiny + calib + " --ctx 64"},
+      {"convert", "convert " + tiny + " --type q8_0"},
   };
-  for (const auto& [name, options] : jobs)
-    for (int delay_ms : {300, 1500}) {
+  std::vector<int> delays_ms = {1000, 5000};
+  if (test::full_tier()) delays_ms.push_back(20000);
+  for (const auto& [name, command] : jobs)
+    for (int delay_ms : delays_ms) {
       const std::string dir = test::temp_dir("cli_sigint_" + name + std::to_string(delay_ms)), out = dir + "/out";
       const pid_t pid = fork();
       if (pid == 0) {
-        const std::string cmd = "exec " + test::qforge_bin() + " -t 1 quantize " + model + " -o " + out + " " + options + " >/dev/null 2>&1";
+        const std::string cmd = "exec " + test::qforge_bin() + " -t 1 " + command + " -o " + out + " >/dev/null 2>&1";
         execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
         _exit(127);
       }
-      usleep(useconds_t(delay_ms) * 1000);
-      kill(pid, SIGINT);
       int status = 0;
-      waitpid(pid, &status, 0);
+      for (int waited = 0; waited < delay_ms && waitpid(pid, &status, WNOHANG) == 0; waited += 50) usleep(50 * 1000);
+      if (kill(pid, SIGINT) == 0) waitpid(pid, &status, 0);  // still running (or a zombie)
       const auto left = std::distance(std::filesystem::directory_iterator(dir), {});
       if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {  // finished first: the output is whole
         EXPECT_TRUE(std::filesystem::exists(out)) << name;
@@ -189,6 +195,39 @@ TEST(Cli, InterruptedRunsLeaveNothingBehind) {
         EXPECT_EQ(left, 0) << name << " after " << delay_ms << " ms";
       }
     }
+}
+
+// --force replaces an output only once the new one is complete; temporaries that a killed process
+// left (OUT.tmp-PID of a process no longer running) are removed by the next run, a live one's kept.
+TEST(Cli, ForceReplacesAndStaleTemporariesAreRemoved) {
+  const std::string dir = test::temp_dir("cli_force"), gguf = test::bundled_stories() + "/stories260K.gguf";
+  const std::string calib = test::text_path("tinystories-val-head");
+  test::write_file(dir + "/im.dat", "old");
+  std::filesystem::create_directories(dir + "/q");
+  test::write_file(dir + "/q/stale", "old");
+  pid_t dead = fork();
+  if (dead == 0) _exit(0);
+  waitpid(dead, nullptr, 0);  // a pid no process has now
+  const std::string stale = dir + "/im.dat.tmp-" + std::to_string(dead), live = dir + "/im.dat.tmp-" + std::to_string(getpid());
+  std::filesystem::create_directories(stale + "-awq");
+  test::write_file(stale, "partial");
+  test::write_file(live, "someone's");
+  auto r = run("imatrix " + gguf + " --calib " + calib + " --ctx 64 --chunks 2 -o " + dir + "/im.dat --force");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(test::slurp(dir + "/im.dat"), "old");
+  EXPECT_FALSE(std::filesystem::exists(stale));
+  EXPECT_FALSE(std::filesystem::exists(stale + "-awq"));
+  EXPECT_TRUE(std::filesystem::exists(live));
+  EXPECT_NE(r.err.find("note: removed " + stale + ", a temporary left by process"), std::string::npos) << r.err;
+  r = run("quantize " + stories() + " --method nf4 -o " + dir + "/q --force");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/q/stale"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/q/model.safetensors"));
+  // A folder where a file goes, a device: refused up front, kept.
+  expect_one_line_error(run("convert " + stories() + " -o " + dir + "/q --force"), "exists and is not a regular file");
+  EXPECT_TRUE(std::filesystem::exists(dir + "/q/model.safetensors"));
+  expect_one_line_error(run("imatrix " + gguf + " --calib " + calib + " -o /dev/null --force"), "exists and is not a regular file");
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 3);  // im.dat, q, the live temporary
 }
 
 TEST(Cli, VersionNamesTheBuildsFeatures) {

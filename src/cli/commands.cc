@@ -194,10 +194,10 @@ Status run_formats() {
   return {};
 }
 
-Status run_convert(const ConvertArgs& a) { return write_gguf_file(a.model, a.out, a.type); }
+Status run_convert(const ConvertArgs& a) { return write_gguf_file(a.model, a.out, a.type, a.force); }
 
 Status run_imatrix(const ImatrixArgs& a) {
-  QF_RETURN_IF_ERROR(check_new_output(a.out, {a.model, a.calib}));
+  QF_RETURN_IF_ERROR(check_new_output(a.out, {a.model, a.calib}, OutputKind::File, a.force));
   QF_ASSIGN_OR_RETURN(auto text, read_text_file(a.calib));
   QF_RETURN_IF_ERROR(check_utf8(text, a.calib));
   QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));
@@ -208,7 +208,7 @@ Status run_imatrix(const ImatrixArgs& a) {
   const int32_t bos = ck.tokenizer->adds_bos() ? ck.tokenizer->bos_id() : -1;
   QF_ASSIGN_OR_RETURN(auto im, compute_imatrix(*tf, tokens, a.ctx, a.chunks, bos, [&](int64_t d, int64_t t) { bar.update(d, t); }));
   im.dataset = a.calib;
-  QF_RETURN_IF_ERROR(write_imatrix(im, a.out));
+  QF_RETURN_IF_ERROR(write_imatrix(im, a.out, a.force));
   fmt::print("wrote {}: {} entries from {} chunks of {} tokens ({} tokens), {:.1f}s\n", a.out, im.mean_sq.size(), im.chunks,
              a.ctx, int64_t(im.chunks) * a.ctx, seconds_since(t0));
   return {};

@@ -32,10 +32,12 @@ using QuantizeArgs = QuantizeRequest;  // quant/pipeline.h
 
 struct ConvertArgs {
   std::string model, out, type = "f16";
+  bool force = false;
 };
 
 struct ImatrixArgs {
   std::string model, calib, out;
+  bool force = false;
   int ctx = 512;
   long long chunks = -1;
 };

@@ -48,7 +48,8 @@ int main(int argc, char** argv) {
   auto* quantize = app.add_subcommand(
       "quantize", "quantize an HF checkpoint (rtn/gptq → GPTQ layout; awq → AWQ layout; nf4/fp4/llm-int8 → bitsandbytes layout; quip/quip# → QuIP# layout; or GGUF)");
   quantize->add_option("model", qa.model, "HF model directory")->required();
-  quantize->add_option("-o,--out", qa.out, "output directory (must not exist)")->required();
+  quantize->add_option("-o,--out", qa.out, "output directory or .gguf file (must not exist unless --force)")->required();
+  quantize->add_flag("--force", qa.force, "replace an existing output, once the new one is complete");
   std::string method_help = "quantization method:";
   for (const auto& m : qf::method_specs()) method_help += fmt::format(" {} → {};", m.name, m.writes);
   quantize->add_option("--method", qa.method, method_help)->check(CLI::IsMember(qf::method_names()));
@@ -84,14 +85,16 @@ int main(int argc, char** argv) {
   auto* imatrix = app.add_subcommand("imatrix", "importance matrix (mean x² per Linear input column) in llama.cpp's format");
   imatrix->add_option("model", ma.model, "HF model directory or .gguf file")->required();
   imatrix->add_option("--calib", ma.calib, "calibration text (UTF-8)")->required();
-  imatrix->add_option("-o,--out", ma.out, "output file (.dat)")->required();
+  imatrix->add_option("-o,--out", ma.out, "output file (.dat; must not exist unless --force)")->required();
+  imatrix->add_flag("--force", ma.force, "replace an existing output, once the new one is complete");
   imatrix->add_option("--ctx", ma.ctx, "chunk length in tokens")->check(CLI::Range(2, 1 << 20));
   imatrix->add_option("--chunks", ma.chunks, "use at most N chunks")->check(CLI::Range(1LL, 1LL << 40));
 
   qf::cli::ConvertArgs ca;
   auto* convert = app.add_subcommand("convert", "write an HF checkpoint as a GGUF file llama.cpp loads");
   convert->add_option("model", ca.model, "HF model directory")->required();
-  convert->add_option("-o,--out", ca.out, "output .gguf file (must not exist)")->required();
+  convert->add_option("-o,--out", ca.out, "output .gguf file (must not exist unless --force)")->required();
+  convert->add_flag("--force", ca.force, "replace an existing output, once the new one is complete");
   convert->add_option("--type", ca.type, "tensor type of the matrices")
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}, CLI::ignore_case));
 

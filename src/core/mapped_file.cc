@@ -62,8 +62,8 @@ Expected<std::string> read_text_file(const std::string& path) {
   return ss.str();
 }
 
-Status write_file_atomic(const std::string& path, const std::string& bytes) {
-  std::string tmp = path + ".tmp." + std::to_string(getpid());
+Status write_file_atomic(const std::string& path, const std::string& bytes, bool replace) {
+  const std::string tmp = temporary_for(path);
   CleanupOnSignal on_signal(tmp);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
@@ -74,11 +74,9 @@ Status write_file_atomic(const std::string& path, const std::string& bytes) {
       return error("{}: write failed", tmp);
     }
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return error("{}: cannot rename from {}: {}", path, tmp, std::strerror(errno));
-  }
-  return {};
+  Status st = publish(tmp, path, replace);
+  if (!st.ok()) std::remove(tmp.c_str());
+  return st;
 }
 
 TempDir::~TempDir() {

@@ -53,7 +53,8 @@ struct TempDir {
   CleanupOnSignal on_signal;
 };
 
-// Writes `bytes` to `path` atomically: a temporary file in the same folder, then rename.
-Status write_file_atomic(const std::string& path, const std::string& bytes);
+// Writes `bytes` to `path` atomically: a temporary file in the same folder, then rename (core/
+// cleanup.h publish: an existing file is replaced only when `replace`).
+Status write_file_atomic(const std::string& path, const std::string& bytes, bool replace = false);
 
 }  // namespace qf

@@ -100,7 +100,7 @@ void GGUFWriter::add_tensor(const std::string& name, QType type, const std::vect
 }
 
 Status GGUFWriter::begin() {
-  tmp_ = path_ + ".tmp-" + std::to_string(getpid());
+  tmp_ = temporary_for(path_);
   on_signal_ = std::make_unique<CleanupOnSignal>(tmp_);
   file_ = std::fopen(tmp_.c_str(), "wb");
   if (!file_) return error("{}: cannot create: {}", tmp_, std::strerror(errno));
@@ -146,8 +146,7 @@ Status GGUFWriter::finish() {
   std::fclose(file_);
   file_ = nullptr;
   if (!ok) return error("{}: write failed: {}", tmp_, std::strerror(errno));
-  if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
-    return error("{}: cannot rename from {}: {}", path_, tmp_, std::strerror(errno));
+  QF_RETURN_IF_ERROR(publish(tmp_, path_, replace_));
   finished_ = true;
   return {};
 }

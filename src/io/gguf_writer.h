@@ -20,7 +20,8 @@ namespace qf {
 
 class GGUFWriter {
  public:
-  explicit GGUFWriter(std::string path) : path_(std::move(path)) {}
+  // replace: an existing file at `path` is replaced when the writer finishes (--force).
+  explicit GGUFWriter(std::string path, bool replace = false) : path_(std::move(path)), replace_(replace) {}
   ~GGUFWriter();
 
   // Metadata, in the order written; setting a key again replaces its value in place.
@@ -51,6 +52,7 @@ class GGUFWriter {
   std::vector<GGUFTensorInfo> infos_;
   size_t next_ = 0;
   bool finished_ = false;
+  bool replace_ = false;
 };
 
 }  // namespace qf

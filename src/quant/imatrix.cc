@@ -53,7 +53,7 @@ void put(std::string& out, T v) {
 
 }  // namespace
 
-Status write_imatrix(const Imatrix& im, const std::string& path) {
+Status write_imatrix(const Imatrix& im, const std::string& path, bool replace) {
   std::string out;
   put<int32_t>(out, int32_t(im.mean_sq.size()));
   for (const auto& [name, values] : im.mean_sq) {  // std::map: sorted by name, as llama.cpp sorts
@@ -67,7 +67,7 @@ Status write_imatrix(const Imatrix& im, const std::string& path) {
   put<int32_t>(out, int32_t(im.chunks));
   put<int32_t>(out, int32_t(im.dataset.size()));
   out += im.dataset;
-  return write_file_atomic(path, out);
+  return write_file_atomic(path, out, replace);
 }
 
 namespace {

@@ -86,10 +86,11 @@ Status write_gguf_with(const Checkpoint& ck, const GgufOptions& opt, const std::
 
 // gptq: the quantize arguments when the matrices are GPTQ-rounded, else null.
 Status write_gguf_file_with(const std::string& model, const std::string& out, const std::string& type,
-                            const std::string& imatrix, const QuantizeRequest* gptq) {
+                            const std::string& imatrix, const QuantizeRequest* gptq, bool force) {
   QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(model));
   GgufOptions opt;
   opt.type = upper(type);
+  opt.replace = force;
   if (gptq) {
     QF_ASSIGN_OR_RETURN(opt.gptq_windows, calibration_windows(ck, *gptq));
     set_gptq(*gptq, opt.gptq, opt.true_sequential);
@@ -151,13 +152,13 @@ std::string model_name(const std::string& path) {
 Status run_awq(const QuantizeRequest& a) {
   const bool gguf = a.format == "gguf", with_gptq = a.method == "awq+gptq";
   QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));
-  if (std::filesystem::exists(a.out)) return error("{}: already exists; choose a new output", a.out);
   QF_ASSIGN_OR_RETURN(auto windows, calibration_windows(ck, a));
   AwqSpec spec;
   spec.duo_scaling = a.duo_scaling;
   spec.clip = a.awq_clip;
   const IntGridSpec grid{a.bits, a.group, a.sym, false};
   QuantizeOptions opt;  // hf output
+  opt.replace = a.force;
   opt.method = with_gptq ? "gptq" : "awq";
   opt.awq_scaled = true;
   opt.grid = grid;
@@ -186,7 +187,7 @@ Status run_awq(const QuantizeRequest& a) {
       quantize_rtn(w, n_out, n_in, grid).dequantize_rows(0, n_out, w);
     };
   }
-  TempDir scratch{a.out + ".awq-" + std::to_string(getpid())};
+  TempDir scratch{temporary_for(a.out, "awq")};
   const std::string scaled_dir = scratch.path + "/" + model_name(a.model);
   auto t0 = std::chrono::steady_clock::now();
   AwqReport rep;
@@ -200,6 +201,7 @@ Status run_awq(const QuantizeRequest& a) {
   if (gguf) {
     GgufOptions opt;
     opt.type = upper(a.type);
+    opt.replace = a.force;
     for (auto& [name, v] : imatrix)  // the imatrix was measured on the unscaled model
       if (auto s = rep.col_scales.find(name); s != rep.col_scales.end())
         for (size_t j = 0; j < v.size(); ++j) v[j] /= s->second[j] * s->second[j];
@@ -222,23 +224,24 @@ std::string upper(std::string s) {
   return s;
 }
 
-Status write_gguf_file(const std::string& model, const std::string& out, const std::string& type) {
-  QF_RETURN_IF_ERROR(check_new_output(out, {model}));
-  return write_gguf_file_with(model, out, type, "", nullptr);
+Status write_gguf_file(const std::string& model, const std::string& out, const std::string& type, bool force) {
+  QF_RETURN_IF_ERROR(check_new_output(out, {model}, OutputKind::File, force));
+  return write_gguf_file_with(model, out, type, "", nullptr, force);
 }
 
 Status quantize_model(const QuantizeRequest& a) {
-  QF_RETURN_IF_ERROR(check_new_output(a.out, {a.model, a.calib, a.imatrix}));
+  QF_RETURN_IF_ERROR(check_new_output(a.out, {a.model, a.calib, a.imatrix}, a.format == "gguf" ? OutputKind::File : OutputKind::Folder, a.force));
   QF_RETURN_IF_ERROR(check_method_options(a));
   if (a.format == "gguf" && a.type.empty()) return error("--format gguf needs --type ({})", gguf_file_types());
   if (a.format != "gguf" && !a.type.empty()) return error("--type {} needs --format gguf", a.type);
   if (a.format != "gguf" && !a.imatrix.empty()) return error("--imatrix needs --format gguf");
   if (a.method == "awq" || a.method == "awq+gptq") return run_awq(a);
   if (a.format == "gguf") {
-    return write_gguf_file_with(a.model, a.out, a.type, a.imatrix, a.method == "gptq" ? &a : nullptr);
+    return write_gguf_file_with(a.model, a.out, a.type, a.imatrix, a.method == "gptq" ? &a : nullptr, a.force);
   }
   QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));
   QuantizeOptions opt;
+  opt.replace = a.force;
   opt.method = a.method;
   opt.grid.bits = a.bits;
   opt.grid.group = a.group;

@@ -17,6 +17,7 @@ struct QuantizeRequest {
   std::string imatrix;              // gguf: importance matrix file
   int bits = 4, group = 128, blocksize = 64;
   bool sym = false, double_quant = false, quantize_head = false;
+  bool force = false;  // replace an existing output (when the new one is complete)
   float int8_threshold = 6.0f;
   // gptq: calibration and GPTQ's options
   std::string calib;
@@ -35,6 +36,6 @@ std::string upper(std::string s);
 Status quantize_model(const QuantizeRequest& req);
 
 // An HF checkpoint as a GGUF file of llama.cpp file type `type` (F16, Q8_0, Q4_K_M, ...).
-Status write_gguf_file(const std::string& model, const std::string& out, const std::string& type);
+Status write_gguf_file(const std::string& model, const std::string& out, const std::string& type, bool force);
 
 }  // namespace qf

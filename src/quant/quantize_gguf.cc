@@ -285,7 +285,7 @@ Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, co
   if (!ck.quant.method.empty()) return error("{}: the checkpoint is already quantized ({})", ck.path, ck.quant.method);
   const FileType* ft = find_file_type(opt.type);
   if (!ft) return error("--type {}: not a GGUF file type qforge writes ({})", opt.type, gguf_file_types());
-  if (std::filesystem::exists(out_path)) return error("{}: already exists; choose a new output file", out_path);
+  if (!opt.replace && std::filesystem::exists(out_path)) return error("{}: already exists; choose a new output file", out_path);
   const ModelConfig& c = ck.config;
   if (c.rope.kind == RopeKind::Dynamic)
     return error("{}: rope_type 'dynamic' has no llama.cpp equivalent; a GGUF file would compute another function", ck.path);
@@ -293,7 +293,7 @@ Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, co
   std::vector<TensorView> tensors = ck.all_tensors;
   if (c.rope.kind == RopeKind::Llama3)
     tensors.push_back(TensorView::owning_f32("rope_freqs.weight", {c.head_dim / 2}, llama3_rope_freq_factors(c)));
-  GGUFWriter w(out_path);
+  GGUFWriter w(out_path, opt.replace);
   write_hparams(ck, *ft, w);
   QF_RETURN_IF_ERROR(write_tokenizer(*ck.tokenizer, w, ck.path));
   w.set_u32("general.quantization_version", 2);

@@ -31,6 +31,7 @@ struct GgufOptions {
   std::vector<std::vector<int32_t>> gptq_windows;
   GptqSpec gptq;
   bool true_sequential = true;
+  bool replace = false;  // replace an existing output file (--force)
 };
 
 struct GgufReport {

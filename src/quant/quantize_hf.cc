@@ -286,7 +286,7 @@ Status copy_side_files(const std::string& src_dir, const std::string& dst_dir, b
 Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const QuantizeOptions& opt,
                                                 const std::string& out_dir,
                                                 const std::function<void(int64_t, int64_t)>& progress) {
-  if (fs::exists(out_dir)) return error("{}: already exists; choose a new output folder", out_dir);
+  if (!opt.replace && fs::exists(out_dir)) return error("{}: already exists; choose a new output folder", out_dir);
   QF_ASSIGN_OR_RETURN(auto codec, make_codec(ck, opt));
   const bool awq_layout = dynamic_cast<const AwqCodec*>(codec.get()) != nullptr;
   const bool gptq = opt.method == "gptq", quip = opt.method == "quip" || opt.method == "quip#";
@@ -325,7 +325,7 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
     }
     for (const auto& s : codec->layout(*j.linear)) entries.push_back({j.linear->prefix + s.suffix, s.dtype, s.shape});
   }
-  TempDir tmp{out_dir + ".tmp-" + std::to_string(getpid())};
+  TempDir tmp{temporary_for(out_dir)};
   std::error_code ec;
   if (!fs::create_directories(tmp.path, ec)) return error("{}: cannot create: {}", tmp.path, ec.message());
   QF_ASSIGN_OR_RETURN(auto writer, SafetensorsWriter::create(tmp.path + "/model.safetensors", entries,
@@ -416,8 +416,7 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
     rep.describe = fmt::format("{} blocksize {}{} in the bitsandbytes layout", opt.method, opt.blocksize,
                                opt.double_quant ? " double-quant" : "");
   if (opt.quantize_head) rep.describe += untie ? ", lm_head quantized (untied from the embedding)" : ", lm_head quantized";
-  fs::rename(tmp.path, out_dir, ec);
-  if (ec) return error("{}: cannot rename from {}: {}", out_dir, tmp.path, ec.message());
+  QF_RETURN_IF_ERROR(publish(tmp.path, out_dir, opt.replace));
   tmp.keep = true;
   return rep;
 }
