@@ -55,7 +55,7 @@ inline void expect_folding_preserves_the_function(const std::string& model, cons
   for (const auto& [name, s] : rep->col_scales)
     if (name.find("attn_output") != std::string::npos)
       for (float v : s) v_to_o_dev = std::max(v_to_o_dev, std::fabs(std::log(v)));
-  if (v_to_o) EXPECT_GT(v_to_o_dev, 0.05f) << "v_proj → o_proj kept α = 0 in every block";
+  if (v_to_o) { EXPECT_GT(v_to_o_dev, 0.05f) << "v_proj → o_proj kept α = 0 in every block"; }
   auto scaled = load_checkpoint(out);
   ASSERT_TRUE(scaled.ok()) << scaled.status().message();
   EXPECT_EQ(scaled->weights.layers[0].norms[kAttnNorm].type, QType::F32);

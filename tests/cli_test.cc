@@ -244,7 +244,7 @@ TEST(Cli, TextsAndContextsOutsideTheModelAreRefused) {
   const std::string dir = test::temp_dir("cli_texts");
   expect_one_line_error(run("eval " + stories() + " --text /dev/zero"), "/dev/zero: not a regular file");
   expect_one_line_error(run("eval " + stories() + " --text " + dir), "not a regular file");
-  for (const std::string bad : {std::string("overlong \xC0\x80"), std::string("surrogate \xED\xA0\x80"), std::string("past \xF4\x90\x80\x80")}) {
+  for (const std::string& bad : {std::string("overlong \xC0\x80"), std::string("surrogate \xED\xA0\x80"), std::string("past \xF4\x90\x80\x80")}) {
     test::write_file(dir + "/bad.txt", bad);
     expect_one_line_error(run("eval " + stories() + " --text " + dir + "/bad.txt"), "not UTF-8");
     std::filesystem::remove(dir + "/bad.txt");

@@ -109,7 +109,7 @@ TEST(Compare, ReportHoldsWhatEvalMeasuresForEveryFile) {
   for (size_t at = html.find("<svg"); at != std::string::npos; at = html.find("<svg", at + 1)) ++svgs;
   EXPECT_EQ(svgs, 3u);
   for (const auto& j : report["jobs"])
-    if (j["status"] == "ok") EXPECT_NE(html.find("<title>" + j["name"].get<std::string>() + ":"), std::string::npos) << j["name"];
+    if (j["status"] == "ok") { EXPECT_NE(html.find("<title>" + j["name"].get<std::string>() + ":"), std::string::npos) << j["name"]; }
 }
 
 TEST(Compare, ResumeKeepsFinishedJobsAndRunsTheRest) {

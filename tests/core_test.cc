@@ -48,8 +48,8 @@ TEST(Half, Fp16RoundingIsNearest) {
     if (std::isinf(y)) continue;
     // No other fp16 value is closer: check both neighbours.
     float up = f16_to_f32(uint16_t(h + 1)), down = f16_to_f32(uint16_t(h - 1));
-    if (!std::isinf(up) && !std::isnan(up)) EXPECT_LE(std::fabs(y - x), std::fabs(up - x)) << x;
-    if ((h & 0x7fff) != 0) EXPECT_LE(std::fabs(y - x), std::fabs(down - x)) << x;
+    if (!std::isinf(up) && !std::isnan(up)) { EXPECT_LE(std::fabs(y - x), std::fabs(up - x)) << x; }
+    if ((h & 0x7fff) != 0) { EXPECT_LE(std::fabs(y - x), std::fabs(down - x)) << x; }
   }
 }
 
@@ -61,7 +61,7 @@ TEST(Half, Bf16) {
   EXPECT_EQ(f32_to_bf16(1.0f + 3 * std::ldexp(1.0f, -8)), 0x3F82);    // tie -> even (up)
   for (uint32_t h = 0; h < 0x10000; ++h) {
     float f = bf16_to_f32(uint16_t(h));
-    if (!std::isnan(f)) EXPECT_EQ(f32_to_bf16(f), h);
+    if (!std::isnan(f)) { EXPECT_EQ(f32_to_bf16(f), h); }
   }
 }
 

@@ -57,8 +57,8 @@ TEST_P(EveryMethod, LoadsBackAndOrdersAsExpected) {
     ASSERT_TRUE(std::isfinite(kl[name])) << name;
   }
   for (const auto& [name, v] : kl) {
-    if (name != "rtn-w2") EXPECT_LT(v, kl["rtn-w2"]) << name;
-    if (name != "llm-int8" && name != "rtn-w2") EXPECT_LT(kl["llm-int8"], v) << name;
+    if (name != "rtn-w2") { EXPECT_LT(v, kl["rtn-w2"]) << name; }
+    if (name != "llm-int8" && name != "rtn-w2") { EXPECT_LT(kl["llm-int8"], v) << name; }
   }
   std::filesystem::remove_all(dir);
 }

@@ -70,8 +70,8 @@ TEST(Rope, YarnAttentionFactorAndBands) {
   const int lo = int(std::floor(correction_dim(32))), hi = int(std::ceil(correction_dim(1)));
   ASSERT_LT(lo, hi);
   for (int i = 0; i < 32; ++i) {
-    if (i <= lo) EXPECT_FLOAT_EQ(r.inv_freq[size_t(i)], default_freq(c, i)) << i;
-    if (i >= hi) EXPECT_FLOAT_EQ(r.inv_freq[size_t(i)], default_freq(c, i) / 4) << i;
+    if (i <= lo) { EXPECT_FLOAT_EQ(r.inv_freq[size_t(i)], default_freq(c, i)) << i; }
+    if (i >= hi) { EXPECT_FLOAT_EQ(r.inv_freq[size_t(i)], default_freq(c, i) / 4) << i; }
   }
 }
 

@@ -59,7 +59,7 @@ TEST(Tokenizer, RoundTrips) {
   auto b = hf(test::qf27m());
   for (const auto& s : kSamples) {
     EXPECT_EQ(b->decode(b->encode(s)), s);
-    if (!s.empty() && s[0] != ' ') EXPECT_EQ(a->decode(a->encode(s)), s);  // SPM drops one leading space
+    if (!s.empty() && s[0] != ' ') { EXPECT_EQ(a->decode(a->encode(s)), s); }  // SPM drops one leading space
   }
 }
 

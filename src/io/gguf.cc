@@ -26,7 +26,7 @@ class Cursor {
     return {};
   }
   Status read_string(std::string* out, const char* what) {
-    uint64_t len;
+    uint64_t len = 0;
     QF_RETURN_IF_ERROR(read(&len, what));
     if (len > remaining())
       return error("{}: truncated at byte {}: {} has length {} but only {} bytes remain", path_, pos_, what, len, remaining());

@@ -114,7 +114,7 @@ Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, std::ve
 
 IntRowGrid::IntRowGrid(const IntGridSpec& spec, int64_t n_out, int64_t n_in, std::vector<int64_t> perm,
                        const float* static_w)
-    : spec_(spec), n_out_(n_out), n_in_(n_in), gs_(spec.group_len(n_in)), static_(static_w != nullptr), perm_(std::move(perm)) {
+    : spec_(spec), n_in_(n_in), gs_(spec.group_len(n_in)), static_(static_w != nullptr), perm_(std::move(perm)) {
   q_.spec = spec;
   q_.n_out = n_out;
   q_.n_in = n_in;
@@ -155,7 +155,7 @@ float IntRowGrid::round(int64_t r, int64_t c, float w) {
 IntQuantized IntRowGrid::result() && { return std::move(q_); }
 
 BlockRowGrid::BlockRowGrid(QType type, int64_t n_out, int64_t n_in, const float* importance)
-    : tr_(traits(type)), n_out_(n_out), n_in_(n_in), block_(tr_.block), row_bytes_(qtype_row_bytes(type, n_in)),
+    : tr_(traits(type)), block_(tr_.block), row_bytes_(qtype_row_bytes(type, n_in)),
       importance_(importance) {
   QF_CHECK(tr_.pack_codes && n_in % block_ == 0, "{} is not a block type GPTQ can round onto ({} columns)", tr_.name, n_in);
   for (int q = 0; q < tr_.n_codes; ++q)

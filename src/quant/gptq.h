@@ -81,7 +81,7 @@ class IntRowGrid : public RowGrid {
 
  private:
   IntGridSpec spec_;
-  int64_t n_out_, n_in_, gs_;
+  int64_t n_in_, gs_;
   bool static_;
   std::vector<int64_t> perm_;
   IntQuantized q_;
@@ -105,7 +105,7 @@ class BlockRowGrid : public RowGrid {
 
  private:
   const QTypeTraits& tr_;
-  int64_t n_out_, n_in_, block_, row_bytes_;
+  int64_t block_, row_bytes_;
   const float* importance_;
   std::vector<float> levels_;    // code -> level: the value at a position is a·level + b
   std::vector<uint8_t> bytes_;   // (n_out, row_bytes)
