@@ -33,7 +33,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 // Median seconds of f() over ≥ 5 runs and ≥ 1 s, after 2 warm-up runs.
 double median_seconds(const std::function<void()>& f) {
@@ -91,10 +93,12 @@ std::unique_ptr<Linear> stored(QType type, const std::vector<float>& w, int64_t 
       traits(type).quantize_ref(src, dst, cols, nullptr);
     }
   }
-  return std::make_unique<StoredLinear>(TensorView::owning("w", type, {rows, cols}, std::move(bytes)), TensorView{});
+  return std::make_unique<StoredLinear>(TensorView::owning("w", type, {rows, cols}, std::move(bytes)),
+                                        TensorView{});
 }
 
-std::unique_ptr<Linear> int_grid(const std::vector<float>& w, int64_t rows, int64_t cols, int bits, int group, bool act_order) {
+std::unique_ptr<Linear> int_grid(const std::vector<float>& w, int64_t rows, int64_t cols, int bits, int group,
+                                 bool act_order) {
   IntGridSpec spec;
   spec.bits = bits;
   spec.group = group;
@@ -118,13 +122,19 @@ int main(int argc, char** argv) {
   std::string only;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--threads" && i + 1 < argc) threads = std::stoi(argv[++i]);
-    else if (a == "--rows" && i + 1 < argc) rows = std::stoll(argv[++i]);
-    else if (a == "--cols" && i + 1 < argc) cols = std::stoll(argv[++i]);
-    else if (a == "--only" && i + 1 < argc) only = argv[++i];
-    else if (a == "--json") json = true;
+    if (a == "--threads" && i + 1 < argc)
+      threads = std::stoi(argv[++i]);
+    else if (a == "--rows" && i + 1 < argc)
+      rows = std::stoll(argv[++i]);
+    else if (a == "--cols" && i + 1 < argc)
+      cols = std::stoll(argv[++i]);
+    else if (a == "--only" && i + 1 < argc)
+      only = argv[++i];
+    else if (a == "--json")
+      json = true;
     else {
-      fmt::print(stderr, "usage: qforge_matvec_bench [--threads N] [--rows R] [--cols C] [--only NAME] [--json]\n");
+      fmt::print(stderr,
+                 "usage: qforge_matvec_bench [--threads N] [--rows R] [--cols C] [--only NAME] [--json]\n");
       return 2;
     }
   }
@@ -136,9 +146,12 @@ int main(int argc, char** argv) {
   for (float& v : x) v = normal(rng) * 50.0f;
 
   if (!json)
-    fmt::print("{} × {} matrix, {} threads, SIMD target {}; copy = STREAM copy bandwidth (read + write) just before\n\n"
-               "{:<22} {:>12} {:>10} {:>9} {:>10} {:>8}\n",
-               rows, cols, threads, qmatvec_target(), "format", "bits/weight", "µs/call", "GB/s", "copy GB/s", "of copy");
+    fmt::print(
+        "{} × {} matrix, {} threads, SIMD target {}; copy = STREAM copy bandwidth (read + write) just "
+        "before\n\n"
+        "{:<22} {:>12} {:>10} {:>9} {:>10} {:>8}\n",
+        rows, cols, threads, qmatvec_target(), "format", "bits/weight", "µs/call", "GB/s", "copy GB/s",
+        "of copy");
 
   const std::vector<std::pair<std::string, std::function<std::unique_ptr<Linear>()>>> formats = {
       {"F16", [&] { return stored(QType::F16, w, rows, cols); }},
@@ -157,11 +170,13 @@ int main(int argc, char** argv) {
       {"INT8 per-channel", [&] { return int_grid(w, rows, cols, 8, -1, false); }},
       {"INT4 g128 (GPTQ/AWQ)", [&] { return int_grid(w, rows, cols, 4, 128, false); }},
       {"INT4 g128 act-order", [&] { return int_grid(w, rows, cols, 4, 128, true); }},
-      {"NF4 (block 64)", [&] {
-         return std::make_unique<Bnb4Linear>(quantize_bnb4(w.data(), rows * cols, Bnb4Type::NF4, 64, false), rows, cols,
-                                             TensorView{});
+      {"NF4 (block 64)",
+       [&] {
+         return std::make_unique<Bnb4Linear>(quantize_bnb4(w.data(), rows * cols, Bnb4Type::NF4, 64, false),
+                                             rows, cols, TensorView{});
        }},
-      {"LLM.int8()", [&] {
+      {"LLM.int8()",
+       [&] {
          return std::make_unique<Int8Linear>(quantize_int8_rowwise(w.data(), rows, cols), 6.0f, TensorView{});
        }},
   };
@@ -181,11 +196,14 @@ int main(int argc, char** argv) {
     const double gbps = bytes / s / 1e9;
     const double bpw = bytes * 8 / double(rows * cols);
     if (json)
-      fmt::print("{{\"format\": \"{}\", \"threads\": {}, \"target\": \"{}\", \"bits_per_weight\": {:.4f}, \"us\": {:.1f}, "
-                 "\"gbps\": {:.3f}, \"copy_gbps\": {:.3f}, \"of_copy\": {:.4f}}}\n",
-                 name, threads, qmatvec_target(), bpw, s * 1e6, gbps, copy, gbps / copy);
+      fmt::print(
+          "{{\"format\": \"{}\", \"threads\": {}, \"target\": \"{}\", \"bits_per_weight\": {:.4f}, \"us\": "
+          "{:.1f}, "
+          "\"gbps\": {:.3f}, \"copy_gbps\": {:.3f}, \"of_copy\": {:.4f}}}\n",
+          name, threads, qmatvec_target(), bpw, s * 1e6, gbps, copy, gbps / copy);
     else
-      fmt::print("{:<22} {:>12.3f} {:>10.1f} {:>9.1f} {:>10.1f} {:>7.0f} %\n", name, bpw, s * 1e6, gbps, copy, 100 * gbps / copy);
+      fmt::print("{:<22} {:>12.3f} {:>10.1f} {:>9.1f} {:>10.1f} {:>7.0f} %\n", name, bpw, s * 1e6, gbps, copy,
+                 100 * gbps / copy);
     std::fflush(stdout);
   }
 }

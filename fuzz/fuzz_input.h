@@ -68,7 +68,8 @@ inline void load_and_run(const std::string& path) {
   if (!ck.ok()) return;
   (void)ck->tokenizer->encode("Once upon a time");
   const ModelConfig& c = ck->config;
-  if (int64_t(c.n_layer) * c.n_embd * (c.n_ff + c.n_embd) > (int64_t(1) << 24) || c.vocab_size > 65536) return;
+  if (int64_t(c.n_layer) * c.n_embd * (c.n_ff + c.n_embd) > (int64_t(1) << 24) || c.vocab_size > 65536)
+    return;
   auto tf = Transformer::create(*ck);
   if (!tf.ok()) return;
   KVCache cache = (*tf)->new_cache(4);

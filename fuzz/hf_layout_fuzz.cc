@@ -6,7 +6,8 @@
 #include "fuzz/fuzz_input.h"
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  std::filesystem::create_symlink(qf::fuzz::shared_model_file("tokenizer.json"), qf::fuzz::scratch() + "/tokenizer.json");
+  std::filesystem::create_symlink(qf::fuzz::shared_model_file("tokenizer.json"),
+                                  qf::fuzz::scratch() + "/tokenizer.json");
   return 0;
 }
 

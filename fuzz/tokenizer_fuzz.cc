@@ -11,7 +11,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!tok.ok()) return 0;
   const qf::Tokenizer& t = **tok;
   (void)t.describe();
-  for (const char* text : {"Once upon a time, there was a cat.", "  x\n\n\ty  ", "naïve café — 東京 😀", "<s></s><unk>"}) {
+  for (const char* text :
+       {"Once upon a time, there was a cat.", "  x\n\n\ty  ", "naïve café — 東京 😀", "<s></s><unk>"}) {
     auto ids = t.encode(text);
     (void)t.decode(ids);
     (void)t.decode(ids, false);

@@ -30,8 +30,8 @@ inline std::vector<float> logits_of(const Checkpoint& ck, const std::vector<int3
 // checks that the result's fp32 logits equal the original's within fp32 rounding, and that the
 // scales really changed the weights.
 // v_to_o: whether the model's v_proj and o_proj shapes let AWQ scale between them.
-inline void expect_folding_preserves_the_function(const std::string& model, const std::string& calib, int n_windows,
-                                                  int seqlen, bool v_to_o = false) {
+inline void expect_folding_preserves_the_function(const std::string& model, const std::string& calib,
+                                                  int n_windows, int seqlen, bool v_to_o = false) {
   auto ck = load_checkpoint(model);
   ASSERT_TRUE(ck.ok()) << ck.status().message();
   auto windows = draw_windows(ck->tokenizer->encode(test::slurp(calib), true), n_windows, seqlen, 0);
@@ -39,7 +39,8 @@ inline void expect_folding_preserves_the_function(const std::string& model, cons
   const IntGridSpec grid{3, -1, false, false};
   AwqSpec spec;
   spec.clip = false;
-  FakeQuantizer rtn = [&](int, const std::string&, float* w, int64_t n_out, int64_t n_in, const std::vector<float>&) {
+  FakeQuantizer rtn = [&](int, const std::string&, float* w, int64_t n_out, int64_t n_in,
+                          const std::vector<float>&) {
     quantize_rtn(w, n_out, n_in, grid).dequantize_rows(0, n_out, w);
   };
   const std::string out = test::temp_dir("awq_fold") + "/scaled";
@@ -55,11 +56,14 @@ inline void expect_folding_preserves_the_function(const std::string& model, cons
   for (const auto& [name, s] : rep->col_scales)
     if (name.find("attn_output") != std::string::npos)
       for (float v : s) v_to_o_dev = std::max(v_to_o_dev, std::fabs(std::log(v)));
-  if (v_to_o) { EXPECT_GT(v_to_o_dev, 0.05f) << "v_proj → o_proj kept α = 0 in every block"; }
+  if (v_to_o) {
+    EXPECT_GT(v_to_o_dev, 0.05f) << "v_proj → o_proj kept α = 0 in every block";
+  }
   auto scaled = load_checkpoint(out);
   ASSERT_TRUE(scaled.ok()) << scaled.status().message();
   EXPECT_EQ(scaled->weights.layers[0].norms[kAttnNorm].type, QType::F32);
-  EXPECT_NE(scaled->weights.layers[0].norms[kAttnNorm].to_f32(), ck->weights.layers[0].norms[kAttnNorm].to_f32());
+  EXPECT_NE(scaled->weights.layers[0].norms[kAttnNorm].to_f32(),
+            ck->weights.layers[0].norms[kAttnNorm].to_f32());
 
   std::vector<int32_t> ids((*windows)[0].begin(), (*windows)[0].begin() + 48);
   std::vector<float> a = logits_of(*ck, ids), b = logits_of(*scaled, ids);
@@ -70,8 +74,10 @@ inline void expect_folding_preserves_the_function(const std::string& model, cons
   }
   // Folding rounds each scaled weight once (relative 2^-24), as a different order of operations
   // would: the bound of two fp32 evaluations of one function (tests/tolerances.h).
-  EXPECT_LT(max_diff, logit_tolerance(ck->config, max_abs)) << "max |Δlogit| " << max_diff << " of max |logit| " << max_abs;
-  std::printf("folded %s: max |Δlogit| %.3g (max |logit| %.3g), max |log s| %.2f\n", model.c_str(), max_diff, max_abs, max_dev);
+  EXPECT_LT(max_diff, logit_tolerance(ck->config, max_abs))
+      << "max |Δlogit| " << max_diff << " of max |logit| " << max_abs;
+  std::printf("folded %s: max |Δlogit| %.3g (max |logit| %.3g), max |log s| %.2f\n", model.c_str(), max_diff,
+              max_abs, max_dev);
 }
 
 }  // namespace qf::test

@@ -19,7 +19,8 @@ int run(const std::string& args, std::string* err = nullptr) {
 }
 
 TEST(Awq, FoldedStories260KComputesTheSameFunction) {
-  test::expect_folding_preserves_the_function(test::bundled_stories() + "/hf", test::text_path("tinystories-val-head"), 8, 64);
+  test::expect_folding_preserves_the_function(test::bundled_stories() + "/hf",
+                                              test::text_path("tinystories-val-head"), 8, 64);
 }
 
 // stories260K made a Qwen2 with full multi-head attention: k/v heads repeated (the same function
@@ -47,7 +48,8 @@ TEST(Awq, FoldedQwen2WithBiasesAndVToOScalingComputesTheSameFunction) {
     for (const char* proj : {"k", "v"}) {  // (32, 64) → (64, 64): kv head g serves q heads 2g, 2g+1
       auto& t = tensors[fmt::format("model.layers.{}.self_attn.{}_proj.weight", l, proj)];
       std::vector<float> w;
-      for (int h = 0; h < 8; ++h) w.insert(w.end(), t.data.begin() + (h / 2) * hd * 64, t.data.begin() + (h / 2 + 1) * hd * 64);
+      for (int h = 0; h < 8; ++h)
+        w.insert(w.end(), t.data.begin() + (h / 2) * hd * 64, t.data.begin() + (h / 2 + 1) * hd * 64);
       t = {{64, 64}, w};
     }
   for (int l = 0; l < 5; ++l)
@@ -62,16 +64,25 @@ TEST(Awq, FoldedQwen2WithBiasesAndVToOScalingComputesTheSameFunction) {
 
 TEST(AwqCli, QuantizesLoadsBackAndRecordsTheMethod) {
   const std::string dir = test::temp_dir("awq_out"), m = test::bundled_stories() + "/hf";
-  const std::string calib = " --calib " + test::text_path("tinystories-val-head") + " --nsamples 4 --seqlen 64";
+  const std::string calib =
+      " --calib " + test::text_path("tinystories-val-head") + " --nsamples 4 --seqlen 64";
   std::string err;
   // 8-bit codes: the AWQ layout holds 4-bit only, so the GPTQ layout is written.
-  ASSERT_EQ(run("quantize " + m + " -o " + dir + "/w8 --method awq --bits 8 --group -1" + calib, &err), 0) << err;
+  ASSERT_EQ(run("quantize " + m + " -o " + dir + "/w8 --method awq --bits 8 --group -1" + calib, &err), 0)
+      << err;
   auto cfg = nlohmann::json::parse(test::slurp(dir + "/w8/config.json"));
   EXPECT_EQ(cfg["quantization_config"]["quant_method"], "gptq");
   EXPECT_EQ(cfg["quantization_config"]["meta"]["method"], "awq");
   EXPECT_EQ(run("eval " + dir + "/w8 --base " + m + " --text " + test::text_path("tinystories-val-head") +
-                    " --ctx 64 --max-windows 4", &err), 0) << err;
-  ASSERT_EQ(run("quantize " + m + " -o " + dir + "/q8.gguf --method awq+gptq --format gguf --type Q8_0" + calib, &err), 0) << err;
+                    " --ctx 64 --max-windows 4",
+                &err),
+            0)
+      << err;
+  ASSERT_EQ(
+      run("quantize " + m + " -o " + dir + "/q8.gguf --method awq+gptq --format gguf --type Q8_0" + calib,
+          &err),
+      0)
+      << err;
   auto g = load_checkpoint(dir + "/q8.gguf");
   ASSERT_TRUE(g.ok()) << g.status().message();
   EXPECT_EQ(g->weights.layers[0].linears[kAttnQ].weight.type, QType::Q8_0);
@@ -80,8 +91,10 @@ TEST(AwqCli, QuantizesLoadsBackAndRecordsTheMethod) {
 }
 
 TEST(AwqCli, RefusesBeforeSearchingAndLeavesNothing) {
-  const std::string dir = test::temp_dir("awq_bad"), m = "quantize " + test::bundled_stories() + "/hf -o " + dir + "/q ";
-  const std::string calib = " --calib " + test::text_path("tinystories-val-head") + " --nsamples 2 --seqlen 32";
+  const std::string dir = test::temp_dir("awq_bad"),
+                    m = "quantize " + test::bundled_stories() + "/hf -o " + dir + "/q ";
+  const std::string calib =
+      " --calib " + test::text_path("tinystories-val-head") + " --nsamples 2 --seqlen 32";
   std::string err;
   EXPECT_EQ(run(m + "--method awq", &err), 1);
   EXPECT_NE(err.find("--method awq needs --calib FILE"), std::string::npos) << err;

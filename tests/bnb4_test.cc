@@ -111,12 +111,14 @@ TEST(Bnb4, DoubleQuantSavesAboutPointThreeSevenBits) {
   float gap = 0;
   for (int i = 0; i + 1 < 256; ++i) gap = std::max(gap, m[size_t(i + 1)] - m[size_t(i)]);
   for (size_t b = 0; b < plain.absmax.size(); ++b)
-    EXPECT_LE(std::fabs(dq.absmax[b] - plain.absmax[b]), 0.5f * gap * dq.nested_absmax[b / 256] * 1.0001f + 1e-9f);
+    EXPECT_LE(std::fabs(dq.absmax[b] - plain.absmax[b]),
+              0.5f * gap * dq.nested_absmax[b / 256] * 1.0001f + 1e-9f);
 }
 
 TEST(Bnb4, RefusesBadBlocksizes) {
   EXPECT_NE(validate_bnb4(48, 96, "t").message().find("power of two"), std::string::npos);
-  EXPECT_NE(validate_bnb4(64, 100, "t").message().find("not a multiple of the blocksize 64"), std::string::npos);
+  EXPECT_NE(validate_bnb4(64, 100, "t").message().find("not a multiple of the blocksize 64"),
+            std::string::npos);
   EXPECT_TRUE(validate_bnb4(64, 128, "t").ok());
 }
 

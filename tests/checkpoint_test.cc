@@ -22,7 +22,8 @@ std::string stories_hf() { return test::bundled_stories() + "/hf"; }
 // A copy of the bundled HF directory whose config.json is edited by `edit`.
 std::string copy_with_config(const std::string& name, const std::function<void(json&)>& edit) {
   std::string dir = test::temp_dir(name);
-  for (const auto& e : fs::directory_iterator(stories_hf())) fs::copy(e.path(), dir + "/" + e.path().filename().string());
+  for (const auto& e : fs::directory_iterator(stories_hf()))
+    fs::copy(e.path(), dir + "/" + e.path().filename().string());
   json cfg = json::parse(test::slurp(dir + "/config.json"));
   edit(cfg);
   fs::remove(dir + "/config.json");
@@ -74,7 +75,8 @@ TEST(Checkpoint, ShardedSafetensorsAgree) {
   }
   fs::remove(dir + "/model.safetensors");
   for (int s = 0; s < 2; ++s)
-    test::write_file(fmt::format("{}/model-0000{}-of-00002.safetensors", dir, s + 1), test::safetensors_bytes(shard[s]));
+    test::write_file(fmt::format("{}/model-0000{}-of-00002.safetensors", dir, s + 1),
+                     test::safetensors_bytes(shard[s]));
   test::write_file(dir + "/model.safetensors.index.json", index.dump());
   EXPECT_EQ(logits_of(dir, kIds), logits_of(stories_hf(), kIds));
 }
@@ -89,7 +91,8 @@ TEST(Checkpoint, Qwen2BiasesAreLoadedAndApplied) {
   for (const auto& t : st->tensors) tensors[t.name] = {t.shape, t.to_f32()};
   for (int l = 0; l < 5; ++l)
     for (auto [proj, n] : {std::pair{"q", 64}, {"k", 32}, {"v", 32}})
-      tensors[fmt::format("model.layers.{}.self_attn.{}_proj.bias", l, proj)] = {{n}, std::vector<float>(size_t(n), 0.f)};
+      tensors[fmt::format("model.layers.{}.self_attn.{}_proj.bias", l, proj)] = {
+          {n}, std::vector<float>(size_t(n), 0.f)};
   fs::remove(dir + "/model.safetensors");
   test::write_file(dir + "/model.safetensors", test::safetensors_bytes(tensors));
   EXPECT_EQ(logits_of(dir, kIds), logits_of(stories_hf(), kIds));
@@ -157,15 +160,19 @@ TEST(Checkpoint, MissingKey) {
 }
 TEST(Checkpoint, WrongTypeForKey) {
   std::string dir = copy_with_config("badkey", [](json& c) { c["num_hidden_layers"] = "five"; });
-  EXPECT_NE(load_error(dir).find("'num_hidden_layers' should be a positive integer, found \"five\""), std::string::npos);
+  EXPECT_NE(load_error(dir).find("'num_hidden_layers' should be a positive integer, found \"five\""),
+            std::string::npos);
 }
 // Wrong-typed quantization_config fields (issue 19's std::terminate cases) are one error naming
 // the key and what was found; the config is refused before any tensor is read.
 TEST(Checkpoint, WrongTypedQuantizationConfigNamesTheKey) {
   const std::pair<json, std::string> cases[] = {
-      {json{{"quant_method", "gptq"}, {"bits", "8"}}, "quantization_config.bits: expected an integer, found \"8\""},
-      {json{{"quant_method", "gptq"}, {"sym", "no"}}, "quantization_config.sym: expected true or false, found \"no\""},
-      {json{{"quant_method", "gptq"}, {"bits", 4.5}}, "quantization_config.bits: expected an integer in range, found 4.5"},
+      {json{{"quant_method", "gptq"}, {"bits", "8"}},
+       "quantization_config.bits: expected an integer, found \"8\""},
+      {json{{"quant_method", "gptq"}, {"sym", "no"}},
+       "quantization_config.sym: expected true or false, found \"no\""},
+      {json{{"quant_method", "gptq"}, {"bits", 4.5}},
+       "quantization_config.bits: expected an integer in range, found 4.5"},
       {json(nullptr), "quantization_config: expected an object, found null"},
       {json("gptq"), "quantization_config: expected an object, found \"gptq\""},
       {json{{"quant_method", 7}}, "quantization_config.quant_method: expected a string, found 7"},
@@ -173,11 +180,13 @@ TEST(Checkpoint, WrongTypedQuantizationConfigNamesTheKey) {
        "quantization_config.llm_int8_threshold: expected a number, found \"six\""},
       {json{{"quant_method", "bitsandbytes"}, {"load_in_4bit", true}, {"bnb_4bit_use_double_quant", 1}},
        "quantization_config.bnb_4bit_use_double_quant: expected true or false, found 1"},
-      {json{{"quant_method", "hqq"}}, "quantization_config.quant_method 'hqq' is not supported (supported: gptq, awq"},
+      {json{{"quant_method", "hqq"}},
+       "quantization_config.quant_method 'hqq' is not supported (supported: gptq, awq"},
   };
   int k = 0;
   for (const auto& [qc, want] : cases) {
-    std::string dir = copy_with_config("qcfg" + std::to_string(k++), [&](json& c) { c["quantization_config"] = qc; });
+    std::string dir =
+        copy_with_config("qcfg" + std::to_string(k++), [&](json& c) { c["quantization_config"] = qc; });
     const std::string e = load_error(dir);
     EXPECT_NE(e.find(want), std::string::npos) << e;
     EXPECT_EQ(e.find('\n'), std::string::npos) << e;
@@ -185,42 +194,58 @@ TEST(Checkpoint, WrongTypedQuantizationConfigNamesTheKey) {
 }
 
 TEST(Checkpoint, ConfigValuesNoModelHasAreRefused) {
-  EXPECT_NE(load_error(copy_with_config("eps0", [](json& c) { c["rms_norm_eps"] = 0; })).find("rms_norm_eps 0 should be a number in (0, 1)"),
+  EXPECT_NE(load_error(copy_with_config("eps0", [](json& c) { c["rms_norm_eps"] = 0; }))
+                .find("rms_norm_eps 0 should be a number in (0, 1)"),
             std::string::npos);
-  EXPECT_NE(load_error(copy_with_config("eps-", [](json& c) { c["rms_norm_eps"] = -1e-5; })).find("rms_norm_eps"), std::string::npos);
+  EXPECT_NE(
+      load_error(copy_with_config("eps-", [](json& c) { c["rms_norm_eps"] = -1e-5; })).find("rms_norm_eps"),
+      std::string::npos);
   EXPECT_NE(load_error(copy_with_config("ctx0", [](json& c) { c["max_position_embeddings"] = 0; }))
                 .find("max_position_embeddings 0 should be in 1..16777216"),
             std::string::npos);
-  EXPECT_NE(load_error(copy_with_config("theta0", [](json& c) { c["rope_theta"] = 0; })).find("rope_theta"), std::string::npos);
+  EXPECT_NE(load_error(copy_with_config("theta0", [](json& c) { c["rope_theta"] = 0; })).find("rope_theta"),
+            std::string::npos);
 }
 
 TEST(Checkpoint, ShapeMismatchNamesTensor) {
   std::string dir = copy_with_config("shape", [](json& c) { c["intermediate_size"] = 128; });
   std::string e = load_error(dir);
-  EXPECT_NE(e.find("tensor 'model.layers.0.mlp.gate_proj.weight' has wrong shape; expected 128x64, got 172x64"),
-            std::string::npos) << e;
+  EXPECT_NE(
+      e.find("tensor 'model.layers.0.mlp.gate_proj.weight' has wrong shape; expected 128x64, got 172x64"),
+      std::string::npos)
+      << e;
 }
 TEST(Checkpoint, MissingTokenizer) {
   std::string dir = copy_with_config("notok", [](json&) {});
   fs::remove(dir + "/tokenizer.json");
-  EXPECT_NE(load_error(dir).find("missing tokenizer: expected tokenizer.json or tokenizer.model"), std::string::npos);
+  EXPECT_NE(load_error(dir).find("missing tokenizer: expected tokenizer.json or tokenizer.model"),
+            std::string::npos);
 }
 TEST(Checkpoint, UnknownRopeTypeNamesTheSupportedOnes) {
-  std::string dir = copy_with_config("rope", [](json& c) { c["rope_scaling"] = {{"rope_type", "longrope"}, {"factor", 8}}; });
+  std::string dir = copy_with_config("rope", [](json& c) {
+    c["rope_scaling"] = {{"rope_type", "longrope"}, {"factor", 8}};
+  });
   const std::string e = load_error(dir);
-  EXPECT_NE(e.find("config.json: unsupported rope_type 'longrope' (supported: default, linear, dynamic, yarn, llama3)"),
-            std::string::npos) << e;
+  EXPECT_NE(e.find("config.json: unsupported rope_type 'longrope' (supported: default, linear, dynamic, "
+                   "yarn, llama3)"),
+            std::string::npos)
+      << e;
 }
 TEST(Checkpoint, Llama3RopeWithoutItsKeysNamesTheKey) {
   std::string dir = copy_with_config("rope3", [](json& c) {
-    c["rope_parameters"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"rope_theta", 500000.0}, {"high_freq_factor", 4.0},
+    c["rope_parameters"] = {{"rope_type", "llama3"},
+                            {"factor", 8.0},
+                            {"rope_theta", 500000.0},
+                            {"high_freq_factor", 4.0},
                             {"original_max_position_embeddings", 2048}};
   });
   const std::string e = load_error(dir);
   EXPECT_NE(e.find("missing key 'low_freq_factor' (needed by rope_type 'llama3')"), std::string::npos) << e;
 }
 TEST(Checkpoint, RopeFactorOfTheWrongTypeIsAnError) {
-  std::string dir = copy_with_config("ropet", [](json& c) { c["rope_scaling"] = {{"type", "linear"}, {"factor", "two"}}; });
+  std::string dir = copy_with_config("ropet", [](json& c) {
+    c["rope_scaling"] = {{"type", "linear"}, {"factor", "two"}};
+  });
   const std::string e = load_error(dir);
   EXPECT_NE(e.find("rope_parameters.factor should be a number, found \"two\""), std::string::npos) << e;
 }
@@ -241,20 +266,30 @@ TEST(Checkpoint, QNormOfTheWrongSizeNamesTheTensor) {
   for (const auto& [name, t] : extra) index["weight_map"][name] = "extra.safetensors";
   test::write_file(dir + "/model.safetensors.index.json", index.dump());
   const std::string e = load_error(dir);
-  EXPECT_NE(e.find("tensor 'model.layers.0.self_attn.q_norm.weight' has wrong shape; expected 8, got 16"), std::string::npos) << e;
+  EXPECT_NE(e.find("tensor 'model.layers.0.self_attn.q_norm.weight' has wrong shape; expected 8, got 16"),
+            std::string::npos)
+      << e;
 }
 TEST(Checkpoint, TokenizerIdsBeyondTheEmbeddingAreAnError) {
   std::string dir = copy_with_config("tokids", [](json&) {});
   json tok = json::parse(test::slurp(dir + "/tokenizer.json"));
-  tok["added_tokens"].push_back({{"id", 600}, {"content", "<|extra|>"}, {"special", true}, {"single_word", false},
-                                 {"lstrip", false}, {"rstrip", false}, {"normalized", false}});
+  tok["added_tokens"].push_back({{"id", 600},
+                                 {"content", "<|extra|>"},
+                                 {"special", true},
+                                 {"single_word", false},
+                                 {"lstrip", false},
+                                 {"rstrip", false},
+                                 {"normalized", false}});
   fs::remove(dir + "/tokenizer.json");
   test::write_file(dir + "/tokenizer.json", tok.dump());
   const std::string e = load_error(dir);
-  EXPECT_NE(e.find("tokenizer.json: token id 600 is outside the embedding's 512 rows (config vocab_size)"), std::string::npos) << e;
+  EXPECT_NE(e.find("tokenizer.json: token id 600 is outside the embedding's 512 rows (config vocab_size)"),
+            std::string::npos)
+      << e;
 }
 // stories260K's weights rewritten after `edit`, in one file or split over two shards by `shard_of`.
-std::string with_tensors(const std::string& name, const std::function<void(std::map<std::string, test::F32Tensor>&)>& edit,
+std::string with_tensors(const std::string& name,
+                         const std::function<void(std::map<std::string, test::F32Tensor>&)>& edit,
                          const std::function<int(const std::string&)>& shard_of = nullptr) {
   std::string dir = copy_with_config(name, [](json&) {});
   auto st = read_safetensors(dir + "/model.safetensors");
@@ -274,7 +309,8 @@ std::string with_tensors(const std::string& name, const std::function<void(std::
     index["weight_map"][n] = fmt::format("model-0000{}-of-00002.safetensors", shard_of(n) + 1);
   }
   for (int s = 0; s < 2; ++s)
-    test::write_file(fmt::format("{}/model-0000{}-of-00002.safetensors", dir, s + 1), test::safetensors_bytes(shard[s]));
+    test::write_file(fmt::format("{}/model-0000{}-of-00002.safetensors", dir, s + 1),
+                     test::safetensors_bytes(shard[s]));
   test::write_file(dir + "/model.safetensors.index.json", index.dump());
   return dir;
 }
@@ -289,30 +325,43 @@ TEST(Checkpoint, EveryStoredTensorIsOneTheConfigImplies) {
   e = load_error(with_tensors("extra", [](auto& t) { t["model.vision_tower.weight"] = {{2}, {1, 2}}; }));
   EXPECT_NE(e.find("tensor 'model.vision_tower.weight' (F32 2) is not part of a"), std::string::npos) << e;
 
-  e = load_error(with_tensors("tied_head", [](auto& t) { t["lm_head.weight"] = t["model.embed_tokens.weight"]; }));
-  EXPECT_NE(e.find("tensor 'lm_head.weight' is stored, but the config ties the output to the embedding"), std::string::npos) << e;
+  e = load_error(
+      with_tensors("tied_head", [](auto& t) { t["lm_head.weight"] = t["model.embed_tokens.weight"]; }));
+  EXPECT_NE(e.find("tensor 'lm_head.weight' is stored, but the config ties the output to the embedding"),
+            std::string::npos)
+      << e;
 
   // RoPE's inverse frequencies, which older Llama checkpoints store, are known to be harmless.
-  EXPECT_EQ(load_error(with_tensors("inv_freq", [](auto& t) { t["model.layers.0.self_attn.rotary_emb.inv_freq"] = {{4}, {1, 1, 1, 1}}; })), "");
+  EXPECT_EQ(load_error(with_tensors("inv_freq",
+                                    [](auto& t) {
+                                      t["model.layers.0.self_attn.rotary_emb.inv_freq"] = {{4}, {1, 1, 1, 1}};
+                                    })),
+            "");
 }
 
 TEST(Checkpoint, IntegerTensorsAreNotWeights) {
-  const std::string e = load_error(with_tensors("int_norm", [](auto& t) { t["model.norm.weight"].as_i32 = true; }));
+  const std::string e =
+      load_error(with_tensors("int_norm", [](auto& t) { t["model.norm.weight"].as_i32 = true; }));
   EXPECT_NE(e.find("tensor 'model.norm.weight' is I32; expected a float weight"), std::string::npos) << e;
 }
 
 // One tensor in two shards (the later used to win) or in a shard the index does not name for it.
 TEST(Checkpoint, ShardsMustAgreeWithTheirIndex) {
-  std::string dir = with_tensors("dup_shard", [](auto&) {}, [](const std::string& n) { return n.find("layers.1.") != std::string::npos; });
+  std::string dir = with_tensors(
+      "dup_shard", [](auto&) {},
+      [](const std::string& n) { return n.find("layers.1.") != std::string::npos; });
   auto second = read_safetensors(dir + "/model-00002-of-00002.safetensors");
   ASSERT_TRUE(second.ok());
   std::map<std::string, test::F32Tensor> both;
   for (const auto& t : second->tensors) both[t.name] = {t.shape, t.to_f32()};
-  both["model.norm.weight"] = {{64}, std::vector<float>(64, 1.0f)};  // also in shard 1, where the index puts it
+  both["model.norm.weight"] = {{64},
+                               std::vector<float>(64, 1.0f)};  // also in shard 1, where the index puts it
   fs::remove(dir + "/model-00002-of-00002.safetensors");
   test::write_file(dir + "/model-00002-of-00002.safetensors", test::safetensors_bytes(both));
   const std::string e = load_error(dir);
-  EXPECT_NE(e.find("model-00002-of-00002.safetensors: holds tensor 'model.norm.weight', which"), std::string::npos) << e;
+  EXPECT_NE(e.find("model-00002-of-00002.safetensors: holds tensor 'model.norm.weight', which"),
+            std::string::npos)
+      << e;
   EXPECT_NE(e.find("places in model-00001-of-00002.safetensors"), std::string::npos) << e;
 }
 
@@ -342,7 +391,8 @@ TEST(Checkpoint, GgufShapeErrorsNameTheFile) {
   std::string bytes = test::slurp(test::bundled_stories() + "/stories260K.gguf");
   const size_t at = bytes.find("output_norm.weight");
   ASSERT_NE(at, std::string::npos);
-  const size_t ne0 = at + std::strlen("output_norm.weight") + 4;  // after the name: u32 n_dims, then i64 ne[0]
+  const size_t ne0 =
+      at + std::strlen("output_norm.weight") + 4;  // after the name: u32 n_dims, then i64 ne[0]
   int64_t dim = 0;
   std::memcpy(&dim, bytes.data() + ne0, 8);
   ASSERT_EQ(dim, 64);

@@ -47,20 +47,26 @@ std::string stories() { return test::bundled_stories() + "/hf"; }
 // llama-bench's spelling: the thread count after the command, as the report's "threads".
 TEST(Cli, BenchTakesThreadsAfterTheCommand) {
   int status = -1;
-  const std::string out = test::qforge_stdout("bench " + stories() + " --threads 1 --prompt 8 --gen 4 --reps 1 --json", &status);
+  const std::string out =
+      test::qforge_stdout("bench " + stories() + " --threads 1 --prompt 8 --gen 4 --reps 1 --json", &status);
   EXPECT_EQ(status, 0);
   EXPECT_NE(out.find("\"threads\":1,"), std::string::npos) << out;
 }
 
-TEST(Cli, MissingModel) { expect_one_line_error(run("eval /nonexistent --text /etc/hostname"), "/nonexistent: no such file"); }
+TEST(Cli, MissingModel) {
+  expect_one_line_error(run("eval /nonexistent --text /etc/hostname"), "/nonexistent: no such file");
+}
 
 TEST(Cli, TextNotUtf8) {
   std::string path = test::temp_dir("cli_latin1") + "/latin1.txt";
   test::write_file(path, "caf\xe9\n");
-  expect_one_line_error(run("eval " + stories() + " --text " + path), "latin1.txt: not UTF-8: invalid byte 0xe9 at offset 3");
+  expect_one_line_error(run("eval " + stories() + " --text " + path),
+                        "latin1.txt: not UTF-8: invalid byte 0xe9 at offset 3");
 }
 
-TEST(Cli, MissingTextFile) { expect_one_line_error(run("eval " + stories() + " --text /nonexistent.txt"), "/nonexistent.txt"); }
+TEST(Cli, MissingTextFile) {
+  expect_one_line_error(run("eval " + stories() + " --text /nonexistent.txt"), "/nonexistent.txt");
+}
 
 TEST(Cli, CorruptGguf) {
   std::string path = test::temp_dir("cli_gguf") + "/bad.gguf";
@@ -84,7 +90,8 @@ TEST(Cli, TextShorterThanOneWindow) {
 }
 
 TEST(Cli, EvalJsonAndInspectAndGenerate) {
-  auto r = run("eval " + stories() + " --text " + test::text_path("tinystories-val-head") + " --ctx 128 --max-windows 4 --json");
+  auto r = run("eval " + stories() + " --text " + test::text_path("tinystories-val-head") +
+               " --ctx 128 --max-windows 4 --json");
   ASSERT_EQ(r.code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["windows"], 4);
@@ -130,14 +137,22 @@ TEST(Cli, MethodTableDrivesQuantizeOptions) {
   const std::string dir = test::temp_dir("cli_methods");
   for (const auto& m : method_specs())
     for (const auto& o : method_option_names()) {
-      if (std::find(m.options.begin(), m.options.end(), o) != m.options.end() || o.starts_with("--no-")) continue;
-      const std::string value = o == "--calib" ? " /etc/hostname" : o == "--clip" ? " mse" :
-                                (o == "--sym" || o == "--double-quant" || o == "--act-order" || o == "--static-groups" ||
-                                 o == "--true-sequential" || o == "--duo-scaling" || o == "--awq-clip") ? "" :
-                                o == "--damp" ? " 0.01" : " 64";
+      if (std::find(m.options.begin(), m.options.end(), o) != m.options.end() || o.starts_with("--no-"))
+        continue;
+      const std::string value =
+          o == "--calib"  ? " /etc/hostname"
+          : o == "--clip" ? " mse"
+          : (o == "--sym" || o == "--double-quant" || o == "--act-order" || o == "--static-groups" ||
+             o == "--true-sequential" || o == "--duo-scaling" || o == "--awq-clip")
+              ? ""
+          : o == "--damp" ? " 0.01"
+                          : " 64";
       std::string err;
-      EXPECT_EQ(test::run_qforge(fmt::format("quantize {} -o {}/out --method '{}' {}{}", test::bundled_stories() + "/hf", dir,
-                                             m.name, o, value), dir, &err), 1) << m.name << " " << o;
+      EXPECT_EQ(test::run_qforge(fmt::format("quantize {} -o {}/out --method '{}' {}{}",
+                                             test::bundled_stories() + "/hf", dir, m.name, o, value),
+                                 dir, &err),
+                1)
+          << m.name << " " << o;
       EXPECT_NE(err.find(o + " does not apply to --method " + m.name), std::string::npos) << err;
     }
 }
@@ -148,12 +163,16 @@ TEST(Cli, OutputsNeverReplaceAFileOrAnInput) {
   const std::string dir = test::temp_dir("cli_outputs"), gguf = test::bundled_stories() + "/stories260K.gguf";
   const std::string calib = test::text_path("tinystories-val-head");
   test::write_file(dir + "/existing", "keep me");
-  expect_one_line_error(run("imatrix " + gguf + " --calib " + calib + " -o " + dir + "/existing"), "already exists");
+  expect_one_line_error(run("imatrix " + gguf + " --calib " + calib + " -o " + dir + "/existing"),
+                        "already exists");
   EXPECT_EQ(test::slurp(dir + "/existing"), "keep me");
-  expect_one_line_error(run("imatrix " + gguf + " --calib " + calib + " -o " + gguf), "the output is an input of this run");
-  expect_one_line_error(run("imatrix " + gguf + " --calib " + calib + " -o " + calib), "the output is an input of this run");
+  expect_one_line_error(run("imatrix " + gguf + " --calib " + calib + " -o " + gguf),
+                        "the output is an input of this run");
+  expect_one_line_error(run("imatrix " + gguf + " --calib " + calib + " -o " + calib),
+                        "the output is an input of this run");
   expect_one_line_error(run("convert " + stories() + " -o " + dir + "/existing"), "already exists");
-  expect_one_line_error(run("quantize " + stories() + " -o " + stories() + "/../hf"), "the output is an input of this run");
+  expect_one_line_error(run("quantize " + stories() + " -o " + stories() + "/../hf"),
+                        "the output is an input of this run");
   EXPECT_EQ(test::slurp(dir + "/existing"), "keep me");
 }
 
@@ -176,15 +195,18 @@ TEST(Cli, InterruptedRunsLeaveNothingBehind) {
   if (test::full_tier()) delays_ms.push_back(20000);
   for (const auto& [name, command] : jobs)
     for (int delay_ms : delays_ms) {
-      const std::string dir = test::temp_dir("cli_sigint_" + name + std::to_string(delay_ms)), out = dir + "/out";
+      const std::string dir = test::temp_dir("cli_sigint_" + name + std::to_string(delay_ms)),
+                        out = dir + "/out";
       const pid_t pid = fork();
       if (pid == 0) {
-        const std::string cmd = "exec " + test::qforge_bin() + " -t 1 " + command + " -o " + out + " >/dev/null 2>&1";
+        const std::string cmd =
+            "exec " + test::qforge_bin() + " -t 1 " + command + " -o " + out + " >/dev/null 2>&1";
         execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
         _exit(127);
       }
       int status = 0;
-      for (int waited = 0; waited < delay_ms && waitpid(pid, &status, WNOHANG) == 0; waited += 50) usleep(50 * 1000);
+      for (int waited = 0; waited < delay_ms && waitpid(pid, &status, WNOHANG) == 0; waited += 50)
+        usleep(50 * 1000);
       if (kill(pid, SIGINT) == 0) waitpid(pid, &status, 0);  // still running (or a zombie)
       const auto left = std::distance(std::filesystem::directory_iterator(dir), {});
       if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {  // finished first: the output is whole
@@ -208,25 +230,30 @@ TEST(Cli, ForceReplacesAndStaleTemporariesAreRemoved) {
   pid_t dead = fork();
   if (dead == 0) _exit(0);
   waitpid(dead, nullptr, 0);  // a pid no process has now
-  const std::string stale = dir + "/im.dat.tmp-" + std::to_string(dead), live = dir + "/im.dat.tmp-" + std::to_string(getpid());
+  const std::string stale = dir + "/im.dat.tmp-" + std::to_string(dead),
+                    live = dir + "/im.dat.tmp-" + std::to_string(getpid());
   std::filesystem::create_directories(stale + "-awq");
   test::write_file(stale, "partial");
   test::write_file(live, "someone's");
-  auto r = run("imatrix " + gguf + " --calib " + calib + " --ctx 64 --chunks 2 -o " + dir + "/im.dat --force");
+  auto r =
+      run("imatrix " + gguf + " --calib " + calib + " --ctx 64 --chunks 2 -o " + dir + "/im.dat --force");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(test::slurp(dir + "/im.dat"), "old");
   EXPECT_FALSE(std::filesystem::exists(stale));
   EXPECT_FALSE(std::filesystem::exists(stale + "-awq"));
   EXPECT_TRUE(std::filesystem::exists(live));
-  EXPECT_NE(r.err.find("note: removed " + stale + ", a temporary left by process"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("note: removed " + stale + ", a temporary left by process"), std::string::npos)
+      << r.err;
   r = run("quantize " + stories() + " --method nf4 -o " + dir + "/q --force");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir + "/q/stale"));
   EXPECT_TRUE(std::filesystem::exists(dir + "/q/model.safetensors"));
   // A folder where a file goes, a device: refused up front, kept.
-  expect_one_line_error(run("convert " + stories() + " -o " + dir + "/q --force"), "exists and is not a regular file");
+  expect_one_line_error(run("convert " + stories() + " -o " + dir + "/q --force"),
+                        "exists and is not a regular file");
   EXPECT_TRUE(std::filesystem::exists(dir + "/q/model.safetensors"));
-  expect_one_line_error(run("imatrix " + gguf + " --calib " + calib + " -o /dev/null --force"), "exists and is not a regular file");
+  expect_one_line_error(run("imatrix " + gguf + " --calib " + calib + " -o /dev/null --force"),
+                        "exists and is not a regular file");
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 3);  // im.dat, q, the live temporary
 }
 
@@ -244,22 +271,27 @@ TEST(Cli, TextsAndContextsOutsideTheModelAreRefused) {
   const std::string dir = test::temp_dir("cli_texts");
   expect_one_line_error(run("eval " + stories() + " --text /dev/zero"), "/dev/zero: not a regular file");
   expect_one_line_error(run("eval " + stories() + " --text " + dir), "not a regular file");
-  for (const std::string& bad : {std::string("overlong \xC0\x80"), std::string("surrogate \xED\xA0\x80"), std::string("past \xF4\x90\x80\x80")}) {
+  for (const std::string& bad : {std::string("overlong \xC0\x80"), std::string("surrogate \xED\xA0\x80"),
+                                 std::string("past \xF4\x90\x80\x80")}) {
     test::write_file(dir + "/bad.txt", bad);
     expect_one_line_error(run("eval " + stories() + " --text " + dir + "/bad.txt"), "not UTF-8");
     std::filesystem::remove(dir + "/bad.txt");
   }
   const std::string text = test::text_path("tinystories-val-head");
-  expect_one_line_error(run("eval " + stories() + " --text " + text + " --ctx 1024"), "beyond the model's trained context of 512");
+  expect_one_line_error(run("eval " + stories() + " --text " + text + " --ctx 1024"),
+                        "beyond the model's trained context of 512");
   expect_one_line_error(run("eval " + stories() + " --text " + text + " --max-windows 0"), "--max-windows");
   expect_one_line_error(run("-t -3 eval " + stories() + " --text " + text), "--threads");
-  EXPECT_EQ(run("eval " + stories() + " --text " + text + " --ctx 1024 --max-windows 1 --allow-long-context").code, 0);
+  EXPECT_EQ(
+      run("eval " + stories() + " --text " + text + " --ctx 1024 --max-windows 1 --allow-long-context").code,
+      0);
 }
 
 // A NaN weight: eval and generate stop with an error that names the tensor, never a number.
 TEST(Cli, NonFiniteWeightsAreNamedNotPrinted) {
   const std::string dir = test::temp_dir("cli_nan");
-  for (const char* f : {"config.json", "tokenizer.json"}) std::filesystem::copy(stories() + "/" + f, dir + "/" + f);
+  for (const char* f : {"config.json", "tokenizer.json"})
+    std::filesystem::copy(stories() + "/" + f, dir + "/" + f);
   std::map<std::string, test::F32Tensor> tensors;
   {
     auto st = read_safetensors(stories() + "/model.safetensors");
@@ -269,9 +301,12 @@ TEST(Cli, NonFiniteWeightsAreNamedNotPrinted) {
   tensors["model.layers.2.post_attention_layernorm.weight"].data[5] = std::nanf("");
   test::write_file(dir + "/model.safetensors", test::safetensors_bytes(tensors));
   const std::string tensor = "tensor 'model.layers.2.post_attention_layernorm.weight' holds nan at element 5";
-  expect_one_line_error(run("eval " + dir + " --text " + test::text_path("tinystories-val-head") + " --ctx 64 --max-windows 2"),
-                        "not finite");
-  expect_one_line_error(run("eval " + dir + " --text " + test::text_path("tinystories-val-head") + " --ctx 64 --max-windows 2"), tensor);
+  expect_one_line_error(
+      run("eval " + dir + " --text " + test::text_path("tinystories-val-head") + " --ctx 64 --max-windows 2"),
+      "not finite");
+  expect_one_line_error(
+      run("eval " + dir + " --text " + test::text_path("tinystories-val-head") + " --ctx 64 --max-windows 2"),
+      tensor);
   expect_one_line_error(run("generate " + dir + " -p hello -n 4"), tensor);
 }
 
@@ -300,7 +335,13 @@ TEST(Cli, MetadataCostsAboutItsSizeInTheFile) {
   const size_t n = size_t(32) << 20;
   test::Bytes b;
   b.b = "GGUF";
-  b.put<uint32_t>(3).put<uint64_t>(0).put<uint64_t>(1).str("junk").put<uint32_t>(9).put<uint32_t>(0).put<uint64_t>(n);
+  b.put<uint32_t>(3)
+      .put<uint64_t>(0)
+      .put<uint64_t>(1)
+      .str("junk")
+      .put<uint32_t>(9)
+      .put<uint32_t>(0)
+      .put<uint64_t>(n);
   b.b.append(n, '\x01');
   const std::string path = test::temp_dir("cli_meta") + "/big.gguf";
   test::write_file(path, b.b);

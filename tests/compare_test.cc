@@ -28,7 +28,8 @@ const std::string kJobs = "baseline,rtn-w8,nf4-dq,llm-int8,q8_0,q4_k_m,gptq-q4_k
 
 std::string protocol_args() {
   const std::string text = test::text_path("tinystories-val-head");
-  return "--text " + text + " --calib " + text + " --ctx 128 --max-windows 4 --nsamples 4 --seqlen 128 --prompt 16 --gen 8 --reps 1";
+  return "--text " + text + " --calib " + text +
+         " --ctx 128 --max-windows 4 --nsamples 4 --seqlen 128 --prompt 16 --gen 8 --reps 1";
 }
 
 std::string compare_cmd(const std::string& out, const std::string& jobs) {
@@ -53,7 +54,8 @@ TEST(Compare, ReportHoldsWhatEvalMeasuresForEveryFile) {
   const json* bad = find_job(report, "rtn-w4g128");
   ASSERT_NE(bad, nullptr);
   EXPECT_EQ((*bad)["status"], "error");
-  EXPECT_NE((*bad)["error"].get<std::string>().find("group size 128 does not divide the row length 64"), std::string::npos);
+  EXPECT_NE((*bad)["error"].get<std::string>().find("group size 128 does not divide the row length 64"),
+            std::string::npos);
   EXPECT_FALSE(fs::exists(out + "/models/rtn-w4g128"));
 
   for (const auto& j : report["jobs"]) {
@@ -63,8 +65,9 @@ TEST(Compare, ReportHoldsWhatEvalMeasuresForEveryFile) {
     const bool base = j["name"] == "baseline";
     int status = 0;
     const std::string file = j["file"];
-    const json ev = json::parse(test::qforge_stdout("-t 2 eval " + file + (base ? "" : " --base " + kModel) + " --text " +
-                                                        test::text_path("tinystories-val-head") + " --ctx 128 --max-windows 4 --json",
+    const json ev = json::parse(test::qforge_stdout("-t 2 eval " + file + (base ? "" : " --base " + kModel) +
+                                                        " --text " + test::text_path("tinystories-val-head") +
+                                                        " --ctx 128 --max-windows 4 --json",
                                                     &status));
     ASSERT_EQ(status, 0);
     EXPECT_EQ(j["ppl"], ev["ppl"]);
@@ -98,7 +101,9 @@ TEST(Compare, ReportHoldsWhatEvalMeasuresForEveryFile) {
     const std::string row = "| " + mark + " | " + j["name"].get<std::string>() + " |";
     EXPECT_NE(md.find(row), std::string::npos) << row << "\n" << md;
   }
-  EXPECT_NE(md.find("| rtn-w4g128 | quantize: model.layers.0.self_attn.q_proj.weight: group size 128"), std::string::npos) << md;
+  EXPECT_NE(md.find("| rtn-w4g128 | quantize: model.layers.0.self_attn.q_proj.weight: group size 128"),
+            std::string::npos)
+      << md;
   EXPECT_NE(md.find("bits per weight: **"), std::string::npos) << md;
 
   // report.html: self-contained (no external references), three charts, a point per measured job.
@@ -109,7 +114,9 @@ TEST(Compare, ReportHoldsWhatEvalMeasuresForEveryFile) {
   for (size_t at = html.find("<svg"); at != std::string::npos; at = html.find("<svg", at + 1)) ++svgs;
   EXPECT_EQ(svgs, 3u);
   for (const auto& j : report["jobs"])
-    if (j["status"] == "ok") { EXPECT_NE(html.find("<title>" + j["name"].get<std::string>() + ":"), std::string::npos) << j["name"]; }
+    if (j["status"] == "ok") {
+      EXPECT_NE(html.find("<title>" + j["name"].get<std::string>() + ":"), std::string::npos) << j["name"];
+    }
 }
 
 TEST(Compare, ResumeKeepsFinishedJobsAndRunsTheRest) {
@@ -128,14 +135,18 @@ TEST(Compare, ResumeKeepsFinishedJobsAndRunsTheRest) {
   EXPECT_EQ((*find_job(second, "q8_0"))["status"], "ok");
   // A resumed run must measure under the same protocol.
   EXPECT_EQ(test::run_qforge("-t 2 compare " + kModel + " --text " + test::text_path("tinystories-val-head") +
-                                 " --ctx 64 --methods baseline -o " + out + " --resume", dir, &err), 1);
+                                 " --ctx 64 --methods baseline -o " + out + " --resume",
+                             dir, &err),
+            1);
   EXPECT_NE(err.find("was made with ctx = 128"), std::string::npos) << err;
 }
 
 TEST(Compare, InterruptLeavesAValidPartialReport) {
   const std::string dir = test::temp_dir("compare_int"), out = dir + "/r";
-  const std::string jobs = "baseline,rtn-w8,nf4,nf4-dq,fp4,fp4-dq,llm-int8,q8_0,q6_k,q5_k_m,q4_k_m,q4_0,iq4_xs,q3_k_m,q2_k";
-  std::vector<std::string> args = {test::qforge_bin(), "-t", "2", "compare", kModel, "--methods", jobs, "-o", out};
+  const std::string jobs =
+      "baseline,rtn-w8,nf4,nf4-dq,fp4,fp4-dq,llm-int8,q8_0,q6_k,q5_k_m,q4_k_m,q4_0,iq4_xs,q3_k_m,q2_k";
+  std::vector<std::string> args = {test::qforge_bin(), "-t", "2",  "compare", kModel,
+                                   "--methods",        jobs, "-o", out};
   std::istringstream extra(protocol_args());
   for (std::string w; extra >> w;) args.push_back(w);
   std::vector<char*> argv;
@@ -148,7 +159,8 @@ TEST(Compare, InterruptLeavesAValidPartialReport) {
   ASSERT_EQ(posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ), 0);
   posix_spawn_file_actions_destroy(&fa);
   const auto t0 = std::chrono::steady_clock::now();
-  while (!fs::exists(out + "/report.json") && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(120))
+  while (!fs::exists(out + "/report.json") &&
+         std::chrono::steady_clock::now() - t0 < std::chrono::seconds(120))
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   kill(pid, SIGINT);
   int status = 0;
@@ -177,13 +189,15 @@ TEST(Compare, InterruptLeavesAValidPartialReport) {
 TEST(Compare, JobsAboveTheMemoryLimitAreNotStarted) {
   const std::string dir = test::temp_dir("compare_mem"), out = dir + "/r";
   std::string err;
-  ASSERT_EQ(test::run_qforge(compare_cmd(out, "baseline,nf4") + " --max-memory 0.0009765625", dir, &err), 0) << err;
+  ASSERT_EQ(test::run_qforge(compare_cmd(out, "baseline,nf4") + " --max-memory 0.0009765625", dir, &err), 0)
+      << err;
   const json report = json::parse(test::slurp(out + "/report.json"));
   ASSERT_EQ(report["jobs"].size(), 2u);
   for (const auto& j : report["jobs"]) {
     EXPECT_EQ(j["status"], "error");
     EXPECT_NE(j["error"].get<std::string>().find("not started: needs about"), std::string::npos) << j.dump();
-    EXPECT_NE(j["error"].get<std::string>().find("GiB available (--max-memory)"), std::string::npos) << j.dump();
+    EXPECT_NE(j["error"].get<std::string>().find("GiB available (--max-memory)"), std::string::npos)
+        << j.dump();
     EXPECT_FALSE(j.contains("ppl"));
   }
   EXPECT_TRUE(fs::is_empty(out + "/models"));
@@ -193,8 +207,10 @@ TEST(Compare, RefusesBadRequestsBeforeRunningAnything) {
   const std::string dir = test::temp_dir("compare_bad");
   std::string err;
   auto refuse = [&](const std::string& args, const std::string& message) {
-    EXPECT_EQ(test::run_qforge("compare " + kModel + " --text " + test::text_path("tinystories-val-head") + " -o " + dir + "/r " + args,
-                               dir, &err), 1);
+    EXPECT_EQ(test::run_qforge("compare " + kModel + " --text " + test::text_path("tinystories-val-head") +
+                                   " -o " + dir + "/r " + args,
+                               dir, &err),
+              1);
     EXPECT_NE(err.find(message), std::string::npos) << err;
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
     EXPECT_FALSE(fs::exists(dir + "/r"));
@@ -202,8 +218,11 @@ TEST(Compare, RefusesBadRequestsBeforeRunningAnything) {
   refuse("--methods baseline,q5_z", "unknown job 'q5_z'");
   refuse("--methods gptq-w4g32", "--calib FILE is needed");
   refuse("--methods baseline --calib " + dir + "/missing.txt", "missing.txt: not a readable file");
-  EXPECT_EQ(test::run_qforge("compare " + test::bundled_stories() + "/stories260K.gguf --text " + test::text_path("tinystories-val-head") +
-                                 " -o " + dir + "/r --methods baseline", dir, &err), 1);
+  EXPECT_EQ(
+      test::run_qforge("compare " + test::bundled_stories() + "/stories260K.gguf --text " +
+                           test::text_path("tinystories-val-head") + " -o " + dir + "/r --methods baseline",
+                       dir, &err),
+      1);
   EXPECT_NE(err.find("compare quantizes an unquantized Hugging Face directory"), std::string::npos) << err;
 }
 

@@ -15,18 +15,18 @@ namespace {
 TEST(Half, KnownFp16Constants) {
   EXPECT_EQ(f16_to_f32(0x3C00), 1.0f);
   EXPECT_EQ(f16_to_f32(0xC000), -2.0f);
-  EXPECT_EQ(f16_to_f32(0x7BFF), 65504.0f);                   // largest finite
-  EXPECT_EQ(f16_to_f32(0x0400), std::ldexp(1.0f, -14));      // smallest normal
-  EXPECT_EQ(f16_to_f32(0x0001), std::ldexp(1.0f, -24));      // smallest subnormal
+  EXPECT_EQ(f16_to_f32(0x7BFF), 65504.0f);               // largest finite
+  EXPECT_EQ(f16_to_f32(0x0400), std::ldexp(1.0f, -14));  // smallest normal
+  EXPECT_EQ(f16_to_f32(0x0001), std::ldexp(1.0f, -24));  // smallest subnormal
   EXPECT_EQ(f16_to_f32(0x3555), 0.333251953125f);
   EXPECT_TRUE(std::isinf(f16_to_f32(0x7C00)));
   EXPECT_TRUE(std::isnan(f16_to_f32(0x7E00)));
   EXPECT_EQ(f32_to_f16(1.0f), 0x3C00);
   EXPECT_EQ(f32_to_f16(65504.0f), 0x7BFF);
-  EXPECT_EQ(f32_to_f16(65520.0f), 0x7C00);                   // rounds up to infinity
+  EXPECT_EQ(f32_to_f16(65520.0f), 0x7C00);  // rounds up to infinity
   EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -24)), 0x0001);
-  EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -26)), 0x0000);      // below half the smallest subnormal
-  EXPECT_EQ(f32_to_f16(1.0f + std::ldexp(1.0f, -11)), 0x3C00);  // tie -> even
+  EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -26)), 0x0000);             // below half the smallest subnormal
+  EXPECT_EQ(f32_to_f16(1.0f + std::ldexp(1.0f, -11)), 0x3C00);      // tie -> even
   EXPECT_EQ(f32_to_f16(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3C02);  // tie -> even (up)
 }
 
@@ -48,8 +48,12 @@ TEST(Half, Fp16RoundingIsNearest) {
     if (std::isinf(y)) continue;
     // No other fp16 value is closer: check both neighbours.
     float up = f16_to_f32(uint16_t(h + 1)), down = f16_to_f32(uint16_t(h - 1));
-    if (!std::isinf(up) && !std::isnan(up)) { EXPECT_LE(std::fabs(y - x), std::fabs(up - x)) << x; }
-    if ((h & 0x7fff) != 0) { EXPECT_LE(std::fabs(y - x), std::fabs(down - x)) << x; }
+    if (!std::isinf(up) && !std::isnan(up)) {
+      EXPECT_LE(std::fabs(y - x), std::fabs(up - x)) << x;
+    }
+    if ((h & 0x7fff) != 0) {
+      EXPECT_LE(std::fabs(y - x), std::fabs(down - x)) << x;
+    }
   }
 }
 
@@ -57,22 +61,24 @@ TEST(Half, Bf16) {
   EXPECT_EQ(bf16_to_f32(0x3F80), 1.0f);
   EXPECT_EQ(bf16_to_f32(0xC2F7), -123.5f);
   EXPECT_EQ(f32_to_bf16(1.0f), 0x3F80);
-  EXPECT_EQ(f32_to_bf16(1.0f + std::ldexp(1.0f, -8)), 0x3F80);        // tie -> even
-  EXPECT_EQ(f32_to_bf16(1.0f + 3 * std::ldexp(1.0f, -8)), 0x3F82);    // tie -> even (up)
+  EXPECT_EQ(f32_to_bf16(1.0f + std::ldexp(1.0f, -8)), 0x3F80);      // tie -> even
+  EXPECT_EQ(f32_to_bf16(1.0f + 3 * std::ldexp(1.0f, -8)), 0x3F82);  // tie -> even (up)
   for (uint32_t h = 0; h < 0x10000; ++h) {
     float f = bf16_to_f32(uint16_t(h));
-    if (!std::isnan(f)) { EXPECT_EQ(f32_to_bf16(f), h); }
+    if (!std::isnan(f)) {
+      EXPECT_EQ(f32_to_bf16(f), h);
+    }
   }
 }
 
 TEST(Formats, TraitsTable) {
   EXPECT_EQ(traits(QType::Q8_0).bits_per_weight(), 8.5);  // 34 bytes per 32 weights
   EXPECT_EQ(traits(QType::F16).bits_per_weight(), 16.0);
-  EXPECT_EQ(*qtype_from_ggml_id(8), QType::Q8_0);        // ggml.h: GGML_TYPE_Q8_0 = 8
-  EXPECT_EQ(*qtype_from_ggml_id(30), QType::BF16);       // GGML_TYPE_BF16 = 30
-  EXPECT_EQ(*qtype_from_ggml_id(12), QType::Q4_K);       // GGML_TYPE_Q4_K = 12
+  EXPECT_EQ(*qtype_from_ggml_id(8), QType::Q8_0);   // ggml.h: GGML_TYPE_Q8_0 = 8
+  EXPECT_EQ(*qtype_from_ggml_id(30), QType::BF16);  // GGML_TYPE_BF16 = 30
+  EXPECT_EQ(*qtype_from_ggml_id(12), QType::Q4_K);  // GGML_TYPE_Q4_K = 12
   EXPECT_EQ(ggml_type_name(19), "IQ1_S");
-  EXPECT_FALSE(qtype_from_ggml_id(19).has_value());      // not decoded
+  EXPECT_FALSE(qtype_from_ggml_id(19).has_value());  // not decoded
 }
 
 TEST(Formats, Q8_0RoundTripWithinHalfStep) {
@@ -104,7 +110,7 @@ TEST(Utf8, CompletePrefixHoldsBackAnUnfinishedCharacter) {
   EXPECT_EQ(complete_utf8_prefix("a\xE2\x82\xAC"), 4u);      // € whole
   EXPECT_EQ(complete_utf8_prefix("\xF0\x9F\x98"), 0u);       // 😀 without its last byte
   EXPECT_EQ(complete_utf8_prefix("x\xF0\x9F\x98\x80"), 5u);  // 😀 whole
-  EXPECT_EQ(complete_utf8_prefix("\xC3"), 0u);                // é's lead byte alone
+  EXPECT_EQ(complete_utf8_prefix("\xC3"), 0u);               // é's lead byte alone
 }
 
 // Terminals act on C0/C1 controls (ESC starts a sequence, U+009B is CSI): those and bytes that are
@@ -116,7 +122,9 @@ TEST(Text, PrintableEscapesWhatATerminalWouldActOn) {
   EXPECT_EQ(printable(std::string("a\0b", 3)), "a\\x00b");
   EXPECT_EQ(printable("two\nlines\t"), "two\\nlines\\t");
   EXPECT_EQ(printable("\x7f"), "\\x7f");
-  EXPECT_EQ(printable("\xc2\x9b" "31m"), "\\u009b31m");
+  EXPECT_EQ(printable("\xc2\x9b"
+                      "31m"),
+            "\\u009b31m");
   EXPECT_EQ(printable("caf\xe9"), "caf\\xe9");
 }
 

@@ -63,7 +63,8 @@ inline std::string safetensors_bytes(const std::map<std::string, F32Tensor>& ten
       const int32_t i = int32_t(v);
       data.append(t.as_i32 ? reinterpret_cast<const char*>(&i) : reinterpret_cast<const char*>(&v), 4);
     }
-    header[name] = {{"dtype", t.as_i32 ? "I32" : "F32"}, {"shape", t.shape}, {"data_offsets", {begin, data.size()}}};
+    header[name] = {
+        {"dtype", t.as_i32 ? "I32" : "F32"}, {"shape", t.shape}, {"data_offsets", {begin, data.size()}}};
   }
   std::string h = header.dump();
   while (h.size() % 8) h += ' ';

@@ -3,9 +3,9 @@
 // and importance weights (imatrix) moving the error to where they point.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <algorithm>
 #include <random>
 
 #include "core/half.h"
@@ -23,10 +23,21 @@ std::vector<float> decode(QType t, const void* block) {
 
 TEST(GgmlBlocks, TableMatchesGgmlCommon) {
   // bytes per block and ggml ids as in ggml-common.h / ggml.h.
-  struct Row { QType t; int id, block, bytes; };
-  for (Row r : {Row{QType::Q4_0, 2, 32, 18}, {QType::Q4_1, 3, 32, 20}, {QType::Q5_0, 6, 32, 22}, {QType::Q5_1, 7, 32, 24},
-                {QType::Q8_0, 8, 32, 34}, {QType::Q2_K, 10, 256, 84}, {QType::Q3_K, 11, 256, 110}, {QType::Q4_K, 12, 256, 144},
-                {QType::Q5_K, 13, 256, 176}, {QType::Q6_K, 14, 256, 210}, {QType::IQ4_NL, 20, 32, 18},
+  struct Row {
+    QType t;
+    int id, block, bytes;
+  };
+  for (Row r : {Row{QType::Q4_0, 2, 32, 18},
+                {QType::Q4_1, 3, 32, 20},
+                {QType::Q5_0, 6, 32, 22},
+                {QType::Q5_1, 7, 32, 24},
+                {QType::Q8_0, 8, 32, 34},
+                {QType::Q2_K, 10, 256, 84},
+                {QType::Q3_K, 11, 256, 110},
+                {QType::Q4_K, 12, 256, 144},
+                {QType::Q5_K, 13, 256, 176},
+                {QType::Q6_K, 14, 256, 210},
+                {QType::IQ4_NL, 20, 32, 18},
                 {QType::IQ4_XS, 23, 256, 136}}) {
     EXPECT_EQ(traits(r.t).ggml_id, r.id) << traits(r.t).name;
     EXPECT_EQ(traits(r.t).block, r.block) << traits(r.t).name;
@@ -45,9 +56,9 @@ TEST(GgmlBlocks, HandBuiltLegacyBlocks) {
   EXPECT_EQ(y[1], -4.0f);  // nibble 0
   BlockQ5_0 b{};
   b.d = f32_to_f16(0.25f);
-  b.qs[2] = 0x31;     // weight 2: 1, weight 18: 3
-  b.qh[0] = 1 << 2;   // 5th bit of weight 2
-  b.qh[2] = 1 << 2;   // bit 18: 5th bit of weight 18
+  b.qs[2] = 0x31;    // weight 2: 1, weight 18: 3
+  b.qh[0] = 1 << 2;  // 5th bit of weight 2
+  b.qh[2] = 1 << 2;  // bit 18: 5th bit of weight 18
   y = decode(QType::Q5_0, &b);
   EXPECT_EQ(y[2], (17 - 16) * 0.25f);
   EXPECT_EQ(y[18], (19 - 16) * 0.25f);
@@ -62,8 +73,8 @@ TEST(GgmlBlocks, HandBuiltLegacyBlocks) {
   BlockQ5_1 e{};
   e.d = f32_to_f16(1.0f);
   e.m = f32_to_f16(0.5f);
-  e.qs[15] = 0xF0;     // weight 31: 15 | 16 = 31
-  e.qh[3] = 0x80;      // bit 31
+  e.qs[15] = 0xF0;  // weight 31: 15 | 16 = 31
+  e.qh[3] = 0x80;   // bit 31
   y = decode(QType::Q5_1, &e);
   EXPECT_EQ(y[31], 31.5f);
   EXPECT_EQ(y[15], 0.5f);
@@ -86,9 +97,9 @@ TEST(GgmlBlocks, HandBuiltKQuantBlocks) {
   // scale of sub-block 0 is (low nibble of scales[0] | 2 high bits of scales[8]) − 32 = 34 − 32.
   b.scales[0] = 0x02;
   b.scales[8] = 0x02;
-  b.qs[0] = 0x01;       // weight 0: low bits 1
-  b.hmask[0] = 0x01;    // weight 0: high bit set → code 1 (no −4)
-  b.qs[1] = 0x03;       // weight 1: low bits 3, high bit clear → 3 − 4
+  b.qs[0] = 0x01;     // weight 0: low bits 1
+  b.hmask[0] = 0x01;  // weight 0: high bit set → code 1 (no −4)
+  b.qs[1] = 0x03;     // weight 1: low bits 3, high bit clear → 3 − 4
   y = decode(QType::Q3_K, &b);
   EXPECT_EQ(y[0], 0.5f * 2 * 1);
   EXPECT_EQ(y[1], 0.5f * 2 * -1);
@@ -96,12 +107,12 @@ TEST(GgmlBlocks, HandBuiltKQuantBlocks) {
   BlockQ4_K c{};
   c.d = f32_to_f16(0.5f);
   c.dmin = f32_to_f16(0.125f);
-  c.scales[0] = 3;       // sub-block 0: scale 3
-  c.scales[4] = 8;       // sub-block 0: min 8
-  c.scales[8] = 0x21;    // sub-block 4: scale low 1, min low 2 ...
-  c.scales[0] |= 0x40;   // ... scale high bits 01 (from scales[0] bits 6-7) → 17
-  c.qs[0] = 0xA5;        // weight 0: 5; weight 32: 10 (sub-block 1: scale 0, min 0)
-  c.qs[64] = 0x07;       // weight 128 (sub-block 4): 7
+  c.scales[0] = 3;      // sub-block 0: scale 3
+  c.scales[4] = 8;      // sub-block 0: min 8
+  c.scales[8] = 0x21;   // sub-block 4: scale low 1, min low 2 ...
+  c.scales[0] |= 0x40;  // ... scale high bits 01 (from scales[0] bits 6-7) → 17
+  c.qs[0] = 0xA5;       // weight 0: 5; weight 32: 10 (sub-block 1: scale 0, min 0)
+  c.qs[64] = 0x07;      // weight 128 (sub-block 4): 7
   y = decode(QType::Q4_K, &c);
   EXPECT_EQ(y[0], 0.5f * 3 * 5 - 0.125f * 8);
   EXPECT_EQ(y[32], 0.0f);
@@ -109,18 +120,18 @@ TEST(GgmlBlocks, HandBuiltKQuantBlocks) {
 
   BlockQ5_K e{};
   e.d = f32_to_f16(1.0f);
-  e.scales[1] = 2;       // sub-block 1 (weights 32..63): scale 2, min 0
-  e.qs[0] = 0x30;        // weight 32: low 3
-  e.qh[0] = 0x02;        // weight 32: 5th bit (u2 of the first pair) → 19
+  e.scales[1] = 2;  // sub-block 1 (weights 32..63): scale 2, min 0
+  e.qs[0] = 0x30;   // weight 32: low 3
+  e.qh[0] = 0x02;   // weight 32: 5th bit (u2 of the first pair) → 19
   y = decode(QType::Q5_K, &e);
   EXPECT_EQ(y[32], 2.0f * 19);
 
   BlockQ6_K f{};
   f.d = f32_to_f16(0.25f);
-  f.scales[0] = -2;      // weights 0..15
-  f.scales[4] = 3;       // weights 64..79
-  f.ql[0] = 0x5A;        // weight 0: low 0xA; weight 64: low 0x5
-  f.qh[0] = 0x12;        // weight 0: high 2 (bits 0-1) → 42; weight 64: high 1 (bits 4-5) → 21
+  f.scales[0] = -2;  // weights 0..15
+  f.scales[4] = 3;   // weights 64..79
+  f.ql[0] = 0x5A;    // weight 0: low 0xA; weight 64: low 0x5
+  f.qh[0] = 0x12;    // weight 0: high 2 (bits 0-1) → 42; weight 64: high 1 (bits 4-5) → 21
   y = decode(QType::Q6_K, &f);
   EXPECT_EQ(y[0], 0.25f * -2 * (42 - 32));
   EXPECT_EQ(y[64], 0.25f * 3 * (21 - 32));
@@ -138,9 +149,9 @@ TEST(GgmlBlocks, HandBuiltIq4Blocks) {
   EXPECT_EQ(y[19], 0.5f * 113);
   BlockIQ4_XS b{};
   b.d = f32_to_f16(0.25f);
-  b.scales_l[1] = 0x50;      // block 3 (weights 96..127): low bits 5
-  b.scales_h = 2 << (2 * 3); // block 3: high bits 2 → 5 + 32 − 32 = 5
-  b.qs[48] = 0x08;           // weight 96: index 8 → 1
+  b.scales_l[1] = 0x50;       // block 3 (weights 96..127): low bits 5
+  b.scales_h = 2 << (2 * 3);  // block 3: high bits 2 → 5 + 32 − 32 = 5
+  b.qs[48] = 0x08;            // weight 96: index 8 → 1
   y = decode(QType::IQ4_XS, &b);
   EXPECT_EQ(y[96], 0.25f * 5 * 1);
   EXPECT_EQ(y[0], 0.25f * -32 * -127);  // block 0: scale bits 0 → −32
@@ -150,22 +161,24 @@ TEST(GgmlBlocks, HandBuiltIq4Blocks) {
 // kgrid_2bit_256: 2 bits per weight, level l stored as byte {8, 25, 43}[l]); the decoding table
 // must be the same 256 points.
 const uint16_t kGrid2bit256[256] = {
-    0,     2,     5,     8,     10,    17,    20,    32,    34,    40,    42,    65,    68,    80,    88,    97,
-    100,   128,   130,   138,   162,   257,   260,   272,   277,   320,   388,   408,   512,   514,   546,   642,
-    1025,  1028,  1040,  1057,  1060,  1088,  1090,  1096,  1120,  1153,  1156,  1168,  1188,  1280,  1282,  1288,
-    1312,  1350,  1385,  1408,  1425,  1545,  1552,  1600,  1668,  1700,  2048,  2053,  2056,  2068,  2088,  2113,
-    2116,  2128,  2130,  2184,  2308,  2368,  2562,  2580,  4097,  4100,  4112,  4129,  4160,  4192,  4228,  4240,
-    4245,  4352,  4360,  4384,  4432,  4442,  4480,  4644,  4677,  5120,  5128,  5152,  5157,  5193,  5248,  5400,
-    5474,  5632,  5654,  6145,  6148,  6160,  6208,  6273,  6400,  6405,  6560,  6737,  8192,  8194,  8202,  8260,
-    8289,  8320,  8322,  8489,  8520,  8704,  8706,  9217,  9220,  9232,  9280,  9302,  9472,  9537,  9572,  9872,
-    10248, 10272, 10388, 10820, 16385, 16388, 16400, 16408, 16417, 16420, 16448, 16456, 16470, 16480, 16513, 16516,
-    16528, 16640, 16672, 16737, 16768, 16773, 16897, 16912, 16968, 16982, 17000, 17408, 17416, 17440, 17536, 17561,
-    17682, 17700, 17920, 18433, 18436, 18448, 18496, 18501, 18688, 18776, 18785, 18818, 19013, 19088, 20480, 20488,
-    20497, 20505, 20512, 20608, 20616, 20740, 20802, 20900, 21137, 21648, 21650, 21770, 22017, 22100, 22528, 22545,
-    22553, 22628, 22848, 23048, 24580, 24592, 24640, 24680, 24832, 24917, 25112, 25184, 25600, 25605, 25872, 25874,
-    25988, 26690, 32768, 32770, 32778, 32833, 32898, 33028, 33048, 33088, 33297, 33793, 33796, 33808, 33813, 33856,
-    33888, 34048, 34118, 34196, 34313, 34368, 34400, 34818, 35076, 35345, 36868, 36880, 36900, 36928, 37025, 37142,
-    37248, 37445, 37888, 37922, 37956, 38225, 39041, 39200, 40962, 41040, 41093, 41225, 41472, 42008, 43088, 43268,
+    0,     2,     5,     8,     10,    17,    20,    32,    34,    40,    42,    65,    68,    80,    88,
+    97,    100,   128,   130,   138,   162,   257,   260,   272,   277,   320,   388,   408,   512,   514,
+    546,   642,   1025,  1028,  1040,  1057,  1060,  1088,  1090,  1096,  1120,  1153,  1156,  1168,  1188,
+    1280,  1282,  1288,  1312,  1350,  1385,  1408,  1425,  1545,  1552,  1600,  1668,  1700,  2048,  2053,
+    2056,  2068,  2088,  2113,  2116,  2128,  2130,  2184,  2308,  2368,  2562,  2580,  4097,  4100,  4112,
+    4129,  4160,  4192,  4228,  4240,  4245,  4352,  4360,  4384,  4432,  4442,  4480,  4644,  4677,  5120,
+    5128,  5152,  5157,  5193,  5248,  5400,  5474,  5632,  5654,  6145,  6148,  6160,  6208,  6273,  6400,
+    6405,  6560,  6737,  8192,  8194,  8202,  8260,  8289,  8320,  8322,  8489,  8520,  8704,  8706,  9217,
+    9220,  9232,  9280,  9302,  9472,  9537,  9572,  9872,  10248, 10272, 10388, 10820, 16385, 16388, 16400,
+    16408, 16417, 16420, 16448, 16456, 16470, 16480, 16513, 16516, 16528, 16640, 16672, 16737, 16768, 16773,
+    16897, 16912, 16968, 16982, 17000, 17408, 17416, 17440, 17536, 17561, 17682, 17700, 17920, 18433, 18436,
+    18448, 18496, 18501, 18688, 18776, 18785, 18818, 19013, 19088, 20480, 20488, 20497, 20505, 20512, 20608,
+    20616, 20740, 20802, 20900, 21137, 21648, 21650, 21770, 22017, 22100, 22528, 22545, 22553, 22628, 22848,
+    23048, 24580, 24592, 24640, 24680, 24832, 24917, 25112, 25184, 25600, 25605, 25872, 25874, 25988, 26690,
+    32768, 32770, 32778, 32833, 32898, 33028, 33048, 33088, 33297, 33793, 33796, 33808, 33813, 33856, 33888,
+    34048, 34118, 34196, 34313, 34368, 34400, 34818, 35076, 35345, 36868, 36880, 36900, 36928, 37025, 37142,
+    37248, 37445, 37888, 37922, 37956, 38225, 39041, 39200, 40962, 41040, 41093, 41225, 41472, 42008, 43088,
+    43268,
 };
 
 TEST(GgmlBlocks, IqGridsAreLlamaCppsLattices) {
@@ -177,7 +190,8 @@ TEST(GgmlBlocks, IqGridsAreLlamaCppsLattices) {
     for (int k = 0; k < n; ++k) {
       if (k > 0 && !(grid[k] > grid[k - 1])) return false;
       for (int i = 0; i < bytes; ++i)
-        if (std::find(values.begin(), values.end(), int((grid[k] >> (8 * i)) & 0xFF)) == values.end()) return false;
+        if (std::find(values.begin(), values.end(), int((grid[k] >> (8 * i)) & 0xFF)) == values.end())
+          return false;
     }
     return true;
   };
@@ -188,24 +202,25 @@ TEST(GgmlBlocks, IqGridsAreLlamaCppsLattices) {
 TEST(GgmlBlocks, HandBuiltIq2Iq3Blocks) {
   BlockIQ2_XXS a{};
   a.d = f32_to_f16(1.0f);
-  const uint32_t aux[2] = {0x00000001u, (3u << 28) | 0x1u};  // grid entries (1, 0, 0, 0); sign bit 0 of group 0
+  const uint32_t aux[2] = {0x00000001u,
+                           (3u << 28) | 0x1u};  // grid entries (1, 0, 0, 0); sign bit 0 of group 0
   std::memcpy(a.qs, aux, 8);
   auto y = decode(QType::IQ2_XXS, &a);
   const float db = (0.5f + 3) * 0.25f;
   EXPECT_EQ(y[0], -db * 0x2b);  // entry 1 = 0x080808080808082b, negated
   EXPECT_EQ(y[1], db * 8);
-  EXPECT_EQ(y[7], -db * 8);     // one stored sign → the parity bit negates weight 7
+  EXPECT_EQ(y[7], -db * 8);  // one stored sign → the parity bit negates weight 7
   EXPECT_EQ(y[8], db * 8);
   BlockIQ2_XS b{};
   b.d = f32_to_f16(2.0f);
-  b.scales[0] = 0x21;               // weights 0..15: 1.5·0.25·2; 16..31: 2.5·0.25·2
-  b.qs[2] = uint16_t(2 | (0 << 9)); // weights 16..23: entry 2 = 0x0808080808081919
+  b.scales[0] = 0x21;                // weights 0..15: 1.5·0.25·2; 16..31: 2.5·0.25·2
+  b.qs[2] = uint16_t(2 | (0 << 9));  // weights 16..23: entry 2 = 0x0808080808081919
   y = decode(QType::IQ2_XS, &b);
   EXPECT_EQ(y[16], 2.0f * 2.5f * 0.25f * 0x19);
   EXPECT_EQ(y[0], 2.0f * 1.5f * 0.25f * 8);
   BlockIQ3_XXS c{};
   c.d = f32_to_f16(1.0f);
-  c.qs[1] = 5;                             // weights 4..7: entry 5 = 0x04040c3e
+  c.qs[1] = 5;                                 // weights 4..7: entry 5 = 0x04040c3e
   const uint32_t ss = (1u << 28) | (1u << 5);  // scale 1; sign of weight 5
   std::memcpy(c.qs + 64, &ss, 4);
   y = decode(QType::IQ3_XXS, &c);
@@ -216,17 +231,29 @@ TEST(GgmlBlocks, HandBuiltIq2Iq3Blocks) {
   EXPECT_EQ(y[0], dc * 4);
 }
 
-const QType kGgmlTypes[] = {QType::Q4_0, QType::Q4_1, QType::Q5_0, QType::Q5_1, QType::Q8_0, QType::Q2_K,
+const QType kGgmlTypes[] = {QType::Q4_0, QType::Q4_1, QType::Q5_0, QType::Q5_1, QType::Q8_0,   QType::Q2_K,
                             QType::Q3_K, QType::Q4_K, QType::Q5_K, QType::Q6_K, QType::IQ4_NL, QType::IQ4_XS};
 
 int bits_of(QType t) {
   switch (t) {
-    case QType::Q2_K: return 2;
-    case QType::Q3_K: return 3;
-    case QType::Q4_0: case QType::Q4_1: case QType::Q4_K: case QType::IQ4_NL: case QType::IQ4_XS: return 4;
-    case QType::Q5_0: case QType::Q5_1: case QType::Q5_K: return 5;
-    case QType::Q6_K: return 6;
-    default: return 8;
+    case QType::Q2_K:
+      return 2;
+    case QType::Q3_K:
+      return 3;
+    case QType::Q4_0:
+    case QType::Q4_1:
+    case QType::Q4_K:
+    case QType::IQ4_NL:
+    case QType::IQ4_XS:
+      return 4;
+    case QType::Q5_0:
+    case QType::Q5_1:
+    case QType::Q5_K:
+      return 5;
+    case QType::Q6_K:
+      return 6;
+    default:
+      return 8;
   }
 }
 
@@ -291,8 +318,8 @@ TEST(GgmlBlocks, PackedCodesAreReadBackAtTheirPositions) {
   // decode; position j must decode to what a block holding C[j] everywhere decodes to there.
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  for (QType t : {QType::Q4_0, QType::Q4_1, QType::Q5_0, QType::Q5_1, QType::Q8_0, QType::Q2_K, QType::Q3_K, QType::Q4_K,
-                  QType::Q5_K, QType::Q6_K, QType::IQ4_NL, QType::IQ4_XS}) {
+  for (QType t : {QType::Q4_0, QType::Q4_1, QType::Q5_0, QType::Q5_1, QType::Q8_0, QType::Q2_K, QType::Q3_K,
+                  QType::Q4_K, QType::Q5_K, QType::Q6_K, QType::IQ4_NL, QType::IQ4_XS}) {
     const auto& tr = traits(t);
     ASSERT_NE(tr.pack_codes, nullptr) << tr.name;
     const auto n = static_cast<size_t>(tr.block);

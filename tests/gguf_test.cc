@@ -16,10 +16,10 @@ using test::Bytes;
 struct GgufSpec {
   std::string magic = "GGUF";
   uint32_t version = 3;
-  int64_t alignment = -1;          // -1: no general.alignment key
+  int64_t alignment = -1;  // -1: no general.alignment key
   uint32_t n_dims = 2;
   uint64_t ne0 = 32, ne1 = 2;
-  uint32_t type = 0;               // F32
+  uint32_t type = 0;  // F32
   uint64_t offset = 0;
   uint64_t data_bytes = 32 * 2 * 4;
   uint64_t kv_count_override = 0;  // nonzero: lie about the metadata count
@@ -29,7 +29,8 @@ struct GgufSpec {
 std::string build(const GgufSpec& s) {
   Bytes b;
   b.b += s.magic;
-  b.put<uint32_t>(s.version).put<uint64_t>(1).put<uint64_t>(s.kv_count_override ? s.kv_count_override : (s.alignment >= 0 ? 2 : 1));
+  b.put<uint32_t>(s.version).put<uint64_t>(1).put<uint64_t>(s.kv_count_override ? s.kv_count_override
+                                                                                : (s.alignment >= 0 ? 2 : 1));
   b.str("general.architecture").put<uint32_t>(s.arch_value_type).str("llama");
   if (s.alignment >= 0) b.str("general.alignment").put<uint32_t>(4).put<uint32_t>(uint32_t(s.alignment));
   b.str("t").put<uint32_t>(s.n_dims);
@@ -140,7 +141,7 @@ TEST(Gguf, TruncatedHeader) {
 TEST(Gguf, TypeQforgeCannotDecodeIsNamed) {
   GgufSpec s;
   s.data_bytes = 50;  // one IQ1_S block
-  s.type = 19;  // IQ1_S: a type qforge does not decode
+  s.type = 19;        // IQ1_S: a type qforge does not decode
   s.ne0 = 256;
   s.ne1 = 1;
   std::string path = test::temp_dir("gguf_q4k") + "/t.gguf";
@@ -149,7 +150,8 @@ TEST(Gguf, TypeQforgeCannotDecodeIsNamed) {
   ASSERT_TRUE(g.ok()) << g.status().message();
   auto t = g->tensor("t");
   ASSERT_FALSE(t.ok());
-  EXPECT_NE(t.status().message().find("tensor 't' has type IQ1_S"), std::string::npos) << t.status().message();
+  EXPECT_NE(t.status().message().find("tensor 't' has type IQ1_S"), std::string::npos)
+      << t.status().message();
 }
 
 TEST(Gguf, EveryMetadataValueType) {
@@ -168,7 +170,13 @@ TEST(Gguf, EveryMetadataValueType) {
   b.str("u64").put<uint32_t>(10).put<uint64_t>(uint64_t(1) << 40);
   b.str("i64").put<uint32_t>(11).put<int64_t>(-(int64_t(1) << 40));
   b.str("f64").put<uint32_t>(12).put<double>(-1.5);
-  b.str("arr").put<uint32_t>(9).put<uint32_t>(5).put<uint64_t>(3).put<int32_t>(1).put<int32_t>(-2).put<int32_t>(3);
+  b.str("arr")
+      .put<uint32_t>(9)
+      .put<uint32_t>(5)
+      .put<uint64_t>(3)
+      .put<int32_t>(1)
+      .put<int32_t>(-2)
+      .put<int32_t>(3);
   b.str("nested").put<uint32_t>(9).put<uint32_t>(9).put<uint64_t>(1);  // array of one array of strings
   b.put<uint32_t>(8).put<uint64_t>(2).str("a").str("b");
   std::string path = test::temp_dir("gguf_types") + "/t.gguf";
@@ -270,7 +278,8 @@ TEST(GgufWriter, UnfinishedWriteLeavesNothing) {
     ASSERT_TRUE(w.write_tensor("a", a, sizeof(a)).ok());
     auto wrong = w.write_tensor("c", a, sizeof(a));
     ASSERT_FALSE(wrong.ok());
-    EXPECT_NE(wrong.message().find("tensor 'c' (16 bytes) written out of the declared order"), std::string::npos);
+    EXPECT_NE(wrong.message().find("tensor 'c' (16 bytes) written out of the declared order"),
+              std::string::npos);
   }  // destroyed without finish()
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 0);
 }

@@ -101,7 +101,8 @@ TEST_P(Golden, Top8LogitsAtEveryPosition) {
         EXPECT_LE(err, tol) << g["prompt"] << " position " << p << " token " << top_ids[k];
       }
     }
-    std::printf("%s: max |Δlogit| %.3g (tolerance %.3g)\n", g["prompt"].get<std::string>().c_str(), max_err, tol);
+    std::printf("%s: max |Δlogit| %.3g (tolerance %.3g)\n", g["prompt"].get<std::string>().c_str(), max_err,
+                tol);
   }
 }
 
@@ -119,7 +120,8 @@ TEST_P(Golden, GreedyContinuations) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, Golden,
-                         ::testing::Values("stories260K", "qf-27m", "qf-tiny-5m", "qf-llama3-9m", "qf-qwen3-9m"),
+                         ::testing::Values("stories260K", "qf-27m", "qf-tiny-5m", "qf-llama3-9m",
+                                           "qf-qwen3-9m"),
                          [](const auto& info) {
                            std::string s = info.param;
                            for (char& ch : s)
@@ -234,7 +236,8 @@ TEST(GoldenQf27m, GgufF16ConversionDiffersFromBf16OnlyBelowF16Normals) {
     for (int k : {kAttnNorm, kFfnNorm}) compare(a.norms[k], b.norms[k], false, &differing);
   }
   for (const auto& t : hf->all_tensors) total += t.numel();
-  std::printf("weights differing between bf16 and llama.cpp's f16: %lld of %lld\n", (long long)differing, (long long)total);
+  std::printf("weights differing between bf16 and llama.cpp's f16: %lld of %lld\n", (long long)differing,
+              (long long)total);
 
   // Same token ids through both files: the logits differ by the effect of those few tiny
   // weights plus fp32 reordering; bounded by the golden tolerance above.
@@ -251,7 +254,6 @@ TEST(GoldenQf27m, GgufF16ConversionDiffersFromBf16OnlyBelowF16Normals) {
   EXPECT_LE(max_err, test::logit_tolerance(hf->config, max_abs));
 }
 
-
 // llama.cpp's converter drops the HF tokenizer's BOS (qf-27m-f16.gguf has no
 // tokenizer.ggml.add_bos_token). Against an HF base, eval scores the base's tokenization (BOS
 // first, golden.json's token count) through both models: the same function, so the KL
@@ -260,9 +262,10 @@ TEST(GoldenQf27m, GgufF16ConversionDiffersFromBf16OnlyBelowF16Normals) {
 TEST(GoldenQf27m, GgufEvalAgainstTheHfBaseScoresTheBaseTokenization) {
   const json golden = test::load_golden(test::qf27m());
   int status = 0;
-  const json r = json::parse(test::qforge_stdout("-t 2 eval " + test::qf27m() + "/qf-27m-f16.gguf --base " + test::qf27m() +
-                                                     " --text " + test::text_path("wikitext2-test") + " --ctx 512 --max-windows 2 --json",
-                                                 &status));
+  const json r = json::parse(test::qforge_stdout(
+      "-t 2 eval " + test::qf27m() + "/qf-27m-f16.gguf --base " + test::qf27m() + " --text " +
+          test::text_path("wikitext2-test") + " --ctx 512 --max-windows 2 --json",
+      &status));
   ASSERT_EQ(status, 0);
   EXPECT_EQ(r["n_tokens"], golden["ppl"]["wikitext2-test@512"]["n_tokens"]);
   double max_abs = 0;
@@ -290,8 +293,8 @@ namespace {
 // all of wiki.test.raw at ctx 512 (the canonical protocol, 708 windows).
 // Quantizes `source` (default: the base itself) and scores it against the base on all of
 // wiki.test.raw at ctx 512.
-PerplexityResult quantize_and_score(const Checkpoint& base_ck, const QuantizeOptions& opt, const std::string& name,
-                                    const Checkpoint* source = nullptr) {
+PerplexityResult quantize_and_score(const Checkpoint& base_ck, const QuantizeOptions& opt,
+                                    const std::string& name, const Checkpoint* source = nullptr) {
   std::string out = std::filesystem::temp_directory_path() / name;
   std::filesystem::remove_all(out);
   auto rep = quantize_hf_checkpoint(source ? *source : base_ck, opt, out, nullptr);
@@ -326,8 +329,8 @@ TEST(GoldenQf27m, RtnW4G128AsymMatchesTheReferenceQuantizer) {
   EXPECT_NEAR(r.ppl / 84.8977, 1.0, 0.01);
   EXPECT_NEAR(r.kld / 0.04378, 1.0, 0.01);
   EXPECT_NEAR(r.top1 * 100, 86.16, 0.8616);
-  std::printf("RTN W4 g128 asym: ppl %.4f (ref 84.8977), KL %.5f (ref 0.04378), top-1 %.2f %% (ref 86.16)\n", r.ppl,
-              r.kld, 100 * r.top1);
+  std::printf("RTN W4 g128 asym: ppl %.4f (ref 84.8977), KL %.5f (ref 0.04378), top-1 %.2f %% (ref 86.16)\n",
+              r.ppl, r.kld, 100 * r.top1);
 }
 
 // GPTQ W4 g128 asymmetric act-order against the reference implementation (IST-DASLab gptq.py,
@@ -349,10 +352,11 @@ TEST(GoldenQf27m, GptqW4G128ActOrderAtLeastAsGoodAsTheReference) {
   PerplexityResult r = quantize_and_score(*base_ck, opt, "qforge_golden_gptq_w4g128");
   EXPECT_GT(r.kld, 0.0);  // a failed run returns zeros
   EXPECT_LE(r.kld, 0.02891 * 1.03);
-  std::printf("GPTQ W4 g128 asym act-order: ppl %.4f (ref 84.0559), KL %.5f (ref 0.02891), top-1 %.2f %% (ref 88.70)\n",
-              r.ppl, r.kld, 100 * r.top1);
+  std::printf(
+      "GPTQ W4 g128 asym act-order: ppl %.4f (ref 84.0559), KL %.5f (ref 0.02891), top-1 %.2f %% (ref "
+      "88.70)\n",
+      r.ppl, r.kld, 100 * r.top1);
 }
-
 
 // QuIP# 2-bit (E8P, BlockLDLQ over randomized Hadamard transforms) on qf-27m, written in its
 // layout, loaded and scored on all 708 windows: its KL must beat llama.cpp's IQ2_XS (2.33 bits
@@ -365,29 +369,34 @@ TEST(GoldenQf27m, QuipSharp2BitBeatsIq2Xs) {
   QuantizeOptions opt;
   opt.method = "quip#";
   opt.grid.bits = 2;
-  auto windows = draw_windows(base_ck->tokenizer->encode(test::slurp(test::shared_dir() + "/data/calib-wiki.txt"), true), 128, 512, 0);
+  auto windows =
+      draw_windows(base_ck->tokenizer->encode(test::slurp(test::shared_dir() + "/data/calib-wiki.txt"), true),
+                   128, 512, 0);
   ASSERT_TRUE(windows.ok());
   opt.windows = std::move(*windows);
   PerplexityResult r = quantize_and_score(*base_ck, opt, "qforge_golden_quip2");
   EXPECT_GT(r.kld, 0.0);
   EXPECT_LT(r.kld, 0.42290);
-  std::printf("QuIP# 2-bit E8P: ppl %.4f, KL %.5f (IQ2_XS 0.42290, GPTQ W2 g64 0.77784), top-1 %.2f %%\n", r.ppl, r.kld, 100 * r.top1);
+  std::printf("QuIP# 2-bit E8P: ppl %.4f, KL %.5f (IQ2_XS 0.42290, GPTQ W2 g64 0.77784), top-1 %.2f %%\n",
+              r.ppl, r.kld, 100 * r.top1);
 }
 
 // AWQ on qf-27m: the folded model is the original function; the AWQ layout holds exactly the
 // integer grid of the scaled weights; W4/W3 g128 beat round-to-nearest of the same grid
 // (reference RTN, ANCHORS.md §1).
 std::vector<std::vector<int32_t>> calib_windows(const Checkpoint& ck, int n, int seqlen) {
-  auto w = draw_windows(ck.tokenizer->encode(test::slurp(test::shared_dir() + "/data/calib-wiki.txt"), true), n, seqlen, 0);
+  auto w = draw_windows(ck.tokenizer->encode(test::slurp(test::shared_dir() + "/data/calib-wiki.txt"), true),
+                        n, seqlen, 0);
   EXPECT_TRUE(w.ok());
   return w.ok() ? *w : std::vector<std::vector<int32_t>>{};
 }
 
 // The AWQ-transformed checkpoint (scales and clipping searched for `grid`), loaded.
-Checkpoint awq_scaled(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows, const IntGridSpec& grid,
-                      const std::string& dir) {
+Checkpoint awq_scaled(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows,
+                      const IntGridSpec& grid, const std::string& dir) {
   std::filesystem::remove_all(dir);
-  FakeQuantizer rtn = [&](int, const std::string&, float* w, int64_t n_out, int64_t n_in, const std::vector<float>&) {
+  FakeQuantizer rtn = [&](int, const std::string&, float* w, int64_t n_out, int64_t n_in,
+                          const std::vector<float>&) {
     quantize_rtn(w, n_out, n_in, grid).dequantize_rows(0, n_out, w);
   };
   AwqSpec spec;
@@ -400,7 +409,8 @@ Checkpoint awq_scaled(const Checkpoint& ck, const std::vector<std::vector<int32_
 }
 
 TEST(GoldenQf27m, AwqFoldedModelComputesTheSameFunction) {
-  test::expect_folding_preserves_the_function(test::qf27m(), test::shared_dir() + "/data/calib-wiki.txt", 4, 128);
+  test::expect_folding_preserves_the_function(test::qf27m(), test::shared_dir() + "/data/calib-wiki.txt", 4,
+                                              128);
 }
 
 TEST(GoldenQf27m, AwqLayoutHoldsTheIntegerGridOfTheScaledWeights) {
@@ -423,7 +433,8 @@ TEST(GoldenQf27m, AwqLayoutHoldsTheIntegerGridOfTheScaledWeights) {
   for (int layer : {0, 5})
     for (const char* kind : kLinearNames) {
       const LinearTensors& t = q->weights.layers[size_t(layer)].linear(kind);
-      auto got = unpack_awq(t.parts.at(".qweight"), t.parts.at(".qzeros"), t.parts.at(".scales"), 4, 128, t.prefix);
+      auto got =
+          unpack_awq(t.parts.at(".qweight"), t.parts.at(".qzeros"), t.parts.at(".scales"), 4, 128, t.prefix);
       ASSERT_TRUE(got.ok()) << got.status().message();
       const std::vector<float> w = scaled.weights.layers[size_t(layer)].linear(kind).weight.to_f32();
       const IntQuantized want = quantize_rtn(w.data(), t.n_out, t.n_in, grid);
@@ -444,7 +455,8 @@ void expect_awq_beats_rtn(int bits, double rtn_kld) {
   ASSERT_TRUE(ck.ok());
   const IntGridSpec grid{bits, 128, false, false};
   const auto windows = calib_windows(*ck, 16, 512);
-  const std::string dir = std::filesystem::temp_directory_path() / ("qforge_golden_awq_w" + std::to_string(bits));
+  const std::string dir =
+      std::filesystem::temp_directory_path() / ("qforge_golden_awq_w" + std::to_string(bits));
   Checkpoint scaled = awq_scaled(*ck, windows, grid, dir);
   QuantizeOptions opt;
   opt.method = "awq";
@@ -455,8 +467,8 @@ void expect_awq_beats_rtn(int bits, double rtn_kld) {
   std::filesystem::remove_all(dir);
   EXPECT_GT(r.kld, 0.0);
   EXPECT_LT(r.kld, rtn_kld);
-  std::printf("AWQ W%d g128 (16 windows): ppl %.4f, KL %.5f (RTN %.5f), top-1 %.2f %%\n", bits, r.ppl, r.kld, rtn_kld,
-              100 * r.top1);
+  std::printf("AWQ W%d g128 (16 windows): ppl %.4f, KL %.5f (RTN %.5f), top-1 %.2f %%\n", bits, r.ppl, r.kld,
+              rtn_kld, 100 * r.top1);
 }
 
 TEST(GoldenQf27m, AwqW4G128BeatsRoundToNearest) { expect_awq_beats_rtn(4, 0.04378); }

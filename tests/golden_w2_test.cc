@@ -19,8 +19,10 @@ namespace {
 
 double kl_against_base(const std::string& qmodel, const std::string& base) {
   int status = 0;
-  const std::string out = test::qforge_stdout(fmt::format("eval {} --base {} --text {} --ctx 512 --max-windows 4 --json",
-                                                          qmodel, base, test::text_path("wikitext2-test")), &status);
+  const std::string out =
+      test::qforge_stdout(fmt::format("eval {} --base {} --text {} --ctx 512 --max-windows 4 --json", qmodel,
+                                      base, test::text_path("wikitext2-test")),
+                          &status);
   EXPECT_EQ(status, 0) << qmodel;
   if (status != 0) return NAN;
   const auto j = nlohmann::json::parse(out);
@@ -34,7 +36,10 @@ TEST_P(EveryMethod, LoadsBackAndOrdersAsExpected) {
   const std::string base = test::model_dir(GetParam()), dir = test::temp_dir("w2_methods_" + GetParam());
   const std::string calib = " --calib " + test::shared_dir() + "/data/calib-wiki.txt --nsamples 8";
   const std::string im = dir + "/imatrix.dat";
-  ASSERT_EQ(test::run_qforge(fmt::format("imatrix {}{} -o {} --chunks 4", base, calib.substr(0, calib.find(" --nsamples")), im), dir), 0);
+  ASSERT_EQ(test::run_qforge(fmt::format("imatrix {}{} -o {} --chunks 4", base,
+                                         calib.substr(0, calib.find(" --nsamples")), im),
+                             dir),
+            0);
   const std::pair<const char*, std::string> methods[] = {
       {"rtn-w2", "--method rtn --bits 2 --group 128"},
       {"llm-int8", "--method llm-int8"},
@@ -51,24 +56,30 @@ TEST_P(EveryMethod, LoadsBackAndOrdersAsExpected) {
   for (const auto& [name, args] : methods) {
     const std::string out = dir + "/" + name;
     std::string err;
-    ASSERT_EQ(test::run_qforge(fmt::format("quantize {} -o {} {}", base, out, args), dir, &err), 0) << name << ": " << err;
+    ASSERT_EQ(test::run_qforge(fmt::format("quantize {} -o {} {}", base, out, args), dir, &err), 0)
+        << name << ": " << err;
     kl[name] = kl_against_base(out, base);
     std::printf("%s %s: KL %.5f\n", GetParam().c_str(), name, kl[name]);
     ASSERT_TRUE(std::isfinite(kl[name])) << name;
   }
   for (const auto& [name, v] : kl) {
-    if (name != "rtn-w2") { EXPECT_LT(v, kl["rtn-w2"]) << name; }
-    if (name != "llm-int8" && name != "rtn-w2") { EXPECT_LT(kl["llm-int8"], v) << name; }
+    if (name != "rtn-w2") {
+      EXPECT_LT(v, kl["rtn-w2"]) << name;
+    }
+    if (name != "llm-int8" && name != "rtn-w2") {
+      EXPECT_LT(kl["llm-int8"], v) << name;
+    }
   }
   std::filesystem::remove_all(dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(Wave2, EveryMethod, ::testing::Values("qf-llama3-9m", "qf-qwen3-9m"), [](const auto& info) {
-  std::string s = info.param;
-  for (char& ch : s)
-    if (!std::isalnum(uint8_t(ch))) ch = '_';
-  return s;
-});
+INSTANTIATE_TEST_SUITE_P(Wave2, EveryMethod, ::testing::Values("qf-llama3-9m", "qf-qwen3-9m"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (char& ch : s)
+                             if (!std::isalnum(uint8_t(ch))) ch = '_';
+                           return s;
+                         });
 
 }  // namespace
 }  // namespace qf

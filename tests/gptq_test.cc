@@ -8,9 +8,9 @@
 #include <numeric>
 #include <random>
 
+#include "formats/qtype.h"
 #include "io/gptq_layout.h"
 #include "quant/calibration.h"
-#include "formats/qtype.h"
 #include "quant/gptq.h"
 
 namespace qf {
@@ -52,13 +52,15 @@ struct Problem {
 Problem make_problem(int64_t n_out, int64_t n_in, unsigned seed, double correlation = 0.6) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  Problem p{n_out, n_in, std::vector<float>(size_t(n_out * n_in)), std::vector<double>(size_t(n_in * n_in), 0.0)};
+  Problem p{n_out, n_in, std::vector<float>(size_t(n_out * n_in)),
+            std::vector<double>(size_t(n_in * n_in), 0.0)};
   for (float& w : p.W) w = 0.05f * nd(rng);
   const int N = 4 * int(n_in);
   std::vector<double> x(static_cast<size_t>(n_in));
   for (int t = 0; t < N; ++t) {
     double common = nd(rng);
-    for (int64_t i = 0; i < n_in; ++i) x[size_t(i)] = correlation * common + nd(rng) * (1.0 + double(i % 7) / 3);
+    for (int64_t i = 0; i < n_in; ++i)
+      x[size_t(i)] = correlation * common + nd(rng) * (1.0 + double(i % 7) / 3);
     for (int64_t i = 0; i < n_in; ++i)
       for (int64_t j = 0; j < n_in; ++j) p.H[size_t(i * n_in + j)] += 2.0 * x[size_t(i)] * x[size_t(j)] / N;
   }
@@ -169,7 +171,8 @@ TEST(Gptq, BeatsRoundToNearestOnCorrelatedInputs) {
     std::vector<float> Q = p.W;
     std::vector<int64_t> perm = act_order ? act_order_permutation(p.H, p.n_in) : std::vector<int64_t>{};
     IntRowGrid grid(spec, p.n_out, p.n_in, perm, nullptr);
-    ASSERT_TRUE(gptq_quantize(Q.data(), p.n_out, p.n_in, p.H, GptqSpec{0.01, act_order, 128}, grid, perm, "t").ok());
+    ASSERT_TRUE(
+        gptq_quantize(Q.data(), p.n_out, p.n_in, p.H, GptqSpec{0.01, act_order, 128}, grid, perm, "t").ok());
     IntQuantized rtn = quantize_rtn(p.W.data(), p.n_out, p.n_in, spec), got = std::move(grid).result();
     std::vector<float> rq(Q.size()), gq(Q.size());
     rtn.dequantize_rows(0, p.n_out, rq.data());
@@ -202,7 +205,8 @@ TEST(Gptq, RaisesDampingWhenCholeskyFailsAndNamesTheTensor) {
   for (int64_t i = 0; i < p.n_in; ++i) mean += p.H[size_t(i * p.n_in + i)] / double(p.n_in);
   std::vector<double> H = p.H;
   for (int64_t i = 0; i < p.n_in; ++i)
-    for (int64_t j = 0; j < p.n_in; ++j) H[size_t(i * p.n_in + j)] = (i == j) * mean - (i == 0 && j == 0) * 1.2 * mean;
+    for (int64_t j = 0; j < p.n_in; ++j)
+      H[size_t(i * p.n_in + j)] = (i == j) * mean - (i == 0 && j == 0) * 1.2 * mean;
   std::vector<float> Q = p.W;
   IntRowGrid grid(IntGridSpec{4, 64, false, false}, p.n_out, p.n_in, {}, nullptr);
   auto st = gptq_quantize(Q.data(), p.n_out, p.n_in, H, GptqSpec{}, grid, {}, "blk.0.attn_q.weight");
@@ -246,18 +250,21 @@ TEST(GptqBlocks, WritesValidBlocksAndBeatsTheTypesOwnRounding) {
   Problem p = make_problem(16, 512, 21, 0.9);
   std::vector<float> importance;
   for (int64_t i = 0; i < p.n_in; ++i) importance.push_back(float(p.H[size_t(i * p.n_in + i)]));
-  for (QType t : {QType::Q4_K, QType::Q3_K, QType::Q2_K, QType::Q6_K, QType::IQ4_XS, QType::Q4_0, QType::IQ4_NL}) {
+  for (QType t :
+       {QType::Q4_K, QType::Q3_K, QType::Q2_K, QType::Q6_K, QType::IQ4_XS, QType::Q4_0, QType::IQ4_NL}) {
     std::vector<float> Q = p.W;
     BlockRowGrid grid(t, p.n_out, p.n_in, importance.data());
     ASSERT_TRUE(gptq_quantize(Q.data(), p.n_out, p.n_in, p.H, GptqSpec{}, grid, {}, "t").ok());
     const std::vector<float> got = decode_rows(t, std::move(grid).result(), p.n_out, p.n_in);
     // What GPTQ assumed each weight became is what the blocks decode to (up to the fp32
     // rounding of a·level + b against the format's own expression).
-    for (size_t i = 0; i < Q.size(); ++i) ASSERT_NEAR(got[i], Q[i], 1e-6f * (1 + std::fabs(Q[i]))) << traits(t).name << " " << i;
+    for (size_t i = 0; i < Q.size(); ++i)
+      ASSERT_NEAR(got[i], Q[i], 1e-6f * (1 + std::fabs(Q[i]))) << traits(t).name << " " << i;
     // llama.cpp's rounding of the same rows with the same importance.
     std::vector<uint8_t> own(size_t(qtype_row_bytes(t, p.n_in) * p.n_out));
     for (int64_t r = 0; r < p.n_out; ++r)
-      traits(t).quantize_ref(p.W.data() + r * p.n_in, own.data() + r * qtype_row_bytes(t, p.n_in), p.n_in, importance.data());
+      traits(t).quantize_ref(p.W.data() + r * p.n_in, own.data() + r * qtype_row_bytes(t, p.n_in), p.n_in,
+                             importance.data());
     EXPECT_LT(output_error(p, got), output_error(p, decode_rows(t, own, p.n_out, p.n_in))) << traits(t).name;
   }
 }
@@ -290,7 +297,8 @@ TEST(GptqBlocks, DiagonalHessianRoundsToTheNearestValueOfTheFittedBlock) {
           tr.dequantize_ref(blk.data(), v.data(), tr.block);
           best = std::min(best, std::fabs(v[size_t(c % tr.block)] - p.W[size_t(r * p.n_in + c)]));
         }
-        ASSERT_NEAR(std::fabs(got[size_t(r * p.n_in + c)] - p.W[size_t(r * p.n_in + c)]), best, 1e-6f) << tr.name;
+        ASSERT_NEAR(std::fabs(got[size_t(r * p.n_in + c)] - p.W[size_t(r * p.n_in + c)]), best, 1e-6f)
+            << tr.name;
       }
   }
 }

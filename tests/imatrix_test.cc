@@ -7,8 +7,8 @@
 #include <cstring>
 
 #include "file_builders.h"
-#include "model/checkpoint.h"
 #include "io/gguf_writer.h"
+#include "model/checkpoint.h"
 #include "quant/imatrix.h"
 #include "test_paths.h"
 
@@ -28,7 +28,8 @@ TEST(Imatrix, LayerZeroInputIsTheNormedEmbedding) {
   EXPECT_EQ(im->chunks, 2);
   EXPECT_EQ(im->tokens.at("blk.0.attn_k.weight"), 2 * ctx);
   const int E = ck->config.n_embd;
-  std::vector<float> emb = ck->weights.tok_embd.to_f32(), norm = ck->weights.layers[0].norms[kAttnNorm].to_f32();
+  std::vector<float> emb = ck->weights.tok_embd.to_f32(),
+                     norm = ck->weights.layers[0].norms[kAttnNorm].to_f32();
   std::vector<double> expect(size_t(E), 0.0);
   for (int t = 0; t < 2 * ctx; ++t) {
     const float* x = emb.data() + int64_t(tokens[size_t(t)]) * E;
@@ -40,7 +41,8 @@ TEST(Imatrix, LayerZeroInputIsTheNormedEmbedding) {
   for (const char* name : {"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight"}) {
     const auto& got = im->mean_sq.at(name);
     ASSERT_EQ(got.size(), size_t(E));
-    for (int i = 0; i < E; ++i) EXPECT_NEAR(got[size_t(i)], expect[size_t(i)], 1e-5 * expect[size_t(i)] + 1e-9) << name << " " << i;
+    for (int i = 0; i < E; ++i)
+      EXPECT_NEAR(got[size_t(i)], expect[size_t(i)], 1e-5 * expect[size_t(i)] + 1e-9) << name << " " << i;
   }
   EXPECT_EQ(im->mean_sq.size(), size_t(7 * ck->config.n_layer));  // every block Linear, no lm_head
   EXPECT_EQ(im->mean_sq.at("blk.1.ffn_down.weight").size(), size_t(ck->config.n_ff));
@@ -59,14 +61,28 @@ TEST(Imatrix, FileIsLlamaCppsDatLayout) {
   ASSERT_TRUE(write_imatrix(im, path).ok());
   const std::string b = test::slurp(path);
   size_t pos = 0;
-  auto i32 = [&]() { int32_t v; std::memcpy(&v, b.data() + pos, 4); pos += 4; return v; };
-  auto f32 = [&]() { float v; std::memcpy(&v, b.data() + pos, 4); pos += 4; return v; };
-  auto str = [&](int32_t n) { std::string s = b.substr(pos, size_t(n)); pos += size_t(n); return s; };
+  auto i32 = [&]() {
+    int32_t v;
+    std::memcpy(&v, b.data() + pos, 4);
+    pos += 4;
+    return v;
+  };
+  auto f32 = [&]() {
+    float v;
+    std::memcpy(&v, b.data() + pos, 4);
+    pos += 4;
+    return v;
+  };
+  auto str = [&](int32_t n) {
+    std::string s = b.substr(pos, size_t(n));
+    pos += size_t(n);
+    return s;
+  };
   EXPECT_EQ(i32(), 2);
   EXPECT_EQ(str(i32()), "blk.0.attn_q.weight");  // sorted by name
-  EXPECT_EQ(i32(), 3);                            // ncall
-  EXPECT_EQ(i32(), 1);                            // nval
-  EXPECT_EQ(f32(), 3.0f);                         // mean x² · ncall
+  EXPECT_EQ(i32(), 3);                           // ncall
+  EXPECT_EQ(i32(), 1);                           // nval
+  EXPECT_EQ(f32(), 3.0f);                        // mean x² · ncall
   EXPECT_EQ(str(i32()), "blk.0.ffn_up.weight");
   EXPECT_EQ(i32(), 3);
   EXPECT_EQ(i32(), 2);

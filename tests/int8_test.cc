@@ -38,14 +38,17 @@ TEST(Int8Rowwise, SerializationIsBitsandbytesLinear8bitLt) {
   EXPECT_EQ(ts[2].suffix, ".weight_format");
   EXPECT_TRUE(ts[2].shape.empty());  // a 0-d uint8 tensor holding 0 ("row")
   std::map<std::string, TensorView> parts;
-  for (const auto& t : ts) parts[t.suffix] = TensorView{t.suffix, *qtype_from_name(t.dtype), t.shape, t.bytes.data(), int64_t(t.bytes.size()), nullptr};
+  for (const auto& t : ts)
+    parts[t.suffix] = TensorView{t.suffix,       *qtype_from_name(t.dtype), t.shape,
+                                 t.bytes.data(), int64_t(t.bytes.size()),   nullptr};
   auto back = deserialize_int8(parts, 6, 10, "p");
   ASSERT_TRUE(back.ok()) << back.status().message();
   EXPECT_EQ(back->codes, q.codes);
   EXPECT_EQ(back->scb, q.scb);
   auto wrong = deserialize_int8(parts, 10, 6, "p");
   ASSERT_FALSE(wrong.ok());
-  EXPECT_NE(wrong.status().message().find("p.weight: expected int8 [10, 6]"), std::string::npos) << wrong.status().message();
+  EXPECT_NE(wrong.status().message().find("p.weight: expected int8 [10, 6]"), std::string::npos)
+      << wrong.status().message();
 }
 
 // y = x·Ŵᵀ + b by the paper's definition, sums in int64 and double. Returns also Σ|terms|
@@ -65,7 +68,8 @@ void reference(const Int8Rowwise& q, const std::vector<float>& x, int64_t tokens
       if (!outlier[size_t(i)]) amax = std::max(amax, std::fabs(x[size_t(t * n_in + i)]));
     std::vector<int> xq(size_t(n_in), 0);
     for (int64_t i = 0; i < n_in; ++i)
-      if (!outlier[size_t(i)] && amax > 0) xq[size_t(i)] = int(std::nearbyint(x[size_t(t * n_in + i)] * (127.0f / amax)));
+      if (!outlier[size_t(i)] && amax > 0)
+        xq[size_t(i)] = int(std::nearbyint(x[size_t(t * n_in + i)] * (127.0f / amax)));
     for (int64_t o = 0; o < n_out; ++o) {
       int64_t acc = 0;
       double fp = 0, fp_mag = 0;
@@ -93,12 +97,14 @@ TEST(Int8Linear, MatchesTheScalarDecompositionOnAwkwardSizes) {
     for (auto [n_out, n_in, tokens] : {std::tuple{37, 53, 1}, {70, 129, 5}, {16, 8, 33}})
       for (float threshold : {0.0f, 2.5f}) {
         set_num_threads(threads);
-        std::vector<float> w(static_cast<size_t>(n_out * n_in)), x(static_cast<size_t>(tokens * n_in)), b(static_cast<size_t>(n_out));
+        std::vector<float> w(static_cast<size_t>(n_out * n_in)), x(static_cast<size_t>(tokens * n_in)),
+            b(static_cast<size_t>(n_out));
         for (auto& v : w) v = nd(rng) * 0.1f;
         for (auto& v : x) v = nd(rng);
         for (auto& v : b) v = nd(rng);
         Int8Rowwise q = quantize_int8_rowwise(w.data(), n_out, n_in);
-        TensorView bias{"b", QType::F32, {n_out}, reinterpret_cast<const uint8_t*>(b.data()), n_out * 4, nullptr};
+        TensorView bias{"b",       QType::F32, {n_out}, reinterpret_cast<const uint8_t*>(b.data()),
+                        n_out * 4, nullptr};
         Int8Linear lin(q, threshold, bias);
         std::vector<float> y(size_t(tokens * n_out));
         lin.forward(x.data(), y.data(), tokens);
@@ -108,7 +114,8 @@ TEST(Int8Linear, MatchesTheScalarDecompositionOnAwkwardSizes) {
         // sum (≤ n_in terms) and the bias: each ≤ ½ ulp of the magnitudes involved.
         const double eps = std::ldexp(1.0, -24);
         for (size_t i = 0; i < y.size(); ++i)
-          ASSERT_NEAR(y[i], ref[i], (6 + n_in) * eps * mag[i]) << n_out << "x" << n_in << " t" << tokens << " thr " << threshold;
+          ASSERT_NEAR(y[i], ref[i], (6 + n_in) * eps * mag[i])
+              << n_out << "x" << n_in << " t" << tokens << " thr " << threshold;
       }
   set_num_threads(0);
 }

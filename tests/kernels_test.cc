@@ -34,8 +34,10 @@ TEST(Widen, EveryF16AndBf16BitPatternMatchesScalar) {
     widen_to_f32(t, all.data(), out.data(), 65536);
     for (uint32_t i = 0; i < 65536; ++i) {
       float ref = t == QType::F16 ? f16_to_f32(uint16_t(i)) : bf16_to_f32(uint16_t(i));
-      if (std::isnan(ref)) EXPECT_TRUE(std::isnan(out[i]));
-      else EXPECT_EQ(out[i], ref) << traits(t).name << " " << std::hex << i;
+      if (std::isnan(ref))
+        EXPECT_TRUE(std::isnan(out[i]));
+      else
+        EXPECT_EQ(out[i], ref) << traits(t).name << " " << std::hex << i;
     }
   }
 }
@@ -91,13 +93,14 @@ TEST(StoredLinear, MatchesReferenceForEveryTypeSizeAndThreadCount) {
                 ref += double(x[size_t(t * n_in + i)]) * wd[size_t(o * n_in + i)];
                 mag += std::fabs(double(x[size_t(t * n_in + i)]) * wd[size_t(o * n_in + i)]);
                 float amax = 0;
-                for (int j = i / 32 * 32; j < std::min(n_in, i / 32 * 32 + 32); ++j) amax = std::max(amax, std::fabs(x[size_t(t * n_in + j)]));
+                for (int j = i / 32 * 32; j < std::min(n_in, i / 32 * 32 + 32); ++j)
+                  amax = std::max(amax, std::fabs(x[size_t(t * n_in + j)]));
                 if (int16_x) rounding += std::fabs(wd[size_t(o * n_in + i)]) * amax / 65534.0;
               }
               // fp32 dot product of length n_in + 1: |error| <= (n_in + 1) · u · Σ|x·w| (Higham γ_n).
               const double tol = (n_in + 1) * std::ldexp(1.0, -24) * mag + rounding;
-              EXPECT_NEAR(y[size_t(t * n_out + o)], ref, tol)
-                  << traits(type).name << " threads " << threads << " n_out " << n_out << " tokens " << tokens;
+              EXPECT_NEAR(y[size_t(t * n_out + o)], ref, tol) << traits(type).name << " threads " << threads
+                                                              << " n_out " << n_out << " tokens " << tokens;
             }
         }
       }
@@ -132,15 +135,16 @@ void expect_linear_matches(const Linear& lin, const std::vector<float>& wd, cons
         mag += std::fabs(xi) * bound[size_t(o * n_in + i)];
         if (rounded_x) {
           float amax = 0;
-          for (int64_t j = i / 32 * 32; j < std::min(n_in, i / 32 * 32 + 32); ++j) amax = std::max(amax, std::fabs(x[size_t(t * n_in + j)]));
+          for (int64_t j = i / 32 * 32; j < std::min(n_in, i / 32 * 32 + 32); ++j)
+            amax = std::max(amax, std::fabs(x[size_t(t * n_in + j)]));
           rounding += bound[size_t(o * n_in + i)] * amax / 65534.0;
           if (int16_codes) rounding += std::fabs(xi) * (*int16_codes)[size_t(o * n_in + i)] / 65534.0;
         }
       }
       const double tol = double(n_in + 8) * std::ldexp(1.0, -24) * mag + rounding;
       if (std::fabs(y[size_t(t * n_out + o)] - ref) > tol && bad++ < 3)
-        ADD_FAILURE() << what << " tokens " << tokens << " row " << o << ": " << y[size_t(t * n_out + o)] << " vs "
-                      << ref << " (tolerance " << tol << ")";
+        ADD_FAILURE() << what << " tokens " << tokens << " row " << o << ": " << y[size_t(t * n_out + o)]
+                      << " vs " << ref << " (tolerance " << tol << ")";
     }
 }
 
@@ -174,7 +178,8 @@ TEST(FusedKernels, EveryGgmlTypeMatchesItsReferenceDecoding) {
         std::vector<uint8_t> bytes(size_t(n_out * qtype_row_bytes(type, n_in)));
         if (tr.quantize_ref) {
           for (int r = 0; r < n_out; ++r)
-            tr.quantize_ref(w.data() + r * n_in, bytes.data() + r * qtype_row_bytes(type, n_in), n_in, nullptr);
+            tr.quantize_ref(w.data() + r * n_in, bytes.data() + r * qtype_row_bytes(type, n_in), n_in,
+                            nullptr);
         } else {  // read-only lattice types: random codes, a finite fp16 scale in front of each block
           for (auto& v : bytes) v = uint8_t(rng());
           for (size_t k = 0; k < bytes.size(); k += size_t(tr.bytes_per_block)) {
@@ -190,11 +195,13 @@ TEST(FusedKernels, EveryGgmlTypeMatchesItsReferenceDecoding) {
                                              : block_bound(wd);
         std::vector<float> abs_bound(bound.size());
         for (size_t k = 0; k < bound.size(); ++k) abs_bound[k] = std::fabs(bound[k]);
-        const bool float_codes = type == QType::F32 || type == QType::F16 || type == QType::BF16 || !tr.quantize_ref;
+        const bool float_codes =
+            type == QType::F32 || type == QType::F16 || type == QType::BF16 || !tr.quantize_ref;
         for (int tokens : {1, 3, 9})
-          expect_linear_matches(lin, wd, abs_bound, tokens, rng,
-                                std::string(tr.name) + " threads " + std::to_string(threads) + " rows " + std::to_string(n_out),
-                                !float_codes);
+          expect_linear_matches(
+              lin, wd, abs_bound, tokens, rng,
+              std::string(tr.name) + " threads " + std::to_string(threads) + " rows " + std::to_string(n_out),
+              !float_codes);
       }
     }
   }
@@ -206,10 +213,14 @@ TEST(FusedKernels, IntegerGridsWithEveryWidthGroupAndActOrder) {
   std::mt19937 rng(9);
   std::normal_distribution<float> nd(0.f, 1.f);
   const int saved = omp_get_max_threads();
-  struct Case { int bits, group, n_in; bool act_order; };
-  const Case cases[] = {{4, 128, 384, false}, {4, 32, 96, true},  {3, 64, 384, true}, {2, 64, 192, false},
-                        {8, -1, 96, false},   {8, 128, 256, true}, {5, 32, 64, false},
-                        {4, 8, 40, false}};  // the last: groups of 8 (no kernel) keep the bit-packed decoder
+  struct Case {
+    int bits, group, n_in;
+    bool act_order;
+  };
+  const Case cases[] = {{4, 128, 384, false}, {4, 32, 96, true},  {3, 64, 384, true},
+                        {2, 64, 192, false},  {8, -1, 96, false}, {8, 128, 256, true},
+                        {5, 32, 64, false},   {4, 8, 40, false}};  // the last: groups of 8 (no kernel) keep
+                                                                   // the bit-packed decoder
   for (const Case& c : cases)
     for (int threads : {1, 4}) {
       omp_set_num_threads(threads);
@@ -237,10 +248,12 @@ TEST(FusedKernels, IntegerGridsWithEveryWidthGroupAndActOrder) {
       q.dequantize_rows(0, n_out, wd.data());
       for (int r = 0; r < n_out; ++r)  // |s·q| + |s·z| ≤ 2·s·maxq (codes and zeros are in [0, maxq])
         for (int i = 0; i < n_in; ++i)
-          bound[size_t(r * n_in + i)] = 2 * std::fabs(q.scales[size_t(r * q.n_groups() + q.group_of(i))]) * float(spec.maxq());
+          bound[size_t(r * n_in + i)] =
+              2 * std::fabs(q.scales[size_t(r * q.n_groups() + q.group_of(i))]) * float(spec.maxq());
       for (int tokens : {1, 4, 9})
-        expect_linear_matches(lin, wd, bound, tokens, rng,
-                              fmt::format("{} act-order {} threads {}", spec.describe(), c.act_order, threads), true);
+        expect_linear_matches(
+            lin, wd, bound, tokens, rng,
+            fmt::format("{} act-order {} threads {}", spec.describe(), c.act_order, threads), true);
     }
   omp_set_num_threads(saved);
 }
@@ -263,11 +276,13 @@ TEST(FusedKernels, Bnb4BlocksWithinAndAcrossRows) {
         float code_max = 0;
         for (float c : bnb4_code(type)) code_max = std::max(code_max, std::fabs(c));
         std::vector<float> code_unit(w.size());
-        for (size_t k = 0; k < w.size(); ++k) code_unit[k] = std::fabs(q.absmax[k / size_t(blocksize)]) * code_max;
+        for (size_t k = 0; k < w.size(); ++k)
+          code_unit[k] = std::fabs(q.absmax[k / size_t(blocksize)]) * code_max;
         Bnb4Linear lin(std::move(q), n_out, n_in, TensorView{});
         for (int tokens : {1, 2, 7})
           expect_linear_matches(lin, wd, bound, tokens, rng,
-                                fmt::format("{} n_in {} blocksize {} dq {}", type == Bnb4Type::NF4 ? "NF4" : "FP4", n_in, blocksize, dq),
+                                fmt::format("{} n_in {} blocksize {} dq {}",
+                                            type == Bnb4Type::NF4 ? "NF4" : "FP4", n_in, blocksize, dq),
                                 true, &code_unit);
       }
 }
@@ -277,7 +292,8 @@ TEST(FusedKernels, Int8DotProductsAreExact) {
   for (int n : {1, 15, 16, 17, 33, 1000, 4099}) {
     const int rows = 5;
     std::vector<int8_t> w(size_t(rows * n)), x(static_cast<size_t>(n));
-    for (auto& v : w) v = int8_t(rng() % 2 ? -128 + int(rng() % 3) : int(rng() % 256) - 128);  // extremes included
+    for (auto& v : w)
+      v = int8_t(rng() % 2 ? -128 + int(rng() % 3) : int(rng() % 256) - 128);  // extremes included
     for (auto& v : x) v = int8_t(int(rng() % 255) - 127);
     std::vector<int32_t> out(static_cast<size_t>(rows));
     qdot_i8_rows(w.data(), rows, n, x.data(), out.data());
@@ -310,7 +326,8 @@ TEST(FusedKernels, Int8MatvecEqualsThePromptPathBitForBit) {
       lin.forward(x.data(), one.data(), 1);
       lin.forward(xs.data(), many.data(), copies);
       for (int c = 0; c < copies; ++c)
-        for (int o = 0; o < n_out; ++o) EXPECT_EQ(one[size_t(o)], many[size_t(c * n_out + o)]) << "n_in " << n_in << " row " << o;
+        for (int o = 0; o < n_out; ++o)
+          EXPECT_EQ(one[size_t(o)], many[size_t(c * n_out + o)]) << "n_in " << n_in << " row " << o;
     }
   omp_set_num_threads(saved);
 }

@@ -46,9 +46,11 @@ std::string write_gguf(const std::string& type, const std::string& imatrix = "")
 
 void expect_same_perplexity(const std::string& gguf, const std::string& what, int ctx = 512, int chunks = 3) {
   const std::string text = test::text_path("wikitext2-test");
-  auto ours = nlohmann::json::parse(run(fmt::format("{} eval {} --text {} --ctx {} --max-windows {} --protocol llama.cpp --json",
-                                                    test::qforge_bin(), gguf, text, ctx, chunks)));
-  auto theirs = nlohmann::json::parse(node_eval(fmt::format("{} --text {} --ctx {} --chunks {}", gguf, text, ctx, chunks)));
+  auto ours = nlohmann::json::parse(
+      run(fmt::format("{} eval {} --text {} --ctx {} --max-windows {} --protocol llama.cpp --json",
+                      test::qforge_bin(), gguf, text, ctx, chunks)));
+  auto theirs = nlohmann::json::parse(
+      node_eval(fmt::format("{} --text {} --ctx {} --chunks {}", gguf, text, ctx, chunks)));
   ASSERT_EQ(ours["scored"], theirs["scored"]) << what;
   ASSERT_EQ(ours["n_tokens"], theirs["n_tokens"]) << what << ": the tokenizers disagree";
   const double a = ours["ppl"], b = theirs["ppl"];
@@ -57,8 +59,9 @@ void expect_same_perplexity(const std::string& gguf, const std::string& what, in
 
 TEST(LlamaCpp, EveryTypeLoadsAndGivesQforgesPerplexity) {
   if (!have_llamacpp()) GTEST_SKIP() << "node-llama-cpp not installed (scripts/setup.sh installs it)";
-  for (const char* type : {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K_S", "Q3_K_M",
-                           "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS"}) {
+  for (const char* type :
+       {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L",
+        "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS"}) {
     const std::string gguf = write_gguf(type);
     expect_same_perplexity(gguf, type);
     fs::remove(gguf);
@@ -98,13 +101,18 @@ TEST(LlamaCpp, Llama3AndQwen3FilesGiveQforgesPerplexity) {
     const std::string hf = test::model_dir(model), im = dir + "/" + model + ".dat";
     run(fmt::format("{} imatrix {} --calib {} -o {} --chunks 4", test::qforge_bin(), hf, calib, im));
     const std::pair<const char*, std::string> variants[] = {
-        {"F16", ""}, {"Q4_K_M", ""}, {"Q4_K_M", " --imatrix " + im}, {"Q4_K_M", " --method gptq --nsamples 4 --calib " + calib}};
+        {"F16", ""},
+        {"Q4_K_M", ""},
+        {"Q4_K_M", " --imatrix " + im},
+        {"Q4_K_M", " --method gptq --nsamples 4 --calib " + calib}};
     for (const auto& [type, extra] : variants) {
       const std::string gguf = dir + "/" + model + ".gguf";
       fs::remove(gguf);
-      run(fmt::format("{} quantize {} -o {} --format gguf --type {}{}", test::qforge_bin(), hf, gguf, type, extra));
+      run(fmt::format("{} quantize {} -o {} --format gguf --type {}{}", test::qforge_bin(), hf, gguf, type,
+                      extra));
       expect_same_perplexity(gguf, fmt::format("{} {}{}", model, type, extra));
-      if (std::string(type) == "F16") expect_same_perplexity(gguf, std::string(model) + " F16 at ctx 4096", 4096, 1);
+      if (std::string(type) == "F16")
+        expect_same_perplexity(gguf, std::string(model) + " F16 at ctx 4096", 4096, 1);
     }
   }
 }
@@ -121,7 +129,8 @@ TEST(LlamaCpp, GreedyContinuationsAreTheSameText) {
   for (const auto& [type, prompts] : cases) {
     const std::string gguf = write_gguf(type);
     for (const auto& prompt : prompts) {
-      std::string ours = run(test::qforge_bin() + " generate " + gguf + " -p '" + prompt + "' -n 16 --ignore-eos");
+      std::string ours =
+          run(test::qforge_bin() + " generate " + gguf + " -p '" + prompt + "' -n 16 --ignore-eos");
       auto theirs = nlohmann::json::parse(node_eval(gguf + " --greedy '" + prompt + "' --n 16"));
       if (!ours.empty() && ours.back() == '\n') ours.pop_back();
       EXPECT_EQ(ours, prompt + theirs["text"].get<std::string>()) << type;

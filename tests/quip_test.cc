@@ -65,7 +65,8 @@ TEST(Hadamard, TransformMatchesTheDenseKroneckerProduct) {
       }
       // Orthogonal: the other direction brings x back.
       h->apply(y.data(), 1, !transpose);
-      for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(y[size_t(i)], x[size_t(i)], 1e-5 * (1 + std::fabs(x[size_t(i)]))) << n;
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_NEAR(y[size_t(i)], x[size_t(i)], 1e-5 * (1 + std::fabs(x[size_t(i)]))) << n;
     }
   }
 }
@@ -101,8 +102,10 @@ TEST(E8P, AbsoluteGridIsTheStatedSetOfD8HatVectors) {
       EXPECT_TRUE(c == 1 || c == 3 || c == 5 || c == 7) << i;
       norm4 += c * c;
     }
-    if (i < 227) EXPECT_LE(norm4, 40) << i;  // ‖a‖² ≤ 10
-    else EXPECT_EQ(norm4, 48) << i;          // the 29 of ‖a‖² = 12
+    if (i < 227)
+      EXPECT_LE(norm4, 40) << i;  // ‖a‖² ≤ 10
+    else
+      EXPECT_EQ(norm4, 48) << i;  // the 29 of ‖a‖² = 12
   }
   for (size_t i = 1; i < 227; ++i) EXPECT_LT(g[i - 1], g[i]);  // lexicographic
 }
@@ -164,8 +167,10 @@ TEST(E8P, E81bIsTheE8BallOfNormTwoPlusFifteenOfNormFour) {
       norm4 += c * c, sum += c;
     }
     EXPECT_EQ(sum % 4, 0) << i;
-    if (i < 241) EXPECT_TRUE(norm4 == 8 || (norm4 == 0 && !half)) << i;  // the origin once (distinct)
-    else EXPECT_EQ(norm4, 16) << i;
+    if (i < 241)
+      EXPECT_TRUE(norm4 == 8 || (norm4 == 0 && !half)) << i;  // the origin once (distinct)
+    else
+      EXPECT_EQ(norm4, 16) << i;
     float v[8];
     e8p::decode_e81b(uint8_t(i), v);
     EXPECT_EQ(e8p::encode_e81b(v, nullptr), uint8_t(i));
@@ -182,7 +187,8 @@ std::vector<double> random_hessian(int64_t n, std::mt19937& rng) {
     for (int64_t i = 1; i < n; ++i) X[size_t(s * n + i)] += 0.5 * X[size_t(s * n + i - 1)];
   for (int64_t s = 0; s < samples; ++s)
     for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < n; ++j) H[size_t(i * n + j)] += X[size_t(s * n + i)] * X[size_t(s * n + j)] / double(samples);
+      for (int64_t j = 0; j < n; ++j)
+        H[size_t(i * n + j)] += X[size_t(s * n + i)] * X[size_t(s * n + j)] / double(samples);
   return H;
 }
 
@@ -213,7 +219,8 @@ TEST(Quip, WithAnIdentityHessianBlockLdlqIsNearestRounding) {
     // W̃ by dense products with the explicit transforms, then each 8-vector rounded on its own.
     auto hin = Hadamard::of_order(n_in, "in"), hout = Hadamard::of_order(n_out, "out");
     std::vector<float> wt(W);
-    for (int64_t r = 0; r < n_out; ++r) hadamard_in(*hin, q->su, wt.data() + r * n_in, 1);  // rows: Hᵢᵀ·(sᵢ ⊙ w)
+    for (int64_t r = 0; r < n_out; ++r)
+      hadamard_in(*hin, q->su, wt.data() + r * n_in, 1);  // rows: Hᵢᵀ·(sᵢ ⊙ w)
     std::vector<float> col(static_cast<size_t>(n_out));
     for (int64_t c = 0; c < n_in; ++c) {  // columns: Hₒᵀ·(sₒ ⊙ w)
       for (int64_t r = 0; r < n_out; ++r) col[size_t(r)] = wt[size_t(r * n_in + c)];
@@ -248,7 +255,11 @@ TEST(Quip, TheLinearComputesTheOriginalMatrixUpToRounding) {
     auto q = quip_quantize(W.data(), n_out, n_in, identity(n_in), spec, "w");
     ASSERT_TRUE(q.ok()) << q.status().message();
     const auto lin = quip_linear(*q, TensorView{});
-    EXPECT_EQ(lin->weight_bytes(), n_out * n_in / 8 * (bits == 2 ? 2 : bits == 3 ? 3 : 4) + 4 + 2 * (n_in + n_out));
+    EXPECT_EQ(lin->weight_bytes(), n_out * n_in / 8 *
+                                           (bits == 2   ? 2
+                                            : bits == 3 ? 3
+                                                        : 4) +
+                                       4 + 2 * (n_in + n_out));
     std::vector<float> eye(size_t(n_in * n_in), 0.0f), out(size_t(n_in * n_out));
     for (int64_t i = 0; i < n_in; ++i) eye[size_t(i * n_in + i)] = 1;
     lin->forward(eye.data(), out.data(), n_in);
@@ -298,7 +309,8 @@ TEST(Quip, LdlqBeatsNearestRoundingOnItsOwnObjective) {
     };
     QuipSpec nearest = spec;
     nearest.damp = 0;
-    auto qn = quip_quantize(W.data(), n_out, n_in, identity(n_in), nearest, "w");  // same signs (same name and seed)
+    auto qn = quip_quantize(W.data(), n_out, n_in, identity(n_in), nearest,
+                            "w");  // same signs (same name and seed)
     ASSERT_TRUE(qn.ok());
     const double ldlq = hessian_loss(dense(*q)), plain = hessian_loss(dense(*qn));
     EXPECT_LT(ldlq, 0.9 * plain) << (lattice ? "quip#" : "quip") << ": " << ldlq << " vs " << plain;
@@ -308,7 +320,8 @@ TEST(Quip, LdlqBeatsNearestRoundingOnItsOwnObjective) {
 // Random codes (and residual codes) of a (n_out, n_in) matrix.
 e8p::E8Codes random_codes(int bits, int64_t n_out, int64_t n_in, float wscale, std::mt19937& rng) {
   e8p::E8Codes q;
-  q.bits = bits, q.n_out = n_out, q.n_in = n_in, q.wscale = wscale, q.resid_scale = e8p::scales(bits).resid_scale;
+  q.bits = bits, q.n_out = n_out, q.n_in = n_in, q.wscale = wscale,
+  q.resid_scale = e8p::scales(bits).resid_scale;
   q.codes.resize(size_t(n_out * n_in / 8));
   for (auto& c : q.codes) c = uint16_t(rng());
   if (bits > 2) {
@@ -354,7 +367,8 @@ TEST(Quip, LayoutRoundTripsAndRefusesBadParts) {
     const auto tensors = serialize_quip_e8(q, su, sv);
     std::map<std::string, TensorView> parts;
     for (const auto& t : tensors)
-      parts[t.suffix] = TensorView{t.suffix, *qtype_from_name(t.dtype), t.shape, t.bytes.data(), int64_t(t.bytes.size()), nullptr};
+      parts[t.suffix] = TensorView{t.suffix,       *qtype_from_name(t.dtype), t.shape,
+                                   t.bytes.data(), int64_t(t.bytes.size()),   nullptr};
     EXPECT_EQ(parts.at(".Qidxs").type, QType::I16);
     int16_t first;  // QuIP#'s stored value: code − 32768
     std::memcpy(&first, tensors[0].bytes.data(), 2);
@@ -370,7 +384,8 @@ TEST(Quip, LayoutRoundTripsAndRefusesBadParts) {
     wrong[".Qidxs"].shape = {q.n_out, q.n_in};
     auto bad = deserialize_quip(wrong, q.n_out, q.n_in, true, bits, q.resid_scale, "blk.0.attn_q");
     ASSERT_FALSE(bad.ok());
-    EXPECT_NE(bad.status().message().find("blk.0.attn_q.Qidxs: expected I16 [24, 2]"), std::string::npos) << bad.status().message();
+    EXPECT_NE(bad.status().message().find("blk.0.attn_q.Qidxs: expected I16 [24, 2]"), std::string::npos)
+        << bad.status().message();
   }
 }
 

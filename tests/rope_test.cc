@@ -24,7 +24,9 @@ ModelConfig base_config(RopeKind kind) {
 }
 
 // fp32 HF default: 1 / θ^(2i/d).
-float default_freq(const ModelConfig& c, int i) { return 1.0f / std::pow(c.rope_theta, float(2 * i) / float(c.head_dim)); }
+float default_freq(const ModelConfig& c, int i) {
+  return 1.0f / std::pow(c.rope_theta, float(2 * i) / float(c.head_dim));
+}
 
 TEST(Rope, Llama3KeepsHighFrequenciesDividesLowOnesAndAgreesWithTheGgufFactors) {
   const ModelConfig c = base_config(RopeKind::Llama3);  // low_freq_factor 1, high_freq_factor 4
@@ -65,13 +67,18 @@ TEST(Rope, YarnAttentionFactorAndBands) {
   EXPECT_FLOAT_EQ(r.attention_factor, float(0.1 * std::log(4.0) + 1.0));
   // Dimensions below the β_fast = 32 correction dimension rotate as before; above β_slow = 1's, by 1/s.
   auto correction_dim = [&](double rotations) {
-    return c.head_dim * std::log(2048 / (rotations * 2 * std::numbers::pi)) / (2 * std::log(double(c.rope_theta)));
+    return c.head_dim * std::log(2048 / (rotations * 2 * std::numbers::pi)) /
+           (2 * std::log(double(c.rope_theta)));
   };
   const int lo = int(std::floor(correction_dim(32))), hi = int(std::ceil(correction_dim(1)));
   ASSERT_LT(lo, hi);
   for (int i = 0; i < 32; ++i) {
-    if (i <= lo) { EXPECT_FLOAT_EQ(r.inv_freq[size_t(i)], default_freq(c, i)) << i; }
-    if (i >= hi) { EXPECT_FLOAT_EQ(r.inv_freq[size_t(i)], default_freq(c, i) / 4) << i; }
+    if (i <= lo) {
+      EXPECT_FLOAT_EQ(r.inv_freq[size_t(i)], default_freq(c, i)) << i;
+    }
+    if (i >= hi) {
+      EXPECT_FLOAT_EQ(r.inv_freq[size_t(i)], default_freq(c, i) / 4) << i;
+    }
   }
 }
 
@@ -100,7 +107,8 @@ TEST(Rope, ChecksNameTheKindAndValue) {
   c.rope.original_ctx = 0;
   auto s = check_rope(c, "config.json");
   ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.message(), "config.json: rope_type 'llama3' needs original_max_position_embeddings > 0, found 0");
+  EXPECT_EQ(s.message(),
+            "config.json: rope_type 'llama3' needs original_max_position_embeddings > 0, found 0");
   c = base_config(RopeKind::Linear);
   c.rope.factor = 0.5f;
   EXPECT_FALSE(check_rope(c, "x").ok());

@@ -38,22 +38,28 @@ TEST(Safetensors, HeaderLengthBeyondFile) {
   EXPECT_NE(read_error(st_file(kGood, 24, 1 << 30)).find("exceeds the file size"), std::string::npos);
 }
 TEST(Safetensors, TooShort) { EXPECT_NE(read_error("abc").find("too short"), std::string::npos); }
-TEST(Safetensors, HeaderNotJson) { EXPECT_NE(read_error(st_file("{nope", 0)).find("not valid JSON"), std::string::npos); }
+TEST(Safetensors, HeaderNotJson) {
+  EXPECT_NE(read_error(st_file("{nope", 0)).find("not valid JSON"), std::string::npos);
+}
 TEST(Safetensors, OffsetsBeyondData) {
-  EXPECT_NE(read_error(st_file(R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}})", 8)).find("outside the data section"),
+  EXPECT_NE(read_error(st_file(R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}})", 8))
+                .find("outside the data section"),
             std::string::npos);
 }
 TEST(Safetensors, OffsetsDisagreeWithShape) {
-  EXPECT_NE(read_error(st_file(R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}})", 24)).find("needs 24 bytes"),
+  EXPECT_NE(read_error(st_file(R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}})", 24))
+                .find("needs 24 bytes"),
             std::string::npos);
 }
 TEST(Safetensors, UnknownDtype) {
-  EXPECT_NE(read_error(st_file(R"({"w":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", 2)).find("unsupported dtype 'F8_E4M3'"),
+  EXPECT_NE(read_error(st_file(R"({"w":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", 2))
+                .find("unsupported dtype 'F8_E4M3'"),
             std::string::npos);
 }
 TEST(Safetensors, ReversedOffsets) {
-  EXPECT_NE(read_error(st_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}})", 8)).find("outside"),
-            std::string::npos);
+  EXPECT_NE(
+      read_error(st_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}})", 8)).find("outside"),
+      std::string::npos);
 }
 TEST(Safetensors, ShardedIndexMissingTensor) {
   std::string dir = test::temp_dir("st_shards");
@@ -62,7 +68,8 @@ TEST(Safetensors, ShardedIndexMissingTensor) {
                    R"({"weight_map":{"w":"a.safetensors","v":"a.safetensors"}})");
   auto r = read_safetensors_dir(dir);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("tensor 'v' listed in the index is missing from a.safetensors"), std::string::npos)
+  EXPECT_NE(r.status().message().find("tensor 'v' listed in the index is missing from a.safetensors"),
+            std::string::npos)
       << r.status().message();
 }
 TEST(Safetensors, TruncatedShard) {
@@ -72,7 +79,8 @@ TEST(Safetensors, TruncatedShard) {
   test::write_file(dir + "/model.safetensors.index.json", R"({"weight_map":{"w":"a.safetensors"}})");
   auto r = read_safetensors_dir(dir);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("a.safetensors: tensor 'w'"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("a.safetensors: tensor 'w'"), std::string::npos)
+      << r.status().message();
 }
 TEST(Safetensors, ShardOutsideFolderRefused) {
   std::string dir = test::temp_dir("st_escape");
@@ -86,7 +94,8 @@ TEST(Safetensors, ShardOutsideFolderRefused) {
 // was read through a misaligned pointer. Such views are now copied to aligned memory.
 TEST(Safetensors, MisalignedTensorsAreReadAligned) {
   test::Bytes b;
-  const std::string h = R"({"a":{"dtype":"U8","shape":[3],"data_offsets":[0,3]},"b":{"dtype":"F32","shape":[2],"data_offsets":[3,11]}})";
+  const std::string h =
+      R"({"a":{"dtype":"U8","shape":[3],"data_offsets":[0,3]},"b":{"dtype":"F32","shape":[2],"data_offsets":[3,11]}})";
   b.put<uint64_t>(h.size());
   b.b += h;
   b.b += "xyz";
@@ -105,7 +114,8 @@ TEST(Safetensors, MisalignedTensorsAreReadAligned) {
 // every tensor is aligned; SafetensorsWriter does the same whatever order tensors come in.
 TEST(Safetensors, WriterLaysOutTensorsAsTheReferenceDoes) {
   std::string path = test::temp_dir("st_write") + "/model.safetensors";
-  auto w = SafetensorsWriter::create(path, {{"z", "U8", {3}}, {"y", "F16", {1}}, {"x", "F32", {1}}, {"a", "F32", {1}}}, {});
+  auto w = SafetensorsWriter::create(
+      path, {{"z", "U8", {3}}, {"y", "F16", {1}}, {"x", "F32", {1}}, {"a", "F32", {1}}}, {});
   ASSERT_TRUE(w.ok());
   const uint8_t u8[3] = {1, 2, 3};
   const uint16_t f16 = 0x3c00;
@@ -132,10 +142,20 @@ TEST(Safetensors, WriterLaysOutTensorsAsTheReferenceDoes) {
 
 // The reference reader refuses tensors that overlap, gaps between them and bytes after the last.
 TEST(Safetensors, TensorsMustTileTheDataSection) {
-  EXPECT_NE(read_error(st_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12))
-                .find("tensor 'b' (bytes 4..12) overlaps tensor 'a'"), std::string::npos);
-  EXPECT_NE(read_error(st_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", 12))
-                .find("bytes 4..8 of the data section belong to no tensor (before 'b')"), std::string::npos);
+  EXPECT_NE(
+      read_error(
+          st_file(
+              R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+              12))
+          .find("tensor 'b' (bytes 4..12) overlaps tensor 'a'"),
+      std::string::npos);
+  EXPECT_NE(
+      read_error(
+          st_file(
+              R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+              12))
+          .find("bytes 4..8 of the data section belong to no tensor (before 'b')"),
+      std::string::npos);
   EXPECT_NE(read_error(st_file(kGood, 28)).find("4 bytes after the last tensor's data"), std::string::npos);
 }
 

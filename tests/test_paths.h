@@ -24,11 +24,14 @@ inline std::string bundled_stories() { return source_dir() + "/models/stories260
 inline std::string qf27m() { return shared_dir() + "/models/qf-27m"; }
 // A golden model by name: the bundled ones (models/), else ../shared/models/NAME.
 inline std::string model_dir(const std::string& name) {
-  if (std::filesystem::exists(source_dir() + "/models/" + name + "/golden.json")) return source_dir() + "/models/" + name;
+  if (std::filesystem::exists(source_dir() + "/models/" + name + "/golden.json"))
+    return source_dir() + "/models/" + name;
   return shared_dir() + "/models/" + name;
 }
 // The HF directory of a golden model (stories260K keeps it in hf/).
-inline std::string hf_dir(const std::string& name) { return model_dir(name) + (name == "stories260K" ? "/hf" : ""); }
+inline std::string hf_dir(const std::string& name) {
+  return model_dir(name) + (name == "stories260K" ? "/hf" : "");
+}
 inline std::string qforge_bin() { return QFORGE_BIN; }
 
 // The full tier (`scripts/test.sh --full`, QFORGE_FULL_TESTS=1): golden values over whole eval
@@ -39,7 +42,6 @@ inline bool full_tier() {
 }
 #define QF_FULL_TIER_ONLY() \
   if (!::qf::test::full_tier()) GTEST_SKIP() << "full tier only: scripts/test.sh --full"
-
 
 // Eval texts by the names golden.json uses.
 inline std::string text_path(const std::string& name) {

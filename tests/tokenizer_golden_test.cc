@@ -42,7 +42,8 @@ TEST_P(RealTokenizer, SharedTextsGiveHfIds) {
     const std::string text = test::slurp(test::text_path(name));
     const auto ids = tok->encode(text, false);
     ASSERT_EQ(int64_t(ids.size()), g["n_tokens"].get<int64_t>()) << name;
-    const auto first = g["first_256"].get<std::vector<int32_t>>(), last = g["last_256"].get<std::vector<int32_t>>();
+    const auto first = g["first_256"].get<std::vector<int32_t>>(),
+               last = g["last_256"].get<std::vector<int32_t>>();
     EXPECT_EQ(std::vector<int32_t>(ids.begin(), ids.begin() + long(first.size())), first) << name;
     EXPECT_EQ(std::vector<int32_t>(ids.end() - long(last.size()), ids.end()), last) << name;
     EXPECT_EQ(tok->decode(ids, false), text) << name;
@@ -63,9 +64,12 @@ TEST(RealTokenizerNfc, Qwen3ComposesCombiningMarksLlama3DoesNot) {
   for (const char* family : {"qwen3", "llama3"}) {
     auto tok = load_hf_tokenizer(test::shared_dir() + "/tokenizers/" + family + "/tokenizer.json");
     ASSERT_TRUE(tok.ok()) << tok.status().message();
-    const auto composed = (*tok)->encode("caf\xC3\xA9 au lait", false), decomposed = (*tok)->encode("cafe\xCC\x81 au lait", false);
-    if (std::string(family) == "qwen3") EXPECT_EQ(decomposed, composed);
-    else EXPECT_NE(decomposed, composed);
+    const auto composed = (*tok)->encode("caf\xC3\xA9 au lait", false),
+               decomposed = (*tok)->encode("cafe\xCC\x81 au lait", false);
+    if (std::string(family) == "qwen3")
+      EXPECT_EQ(decomposed, composed);
+    else
+      EXPECT_NE(decomposed, composed);
   }
 }
 

@@ -59,7 +59,9 @@ TEST(Tokenizer, RoundTrips) {
   auto b = hf(test::qf27m());
   for (const auto& s : kSamples) {
     EXPECT_EQ(b->decode(b->encode(s)), s);
-    if (!s.empty() && s[0] != ' ') { EXPECT_EQ(a->decode(a->encode(s)), s); }  // SPM drops one leading space
+    if (!s.empty() && s[0] != ' ') {
+      EXPECT_EQ(a->decode(a->encode(s)), s);
+    }  // SPM drops one leading space
   }
 }
 
@@ -101,9 +103,9 @@ TEST(Tokenizer, SentencePieceModelFile) {
   std::string dir = test::temp_dir("spm");
   std::string corpus = dir + "/corpus.txt";
   test::write_file(corpus, test::slurp(test::text_path("tinystories-val-head")).substr(0, 100000));
-  auto st = sentencepiece::SentencePieceTrainer::Train(
-      "--input=" + corpus + " --model_prefix=" + dir + "/tok --vocab_size=400 --model_type=bpe "
-      "--byte_fallback=true --minloglevel=2");
+  auto st = sentencepiece::SentencePieceTrainer::Train("--input=" + corpus + " --model_prefix=" + dir +
+                                                       "/tok --vocab_size=400 --model_type=bpe "
+                                                       "--byte_fallback=true --minloglevel=2");
   ASSERT_TRUE(st.ok()) << st.ToString();
   auto t = load_sentencepiece_tokenizer(dir + "/tok.model");
   ASSERT_TRUE(t.ok()) << t.status().message();

@@ -44,7 +44,8 @@ void print_tensors(const std::vector<TensorView>& tensors, bool list) {
     if (list) fmt::print("  {:<48} {:<6} {}\n", printable(t.name), traits(t.type).name, t.shape_str());
   }
   fmt::print("parameters:   {} ({:.2f} M), {:.2f} MiB of weights\n", params, params / 1e6, bytes / 1048576.0);
-  for (const auto& [type, e] : by_type) fmt::print("  {:<6} {} tensors, {} params\n", type, e.first, e.second);
+  for (const auto& [type, e] : by_type)
+    fmt::print("  {:<6} {} tensors, {} params\n", type, e.first, e.second);
 }
 
 // GGUF header, metadata and tensor table, readable even when qforge cannot run the file.
@@ -52,7 +53,8 @@ Status inspect_gguf(const InspectArgs& a) {
   QF_ASSIGN_OR_RETURN(auto g, GGUFFile::open(a.path));
   fmt::print("file:         {} (GGUF v{}, alignment {})\n", printable(a.path), g.version(), g.alignment());
   fmt::print("metadata:     {} keys\n", g.metadata().size());
-  for (const auto& [k, v] : g.metadata()) fmt::print("  {:<44} {}\n", printable(k), printable(v.to_display()));
+  for (const auto& [k, v] : g.metadata())
+    fmt::print("  {:<44} {}\n", printable(k), printable(v.to_display()));
   std::map<std::string, int> types;
   for (const auto& info : g.tensor_infos()) {
     types[std::string(ggml_type_name(info.ggml_type))]++;
@@ -77,7 +79,8 @@ void print_config(const Checkpoint& ck) {
   fmt::print("norm/rope:    RMSNorm eps {:g}, RoPE theta {:g} ({} pairs), max ctx {}\n", c.rms_eps,
              c.rope_theta, c.rope_interleaved ? "interleaved" : "half-split", c.max_ctx);
   fmt::print("options:      tied embeddings {}, q/k/v bias {}, o bias {}, stored dtype {}\n",
-             c.tied_embeddings ? "yes" : "no", c.qkv_bias ? "yes" : "no", c.o_bias ? "yes" : "no", printable(c.source_dtype));
+             c.tied_embeddings ? "yes" : "no", c.qkv_bias ? "yes" : "no", c.o_bias ? "yes" : "no",
+             printable(c.source_dtype));
   fmt::print("tokenizer:    {}\n", printable(ck.tokenizer->describe()));
 }
 
@@ -93,9 +96,13 @@ Expected<Checkpoint> load_or_explain(const std::string& path) {
 Status check_context(const ModelConfig& c, int64_t positions, const char* what, bool allow) {
   if (positions <= c.max_ctx) return {};
   if (!allow)
-    return error("{} is {} positions, beyond the model's trained context of {} (RoPE {}); --allow-long-context to run anyway", what,
-                 positions, c.max_ctx, rope_kind_name(c.rope.kind));
-  fmt::print(stderr, "warning: {} positions exceed the trained context of {}; RoPE '{}' does not cover them, expect worse output\n",
+    return error(
+        "{} is {} positions, beyond the model's trained context of {} (RoPE {}); --allow-long-context to run "
+        "anyway",
+        what, positions, c.max_ctx, rope_kind_name(c.rope.kind));
+  fmt::print(stderr,
+             "warning: {} positions exceed the trained context of {}; RoPE '{}' does not cover them, expect "
+             "worse output\n",
              positions, c.max_ctx, rope_kind_name(c.rope.kind));
   return {};
 }
@@ -152,8 +159,10 @@ Status run_generate(const GenerateArgs& a) {
   t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < a.n_predict; ++i) {
     if (!std::all_of(logits.begin(), logits.end(), [](float v) { return std::isfinite(v); }))
-      return error("{}: the model's logits are not finite after {} tokens: a weight, scale or norm is NaN/Inf or overflows{}",
-                   a.model, all.size(), non_finite_weight(ck));
+      return error(
+          "{}: the model's logits are not finite after {} tokens: a weight, scale or norm is NaN/Inf or "
+          "overflows{}",
+          a.model, all.size(), non_finite_weight(ck));
     int32_t next = argmax();
     if (next == tok.eos_id() && !a.ignore_eos) break;
     all.push_back(next);
@@ -167,12 +176,13 @@ Status run_generate(const GenerateArgs& a) {
     }
     if (i + 1 < a.n_predict) tf->forward(&next, 1, cache, logits.data(), true);
   }
-  if (tok.decode(all).size() > shown.size()) fmt::print("\uFFFD");  // an unfinished character, as HF decodes it
+  if (tok.decode(all).size() > shown.size())
+    fmt::print("\uFFFD");  // an unfinished character, as HF decodes it
   double gen_s = seconds_since(t0);
   fmt::print("\n");
   std::fflush(stdout);  // the statistics below go to stderr, after the text
-  std::fprintf(stderr, "prompt: %zu tokens, %.1f tokens/s; generated: %zu tokens, %.1f tokens/s\n", ids.size(),
-               ids.size() / prompt_s, size_t(generated), generated / std::max(gen_s, 1e-9));
+  std::fprintf(stderr, "prompt: %zu tokens, %.1f tokens/s; generated: %zu tokens, %.1f tokens/s\n",
+               ids.size(), ids.size() / prompt_s, size_t(generated), generated / std::max(gen_s, 1e-9));
   return {};
 }
 
@@ -182,15 +192,20 @@ Status run_formats() {
   fmt::print("{:<8} {:>8} {:>6} {:>6} {:>8}  {}\n", "type", "ggml id", "block", "bytes", "bits/w", "qforge");
   for (int i = 0; i <= int(QType::BNB4); ++i) {
     const auto& tr = traits(QType(i));
-    if (tr.block == 1 && tr.type != QType::F32 && tr.type != QType::F16 && tr.type != QType::BF16) continue;  // raw integers
+    if (tr.block == 1 && tr.type != QType::F32 && tr.type != QType::F16 && tr.type != QType::BF16)
+      continue;  // raw integers
     const bool kernel_form = tr.ggml_id < 0;
-    fmt::print("{:<8} {:>8} {:>6} {:>6} {:>8.4f}  {}\n", tr.name, kernel_form ? std::string("-") : std::to_string(tr.ggml_id),
-               tr.block, tr.bytes_per_block, tr.bits_per_weight(),
-               kernel_form ? "kernel form of the HF layouts (+ scales beside)" : tr.quantize_ref ? "read, write" : "read");
+    fmt::print("{:<8} {:>8} {:>6} {:>6} {:>8.4f}  {}\n", tr.name,
+               kernel_form ? std::string("-") : std::to_string(tr.ggml_id), tr.block, tr.bytes_per_block,
+               tr.bits_per_weight(),
+               kernel_form       ? "kernel form of the HF layouts (+ scales beside)"
+               : tr.quantize_ref ? "read, write"
+                                 : "read");
   }
   fmt::print("\nHF layouts (config.json quantization_config):\n");
   for (const auto& l : hf_layouts())
-    fmt::print("{:<6} {}\n       runs as {}; written by --method {}\n", l.method, l.geometry, l.kernel, l.written_by);
+    fmt::print("{:<6} {}\n       runs as {}; written by --method {}\n", l.method, l.geometry, l.kernel,
+               l.written_by);
   return {};
 }
 
@@ -206,11 +221,12 @@ Status run_imatrix(const ImatrixArgs& a) {
   ProgressBar bar("imatrix");
   auto t0 = std::chrono::steady_clock::now();
   const int32_t bos = ck.tokenizer->adds_bos() ? ck.tokenizer->bos_id() : -1;
-  QF_ASSIGN_OR_RETURN(auto im, compute_imatrix(*tf, tokens, a.ctx, a.chunks, bos, [&](int64_t d, int64_t t) { bar.update(d, t); }));
+  QF_ASSIGN_OR_RETURN(auto im, compute_imatrix(*tf, tokens, a.ctx, a.chunks, bos,
+                                               [&](int64_t d, int64_t t) { bar.update(d, t); }));
   im.dataset = a.calib;
   QF_RETURN_IF_ERROR(write_imatrix(im, a.out, a.force));
-  fmt::print("wrote {}: {} entries from {} chunks of {} tokens ({} tokens), {:.1f}s\n", a.out, im.mean_sq.size(), im.chunks,
-             a.ctx, int64_t(im.chunks) * a.ctx, seconds_since(t0));
+  fmt::print("wrote {}: {} entries from {} chunks of {} tokens ({} tokens), {:.1f}s\n", a.out,
+             im.mean_sq.size(), im.chunks, a.ctx, int64_t(im.chunks) * a.ctx, seconds_since(t0));
   return {};
 }
 
@@ -254,17 +270,27 @@ Status run_eval(const EvalArgs& a) {
   opt.on_window = [&](int64_t d, int64_t t) { bar.update(d, t); };
   auto scored = perplexity(*tf, tokens, opt, base_tf.get());
   if (!scored.ok() && scored.status().message().find("not finite") != std::string::npos)  // name the culprit
-    return error("{}{}{}", scored.status().message(), non_finite_weight(ck), base_ck ? non_finite_weight(*base_ck) : "");
+    return error("{}{}{}", scored.status().message(), non_finite_weight(ck),
+                 base_ck ? non_finite_weight(*base_ck) : "");
   if (!scored.ok()) return scored.status();
   const PerplexityResult& r = *scored;
   const double bpw = tf->body_bits_per_weight();
   const int64_t file_bytes = model_file_bytes(a.model);
   if (a.json) {
-    nlohmann::json j = {{"model", a.model},       {"text", a.text},         {"protocol", a.protocol},
-                        {"ctx", r.ctx},           {"n_tokens", r.n_tokens}, {"windows", r.windows},
-                        {"scored", r.scored},     {"ppl", r.ppl},           {"mean_nll", r.mean_nll},
-                        {"seconds", r.seconds},   {"tokens_per_second", r.tokens_per_second},
-                        {"threads", num_threads()}, {"file_bytes", file_bytes}, {"body_bits_per_weight", bpw}};
+    nlohmann::json j = {{"model", a.model},
+                        {"text", a.text},
+                        {"protocol", a.protocol},
+                        {"ctx", r.ctx},
+                        {"n_tokens", r.n_tokens},
+                        {"windows", r.windows},
+                        {"scored", r.scored},
+                        {"ppl", r.ppl},
+                        {"mean_nll", r.mean_nll},
+                        {"seconds", r.seconds},
+                        {"tokens_per_second", r.tokens_per_second},
+                        {"threads", num_threads()},
+                        {"file_bytes", file_bytes},
+                        {"body_bits_per_weight", bpw}};
     if (r.has_base) {
       j["base"] = a.base;
       j["base_ppl"] = r.base_ppl;
@@ -273,12 +299,16 @@ Status run_eval(const EvalArgs& a) {
     }
     fmt::print("{}\n", j.dump(2));
   } else {
-    fmt::print("perplexity {:.6f} (mean NLL {:.6f}) — {} protocol, ctx {}, {} windows, {} scored of {} tokens, {:.1f}s, {:.0f} tokens/s\n",
-               r.ppl, r.mean_nll, a.protocol, r.ctx, r.windows, r.scored, r.n_tokens, r.seconds, r.tokens_per_second);
+    fmt::print(
+        "perplexity {:.6f} (mean NLL {:.6f}) — {} protocol, ctx {}, {} windows, {} scored of {} tokens, "
+        "{:.1f}s, {:.0f} tokens/s\n",
+        r.ppl, r.mean_nll, a.protocol, r.ctx, r.windows, r.scored, r.n_tokens, r.seconds,
+        r.tokens_per_second);
     if (r.has_base)
-      fmt::print("against {}: base perplexity {:.6f}, KL divergence {:.6f}, top-1 agreement {:.2f} %\n", a.base,
-                 r.base_ppl, r.kld, 100 * r.top1);
-    fmt::print("size: {} bytes of weight files, {:.3f} bits per weight in the decoder blocks\n", file_bytes, bpw);
+      fmt::print("against {}: base perplexity {:.6f}, KL divergence {:.6f}, top-1 agreement {:.2f} %\n",
+                 a.base, r.base_ppl, r.kld, 100 * r.top1);
+    fmt::print("size: {} bytes of weight files, {:.3f} bits per weight in the decoder blocks\n", file_bytes,
+               bpw);
   }
   return {};
 }
@@ -331,16 +361,24 @@ Status run_bench(const BenchArgs& a) {
   for (int r = 0; r < a.reps; ++r) tg.push_back(time_gen());
   auto p = mean_std(pp), g = mean_std(tg);
   if (a.json) {
-    nlohmann::json j = {{"engine", "qforge"},         {"model", a.model},           {"threads", num_threads()},
-                        {"prompt", a.n_prompt},       {"gen", a.n_gen},             {"reps", a.reps},
-                        {"prompt_tps", p.mean},       {"prompt_tps_stdev", p.stdev}, {"gen_tps", g.mean},
-                        {"gen_tps_stdev", g.stdev},   {"weight_bytes_per_token", tf->weight_bytes_per_token()}};
+    nlohmann::json j = {{"engine", "qforge"},
+                        {"model", a.model},
+                        {"threads", num_threads()},
+                        {"prompt", a.n_prompt},
+                        {"gen", a.n_gen},
+                        {"reps", a.reps},
+                        {"prompt_tps", p.mean},
+                        {"prompt_tps_stdev", p.stdev},
+                        {"gen_tps", g.mean},
+                        {"gen_tps_stdev", g.stdev},
+                        {"weight_bytes_per_token", tf->weight_bytes_per_token()}};
     fmt::print("{}\n", j.dump());
   } else {
-    fmt::print("{}: {} threads\n  pp{}: {:.1f} ± {:.1f} tokens/s\n  tg{}: {:.1f} ± {:.1f} tokens/s\n"
-               "  weight bytes read per generated token: {:.1f} MB\n",
-               a.model, num_threads(), a.n_prompt, p.mean, p.stdev, a.n_gen, g.mean, g.stdev,
-               tf->weight_bytes_per_token() / 1e6);
+    fmt::print(
+        "{}: {} threads\n  pp{}: {:.1f} ± {:.1f} tokens/s\n  tg{}: {:.1f} ± {:.1f} tokens/s\n"
+        "  weight bytes read per generated token: {:.1f} MB\n",
+        a.model, num_threads(), a.n_prompt, p.mean, p.stdev, a.n_gen, g.mean, g.stdev,
+        tf->weight_bytes_per_token() / 1e6);
   }
   return {};
 }

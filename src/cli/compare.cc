@@ -76,8 +76,11 @@ Expected<Job> parse_job(const std::string& name) {
       j.cost = m[1] == "awq" ? 5 : 2;
     }
   } else {
-    return error("--methods: unknown job '{}' (baseline, rtn|gptq|awq-w<bits>[g<group>], nf4[-dq], fp4[-dq], llm-int8, "
-                 "a GGUF type such as q4_k_m, or gptq-/awq- before a GGUF type)", name);
+    return error(
+        "--methods: unknown job '{}' (baseline, rtn|gptq|awq-w<bits>[g<group>], nf4[-dq], fp4[-dq], "
+        "llm-int8, "
+        "a GGUF type such as q4_k_m, or gptq-/awq- before a GGUF type)",
+        name);
   }
   return j;
 }
@@ -95,7 +98,8 @@ Expected<std::vector<Job>> parse_jobs(const std::string& list) {
       continue;
     }
     QF_ASSIGN_OR_RETURN(auto job, parse_job(name));
-    if (std::none_of(jobs.begin(), jobs.end(), [&](const Job& o) { return o.name == name; })) jobs.push_back(job);
+    if (std::none_of(jobs.begin(), jobs.end(), [&](const Job& o) { return o.name == name; }))
+      jobs.push_back(job);
   }
   if (jobs.empty()) return error("--methods '{}' names no job", list);
   return jobs;
@@ -128,12 +132,14 @@ std::string machine() {
       cpu = line.substr(line.find(':') + 2);
       break;
     }
-  return fmt::format("{}, {} cores, {:.0f} GiB", cpu, sysconf(_SC_NPROCESSORS_ONLN), meminfo_bytes("MemTotal") / 1073741824.0);
+  return fmt::format("{}, {} cores, {:.0f} GiB", cpu, sysconf(_SC_NPROCESSORS_ONLN),
+                     meminfo_bytes("MemTotal") / 1073741824.0);
 }
 
 std::string hms(double s) {
   const int t = int(s + 0.5);
-  return t >= 3600 ? fmt::format("{}h{:02}m", t / 3600, t / 60 % 60) : fmt::format("{}m{:02}s", t / 60, t % 60);
+  return t >= 3600 ? fmt::format("{}h{:02}m", t / 3600, t / 60 % 60)
+                   : fmt::format("{}m{:02}s", t / 60, t % 60);
 }
 
 std::string shell_line(const std::vector<std::string>& argv) {
@@ -148,9 +154,18 @@ class Comparison {
       : a_(a), ck_(ck), self_(self_executable()), model_bytes_(double(model_file_bytes(a.model))) {}
 
   json protocol() const {
-    return {{"model", a_.model},     {"text", a_.text},     {"ctx", a_.ctx},         {"max_windows", a_.max_windows},
-            {"calib", a_.calib},     {"nsamples", a_.nsamples}, {"seqlen", a_.seqlen}, {"prompt", a_.prompt},
-            {"gen", a_.gen},         {"reps", a_.reps},     {"threads", num_threads()}, {"machine", machine()}};
+    return {{"model", a_.model},
+            {"text", a_.text},
+            {"ctx", a_.ctx},
+            {"max_windows", a_.max_windows},
+            {"calib", a_.calib},
+            {"nsamples", a_.nsamples},
+            {"seqlen", a_.seqlen},
+            {"prompt", a_.prompt},
+            {"gen", a_.gen},
+            {"reps", a_.reps},
+            {"threads", num_threads()},
+            {"machine", machine()}};
   }
 
   // Runs one job; the returned row has status "ok" or "error"; null when interrupted.
@@ -165,10 +180,12 @@ class Comparison {
     if (auto why = cannot_start(job); !why.empty()) return fail(why);
     if (job.family != "baseline") {
       remove_outputs(job);
-      std::vector<std::string> q = {self_, "-t", std::to_string(num_threads()), "quantize", a_.model, "-o", file};
+      std::vector<std::string> q = {self_, "-t", std::to_string(num_threads()), "quantize", a_.model,
+                                    "-o",  file};
       q.insert(q.end(), job.options.begin(), job.options.end());
       if (job.calibrated)
-        q.insert(q.end(), {"--calib", a_.calib, "--nsamples", std::to_string(a_.nsamples), "--seqlen", std::to_string(a_.seqlen)});
+        q.insert(q.end(), {"--calib", a_.calib, "--nsamples", std::to_string(a_.nsamples), "--seqlen",
+                           std::to_string(a_.seqlen)});
       if (job.imatrix) {
         if (imatrix.empty()) return fail("no importance matrix (its step failed)");
         q.insert(q.end(), {"--imatrix", imatrix});
@@ -180,8 +197,8 @@ class Comparison {
       row["quant_seconds"] = r->seconds;
       row["quant_peak_rss"] = r->peak_rss;
     }
-    std::vector<std::string> e = {self_, "-t", std::to_string(num_threads()), "eval", file, "--text", a_.text,
-                                  "--ctx", std::to_string(a_.ctx), "--json"};
+    std::vector<std::string> e = {self_,   "-t",    std::to_string(num_threads()), "eval",  file, "--text",
+                                  a_.text, "--ctx", std::to_string(a_.ctx),        "--json"};
     if (a_.max_windows > 0) e.insert(e.end(), {"--max-windows", std::to_string(a_.max_windows)});
     if (job.family != "baseline") e.insert(e.end(), {"--base", a_.model});
     auto r = step(job, "eval", e, row);
@@ -193,14 +210,26 @@ class Comparison {
       if (ev.contains(k)) row[k] = ev[k];
     row["bits_per_weight"] = ev["body_bits_per_weight"];
     row["eval_seconds"] = ev["seconds"];
-    std::vector<std::string> b = {self_, "-t", std::to_string(num_threads()), "bench", file, "--prompt", std::to_string(a_.prompt),
-                                  "--gen", std::to_string(a_.gen), "--reps", std::to_string(a_.reps), "--json"};
+    std::vector<std::string> b = {self_,
+                                  "-t",
+                                  std::to_string(num_threads()),
+                                  "bench",
+                                  file,
+                                  "--prompt",
+                                  std::to_string(a_.prompt),
+                                  "--gen",
+                                  std::to_string(a_.gen),
+                                  "--reps",
+                                  std::to_string(a_.reps),
+                                  "--json"};
     r = step(job, "bench", b, row);
     if (!r) return finish_interrupted(job);
     if (!r->ok()) return row;
     json be = json::parse(r->out, nullptr, false);
     if (be.is_discarded()) return fail("bench: its output is not JSON");
-    for (const char* k : {"prompt_tps", "prompt_tps_stdev", "gen_tps", "gen_tps_stdev", "weight_bytes_per_token"}) row[k] = be[k];
+    for (const char* k :
+         {"prompt_tps", "prompt_tps_stdev", "gen_tps", "gen_tps_stdev", "weight_bytes_per_token"})
+      row[k] = be[k];
     row["run_peak_rss"] = r->peak_rss;
     row["status"] = "ok";
     row.erase("error");
@@ -212,16 +241,31 @@ class Comparison {
   Expected<std::string> imatrix(bool interactive, json& report) {
     const std::string path = a_.out + "/imatrix.dat";
     if (fs::exists(path)) return path;
-    std::vector<std::string> argv = {self_, "-t", std::to_string(num_threads()), "imatrix", a_.model, "--calib", a_.calib,
-                                     "-o", path, "--ctx", std::to_string(a_.seqlen), "--chunks", std::to_string(a_.nsamples)};
-    if (interactive) fmt::print(stderr, "importance matrix: {} chunks of {} tokens from {}\n", a_.nsamples, a_.seqlen, a_.calib);
+    std::vector<std::string> argv = {self_,
+                                     "-t",
+                                     std::to_string(num_threads()),
+                                     "imatrix",
+                                     a_.model,
+                                     "--calib",
+                                     a_.calib,
+                                     "-o",
+                                     path,
+                                     "--ctx",
+                                     std::to_string(a_.seqlen),
+                                     "--chunks",
+                                     std::to_string(a_.nsamples)};
+    if (interactive)
+      fmt::print(stderr, "importance matrix: {} chunks of {} tokens from {}\n", a_.nsamples, a_.seqlen,
+                 a_.calib);
     QF_ASSIGN_OR_RETURN(auto r, run_child(argv, interactive, env(interactive), track_child));
     if (!r.ok()) return error("imatrix: {}", describe_failure(r));
     report["imatrix"] = {{"file", path}, {"seconds", r.seconds}, {"peak_rss", r.peak_rss}};
     return path;
   }
 
-  std::string out_path(const Job& job) const { return a_.out + "/models/" + job.name + (job.gguf ? ".gguf" : ""); }
+  std::string out_path(const Job& job) const {
+    return a_.out + "/models/" + job.name + (job.gguf ? ".gguf" : "");
+  }
 
   // Removes the job's output and anything a killed child left beside it (NAME.tmp-PID, ...).
   void remove_outputs(const Job& job) const {
@@ -244,7 +288,8 @@ class Comparison {
   }
 
   // Runs one step; on failure records "<step>: <error>" in the row. nullopt when interrupted.
-  std::optional<ChildResult> step(const Job& job, const char* name, const std::vector<std::string>& argv, json& row) {
+  std::optional<ChildResult> step(const Job& job, const char* name, const std::vector<std::string>& argv,
+                                  json& row) {
     const bool interactive = stderr_is_interactive();
     if (interactive) fmt::print(stderr, "  {} {}\n", job.name, name);
     auto r = run_child(argv, interactive, env(interactive), track_child);
@@ -276,13 +321,14 @@ class Comparison {
     const bool capped = a_.max_memory_gib > 0 && (avail <= 0 || a_.max_memory_gib * 1073741824.0 < avail);
     if (capped) avail = a_.max_memory_gib * 1073741824.0;
     if (avail > 0 && need > avail)
-      return fmt::format("not started: needs about {:.3g} GiB of memory by qforge's estimate, {:.3g} GiB available{}",
-                         need / 1073741824.0, avail / 1073741824.0, capped ? " (--max-memory)" : "");
+      return fmt::format(
+          "not started: needs about {:.3g} GiB of memory by qforge's estimate, {:.3g} GiB available{}",
+          need / 1073741824.0, avail / 1073741824.0, capped ? " (--max-memory)" : "");
     std::error_code ec;
     const auto space = fs::space(a_.out, ec);
     if (!ec && job.family != "baseline" && double(space.available) < model)
-      return fmt::format("not started: {} has {:.1f} GiB free, a quantized copy may need up to {:.1f} GiB", a_.out,
-                         space.available / 1073741824.0, model / 1073741824.0);
+      return fmt::format("not started: {} has {:.1f} GiB free, a quantized copy may need up to {:.1f} GiB",
+                         a_.out, space.available / 1073741824.0, model / 1073741824.0);
     return "";
   }
 
@@ -301,10 +347,12 @@ Status write_report(const std::string& dir, const json& report) {
 
 // The protocol keys a resumed run must share with the report it continues.
 Status check_same_protocol(const json& old, const json& now, const std::string& path) {
-  for (const char* k : {"model", "text", "ctx", "max_windows", "calib", "nsamples", "seqlen", "prompt", "gen", "reps", "threads"})
+  for (const char* k : {"model", "text", "ctx", "max_windows", "calib", "nsamples", "seqlen", "prompt", "gen",
+                        "reps", "threads"})
     if (old.value(k, json()) != now[k])
-      return error("{}: was made with {} = {}, this run has {}; use the same options to resume, or a new --out", path, k,
-                   old.value(k, json()).dump(), now[k].dump());
+      return error(
+          "{}: was made with {} = {}, this run has {}; use the same options to resume, or a new --out", path,
+          k, old.value(k, json()).dump(), now[k].dump());
   return {};
 }
 
@@ -315,8 +363,10 @@ Status run_compare(const CompareArgs& in) {
   if (a.out.empty()) a.out = fs::path(a.model).lexically_normal().filename().string() + "-compare";
   if (a.out.empty() || a.out == "-compare") a.out = "compare";
   QF_ASSIGN_OR_RETURN(auto jobs, parse_jobs(a.methods));
-  const bool calibrated = std::any_of(jobs.begin(), jobs.end(), [](const Job& j) { return j.calibrated || j.imatrix; });
-  if (calibrated && a.calib.empty()) return error("--calib FILE is needed by the GPTQ, AWQ and GGUF (importance matrix) jobs");
+  const bool calibrated =
+      std::any_of(jobs.begin(), jobs.end(), [](const Job& j) { return j.calibrated || j.imatrix; });
+  if (calibrated && a.calib.empty())
+    return error("--calib FILE is needed by the GPTQ, AWQ and GGUF (importance matrix) jobs");
   for (const auto& f : {a.text, a.calib})
     if (!f.empty() && !fs::is_regular_file(f)) return error("{}: not a readable file", f);
   QF_ASSIGN_OR_RETURN(auto ck, load_checkpoint(a.model));
@@ -327,7 +377,8 @@ Status run_compare(const CompareArgs& in) {
   json report = {{"protocol", cmp.protocol()}, {"jobs", json::array()}};
   const std::string report_path = a.out + "/report.json";
   if (fs::exists(report_path)) {
-    if (!a.resume) return error("{}: exists; pass --resume to continue it, or choose a new --out", report_path);
+    if (!a.resume)
+      return error("{}: exists; pass --resume to continue it, or choose a new --out", report_path);
     QF_ASSIGN_OR_RETURN(auto text, read_text_file(report_path));
     json old = json::parse(text, nullptr, false);
     if (old.is_discarded() || !old.contains("jobs") || !old.contains("protocol"))
@@ -344,13 +395,16 @@ Status run_compare(const CompareArgs& in) {
   if (ec) return error("{}: cannot create: {}", a.out, ec.message());
 
   auto done = [&](const Job& j) {
-    return std::any_of(report["jobs"].begin(), report["jobs"].end(), [&](const json& r) { return r["name"] == j.name; });
+    return std::any_of(report["jobs"].begin(), report["jobs"].end(),
+                       [&](const json& r) { return r["name"] == j.name; });
   };
   std::vector<const Job*> todo;
   double total_cost = 0;
   for (const auto& j : jobs)
     if (!done(j)) todo.push_back(&j), total_cost += j.cost;
-  if (todo.size() < jobs.size()) fmt::print(stderr, "resuming: {} of {} jobs already in {}\n", jobs.size() - todo.size(), jobs.size(), report_path);
+  if (todo.size() < jobs.size())
+    fmt::print(stderr, "resuming: {} of {} jobs already in {}\n", jobs.size() - todo.size(), jobs.size(),
+               report_path);
 
   struct sigaction sa {};
   sa.sa_handler = on_signal;
@@ -362,8 +416,10 @@ Status run_compare(const CompareArgs& in) {
   std::string imatrix;
   if (std::any_of(todo.begin(), todo.end(), [](const Job* j) { return j->imatrix; })) {
     auto im = cmp.imatrix(interactive, report);
-    if (im) imatrix = *im;
-    else if (!g_interrupted) fmt::print(stderr, "warning: {}\n", im.status().message());
+    if (im)
+      imatrix = *im;
+    else if (!g_interrupted)
+      fmt::print(stderr, "warning: {}\n", im.status().message());
   }
   const auto t0 = std::chrono::steady_clock::now();
   double cost_done = 0;
@@ -374,24 +430,30 @@ Status run_compare(const CompareArgs& in) {
     fmt::print(stderr, "[{}/{}] {} — elapsed {}, ETA {}\n", i + 1, todo.size(), job.name, hms(elapsed), eta);
     auto row = cmp.run(job, imatrix);
     if (!row) break;
-    if ((*row)["status"] != "ok") fmt::print(stderr, "  {} failed: {}\n", job.name, (*row)["error"].get<std::string>());
+    if ((*row)["status"] != "ok")
+      fmt::print(stderr, "  {} failed: {}\n", job.name, (*row)["error"].get<std::string>());
     auto& rows = report["jobs"];
-    rows.erase(std::remove_if(rows.begin(), rows.end(), [&](const json& r) { return r["name"] == job.name; }), rows.end());
+    rows.erase(std::remove_if(rows.begin(), rows.end(), [&](const json& r) { return r["name"] == job.name; }),
+               rows.end());
     rows.push_back(*row);
     cost_done += job.cost;
     QF_RETURN_IF_ERROR(write_report(a.out, report));
   }
   if (g_interrupted) {
     const size_t finished = report["jobs"].size();
-    report["interrupted"] = fmt::format("stopped by signal {} with {} of {} jobs in the report; run again with --resume to finish",
-                                        int(g_interrupted), finished, jobs.size());
+    report["interrupted"] = fmt::format(
+        "stopped by signal {} with {} of {} jobs in the report; run again with --resume to finish",
+        int(g_interrupted), finished, jobs.size());
     QF_RETURN_IF_ERROR(write_report(a.out, report));
-    return error("interrupted: the partial report of {} jobs is in {}/report.md (continue with --resume)", finished, a.out);
+    return error("interrupted: the partial report of {} jobs is in {}/report.md (continue with --resume)",
+                 finished, a.out);
   }
   report.erase("interrupted");
   QF_RETURN_IF_ERROR(write_report(a.out, report));
-  const auto failed = std::count_if(report["jobs"].begin(), report["jobs"].end(), [](const json& r) { return r["status"] != "ok"; });
-  fmt::print("report: {0}/report.md, {0}/report.html, {0}/report.json ({1} jobs, {2} failed)\n", a.out, report["jobs"].size(), failed);
+  const auto failed = std::count_if(report["jobs"].begin(), report["jobs"].end(),
+                                    [](const json& r) { return r["status"] != "ok"; });
+  fmt::print("report: {0}/report.md, {0}/report.html, {0}/report.json ({1} jobs, {2} failed)\n", a.out,
+             report["jobs"].size(), failed);
   return {};
 }
 

@@ -74,18 +74,21 @@ void install_signal_cleanup() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-Status check_new_output(const std::string& out, std::initializer_list<std::string> inputs, OutputKind kind, bool replace) {
+Status check_new_output(const std::string& out, std::initializer_list<std::string> inputs, OutputKind kind,
+                        bool replace) {
   namespace fs = std::filesystem;
   std::error_code ec;
   for (const auto& in : inputs)
-    if (!in.empty() && (fs::equivalent(out, in, ec) || fs::weakly_canonical(out, ec) == fs::weakly_canonical(in, ec)))
+    if (!in.empty() &&
+        (fs::equivalent(out, in, ec) || fs::weakly_canonical(out, ec) == fs::weakly_canonical(in, ec)))
       return error("{}: the output is an input of this run ({}); choose a new output", out, in);
   const fs::file_type type = fs::symlink_status(out, ec).type();
   if (type != fs::file_type::not_found && !ec) {
     if (!replace) return error("{}: already exists; choose a new output or pass --force to replace it", out);
     const bool folder = kind == OutputKind::Folder;
     if (type != (folder ? fs::file_type::directory : fs::file_type::regular))
-      return error("{}: exists and is not a {}; --force replaces only what this run writes", out, folder ? "folder" : "regular file");
+      return error("{}: exists and is not a {}; --force replaces only what this run writes", out,
+                   folder ? "folder" : "regular file");
   }
   // Stale temporaries: NAME.tmp-PID[-TAG] whose process is gone (kill(pid, 0) fails with ESRCH).
   const fs::path target = fs::path(out).lexically_normal();
@@ -100,7 +103,9 @@ Status check_new_output(const std::string& out, std::initializer_list<std::strin
     if (kill(pid_t(pid), 0) == 0 || errno != ESRCH) continue;
     std::error_code rm;
     fs::remove_all(e.path(), rm);
-    if (!rm) std::fprintf(stderr, "note: removed %s, a temporary left by process %ld (no longer running)\n", e.path().c_str(), pid);
+    if (!rm)
+      std::fprintf(stderr, "note: removed %s, a temporary left by process %ld (no longer running)\n",
+                   e.path().c_str(), pid);
   }
   return {};
 }
@@ -113,8 +118,9 @@ Status publish(const std::string& tmp, const std::string& out, bool replace) {
   namespace fs = std::filesystem;
   if (!replace) {
     if (renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, out.c_str(), RENAME_NOREPLACE) == 0) return {};
-    return error("{}: {}", out, errno == EEXIST ? std::string("appeared while this run wrote it; nothing was replaced")
-                                                : fmt::format("cannot rename from {}: {}", tmp, std::strerror(errno)));
+    return error("{}: {}", out,
+                 errno == EEXIST ? std::string("appeared while this run wrote it; nothing was replaced")
+                                 : fmt::format("cannot rename from {}: {}", tmp, std::strerror(errno)));
   }
   std::error_code ec;
   if (fs::is_directory(fs::symlink_status(out, ec))) {
@@ -130,7 +136,8 @@ Status publish(const std::string& tmp, const std::string& out, bool replace) {
     fs::remove_all(old, ec);
     return {};
   }
-  if (std::rename(tmp.c_str(), out.c_str()) != 0) return error("{}: cannot rename from {}: {}", out, tmp, std::strerror(errno));
+  if (std::rename(tmp.c_str(), out.c_str()) != 0)
+    return error("{}: cannot rename from {}: {}", out, tmp, std::strerror(errno));
   return {};
 }
 

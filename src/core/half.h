@@ -17,7 +17,7 @@ inline uint16_t f32_to_bf16(float f) {
   uint32_t bits;
   std::memcpy(&bits, &f, 4);
   if ((bits & 0x7fffffff) > 0x7f800000) return uint16_t((bits >> 16) | 0x40);  // quiet NaN
-  bits += 0x7fff + ((bits >> 16) & 1);  // round to nearest even
+  bits += 0x7fff + ((bits >> 16) & 1);                                         // round to nearest even
   return uint16_t(bits >> 16);
 }
 
@@ -52,10 +52,10 @@ inline uint16_t f32_to_f16(float f) {
   std::memcpy(&bits, &f, 4);
   uint32_t sign = (bits >> 16) & 0x8000;
   uint32_t abs = bits & 0x7fffffff;
-  if (abs > 0x7f800000) return uint16_t(sign | 0x7e00);     // NaN
-  if (abs >= 0x477ff000) return uint16_t(sign | 0x7c00);    // overflow -> inf (>= 65520)
-  if (abs < 0x38800000) {                                   // subnormal or zero in fp16
-    if (abs < 0x33000000) return uint16_t(sign);            // < 2^-25 rounds to 0
+  if (abs > 0x7f800000) return uint16_t(sign | 0x7e00);   // NaN
+  if (abs >= 0x477ff000) return uint16_t(sign | 0x7c00);  // overflow -> inf (>= 65520)
+  if (abs < 0x38800000) {                                 // subnormal or zero in fp16
+    if (abs < 0x33000000) return uint16_t(sign);          // < 2^-25 rounds to 0
     // value = mant * 2^(e-150); fp16 subnormal unit is 2^-24, so drop (126 - e) bits.
     uint32_t e = abs >> 23;
     uint32_t mant = (abs & 0x7fffff) | 0x800000;

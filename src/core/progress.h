@@ -44,9 +44,9 @@ class ProgressBar {
     double frac = total > 0 ? double(done) / double(total) : 1.0;
     double eta = frac > 0 ? elapsed / frac - elapsed : 0;
     int filled = int(frac * 30);
-    std::fprintf(stderr, "\r%s [%.*s%*s] %lld/%lld  %.0fs elapsed, ETA %.0fs ", label_.c_str(),
-                 filled, "##############################", 30 - filled, "", (long long)done,
-                 (long long)total, elapsed, eta);
+    std::fprintf(stderr, "\r%s [%.*s%*s] %lld/%lld  %.0fs elapsed, ETA %.0fs ", label_.c_str(), filled,
+                 "##############################", 30 - filled, "", (long long)done, (long long)total,
+                 elapsed, eta);
     if (done >= total) std::fputc('\n', stderr);
     std::fflush(stderr);
   }

@@ -41,7 +41,7 @@ Status error(fmt::format_string<Args...> f, Args&&... args) {
 template <typename T>
 class Expected {
  public:
-  Expected(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Expected(T value) : v_(std::move(value)) {}         // NOLINT: implicit by design
   Expected(Status status) : v_(std::move(status)) {}  // NOLINT
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
@@ -59,25 +59,24 @@ class Expected {
   std::variant<T, Status> v_;
 };
 
-[[noreturn]] inline void check_failed(const char* file, int line, const char* cond,
-                                      const std::string& msg) {
-  std::fprintf(stderr, "qforge: internal error at %s:%d: check '%s' failed: %s\n", file, line,
-               cond, msg.c_str());
+[[noreturn]] inline void check_failed(const char* file, int line, const char* cond, const std::string& msg) {
+  std::fprintf(stderr, "qforge: internal error at %s:%d: check '%s' failed: %s\n", file, line, cond,
+               msg.c_str());
   std::abort();
 }
 
 }  // namespace qf
 
 // Aborts on a broken invariant (a bug, never bad input).
-#define QF_CHECK(cond, ...)                                                         \
-  do {                                                                              \
+#define QF_CHECK(cond, ...)                                                               \
+  do {                                                                                    \
     if (!(cond)) ::qf::check_failed(__FILE__, __LINE__, #cond, fmt::format(__VA_ARGS__)); \
   } while (0)
 
 // Propagates a failed Status / Expected to the caller.
-#define QF_RETURN_IF_ERROR(expr)            \
-  do {                                      \
-    ::qf::Status qf_status_ = (expr);       \
+#define QF_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::qf::Status qf_status_ = (expr);        \
     if (!qf_status_.ok()) return qf_status_; \
   } while (0)
 

@@ -27,8 +27,10 @@ std::string printable(std::string_view s) {
       out += fmt::format("\\x{:02x}", b);
       ++i;
     } else {
-      if (cp < 0xa0) out += fmt::format("\\u{:04x}", cp);
-      else out.append(s.substr(i, size_t(len)));
+      if (cp < 0xa0)
+        out += fmt::format("\\u{:04x}", cp);
+      else
+        out.append(s.substr(i, size_t(len)));
       i += size_t(len);
     }
   }

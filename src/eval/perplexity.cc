@@ -2,8 +2,8 @@
 
 #include <fmt/format.h>
 
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 namespace qf {
@@ -43,7 +43,8 @@ PositionStats score_position(const float* q, const float* b, int vocab, int32_t 
 Expected<PerplexityResult> perplexity(const Transformer& tf, const std::vector<int32_t>& tokens,
                                       const PerplexityOptions& opt, const Transformer* base) {
   if (base && (base->config().vocab_size != tf.config().vocab_size))
-    return error("--base has a vocabulary of {}, the model {}", base->config().vocab_size, tf.config().vocab_size);
+    return error("--base has a vocabulary of {}, the model {}", base->config().vocab_size,
+                 tf.config().vocab_size);
   if (opt.ctx < 2) return error("--ctx must be at least 2, got {}", opt.ctx);
   PerplexityResult r;
   r.ctx = opt.ctx;
@@ -75,7 +76,8 @@ Expected<PerplexityResult> perplexity(const Transformer& tf, const std::vector<i
 #pragma omp parallel for reduction(+ : nll, base_nll, kld, agree) schedule(static)
     for (int i = first; i < opt.ctx - 1; ++i) {
       const int64_t off = int64_t(i) * vocab;
-      PositionStats s = score_position(logits.data() + off, base ? base_logits.data() + off : nullptr, vocab, win[i + 1]);
+      PositionStats s =
+          score_position(logits.data() + off, base ? base_logits.data() + off : nullptr, vocab, win[i + 1]);
       nll += s.nll;
       base_nll += s.base_nll;
       kld += s.kld;
@@ -101,8 +103,9 @@ Expected<PerplexityResult> perplexity(const Transformer& tf, const std::vector<i
   r.tokens_per_second = double(windows * opt.ctx) / r.seconds;
   // A NaN/Inf weight or activation makes every statistic meaningless: an error, never a number.
   if (!std::isfinite(r.mean_nll) || (base && !(std::isfinite(r.base_ppl) && std::isfinite(r.kld))))
-    return error("the model's outputs are not finite (mean NLL {}{}): a weight, scale or norm is NaN/Inf or overflows",
-                 r.mean_nll, base ? fmt::format(", KL {}", r.kld) : "");
+    return error(
+        "the model's outputs are not finite (mean NLL {}{}): a weight, scale or norm is NaN/Inf or overflows",
+        r.mean_nll, base ? fmt::format(", KL {}", r.kld) : "");
   return r;
 }
 

@@ -24,7 +24,8 @@ struct SortedCode {
 SortedCode sort_code(const std::array<float, 16>& code) {
   std::array<int, 16> order;
   for (int i = 0; i < 16; ++i) order[size_t(i)] = i;
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return code[size_t(a)] < code[size_t(b)]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return code[size_t(a)] < code[size_t(b)]; });
   SortedCode s;
   for (int i = 0; i < 16; ++i) {
     s.values[size_t(i)] = code[size_t(order[size_t(i)])];
@@ -41,7 +42,8 @@ uint8_t encode4(Bnb4Type t, float x) {
   // FP4: sign bit 0b1000 and the nearest magnitude among codes 0..7 (bitsandbytes dQuantizeFP4).
   static const SortedCode fp4 = [] {
     std::array<float, 16> mags{};
-    for (int i = 0; i < 16; ++i) mags[size_t(i)] = i < 8 ? bnb4_code(Bnb4Type::FP4)[size_t(i)] : 2.0f + float(i);
+    for (int i = 0; i < 16; ++i)
+      mags[size_t(i)] = i < 8 ? bnb4_code(Bnb4Type::FP4)[size_t(i)] : 2.0f + float(i);
     return sort_code(mags);
   }();
   uint8_t sign = x < 0 ? 0b1000 : 0;
@@ -68,11 +70,22 @@ void quantize_blockwise8(const std::vector<float>& x, int blocksize, std::vector
 const std::array<float, 16>& bnb4_code(Bnb4Type t) {
   // NF4: quantiles of N(0, 1) normalised to [-1, 1], exactly as published in bitsandbytes
   // (functional.py get_4bit_type("nf4"), the QLoRA paper's Appendix E).
-  static const std::array<float, 16> nf4 = {
-      -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f, -0.28444138169288635f,
-      -0.18477343022823334f, -0.09105003625154495f, 0.0f, 0.07958029955625534f, 0.16093020141124725f,
-      0.24611230194568634f, 0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
-      0.7229568362236023f, 1.0f};
+  static const std::array<float, 16> nf4 = {-1.0f,
+                                            -0.6961928009986877f,
+                                            -0.5250730514526367f,
+                                            -0.39491748809814453f,
+                                            -0.28444138169288635f,
+                                            -0.18477343022823334f,
+                                            -0.09105003625154495f,
+                                            0.0f,
+                                            0.07958029955625534f,
+                                            0.16093020141124725f,
+                                            0.24611230194568634f,
+                                            0.33791524171829224f,
+                                            0.44070982933044434f,
+                                            0.5626170039176941f,
+                                            0.7229568362236023f,
+                                            1.0f};
   // FP4 (bitsandbytes "fp4", E2M1 with bias 3 and a subnormal 0.0625, normalised by 12):
   // code = sign·8 + e·2 + p; e = 0: p·0.0625, else 2^(4−e)·(1 + p/2); divided by 12.
   static const std::array<float, 16> fp4 = [] {
@@ -97,7 +110,8 @@ const std::array<float, 256>& dynamic_map_signed() {
       const int n = (1 << i) + 1;
       const float step = (1.0f - 0.1f) / float(n - 1);
       std::vector<float> b(n);
-      for (int k = 0; k < n; ++k) b[size_t(k)] = k < n / 2 ? 0.1f + float(k) * step : 1.0f - float(n - 1 - k) * step;
+      for (int k = 0; k < n; ++k)
+        b[size_t(k)] = k < n / 2 ? 0.1f + float(k) * step : 1.0f - float(n - 1 - k) * step;
       const float scale = float(std::pow(10.0, double(i - 6)));
       for (int k = 0; k + 1 < n; ++k) {
         const float mean = (b[size_t(k)] + b[size_t(k + 1)]) / 2.0f;
@@ -117,14 +131,16 @@ const std::array<float, 256>& dynamic_map_signed() {
 
 double Bnb4Quantized::bits_per_weight() const {
   const double blocks = double(absmax.size());
-  double bits = 4.0 * double(n) + (double_quant ? 8.0 * blocks + 32.0 * double(nested_absmax.size()) + 32.0 : 32.0 * blocks);
+  double bits = 4.0 * double(n) +
+                (double_quant ? 8.0 * blocks + 32.0 * double(nested_absmax.size()) + 32.0 : 32.0 * blocks);
   return bits / double(n);
 }
 
 Status validate_bnb4(int blocksize, int64_t n, const std::string& tensor) {
   if (blocksize < 32 || blocksize > 4096 || (blocksize & (blocksize - 1)) != 0)
     return error("{}: blocksize must be a power of two from 32 to 4096, got {}", tensor, blocksize);
-  if (n % blocksize != 0) return error("{}: {} weights are not a multiple of the blocksize {}", tensor, n, blocksize);
+  if (n % blocksize != 0)
+    return error("{}: {} weights are not a multiple of the blocksize {}", tensor, n, blocksize);
   return {};
 }
 

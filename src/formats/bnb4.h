@@ -29,12 +29,12 @@ struct Bnb4Quantized {
   Bnb4Type type = Bnb4Type::NF4;
   int blocksize = 64;
   int64_t n = 0;
-  std::vector<uint8_t> packed;     // (n / 2) two codes per byte, first in the high nibble
-  std::vector<float> absmax;       // (n / blocksize) — as decoded (after double quant, if any)
+  std::vector<uint8_t> packed;  // (n / 2) two codes per byte, first in the high nibble
+  std::vector<float> absmax;    // (n / blocksize) — as decoded (after double quant, if any)
   bool double_quant = false;
-  std::vector<uint8_t> absmax_q;   // (n / blocksize) 8-bit codes into dynamic_map_signed()
+  std::vector<uint8_t> absmax_q;     // (n / blocksize) 8-bit codes into dynamic_map_signed()
   std::vector<float> nested_absmax;  // (ceil(n_blocks / 256))
-  float offset = 0;                // mean of the absmax values
+  float offset = 0;                  // mean of the absmax values
   double bits_per_weight() const;
 };
 

@@ -1,8 +1,8 @@
 #include "formats/e8p.h"
 
 #include <algorithm>
-#include <cstring>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <set>
 
@@ -133,7 +133,8 @@ const DecodeTables& tables() {
 
 inline void decode_with(const DecodeTables& t, uint16_t code, float* out) {
   const unsigned i = code >> 8, s = (code >> 1) & 127;
-  const unsigned mask = t.mask7[s] | (t.parity7[s] != t.abs_parity[i] ? 1u : 0u);  // coordinate 0 fixes the parity
+  const unsigned mask =
+      t.mask7[s] | (t.parity7[s] != t.abs_parity[i] ? 1u : 0u);  // coordinate 0 fixes the parity
   const float shift = (code & 1) ? 0.25f : -0.25f;
   for (int k = 0; k < 8; ++k) {
     uint32_t bits;
@@ -219,8 +220,10 @@ void decode_block(const E8Codes& q, int64_t index, float* out) {
   decode(q.codes[size_t(index)], out);
   if (q.bits == 2) return;
   float v[8];
-  if (q.bits == 3) decode_e81b(uint8_t(q.resid[size_t(index)]), v);
-  else decode(q.resid[size_t(index)], v);
+  if (q.bits == 3)
+    decode_e81b(uint8_t(q.resid[size_t(index)]), v);
+  else
+    decode(q.resid[size_t(index)], v);
   const float inv = 1.0f / q.resid_scale;
   for (int k = 0; k < 8; ++k) out[k] += v[k] * inv;
 }

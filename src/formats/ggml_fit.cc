@@ -5,7 +5,6 @@
 
 namespace qf::ggml {
 
-
 float largest_magnitude(const float* x, int n) {
   float max = 0, amax = 0;
   for (int i = 0; i < n; ++i)
@@ -60,7 +59,8 @@ float fit_symmetric(int n, int nmax, const float* x, int8_t* L, int rmse_type, c
       suml2 += w * l * l;
     }
     if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-      for (int i = 0; i < n; ++i) L[i] = int8_t(nmax + std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1));
+      for (int i = 0; i < n; ++i)
+        L[i] = int8_t(nmax + std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1));
       scale = sumlx / suml2;
       best = scale * sumlx;
     }
@@ -116,8 +116,8 @@ float fit_symmetric_q3(int n, int nmax, const float* x, int8_t* L) {
 // weighted least-squares scale and min in closed form; keep the best. Returns the scale and
 // writes min (≥ 0, subtracted). `weights` null means x² (qkx3 only); `clamp_v` is qkx3's
 // guard against a fitted min near max.
-float fit_scale_min(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min, uint8_t* Laux,
-                    float rmin, float rdelta, int nstep, bool use_mad, bool qkx3) {
+float fit_scale_min(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
+                    uint8_t* Laux, float rmin, float rdelta, int nstep, bool use_mad, bool qkx3) {
   auto weight = [&](int i) { return weights ? weights[i] : x[i] * x[i]; };
   float min = x[0], max = x[0];
   float sum_w = weight(0), sum_x = sum_w * x[0];

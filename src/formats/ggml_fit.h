@@ -22,8 +22,8 @@ float fit_symmetric(int n, int nmax, const float* x, int8_t* L, int rmse_type, c
 // Q3_K's symmetric fit with coordinate descent (make_q3_quants, rmse on).
 float fit_symmetric_q3(int n, int nmax, const float* x, int8_t* L);
 // Codes l ∈ [0, nmax] with x ≈ scale·l − min (make_qkx2_quants; qkx3: make_qkx3_quants).
-float fit_scale_min(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min, uint8_t* Laux,
-                    float rmin, float rdelta, int nstep, bool use_mad, bool qkx3);
+float fit_scale_min(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
+                    uint8_t* Laux, float rmin, float rdelta, int nstep, bool use_mad, bool qkx3);
 // Non-negative values onto [0, nmax] (make_qp_quants).
 float fit_positive(int n, int nmax, const float* x, uint8_t* L, const float* qw);
 

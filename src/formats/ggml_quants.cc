@@ -41,8 +41,10 @@ int8_t get_scale_q3(int j, const uint8_t* s) {
   return int8_t((sc | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
 }
 void set_scale_q3(int j, int l, uint8_t* s) {  // l ∈ [0, 63]
-  if (j < 8) s[j] = uint8_t(l & 0xF);
-  else s[j - 8] |= uint8_t((l & 0xF) << 4);
+  if (j < 8)
+    s[j] = uint8_t(l & 0xF);
+  else
+    s[j - 8] |= uint8_t((l & 0xF) << 4);
   s[j % 4 + 8] |= uint8_t((l >> 4) << (2 * (j / 4)));
 }
 
@@ -95,7 +97,8 @@ void quantize_symmetric_legacy(const float* x, Block* y, int64_t n, const float*
     } else {  // quantize_row_q{4,5}_0_ref: the value of largest magnitude maps to −nmax
       d = largest_magnitude(xb, 32) / -nmax;
       const float id = d ? 1.0f / d : 0.0f;
-      for (int j = 0; j < 32; ++j) L[j] = uint8_t(std::min(2 * nmax - 1, int(int8_t(xb[j] * id + (nmax + 0.5f)))));
+      for (int j = 0; j < 32; ++j)
+        L[j] = uint8_t(std::min(2 * nmax - 1, int(int8_t(xb[j] * id + (nmax + 0.5f)))));
     }
     y[ib].d = f32_to_f16(d);
     store_codes(L, y[ib]);
@@ -222,7 +225,8 @@ void quantize_q2_K(const float* x, void* dst, int64_t n, const float* qw) {
       for (int j = 0; j < 16; ++j) {
         importance(q + 16 * j, x + 16 * j, 16, sigma2, weights);
         for (int l = 0; l < 16; ++l) sw[j] += weights[l];
-        scales[j] = fit_scale_min(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false, true);
+        scales[j] = fit_scale_min(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36,
+                                  false, true);
       }
       float dm = fit_positive(16, 15, scales, Ls, sw), mm = fit_positive(16, 15, mins, Lm, sw);
       y[i].d = f32_to_f16(dm);
@@ -232,7 +236,8 @@ void quantize_q2_K(const float* x, void* dst, int64_t n, const float* qw) {
       float max_scale = 0, max_min = 0;
       for (int j = 0; j < 16; ++j) {
         for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-        scales[j] = fit_scale_min(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true, false);
+        scales[j] = fit_scale_min(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15,
+                                  true, false);
         max_scale = std::max(max_scale, scales[j]);
         max_min = std::max(max_min, mins[j]);
       }
@@ -248,7 +253,8 @@ void quantize_q2_K(const float* x, void* dst, int64_t n, const float* qw) {
       const float d = h2f(y[i].d) * float(y[i].scales[j] & 0xF);
       if (!d) continue;
       const float dm = h2f(y[i].dmin) * float(y[i].scales[j] >> 4);
-      for (int ii = 0; ii < 16; ++ii) L[16 * j + ii] = uint8_t(std::clamp(nearest_int((x[16 * j + ii] + dm) / d), 0, 3));
+      for (int ii = 0; ii < 16; ++ii)
+        L[16 * j + ii] = uint8_t(std::clamp(nearest_int((x[16 * j + ii] + dm) / d), 0, 3));
     }
     pack_2bit(L, y[i].qs);
   }
@@ -303,7 +309,8 @@ void quantize_q3_K(const float* x, void* dst, int64_t n, const float* qw) {
       }
       if (max_scale) {
         const float iscale = -32.f / max_scale;
-        for (int j = 0; j < 16; ++j) set_scale_q3(j, std::clamp(nearest_int(iscale * scales[j]), -32, 31) + 32, y[i].scales);
+        for (int j = 0; j < 16; ++j)
+          set_scale_q3(j, std::clamp(nearest_int(iscale * scales[j]), -32, 31) + 32, y[i].scales);
         y[i].d = f32_to_f16(1 / iscale);
       } else {
         y[i].d = f32_to_f16(0.f);
@@ -312,7 +319,8 @@ void quantize_q3_K(const float* x, void* dst, int64_t n, const float* qw) {
     for (int j = 0; j < 16; ++j) {
       const float d = h2f(y[i].d) * float(get_scale_q3(j, y[i].scales));
       if (!d) continue;
-      for (int ii = 0; ii < 16; ++ii) L[16 * j + ii] = int8_t(std::clamp(nearest_int(x[16 * j + ii] / d), -4, 3) + 4);
+      for (int ii = 0; ii < 16; ++ii)
+        L[16 * j + ii] = int8_t(std::clamp(nearest_int(x[16 * j + ii] / d), -4, 3) + 4);
     }
     // The high bit of weight j goes to bit j/32 of hmask[j % 32].
     pack_codes_q3_K(reinterpret_cast<const uint8_t*>(L), &y[i]);
@@ -352,7 +360,8 @@ void dequantize_q3_K(const void* src, float* y, int64_t n) {
 // ---- Q4_K / Q5_K: 8 sub-blocks of 32, 4/5-bit codes, 6-bit scale and min each ---------------
 
 template <int nmax>
-void fit_q45_K(const float* x, const float* qw, int64_t i, uint16_t& d_out, uint16_t& dmin_out, uint8_t* sm, uint8_t* L) {
+void fit_q45_K(const float* x, const float* qw, int64_t i, uint16_t& d_out, uint16_t& dmin_out, uint8_t* sm,
+               uint8_t* L) {
   uint8_t Laux[32];
   float weights[32], mins[8], scales[8];
   std::memset(sm, 0, 12);
@@ -364,10 +373,12 @@ void fit_q45_K(const float* x, const float* qw, int64_t i, uint16_t& d_out, uint
       importance(qw + i * kQK + 32 * j, x + 32 * j, 32, sigma2, weights);
       sw[j] = 0;
       for (int l = 0; l < 32; ++l) sw[j] += weights[l];
-      scales[j] = fit_scale_min(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false, true);
+      scales[j] = fit_scale_min(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36,
+                                false, true);
     }
     const float d_block = fit_positive(8, 63, scales, Ls, sw), m_block = fit_positive(8, 63, mins, Lm, sw);
-    for (int j = 0; j < 8; ++j) set_scale_min_k4(j, std::min<uint8_t>(63, Ls[j]), std::min<uint8_t>(63, Lm[j]), sm);
+    for (int j = 0; j < 8; ++j)
+      set_scale_min_k4(j, std::min<uint8_t>(63, Ls[j]), std::min<uint8_t>(63, Lm[j]), sm);
     d_out = f32_to_f16(d_block);
     dmin_out = f32_to_f16(m_block);
   } else {  // quantize_row_q{4,5}_K_ref
@@ -375,12 +386,15 @@ void fit_q45_K(const float* x, const float* qw, int64_t i, uint16_t& d_out, uint
     for (int j = 0; j < 8; ++j) {
       const float av_x = std::sqrt(sum_squares(x + 32 * j, 32) / 32);
       for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-      scales[j] = nmax == 15 ? fit_scale_min(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20, false, false)
-                             : fit_scale_min(32, 31, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.5f, 0.1f, 15, false, false);
+      scales[j] = nmax == 15 ? fit_scale_min(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f,
+                                             0.1f, 20, false, false)
+                             : fit_scale_min(32, 31, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.5f,
+                                             0.1f, 15, false, false);
       max_scale = std::max(max_scale, scales[j]);
       max_min = std::max(max_min, mins[j]);
     }
-    const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f, inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+    const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f,
+                inv_min = max_min > 0 ? 63.f / max_min : 0.f;
     for (int j = 0; j < 8; ++j) {
       const uint8_t ls = std::min<uint8_t>(63, uint8_t(nearest_int(inv_scale * scales[j])));
       const uint8_t lm = std::min<uint8_t>(63, uint8_t(nearest_int(inv_min * mins[j])));
@@ -395,7 +409,8 @@ void fit_q45_K(const float* x, const float* qw, int64_t i, uint16_t& d_out, uint
     const float d = h2f(d_out) * float(sc);
     if (!d) continue;
     const float dm = h2f(dmin_out) * float(m);
-    for (int ii = 0; ii < 32; ++ii) L[32 * j + ii] = uint8_t(std::clamp(nearest_int((x[32 * j + ii] + dm) / d), 0, nmax));
+    for (int ii = 0; ii < 32; ++ii)
+      L[32 * j + ii] = uint8_t(std::clamp(nearest_int((x[32 * j + ii] + dm) / d), 0, nmax));
   }
 }
 
@@ -500,7 +515,8 @@ void quantize_q6_K(const float* x, void* dst, int64_t n, const float* qw) {
     for (int j = 0; j < 16; ++j) {
       const float d = h2f(y[i].d) * float(y[i].scales[j]);
       if (!d) continue;
-      for (int ii = 0; ii < 16; ++ii) L[16 * j + ii] = int8_t(std::clamp(nearest_int(x[16 * j + ii] / d), -32, 31) + 32);
+      for (int ii = 0; ii < 16; ++ii)
+        L[16 * j + ii] = int8_t(std::clamp(nearest_int(x[16 * j + ii] / d), -32, 31) + 32);
     }
     pack_codes_q6_K(reinterpret_cast<const uint8_t*>(L), &y[i]);
   }
@@ -513,7 +529,8 @@ void pack_codes_q6_K(const uint8_t* L, void* block) {
     for (int l = 0; l < 32; ++l) {
       ql[l] = uint8_t((L[j + l] & 0xF) | ((L[j + l + 64] & 0xF) << 4));
       ql[l + 32] = uint8_t((L[j + l + 32] & 0xF) | ((L[j + l + 96] & 0xF) << 4));
-      qh[l] = uint8_t((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
+      qh[l] = uint8_t((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
+                      ((L[j + l + 96] >> 4) << 6));
     }
 }
 

@@ -19,7 +19,8 @@ Int8Rowwise quantize_int8_rowwise(const float* w, int64_t n_out, int64_t n_in) {
   q.codes.resize(size_t(n_out * n_in));
   q.scb.resize(size_t(n_out));
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < n_out; ++r) q.scb[size_t(r)] = quantize_row_absmax_int8(w + r * n_in, n_in, q.codes.data() + r * n_in);
+  for (int64_t r = 0; r < n_out; ++r)
+    q.scb[size_t(r)] = quantize_row_absmax_int8(w + r * n_in, n_in, q.codes.data() + r * n_in);
   return q;
 }
 

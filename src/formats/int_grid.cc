@@ -6,13 +6,15 @@
 namespace qf {
 
 std::string IntGridSpec::describe() const {
-  return fmt::format("INT{} {} {}{}", bits, group < 0 ? std::string("per-channel") : fmt::format("g{}", group),
-                     sym ? "sym" : "asym", clip_mse ? " clip-mse" : "");
+  return fmt::format("INT{} {} {}{}", bits,
+                     group < 0 ? std::string("per-channel") : fmt::format("g{}", group), sym ? "sym" : "asym",
+                     clip_mse ? " clip-mse" : "");
 }
 
 Status validate(const IntGridSpec& s, int64_t n_in, const std::string& tensor) {
   if (s.bits < 2 || s.bits > 8) return error("{}: integer grids take 2..8 bits, got {}", tensor, s.bits);
-  if (s.group == 0 || s.group < -1) return error("{}: group size must be positive or -1 (per channel), got {}", tensor, s.group);
+  if (s.group == 0 || s.group < -1)
+    return error("{}: group size must be positive or -1 (per channel), got {}", tensor, s.group);
   if (s.group > 0 && n_in % s.group != 0)
     return error("{}: group size {} does not divide the row length {}", tensor, s.group, n_in);
   return {};
@@ -55,7 +57,8 @@ GroupParams find_group_params(std::span<const float> x, const IntGridSpec& s) {
     GroupParams cand = params_from_range(p * xmin, p * xmax, s);
     if (s.sym) cand.zero = best.zero;
     double err = 0;
-    for (float v : x) err += std::pow(std::fabs(double(dequantize_value(quantize_value(v, cand, maxq), cand) - v)), 2.4);
+    for (float v : x)
+      err += std::pow(std::fabs(double(dequantize_value(quantize_value(v, cand, maxq), cand) - v)), 2.4);
     if (err < best_err) {
       best_err = err;
       best = cand;
@@ -80,7 +83,8 @@ IntQuantized quantize_rtn(const float* w, int64_t n_out, int64_t n_in, const Int
       GroupParams p = find_group_params({x, size_t(g)}, spec);
       q.scales[size_t(r * ng + j)] = p.scale;
       q.zeros[size_t(r * ng + j)] = p.zero;
-      for (int64_t i = 0; i < g; ++i) q.codes[size_t(r * n_in + j * g + i)] = uint8_t(quantize_value(x[i], p, spec.maxq()));
+      for (int64_t i = 0; i < g; ++i)
+        q.codes[size_t(r * n_in + j * g + i)] = uint8_t(quantize_value(x[i], p, spec.maxq()));
     }
   }
   return q;

@@ -20,8 +20,8 @@
 namespace qf {
 
 struct IntGridSpec {
-  int bits = 4;          // 2..8
-  int group = 128;       // weights per group along the input dimension; -1 = per output channel
+  int bits = 4;     // 2..8
+  int group = 128;  // weights per group along the input dimension; -1 = per output channel
   bool sym = false;
   bool clip_mse = false;
   int maxq() const { return (1 << bits) - 1; }
@@ -51,12 +51,14 @@ inline float dequantize_value(int q, const GroupParams& p) { return p.scale * (f
 struct IntQuantized {
   IntGridSpec spec;
   int64_t n_out = 0, n_in = 0;
-  std::vector<uint8_t> codes;   // (n_out, n_in)
-  std::vector<float> scales;    // (n_out, n_groups)
-  std::vector<float> zeros;     // (n_out, n_groups)
-  std::vector<int32_t> g_idx;   // (n_in) group of each input column (act-order), or empty: column / group
+  std::vector<uint8_t> codes;  // (n_out, n_in)
+  std::vector<float> scales;   // (n_out, n_groups)
+  std::vector<float> zeros;    // (n_out, n_groups)
+  std::vector<int32_t> g_idx;  // (n_in) group of each input column (act-order), or empty: column / group
   int64_t n_groups() const { return n_in / spec.group_len(n_in); }
-  int64_t group_of(int64_t col) const { return g_idx.empty() ? col / spec.group_len(n_in) : g_idx[size_t(col)]; }
+  int64_t group_of(int64_t col) const {
+    return g_idx.empty() ? col / spec.group_len(n_in) : g_idx[size_t(col)];
+  }
   // Decodes rows [r0, r0 + rows) into dst (rows, n_in).
   void dequantize_rows(int64_t r0, int64_t rows, float* dst) const;
 };

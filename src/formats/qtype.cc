@@ -4,8 +4,8 @@
 #include <cstring>
 
 #include "core/half.h"
-#include "formats/ggml_quants.h"
 #include "core/status.h"
+#include "formats/ggml_quants.h"
 
 namespace qf {
 namespace {
@@ -127,10 +127,9 @@ std::optional<QType> qtype_from_name(std::string_view name) {
 std::string_view ggml_type_name(uint32_t id) {
   // llama.cpp ggml.h enum ggml_type (ids 4 and 5 were removed upstream).
   static constexpr std::string_view kNames[] = {
-      "F32",     "F16",    "Q4_0",    "Q4_1",   "Q4_2?", "Q4_3?", "Q5_0", "Q5_1", "Q8_0",
-      "Q8_1",    "Q2_K",   "Q3_K",    "Q4_K",   "Q5_K",  "Q6_K",  "Q8_K", "IQ2_XXS",
-      "IQ2_XS",  "IQ3_XXS", "IQ1_S",  "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8",
-      "I16",     "I32",    "I64",     "F64",    "IQ1_M", "BF16"};
+      "F32",   "F16",    "Q4_0", "Q4_1", "Q4_2?", "Q4_3?",   "Q5_0",   "Q5_1",    "Q8_0",  "Q8_1",   "Q2_K",
+      "Q3_K",  "Q4_K",   "Q5_K", "Q6_K", "Q8_K",  "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S",
+      "IQ2_S", "IQ4_XS", "I8",   "I16",  "I32",   "I64",     "F64",    "IQ1_M",   "BF16"};
   if (id < std::size(kNames)) return kNames[id];
   return "unknown";
 }

@@ -19,14 +19,39 @@ namespace qf {
 // of byte j and code 16 + j in its high nibble, Q4_0's order; ≤ 8 bits: one byte each) and
 // bitsandbytes NF4/FP4 codes (two per byte, first in the high nibble). io/hf_layouts.h lists
 // the checkpoint layouts that decode to them.
-enum class QType : uint8_t { F32, F16, BF16, Q8_0, I8, U8, I32, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
-                            IQ4_NL, IQ4_XS, IQ2_XXS, IQ2_XS, IQ3_XXS, I16, GRID4, GRID8, BNB4 };
+enum class QType : uint8_t {
+  F32,
+  F16,
+  BF16,
+  Q8_0,
+  I8,
+  U8,
+  I32,
+  Q4_0,
+  Q4_1,
+  Q5_0,
+  Q5_1,
+  Q2_K,
+  Q3_K,
+  Q4_K,
+  Q5_K,
+  Q6_K,
+  IQ4_NL,
+  IQ4_XS,
+  IQ2_XXS,
+  IQ2_XS,
+  IQ3_XXS,
+  I16,
+  GRID4,
+  GRID8,
+  BNB4
+};
 
 struct QTypeTraits {
   QType type;
   std::string_view name;
-  int ggml_id;          // ggml_type value in GGUF files, -1 if none
-  int block;            // weights per block
+  int ggml_id;  // ggml_type value in GGUF files, -1 if none
+  int block;    // weights per block
   int bytes_per_block;
   // Decodes n weights (n a multiple of block) from src into dst.
   void (*dequantize_ref)(const void* src, float* dst, int64_t n);
@@ -43,7 +68,9 @@ struct QTypeTraits {
 
 const QTypeTraits& traits(QType t);
 // I8, U8, I16, I32: the integer tensors of checkpoint layouts, never a weight by themselves.
-inline bool is_raw_integer(QType t) { return t == QType::I8 || t == QType::U8 || t == QType::I16 || t == QType::I32; }
+inline bool is_raw_integer(QType t) {
+  return t == QType::I8 || t == QType::U8 || t == QType::I16 || t == QType::I32;
+}
 std::optional<QType> qtype_from_ggml_id(uint32_t id);
 // The type whose table name is `name` ("F32", "BF16", "I8", ...; safetensors uses the same).
 std::optional<QType> qtype_from_name(std::string_view name);

@@ -8,7 +8,8 @@
 
 namespace qf {
 
-TensorView TensorView::owning(std::string name, QType type, std::vector<int64_t> shape, std::vector<uint8_t> bytes) {
+TensorView TensorView::owning(std::string name, QType type, std::vector<int64_t> shape,
+                              std::vector<uint8_t> bytes) {
   auto buf = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
   TensorView v{std::move(name), type, std::move(shape), buf->data(), int64_t(buf->size()), buf};
   QF_CHECK(v.nbytes == qtype_row_bytes(type, v.cols()) * v.rows(), "{}: {} bytes for a {} {} tensor", v.name,
@@ -16,7 +17,8 @@ TensorView TensorView::owning(std::string name, QType type, std::vector<int64_t>
   return v;
 }
 
-TensorView TensorView::owning_f32(std::string name, std::vector<int64_t> shape, const std::vector<float>& values) {
+TensorView TensorView::owning_f32(std::string name, std::vector<int64_t> shape,
+                                  const std::vector<float>& values) {
   std::vector<uint8_t> bytes(values.size() * sizeof(float));
   std::memcpy(bytes.data(), values.data(), bytes.size());
   return owning(std::move(name), QType::F32, std::move(shape), std::move(bytes));
@@ -45,7 +47,8 @@ std::vector<float> TensorView::to_f32() const {
 Expected<std::vector<float>> TensorView::to_f32_finite() const {
   std::vector<float> w = to_f32();
   for (size_t i = 0; i < w.size(); ++i)
-    if (!std::isfinite(w[i])) return error("tensor '{}': element {} is {}, expected a finite weight", name, i, w[i]);
+    if (!std::isfinite(w[i]))
+      return error("tensor '{}': element {} is {}, expected a finite weight", name, i, w[i]);
   return w;
 }
 

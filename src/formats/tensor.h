@@ -21,8 +21,10 @@ struct TensorView {
   std::shared_ptr<const void> keepalive;
 
   // A view that owns its bytes (weights computed in memory rather than mapped from a file).
-  static TensorView owning(std::string name, QType type, std::vector<int64_t> shape, std::vector<uint8_t> bytes);
-  static TensorView owning_f32(std::string name, std::vector<int64_t> shape, const std::vector<float>& values);
+  static TensorView owning(std::string name, QType type, std::vector<int64_t> shape,
+                           std::vector<uint8_t> bytes);
+  static TensorView owning_f32(std::string name, std::vector<int64_t> shape,
+                               const std::vector<float>& values);
 
   // The view itself when its bytes sit at the alignment its element type needs (the largest power
   // of two dividing the block size, at most 8), else a copy that does: files may place tensors at

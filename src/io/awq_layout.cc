@@ -25,10 +25,12 @@ uint8_t unpack_value(const int32_t* words, int64_t col) {
 
 Status check_awq_packable(const IntGridSpec& s, int64_t n_out, int64_t n_in, const std::string& tensor) {
   if (s.bits != 4 || s.sym)
-    return error("{}: the AWQ GEMM layout stores 4-bit asymmetric groups (asked for {} bits{})", tensor, s.bits,
-                 s.sym ? ", symmetric" : "");
-  if (n_out % 8 != 0) return error("{}: the AWQ layout packs 8 output columns per word; n_out is {}", tensor, n_out);
-  if (n_in % s.group_len(n_in) != 0) return error("{}: {} input columns do not split into groups of {}", tensor, n_in, s.group);
+    return error("{}: the AWQ GEMM layout stores 4-bit asymmetric groups (asked for {} bits{})", tensor,
+                 s.bits, s.sym ? ", symmetric" : "");
+  if (n_out % 8 != 0)
+    return error("{}: the AWQ layout packs 8 output columns per word; n_out is {}", tensor, n_out);
+  if (n_in % s.group_len(n_in) != 0)
+    return error("{}: {} input columns do not split into groups of {}", tensor, n_in, s.group);
   return {};
 }
 
@@ -53,9 +55,11 @@ AwqTensors pack_awq(const IntQuantized& q) {
   return t;
 }
 
-Expected<IntQuantized> unpack_awq(const TensorView& qweight, const TensorView& qzeros, const TensorView& scales,
-                                  int bits, int group, const std::string& prefix) {
-  if (bits != 4) return error("{}: AWQ checkpoints with {} bits are not supported (the GEMM layout is 4-bit)", prefix, bits);
+Expected<IntQuantized> unpack_awq(const TensorView& qweight, const TensorView& qzeros,
+                                  const TensorView& scales, int bits, int group, const std::string& prefix) {
+  if (bits != 4)
+    return error("{}: AWQ checkpoints with {} bits are not supported (the GEMM layout is 4-bit)", prefix,
+                 bits);
   if (qweight.type != QType::I32 || qzeros.type != QType::I32 || scales.type != QType::F16)
     return error("{}: expected qweight/qzeros int32 and scales fp16", prefix);
   if (qweight.shape.size() != 2 || qzeros.shape.size() != 2 || scales.shape.size() != 2)
@@ -74,7 +78,8 @@ Expected<IntQuantized> unpack_awq(const TensorView& qweight, const TensorView& q
   const auto* sc = reinterpret_cast<const uint16_t*>(scales.data);
   q.codes.resize(size_t(q.n_out * q.n_in));
   for (int64_t i = 0; i < q.n_in; ++i)
-    for (int64_t o = 0; o < q.n_out; ++o) q.codes[size_t(o * q.n_in + i)] = unpack_value(qw + i * (q.n_out / 8), o);
+    for (int64_t o = 0; o < q.n_out; ++o)
+      q.codes[size_t(o * q.n_in + i)] = unpack_value(qw + i * (q.n_out / 8), o);
   q.scales.resize(size_t(q.n_out * ng));
   q.zeros.resize(q.scales.size());
   for (int64_t g = 0; g < ng; ++g)

@@ -31,7 +31,7 @@ Status check_awq_packable(const IntGridSpec& spec, int64_t n_out, int64_t n_in, 
 AwqTensors pack_awq(const IntQuantized& q);
 
 // Rebuilds the in-memory form; shapes are checked against `group` (weights per group, -1 = n_in).
-Expected<IntQuantized> unpack_awq(const TensorView& qweight, const TensorView& qzeros, const TensorView& scales,
-                                  int bits, int group, const std::string& prefix);
+Expected<IntQuantized> unpack_awq(const TensorView& qweight, const TensorView& qzeros,
+                                  const TensorView& scales, int bits, int group, const std::string& prefix);
 
 }  // namespace qf

@@ -35,21 +35,22 @@ struct SerializedTensor {
 
 // Tensors of one Linear, in the order they are written. `dtype` is the original weight dtype
 // ("bfloat16", "float16", "float32") recorded in the quant state.
-std::vector<SerializedTensor> serialize_bnb4(const Bnb4Quantized& q, int64_t n_out, int64_t n_in, const std::string& dtype);
+std::vector<SerializedTensor> serialize_bnb4(const Bnb4Quantized& q, int64_t n_out, int64_t n_in,
+                                             const std::string& dtype);
 // The same suffixes, dtypes and shapes without the data (the quant-state JSON is filled in:
 // its length depends on the double-quant offset), for writing a header before quantizing.
-std::vector<SerializedTensor> bnb4_layout(Bnb4Type type, int blocksize, bool double_quant, float offset, int64_t n_out,
-                                          int64_t n_in, const std::string& dtype);
+std::vector<SerializedTensor> bnb4_layout(Bnb4Type type, int blocksize, bool double_quant, float offset,
+                                          int64_t n_out, int64_t n_in, const std::string& dtype);
 
 // Rebuilds a quantized weight from its parts (suffix → view); everything is checked.
-Expected<Bnb4Quantized> deserialize_bnb4(const std::map<std::string, TensorView>& parts, int64_t n_out, int64_t n_in,
-                                         const std::string& prefix);
+Expected<Bnb4Quantized> deserialize_bnb4(const std::map<std::string, TensorView>& parts, int64_t n_out,
+                                         int64_t n_in, const std::string& prefix);
 
 const char* bnb4_type_name(Bnb4Type t);
 
 std::vector<SerializedTensor> int8_layout(int64_t n_out, int64_t n_in);
 std::vector<SerializedTensor> serialize_int8(const Int8Rowwise& q);
-Expected<Int8Rowwise> deserialize_int8(const std::map<std::string, TensorView>& parts, int64_t n_out, int64_t n_in,
-                                       const std::string& prefix);
+Expected<Int8Rowwise> deserialize_int8(const std::map<std::string, TensorView>& parts, int64_t n_out,
+                                       int64_t n_in, const std::string& prefix);
 
 }  // namespace qf

@@ -64,10 +64,11 @@ std::array<std::string, 256> make_byte_alphabet() {
 // Unicode normalization form C (HF normalizer "NFC") through utf8proc; invalid UTF-8 (which the
 // callers reject earlier) is passed through unchanged.
 std::string nfc(std::string_view s) {
-  if (std::all_of(s.begin(), s.end(), [](char c) { return uint8_t(c) < 0x80; })) return std::string(s);  // ASCII is NFC
+  if (std::all_of(s.begin(), s.end(), [](char c) { return uint8_t(c) < 0x80; }))
+    return std::string(s);  // ASCII is NFC
   utf8proc_uint8_t* out = nullptr;
-  const auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()), utf8proc_ssize_t(s.size()), &out,
-                              utf8proc_option_t(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+  const auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()), utf8proc_ssize_t(s.size()),
+                              &out, utf8proc_option_t(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
   if (n < 0) return std::string(s);
   std::string r(reinterpret_cast<char*>(out), size_t(n));
   std::free(out);
@@ -130,9 +131,9 @@ class BpeTokenizer : public Tokenizer {
   std::string describe() const override {
     return fmt::format("BPE {} ({}), vocab {}, {} merges, bos {} '{}', eos {} '{}', adds BOS: {}",
                        spec_.mode == BpeSpec::Mode::ByteLevel ? "byte-level" : "SentencePiece-style",
-                       spec_.merges.empty() ? "ranked by scores" : "ranked by merge list",
-                       vocab_size(), spec_.merges.size(), spec_.bos_id, token_text(spec_.bos_id),
-                       spec_.eos_id, token_text(spec_.eos_id), adds_bos() ? "yes" : "no");
+                       spec_.merges.empty() ? "ranked by scores" : "ranked by merge list", vocab_size(),
+                       spec_.merges.size(), spec_.bos_id, token_text(spec_.bos_id), spec_.eos_id,
+                       token_text(spec_.eos_id), adds_bos() ? "yes" : "no");
   }
 
  private:
@@ -148,7 +149,8 @@ class BpeTokenizer : public Tokenizer {
     spec_.is_special.resize(n, false);
     for (size_t i = 0; i < n; ++i) ids_.emplace(spec_.tokens[i], int32_t(i));
     for (int32_t id : {spec_.unk_id, spec_.bos_id, spec_.eos_id})
-      if (id >= int32_t(n)) return error("{}: special token id {} is outside the vocabulary of {}", src, id, n);
+      if (id >= int32_t(n))
+        return error("{}: special token id {} is outside the vocabulary of {}", src, id, n);
     for (size_t r = 0; r < spec_.merges.size(); ++r) {
       const auto& [a, b] = spec_.merges[r];
       auto ia = ids_.find(a), ib = ids_.find(b), im = ids_.find(a + b);
@@ -157,7 +159,8 @@ class BpeTokenizer : public Tokenizer {
       merges_.emplace(pair_key(ia->second, ib->second), Merge{int32_t(r), im->second});
     }
     if (spec_.merges.empty() && spec_.scores.size() != n)
-      return error("{}: expected merges or one score per token ({}), found {} scores", src, n, spec_.scores.size());
+      return error("{}: expected merges or one score per token ({}), found {} scores", src, n,
+                   spec_.scores.size());
     byte_of_token_.assign(n, -1);
     byte_token_.fill(-1);
     for (int b = 0; b < 256; ++b) {
@@ -243,8 +246,10 @@ class BpeTokenizer : public Tokenizer {
     std::vector<int32_t> syms;
     for (char c : piece) {
       auto it = ids_.find(alphabet_[uint8_t(c)]);
-      if (it != ids_.end()) syms.push_back(it->second);
-      else if (spec_.unk_id >= 0) syms.push_back(spec_.unk_id);
+      if (it != ids_.end())
+        syms.push_back(it->second);
+      else if (spec_.unk_id >= 0)
+        syms.push_back(spec_.unk_id);
     }
     merge(syms);
     out.insert(out.end(), syms.begin(), syms.end());
@@ -298,8 +303,7 @@ class BpeTokenizer : public Tokenizer {
     }
     std::priority_queue<Cand, std::vector<Cand>, std::greater<>> heap;
     auto push = [&](int l, int r) {
-      if (auto m = find_merge(syms[l], syms[r]))
-        heap.push({m->first, l, r, syms[l], syms[r], m->second});
+      if (auto m = find_merge(syms[l], syms[r])) heap.push({m->first, l, r, syms[l], syms[r], m->second});
     };
     for (int i = 0; i + 1 < n; ++i) push(i, i + 1);
     while (!heap.empty()) {
@@ -324,8 +328,10 @@ class BpeTokenizer : public Tokenizer {
     for (size_t i = 0; i < raw.size();) {
       size_t len = std::min(raw.size() - i, size_t(utf8_len(uint8_t(raw[i]))));
       auto it = unicode_to_byte_.find(raw.substr(i, len));
-      if (it != unicode_to_byte_.end()) out += char(it->second);
-      else out += raw.substr(i, len);  // added tokens are stored verbatim
+      if (it != unicode_to_byte_.end())
+        out += char(it->second);
+      else
+        out += raw.substr(i, len);  // added tokens are stored verbatim
       i += len;
     }
     return out;

@@ -24,19 +24,19 @@ namespace qf {
 
 struct BpeSpec {
   enum class Mode { ByteLevel, SentencePiece } mode = Mode::ByteLevel;
-  std::vector<std::string> tokens;                         // id -> token text
+  std::vector<std::string> tokens;                          // id -> token text
   std::vector<std::pair<std::string, std::string>> merges;  // rank order; empty => use scores
-  std::vector<float> scores;                               // SentencePiece scores (merges empty)
-  std::vector<bool> is_special;                            // skipped when decoding
-  std::vector<int32_t> split_tokens;                       // matched verbatim in text before BPE
-  std::string regex;                                       // ByteLevel pre-tokenizer pattern
-  bool prepend_space = true;                               // SentencePiece: prepend "▁"
-  bool byte_fallback = true;                               // SentencePiece: <0xXX> tokens
-  bool ignore_merges = false;                              // ByteLevel: a piece in the vocabulary is one token
-  bool nfc = false;                                        // normalize text to Unicode NFC first
+  std::vector<float> scores;                                // SentencePiece scores (merges empty)
+  std::vector<bool> is_special;                             // skipped when decoding
+  std::vector<int32_t> split_tokens;                        // matched verbatim in text before BPE
+  std::string regex;                                        // ByteLevel pre-tokenizer pattern
+  bool prepend_space = true;                                // SentencePiece: prepend "▁"
+  bool byte_fallback = true;                                // SentencePiece: <0xXX> tokens
+  bool ignore_merges = false;  // ByteLevel: a piece in the vocabulary is one token
+  bool nfc = false;            // normalize text to Unicode NFC first
   int32_t unk_id = -1, bos_id = -1, eos_id = -1;
-  std::vector<int32_t> prefix_ids, suffix_ids;             // added around the text by encode()
-  std::string source;                                      // for messages: the file it came from
+  std::vector<int32_t> prefix_ids, suffix_ids;  // added around the text by encode()
+  std::string source;                           // for messages: the file it came from
 };
 
 class BpeTokenizer;

@@ -6,8 +6,8 @@
 namespace qf {
 namespace {
 
-constexpr uint64_t kMaxDims = 4;           // GGML_MAX_DIMS
-constexpr uint64_t kMaxArrayDepth = 2;     // arrays of arrays are allowed, deeper nesting is not
+constexpr uint64_t kMaxDims = 4;        // GGML_MAX_DIMS
+constexpr uint64_t kMaxArrayDepth = 2;  // arrays of arrays are allowed, deeper nesting is not
 
 // Bounds-checked little-endian cursor over the mapped file.
 class Cursor {
@@ -19,8 +19,7 @@ class Cursor {
 
   template <typename T>
   Status read(T* out, const char* what) {
-    if (remaining() < sizeof(T))
-      return error("{}: truncated at byte {} while reading {}", path_, pos_, what);
+    if (remaining() < sizeof(T)) return error("{}: truncated at byte {} while reading {}", path_, pos_, what);
     std::memcpy(out, data_ + pos_, sizeof(T));
     pos_ += sizeof(T);
     return {};
@@ -29,13 +28,16 @@ class Cursor {
     uint64_t len = 0;
     QF_RETURN_IF_ERROR(read(&len, what));
     if (len > remaining())
-      return error("{}: truncated at byte {}: {} has length {} but only {} bytes remain", path_, pos_, what, len, remaining());
+      return error("{}: truncated at byte {}: {} has length {} but only {} bytes remain", path_, pos_, what,
+                   len, remaining());
     out->assign(reinterpret_cast<const char*>(data_ + pos_), len);
     pos_ += len;
     return {};
   }
   Status read_bytes(std::string* out, uint64_t n, const char* what) {
-    if (n > remaining()) return error("{}: truncated at byte {}: {} needs {} bytes, {} remain", path_, pos_, what, n, remaining());
+    if (n > remaining())
+      return error("{}: truncated at byte {}: {} needs {} bytes, {} remain", path_, pos_, what, n,
+                   remaining());
     out->assign(reinterpret_cast<const char*>(data_ + pos_), n);
     pos_ += n;
     return {};
@@ -51,11 +53,23 @@ class Cursor {
 
 size_t scalar_size(GGUFType t) {
   switch (t) {
-    case GGUFType::UINT8: case GGUFType::INT8: case GGUFType::BOOL: return 1;
-    case GGUFType::UINT16: case GGUFType::INT16: return 2;
-    case GGUFType::UINT32: case GGUFType::INT32: case GGUFType::FLOAT32: return 4;
-    case GGUFType::UINT64: case GGUFType::INT64: case GGUFType::FLOAT64: return 8;
-    default: return 0;
+    case GGUFType::UINT8:
+    case GGUFType::INT8:
+    case GGUFType::BOOL:
+      return 1;
+    case GGUFType::UINT16:
+    case GGUFType::INT16:
+      return 2;
+    case GGUFType::UINT32:
+    case GGUFType::INT32:
+    case GGUFType::FLOAT32:
+      return 4;
+    case GGUFType::UINT64:
+    case GGUFType::INT64:
+    case GGUFType::FLOAT64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -70,16 +84,36 @@ Status read_value(Cursor& c, GGUFType type, GGUFValue* out, const std::string& k
   out->type = type;
   Status st;
   switch (type) {
-    case GGUFType::UINT8: out->v = uint64_t(load<uint8_t>(c, &st, key.c_str())); break;
-    case GGUFType::UINT16: out->v = uint64_t(load<uint16_t>(c, &st, key.c_str())); break;
-    case GGUFType::UINT32: out->v = uint64_t(load<uint32_t>(c, &st, key.c_str())); break;
-    case GGUFType::UINT64: out->v = load<uint64_t>(c, &st, key.c_str()); break;
-    case GGUFType::INT8: out->v = int64_t(load<int8_t>(c, &st, key.c_str())); break;
-    case GGUFType::INT16: out->v = int64_t(load<int16_t>(c, &st, key.c_str())); break;
-    case GGUFType::INT32: out->v = int64_t(load<int32_t>(c, &st, key.c_str())); break;
-    case GGUFType::INT64: out->v = load<int64_t>(c, &st, key.c_str()); break;
-    case GGUFType::FLOAT32: out->v = double(load<float>(c, &st, key.c_str())); break;
-    case GGUFType::FLOAT64: out->v = load<double>(c, &st, key.c_str()); break;
+    case GGUFType::UINT8:
+      out->v = uint64_t(load<uint8_t>(c, &st, key.c_str()));
+      break;
+    case GGUFType::UINT16:
+      out->v = uint64_t(load<uint16_t>(c, &st, key.c_str()));
+      break;
+    case GGUFType::UINT32:
+      out->v = uint64_t(load<uint32_t>(c, &st, key.c_str()));
+      break;
+    case GGUFType::UINT64:
+      out->v = load<uint64_t>(c, &st, key.c_str());
+      break;
+    case GGUFType::INT8:
+      out->v = int64_t(load<int8_t>(c, &st, key.c_str()));
+      break;
+    case GGUFType::INT16:
+      out->v = int64_t(load<int16_t>(c, &st, key.c_str()));
+      break;
+    case GGUFType::INT32:
+      out->v = int64_t(load<int32_t>(c, &st, key.c_str()));
+      break;
+    case GGUFType::INT64:
+      out->v = load<int64_t>(c, &st, key.c_str());
+      break;
+    case GGUFType::FLOAT32:
+      out->v = double(load<float>(c, &st, key.c_str()));
+      break;
+    case GGUFType::FLOAT64:
+      out->v = load<double>(c, &st, key.c_str());
+      break;
     case GGUFType::BOOL: {
       uint8_t b = load<uint8_t>(c, &st, key.c_str());
       if (st.ok() && b > 1) return error("{}: key '{}': bool value {} is not 0 or 1", c.path(), key, b);
@@ -102,16 +136,19 @@ Status read_value(Cursor& c, GGUFType type, GGUFValue* out, const std::string& k
       QF_RETURN_IF_ERROR(st);
       out->elem_type = GGUFType(et);
       // Each element takes at least one byte (strings: 8): reject counts the file cannot hold.
-      uint64_t min_elem = out->elem_type == GGUFType::STRING ? 8 : std::max<size_t>(1, scalar_size(out->elem_type));
+      uint64_t min_elem =
+          out->elem_type == GGUFType::STRING ? 8 : std::max<size_t>(1, scalar_size(out->elem_type));
       if (n > c.remaining() / min_elem)
-        return error("{}: key '{}': array of {} elements does not fit in the {} bytes left", c.path(),
-                     key, n, c.remaining());
+        return error("{}: key '{}': array of {} elements does not fit in the {} bytes left", c.path(), key, n,
+                     c.remaining());
       if (const size_t size = scalar_size(out->elem_type)) {
         PackedArray a;
         QF_RETURN_IF_ERROR(c.read_bytes(&a.bytes, n * size, key.c_str()));
         if (out->elem_type == GGUFType::BOOL)
           for (size_t i = 0; i < a.bytes.size(); ++i)
-            if (uint8_t(a.bytes[i]) > 1) return error("{}: key '{}': bool element {} is {}, not 0 or 1", c.path(), key, i, uint8_t(a.bytes[i]));
+            if (uint8_t(a.bytes[i]) > 1)
+              return error("{}: key '{}': bool element {} is {}, not 0 or 1", c.path(), key, i,
+                           uint8_t(a.bytes[i]));
         out->v = std::move(a);
         break;
       }
@@ -129,7 +166,7 @@ Status read_value(Cursor& c, GGUFType type, GGUFValue* out, const std::string& k
 }  // namespace
 
 std::string_view gguf_type_name(GGUFType t) {
-  static constexpr std::string_view kNames[] = {"u8",  "i8",  "u16", "i16",   "u32", "i32", "f32",
+  static constexpr std::string_view kNames[] = {"u8",   "i8",  "u16", "i16", "u32", "i32", "f32",
                                                 "bool", "str", "arr", "u64", "i64", "f64"};
   auto i = uint32_t(t);
   return i < std::size(kNames) ? kNames[i] : "?";
@@ -146,9 +183,7 @@ std::optional<double> GGUFValue::as_float() const {
   return std::nullopt;
 }
 const std::string* GGUFValue::as_string() const { return std::get_if<std::string>(&v); }
-const std::vector<GGUFValue>* GGUFValue::as_array() const {
-  return std::get_if<std::vector<GGUFValue>>(&v);
-}
+const std::vector<GGUFValue>* GGUFValue::as_array() const { return std::get_if<std::vector<GGUFValue>>(&v); }
 
 size_t GGUFValue::array_size() const {
   if (auto* p = std::get_if<PackedArray>(&v)) return p->bytes.size() / scalar_size(elem_type);
@@ -168,7 +203,8 @@ GGUFValue GGUFValue::item(size_t i) const {
 }
 
 std::string GGUFValue::to_display(size_t max_items) const {
-  if (auto* s = as_string()) return s->size() > 60 ? fmt::format("\"{}…\"", s->substr(0, 60)) : fmt::format("\"{}\"", *s);
+  if (auto* s = as_string())
+    return s->size() > 60 ? fmt::format("\"{}…\"", s->substr(0, 60)) : fmt::format("\"{}\"", *s);
   if (auto* b = std::get_if<bool>(&v)) return *b ? "true" : "false";
   if (auto* d = std::get_if<double>(&v)) return fmt::format("{:g}", *d);
   if (auto i = as_int()) return std::to_string(*i);
@@ -198,8 +234,9 @@ Expected<GGUFFile> GGUFFile::open(const std::string& path) {
   QF_RETURN_IF_ERROR(c.read(&n_kv, "metadata count"));
   // A key/value pair needs at least 12 bytes and a tensor info at least 24.
   if (n_kv > c.remaining() / 12 || n_tensors > c.remaining() / 24)
-    return error("{}: truncated or corrupt header: {} metadata pairs and {} tensors cannot fit in a file of {} bytes", path, n_kv,
-                 n_tensors, g.file_->size());
+    return error(
+        "{}: truncated or corrupt header: {} metadata pairs and {} tensors cannot fit in a file of {} bytes",
+        path, n_kv, n_tensors, g.file_->size());
   for (uint64_t i = 0; i < n_kv; ++i) {
     std::string key;
     QF_RETURN_IF_ERROR(c.read_string(&key, "metadata key"));
@@ -241,8 +278,8 @@ Expected<GGUFFile> GGUFFile::open(const std::string& path) {
     if (auto qt = qtype_from_ggml_id(info.ggml_type)) {
       const auto& tr = traits(*qt);
       if (info.ne[0] % tr.block != 0)
-        return error("{}: tensor '{}' row of {} is not a multiple of the {} block size {}", path,
-                     info.name, info.ne[0], tr.name, tr.block);
+        return error("{}: tensor '{}' row of {} is not a multiple of the {} block size {}", path, info.name,
+                     info.ne[0], tr.name, tr.block);
       info.nbytes = numel / uint64_t(tr.block) * uint64_t(tr.bytes_per_block);
     }
     if (g.info_index_.count(info.name)) return error("{}: duplicate tensor '{}'", path, info.name);
@@ -253,8 +290,8 @@ Expected<GGUFFile> GGUFFile::open(const std::string& path) {
   uint64_t data_size = g.file_->size() >= g.data_offset_ ? g.file_->size() - g.data_offset_ : 0;
   for (const auto& info : g.infos_) {
     if (info.offset > data_size || info.nbytes > data_size - info.offset)
-      return error("{}: tensor '{}' bytes [{}, {}) lie outside the data section of {} bytes", path,
-                   info.name, info.offset, info.offset + info.nbytes, data_size);
+      return error("{}: tensor '{}' bytes [{}, {}) lie outside the data section of {} bytes", path, info.name,
+                   info.offset, info.offset + info.nbytes, data_size);
   }
   return g;
 }
@@ -290,7 +327,8 @@ Expected<std::vector<std::string>> GGUFFile::get_string_array(const std::string&
 Expected<std::vector<double>> GGUFFile::get_float_array(const std::string& key) const {
   const auto* v = find(key);
   if (!v) return error("{}: missing key '{}'", path(), key);
-  if (v->type != GGUFType::ARRAY) return error("{}: key '{}' should be a numeric array, found {}", path(), key, v->to_display());
+  if (v->type != GGUFType::ARRAY)
+    return error("{}: key '{}' should be a numeric array, found {}", path(), key, v->to_display());
   std::vector<double> out;
   for (size_t i = 0; i < v->array_size(); ++i) {
     auto f = v->item(i).as_float();

@@ -25,18 +25,42 @@ class Buffer {
   }
   void put_value(const GGUFValue& v) {
     switch (v.type) {
-      case GGUFType::UINT8: put(uint8_t(std::get<uint64_t>(v.v))); break;
-      case GGUFType::UINT16: put(uint16_t(std::get<uint64_t>(v.v))); break;
-      case GGUFType::UINT32: put(uint32_t(std::get<uint64_t>(v.v))); break;
-      case GGUFType::UINT64: put(uint64_t(std::get<uint64_t>(v.v))); break;
-      case GGUFType::INT8: put(int8_t(std::get<int64_t>(v.v))); break;
-      case GGUFType::INT16: put(int16_t(std::get<int64_t>(v.v))); break;
-      case GGUFType::INT32: put(int32_t(std::get<int64_t>(v.v))); break;
-      case GGUFType::INT64: put(int64_t(std::get<int64_t>(v.v))); break;
-      case GGUFType::FLOAT32: put(float(std::get<double>(v.v))); break;
-      case GGUFType::FLOAT64: put(std::get<double>(v.v)); break;
-      case GGUFType::BOOL: put(uint8_t(std::get<bool>(v.v))); break;
-      case GGUFType::STRING: put_string(std::get<std::string>(v.v)); break;
+      case GGUFType::UINT8:
+        put(uint8_t(std::get<uint64_t>(v.v)));
+        break;
+      case GGUFType::UINT16:
+        put(uint16_t(std::get<uint64_t>(v.v)));
+        break;
+      case GGUFType::UINT32:
+        put(uint32_t(std::get<uint64_t>(v.v)));
+        break;
+      case GGUFType::UINT64:
+        put(uint64_t(std::get<uint64_t>(v.v)));
+        break;
+      case GGUFType::INT8:
+        put(int8_t(std::get<int64_t>(v.v)));
+        break;
+      case GGUFType::INT16:
+        put(int16_t(std::get<int64_t>(v.v)));
+        break;
+      case GGUFType::INT32:
+        put(int32_t(std::get<int64_t>(v.v)));
+        break;
+      case GGUFType::INT64:
+        put(int64_t(std::get<int64_t>(v.v)));
+        break;
+      case GGUFType::FLOAT32:
+        put(float(std::get<double>(v.v)));
+        break;
+      case GGUFType::FLOAT64:
+        put(std::get<double>(v.v));
+        break;
+      case GGUFType::BOOL:
+        put(uint8_t(std::get<bool>(v.v)));
+        break;
+      case GGUFType::STRING:
+        put_string(std::get<std::string>(v.v));
+        break;
       case GGUFType::ARRAY: {
         put(uint32_t(v.elem_type));
         put<uint64_t>(v.array_size());

@@ -26,11 +26,17 @@ class GGUFWriter {
 
   // Metadata, in the order written; setting a key again replaces its value in place.
   void set(const std::string& key, GGUFValue v);
-  void set_u32(const std::string& key, uint32_t v) { set(key, {GGUFType::UINT32, GGUFType::UINT8, uint64_t(v)}); }
-  void set_i32(const std::string& key, int32_t v) { set(key, {GGUFType::INT32, GGUFType::UINT8, int64_t(v)}); }
+  void set_u32(const std::string& key, uint32_t v) {
+    set(key, {GGUFType::UINT32, GGUFType::UINT8, uint64_t(v)});
+  }
+  void set_i32(const std::string& key, int32_t v) {
+    set(key, {GGUFType::INT32, GGUFType::UINT8, int64_t(v)});
+  }
   void set_f32(const std::string& key, float v) { set(key, {GGUFType::FLOAT32, GGUFType::UINT8, double(v)}); }
   void set_bool(const std::string& key, bool v) { set(key, {GGUFType::BOOL, GGUFType::UINT8, v}); }
-  void set_str(const std::string& key, std::string v) { set(key, {GGUFType::STRING, GGUFType::UINT8, std::move(v)}); }
+  void set_str(const std::string& key, std::string v) {
+    set(key, {GGUFType::STRING, GGUFType::UINT8, std::move(v)});
+  }
   void set_str_array(const std::string& key, const std::vector<std::string>& v);
   void set_i32_array(const std::string& key, const std::vector<int32_t>& v);
   void set_f32_array(const std::string& key, const std::vector<float>& v);
@@ -41,7 +47,6 @@ class GGUFWriter {
   Status write_tensor(const std::string& name, const void* data, size_t nbytes);
   // Checks every tensor was written, closes and renames into place.
   Status finish();
-
 
  private:
   Status begin();

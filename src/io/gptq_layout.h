@@ -9,8 +9,8 @@
 // bits it is AutoGPTQ's 32-values-in-3-words scheme (value 10 straddles words 0 and 1, value
 // 21 words 1 and 2). 5 and 6 bits continue the same stream: qforge reads and writes them, the
 // GPTQ runtimes (which stop at 2/3/4/8) do not. With act-order (desc_act) the codes stay in
-// column order and g_idx maps each column to its group. v1 stores zero − 1, so a zero of 0 wraps to maxq (the format's known
-// limitation, fixed by GPTQModel's internal v2); qforge counts such groups and says so.
+// column order and g_idx maps each column to its group. v1 stores zero − 1, so a zero of 0 wraps to maxq (the
+// format's known limitation, fixed by GPTQModel's internal v2); qforge counts such groups and says so.
 #pragma once
 
 #include <cstdint>
@@ -36,8 +36,9 @@ Status check_gptq_packable(const IntGridSpec& spec, int64_t n_out, int64_t n_in,
 GptqTensors pack_gptq(const IntQuantized& q);
 
 // Rebuilds the in-memory form from checkpoint tensors; every shape and g_idx entry is checked.
-Expected<IntQuantized> unpack_gptq(const TensorView& qweight, const TensorView& qzeros, const TensorView& scales,
-                                   const TensorView& g_idx, int bits, const std::string& prefix);
+Expected<IntQuantized> unpack_gptq(const TensorView& qweight, const TensorView& qzeros,
+                                   const TensorView& scales, const TensorView& g_idx, int bits,
+                                   const std::string& prefix);
 
 // Little-endian bit-stream helpers (exposed for tests).
 void pack_bits(const uint8_t* values, int64_t count, int stride, int bits, int32_t* words, int word_stride);

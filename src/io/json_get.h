@@ -28,7 +28,8 @@ Status json_get(const nlohmann::json& o, const char* key, T& out, std::string_vi
   } else if constexpr (std::is_integral_v<T>) {
     if (!v.is_number()) return wrong("an integer");
     const double d = v.get<double>();
-    if (d != std::floor(d) || d < double(std::numeric_limits<T>::min()) || d > double(std::numeric_limits<T>::max()))
+    if (d != std::floor(d) || d < double(std::numeric_limits<T>::min()) ||
+        d > double(std::numeric_limits<T>::max()))
       return wrong("an integer in range");
     out = v.is_number_float() ? T(d) : v.get<T>();
   } else if constexpr (std::is_floating_point_v<T>) {

@@ -26,7 +26,8 @@ namespace qf {
 
 // Suffixes, dtypes and shapes (no data) of a quip# Linear, in write order.
 std::vector<SerializedTensor> quip_e8_layout(int64_t n_out, int64_t n_in, int bits);
-std::vector<SerializedTensor> serialize_quip_e8(const e8p::E8Codes& q, const std::vector<float>& su, const std::vector<float>& sv);
+std::vector<SerializedTensor> serialize_quip_e8(const e8p::E8Codes& q, const std::vector<float>& su,
+                                                const std::vector<float>& sv);
 // The sign vectors alone (the scalar method's extra tensors).
 std::vector<SerializedTensor> serialize_signs(const std::vector<float>& su, const std::vector<float>& sv);
 
@@ -35,8 +36,9 @@ struct QuipParts {
   e8p::E8Codes e8;
 };
 // Reads .SU/.SV (and for quip# the codes and Wscale) from a Linear's parts; everything checked.
-Expected<QuipParts> deserialize_quip(const std::map<std::string, TensorView>& parts, int64_t n_out, int64_t n_in, bool lattice,
-                                     int bits, float resid_scale, const std::string& prefix);
+Expected<QuipParts> deserialize_quip(const std::map<std::string, TensorView>& parts, int64_t n_out,
+                                     int64_t n_in, bool lattice, int bits, float resid_scale,
+                                     const std::string& prefix);
 
 // The code book's name in QuIP#: E8P12, E8P12RVQ3B, E8P12RVQ4B.
 const char* quip_codebook_name(int bits);

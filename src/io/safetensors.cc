@@ -30,7 +30,8 @@ Expected<TensorView> parse_entry(const std::string& path, const std::string& nam
   if (!e["dtype"].is_string()) return error("{}: dtype is not a string", where());
   std::string dtype = e["dtype"];
   auto type = dtype_from_name(dtype);
-  if (!type) return error("{}: unsupported dtype '{}' (supported: F32, F16, BF16, I8, U8, I16, I32)", where(), dtype);
+  if (!type)
+    return error("{}: unsupported dtype '{}' (supported: F32, F16, BF16, I8, U8, I16, I32)", where(), dtype);
   TensorView t;
   t.name = name;
   t.type = *type;
@@ -49,8 +50,8 @@ Expected<TensorView> parse_entry(const std::string& path, const std::string& nam
     return error("{}: data_offsets must be two unsigned integers", where());
   uint64_t begin = off[0], end = off[1];
   if (begin > end || end > data_size)
-    return error("{}: data_offsets [{}, {}] outside the data section of {} bytes", where(), begin,
-                 end, data_size);
+    return error("{}: data_offsets [{}, {}] outside the data section of {} bytes", where(), begin, end,
+                 data_size);
   uint64_t expected = numel * uint64_t(traits(*type).bytes_per_block);
   if (end - begin != expected)
     return error("{}: {} {} needs {} bytes, data_offsets give {}", where(), dtype, e["shape"].dump(),
@@ -64,7 +65,8 @@ Expected<TensorView> parse_entry(const std::string& path, const std::string& nam
 
 Expected<SafetensorsFile> read_safetensors(const std::string& path) {
   QF_ASSIGN_OR_RETURN(auto file, MappedFile::open(path));
-  if (file->size() < 8) return error("{}: file of {} bytes is too short for a safetensors header", path, file->size());
+  if (file->size() < 8)
+    return error("{}: file of {} bytes is too short for a safetensors header", path, file->size());
   uint64_t header_len;
   std::memcpy(&header_len, file->data(), 8);
   if (header_len > file->size() - 8)
@@ -99,11 +101,16 @@ Expected<SafetensorsFile> read_safetensors(const std::string& path) {
   for (size_t i = 0; i < spans.size(); ++i) {
     const auto& [begin, end, name] = spans[i];
     if (begin < at)
-      return error("{}: tensor '{}' (bytes {}..{}) overlaps tensor '{}'", path, name, begin, end, std::get<2>(spans[i - 1]));
-    if (begin > at) return error("{}: bytes {}..{} of the data section belong to no tensor (before '{}')", path, at, begin, name);
+      return error("{}: tensor '{}' (bytes {}..{}) overlaps tensor '{}'", path, name, begin, end,
+                   std::get<2>(spans[i - 1]));
+    if (begin > at)
+      return error("{}: bytes {}..{} of the data section belong to no tensor (before '{}')", path, at, begin,
+                   name);
     at = end;
   }
-  if (at != data_size) return error("{}: {} bytes after the last tensor's data (the data section is {} bytes)", path, data_size - at, data_size);
+  if (at != data_size)
+    return error("{}: {} bytes after the last tensor's data (the data section is {} bytes)", path,
+                 data_size - at, data_size);
   out.file = std::move(file);
   return out;
 }
@@ -135,7 +142,8 @@ Expected<std::map<std::string, TensorView>> read_safetensors_dir(const std::stri
     if (!it->is_string()) return error("{}: weight_map['{}'] is not a file name", index.string(), it.key());
     std::string shard = *it;
     if (shard.find('/') != std::string::npos || shard.find("..") != std::string::npos)
-      return error("{}: weight_map['{}'] names '{}', expected a file in the same folder", index.string(), it.key(), shard);
+      return error("{}: weight_map['{}'] names '{}', expected a file in the same folder", index.string(),
+                   it.key(), shard);
     weight_map[it.key()] = shard;
     shards.insert(shard);
   }
@@ -146,7 +154,8 @@ Expected<std::map<std::string, TensorView>> read_safetensors_dir(const std::stri
       if (listed == weight_map.end())
         return error("{}: holds tensor '{}', which {} does not list", shard, t.name, index.string());
       if (listed->second != shard)
-        return error("{}: holds tensor '{}', which {} places in {}", shard, t.name, index.string(), listed->second);
+        return error("{}: holds tensor '{}', which {} places in {}", shard, t.name, index.string(),
+                     listed->second);
       tensors[t.name] = std::move(t);
     }
   }
@@ -159,7 +168,6 @@ Expected<std::map<std::string, TensorView>> read_safetensors_dir(const std::stri
 }  // namespace qf
 
 namespace qf {
-
 
 Expected<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::create(
     const std::string& path, std::vector<Entry> entries, const std::map<std::string, std::string>& metadata) {
@@ -187,7 +195,8 @@ Expected<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::create(
   uint64_t offset = 0;
   for (size_t i : order) {
     const auto& e = entries[i];
-    header[e.name] = {{"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {offset, offset + w->sizes_[i]}}};
+    header[e.name] = {
+        {"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {offset, offset + w->sizes_[i]}}};
     w->offsets_[i] = offset;
     offset += w->sizes_[i];
   }
@@ -206,7 +215,8 @@ Expected<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::create(
 Status SafetensorsWriter::write(const std::string& name, const void* data, size_t nbytes) {
   QF_CHECK(next_ < entries_.size() && entries_[next_].name == name && sizes_[next_] == nbytes,
            "tensor '{}' ({} bytes) written out of the declared order", name, nbytes);
-  if (fseeko(file_, off_t(data_start_ + offsets_[next_++]), SEEK_SET) != 0 || std::fwrite(data, 1, nbytes, file_) != nbytes)
+  if (fseeko(file_, off_t(data_start_ + offsets_[next_++]), SEEK_SET) != 0 ||
+      std::fwrite(data, 1, nbytes, file_) != nbytes)
     return error("{}: write failed: {}", path_, std::strerror(errno));
   return {};
 }

@@ -44,8 +44,9 @@ class SafetensorsWriter {
     std::string dtype;  // "F32", "F16", "BF16", "I32", "I8", "U8"
     std::vector<int64_t> shape;
   };
-  static Expected<std::unique_ptr<SafetensorsWriter>> create(const std::string& path, std::vector<Entry> entries,
-                                                              const std::map<std::string, std::string>& metadata);
+  static Expected<std::unique_ptr<SafetensorsWriter>> create(
+      const std::string& path, std::vector<Entry> entries,
+      const std::map<std::string, std::string>& metadata);
   // Writes the next tensor; its name and byte count must match the next declared entry.
   Status write(const std::string& name, const void* data, size_t nbytes);
   // Checks that every tensor was written and closes the file.

@@ -4,8 +4,8 @@
 
 #include <utf8proc.h>
 
-#include <nlohmann/json.hpp>
 #include <sentencepiece_processor.h>
+#include <nlohmann/json.hpp>
 
 #include "core/mapped_file.h"
 #include "io/bpe_tokenizer.h"
@@ -16,7 +16,9 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string type_of(const json& j) { return j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : "null"; }
+std::string type_of(const json& j) {
+  return j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : "null";
+}
 
 // Flattens a component that may be a {"type": "Sequence", <key>: [...]} into its parts.
 std::vector<json> flatten(const json& j, const char* key) {
@@ -50,9 +52,11 @@ Status read_pretokenization(const std::string& path, const json& root, BpeSpec& 
       spec.regex = p["pattern"]["Regex"].get<std::string>();
     } else if (t == "Metaspace") {
       saw_spm = true;
-      spec.prepend_space = p.value("prepend_scheme", "always") != "never" && p.value("add_prefix_space", true);
+      spec.prepend_space =
+          p.value("prepend_scheme", "always") != "never" && p.value("add_prefix_space", true);
     } else {
-      return error("{}: unsupported pre_tokenizer '{}' (supported: ByteLevel, Split regex, Metaspace)", path, t);
+      return error("{}: unsupported pre_tokenizer '{}' (supported: ByteLevel, Split regex, Metaspace)", path,
+                   t);
     }
   }
   if (saw_byte_level == saw_spm)
@@ -101,7 +105,8 @@ Expected<std::unique_ptr<Tokenizer>> parse_hf(const std::string& path, const jso
   spec.source = path;
   QF_RETURN_IF_ERROR(read_pretokenization(path, root, spec));
   std::unordered_map<std::string, int32_t> ids;
-  for (auto it = model.at("vocab").begin(); it != model.at("vocab").end(); ++it) ids[it.key()] = it->get<int32_t>();
+  for (auto it = model.at("vocab").begin(); it != model.at("vocab").end(); ++it)
+    ids[it.key()] = it->get<int32_t>();
   std::vector<json> added = root.value("added_tokens", json::array()).get<std::vector<json>>();
   for (const auto& a : added) ids[a.at("content")] = a.at("id").get<int32_t>();
   int32_t max_id = -1;
@@ -156,7 +161,8 @@ class SentencePieceTokenizer : public Tokenizer {
     if (add_special && bos_id() >= 0) ids.insert(ids.begin(), bos_id());
     return {ids.begin(), ids.end()};
   }
-  std::string decode(std::span<const int32_t> ids, bool /*skip_special: the library decides*/) const override {
+  std::string decode(std::span<const int32_t> ids,
+                     bool /*skip_special: the library decides*/) const override {
     std::string out;
     sp_->Decode(std::vector<int>(ids.begin(), ids.end()), &out).IgnoreError();
     return out;
@@ -167,8 +173,8 @@ class SentencePieceTokenizer : public Tokenizer {
   int32_t eos_id() const override { return sp_->eos_id(); }
   bool adds_bos() const override { return bos_id() >= 0; }
   std::string describe() const override {
-    return fmt::format("SentencePiece model (libsentencepiece), vocab {}, bos {}, eos {}",
-                       vocab_size(), bos_id(), eos_id());
+    return fmt::format("SentencePiece model (libsentencepiece), vocab {}, bos {}, eos {}", vocab_size(),
+                       bos_id(), eos_id());
   }
 
  private:
@@ -218,12 +224,15 @@ Expected<std::unique_ptr<Tokenizer>> load_gguf_tokenizer(const GGUFFile& g) {
     QF_ASSIGN_OR_RETURN(auto merges, g.get_string_array("tokenizer.ggml.merges"));
     for (const auto& m : merges) {
       size_t sp = m.find(' ', 1);
-      if (sp == std::string::npos) return error("{}: tokenizer.ggml.merges entry '{}' is not two tokens", g.path(), m);
+      if (sp == std::string::npos)
+        return error("{}: tokenizer.ggml.merges entry '{}' is not two tokens", g.path(), m);
       spec.merges.emplace_back(m.substr(0, sp), m.substr(sp + 1));
     }
     std::string pre = g.get_string("tokenizer.ggml.pre").value_or("default");
     auto regex = pretokenizer_regex(pre);
-    if (!regex) return error("{}: unsupported tokenizer.ggml.pre '{}' (supported: gpt-2, llama-bpe, qwen2, default)", g.path(), pre);
+    if (!regex)
+      return error("{}: unsupported tokenizer.ggml.pre '{}' (supported: gpt-2, llama-bpe, qwen2, default)",
+                   g.path(), pre);
     spec.regex = *regex;
     default_add_bos = false;
   } else {
@@ -232,7 +241,8 @@ Expected<std::unique_ptr<Tokenizer>> load_gguf_tokenizer(const GGUFFile& g) {
   spec.bos_id = int32_t(g.get_int("tokenizer.ggml.bos_token_id").value_or(-1));
   spec.eos_id = int32_t(g.get_int("tokenizer.ggml.eos_token_id").value_or(-1));
   spec.unk_id = int32_t(g.get_int("tokenizer.ggml.unknown_token_id").value_or(-1));
-  if (flag("tokenizer.ggml.add_bos_token", default_add_bos) && spec.bos_id >= 0) spec.prefix_ids = {spec.bos_id};
+  if (flag("tokenizer.ggml.add_bos_token", default_add_bos) && spec.bos_id >= 0)
+    spec.prefix_ids = {spec.bos_id};
   if (flag("tokenizer.ggml.add_eos_token", false) && spec.eos_id >= 0) spec.suffix_ids = {spec.eos_id};
   return make_bpe_tokenizer(std::move(spec));
 }

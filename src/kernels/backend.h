@@ -15,13 +15,13 @@ namespace qf {
 
 // Causal grouped-query attention over a KV cache for one block.
 struct AttentionArgs {
-  const float* q;       // (n, n_head · head_dim), RoPE applied
-  const float* k;       // (n_past + n, n_head_kv · head_dim) cache rows, the new ones included
-  const float* v;       // (n_past + n, n_head_kv · head_dim)
-  float* out;           // (n, n_head · head_dim)
-  int n, n_past;        // new positions; positions already in the cache
+  const float* q;  // (n, n_head · head_dim), RoPE applied
+  const float* k;  // (n_past + n, n_head_kv · head_dim) cache rows, the new ones included
+  const float* v;  // (n_past + n, n_head_kv · head_dim)
+  float* out;      // (n, n_head · head_dim)
+  int n, n_past;   // new positions; positions already in the cache
   int n_head, n_head_kv, head_dim;
-  int sliding_window;   // 0: unlimited; else a query sees at most this many positions (Mistral)
+  int sliding_window;  // 0: unlimited; else a query sees at most this many positions (Mistral)
 };
 
 class Backend {
@@ -42,7 +42,8 @@ class Backend {
   virtual void add(float* x, const float* y, int64_t n) const = 0;
   // H (d, d) += xᵀ·x for x (n, d), accumulated in double (calibration Hessians); scratch is the
   // backend's fp32 staging buffer, kept by the caller across calls.
-  virtual void add_gram(const float* x, int n, int d, std::vector<double>& H, std::vector<float>& scratch) const = 0;
+  virtual void add_gram(const float* x, int n, int d, std::vector<double>& H,
+                        std::vector<float>& scratch) const = 0;
 };
 
 // The CPU backend (BLAS, OpenMP, Highway).

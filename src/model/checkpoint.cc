@@ -45,20 +45,21 @@ struct TensorSource {
 Expected<TensorView> fetch(TensorSource& src, const std::string& name, std::vector<int64_t> shape) {
   QF_ASSIGN_OR_RETURN(auto t, src.get(name));
   if (is_raw_integer(t.type))
-    return error("{}: tensor '{}' is {}; expected a float weight (F32, F16, BF16) or a GGUF block type", src.where, name,
-                 traits(t.type).name);
+    return error("{}: tensor '{}' is {}; expected a float weight (F32, F16, BF16) or a GGUF block type",
+                 src.where, name, traits(t.type).name);
   if (t.shape != shape) {
     TensorView want;
     want.shape = shape;
-    return error("{}: tensor '{}' has wrong shape; expected {}, got {}", src.where, name, want.shape_str(), t.shape_str());
+    return error("{}: tensor '{}' has wrong shape; expected {}, got {}", src.where, name, want.shape_str(),
+                 t.shape_str());
   }
   return t;
 }
 
 // Fetches one Linear `prefix` (n_out, n_in): dense `prefix.weight`, or the parts of the
 // checkpoint's layout when `quant` says it is quantized (for lm_head, when the parts are there).
-Status fetch_linear(TensorSource& src, const QuantizationConfig& quant, const std::string& prefix, int64_t n_out,
-                    int64_t n_in, bool maybe_dense, LinearTensors& dst) {
+Status fetch_linear(TensorSource& src, const QuantizationConfig& quant, const std::string& prefix,
+                    int64_t n_out, int64_t n_in, bool maybe_dense, LinearTensors& dst) {
   dst.prefix = prefix;
   dst.n_out = n_out;
   dst.n_in = n_in;
@@ -73,7 +74,8 @@ Status fetch_linear(TensorSource& src, const QuantizationConfig& quant, const st
   return {};
 }
 
-Status map_weights(TensorSource& src, const ModelConfig& c, const QuantizationConfig& quant, ModelWeights& w) {
+Status map_weights(TensorSource& src, const ModelConfig& c, const QuantizationConfig& quant,
+                   ModelWeights& w) {
   const int64_t E = c.n_embd, V = c.vocab_size;
   QF_ASSIGN_OR_RETURN(w.tok_embd, fetch(src, src.embd, {V, E}));
   QF_ASSIGN_OR_RETURN(w.output_norm, fetch(src, src.out_norm, {E}));
@@ -83,7 +85,8 @@ Status map_weights(TensorSource& src, const ModelConfig& c, const QuantizationCo
     w.output.n_in = E;
     w.output.weight = w.tok_embd;
   } else {
-    QF_RETURN_IF_ERROR(fetch_linear(src, quant, src.output.substr(0, src.output.size() - 7), V, E, true, w.output));
+    QF_RETURN_IF_ERROR(
+        fetch_linear(src, quant, src.output.substr(0, src.output.size() - 7), V, E, true, w.output));
   }
   w.layers.resize(size_t(c.n_layer));
   for (int i = 0; i < c.n_layer; ++i) {
@@ -91,13 +94,15 @@ Status map_weights(TensorSource& src, const ModelConfig& c, const QuantizationCo
     for (int k = 0; k < kNumNorms; ++k) {
       const NormSpec& n = kBlockNorms[k];
       if (!has_norm(c, NormId(k))) continue;
-      QF_ASSIGN_OR_RETURN(L.norms[k], fetch(src, src.layer_name(i, n.hf, n.name, ".weight"), {dim(c, n.size)}));
+      QF_ASSIGN_OR_RETURN(L.norms[k],
+                          fetch(src, src.layer_name(i, n.hf, n.name, ".weight"), {dim(c, n.size)}));
     }
     for (int k = 0; k < kNumLinears; ++k) {
       const LinearSpec& l = kBlockLinears[k];
       const int64_t n_out = dim(c, l.out), n_in = dim(c, l.in);
       const std::string weight = src.layer_name(i, l.hf, l.name, ".weight");
-      QF_RETURN_IF_ERROR(fetch_linear(src, quant, weight.substr(0, weight.size() - 7), n_out, n_in, false, L.linears[k]));
+      QF_RETURN_IF_ERROR(
+          fetch_linear(src, quant, weight.substr(0, weight.size() - 7), n_out, n_in, false, L.linears[k]));
       if (has_bias(c, LinearId(k))) {
         QF_ASSIGN_OR_RETURN(L.linears[k].bias, fetch(src, src.layer_name(i, l.hf, l.name, ".bias"), {n_out}));
       }
@@ -114,14 +119,17 @@ Status check_all_used(const std::string& where, const std::vector<TensorView>& a
   for (const auto& t : all) {
     if (src.used.count(t.name) || harmless(t.name)) continue;
     int layer = -1;
-    if (std::sscanf(t.name.c_str(), "model.layers.%d.", &layer) == 1 || std::sscanf(t.name.c_str(), "blk.%d.", &layer) == 1)
+    if (std::sscanf(t.name.c_str(), "model.layers.%d.", &layer) == 1 ||
+        std::sscanf(t.name.c_str(), "blk.%d.", &layer) == 1)
       if (layer >= c.n_layer)
-        return error("{}: tensor '{}' belongs to layer {}, but the config has {} layers", where, t.name, layer, c.n_layer);
+        return error("{}: tensor '{}' belongs to layer {}, but the config has {} layers", where, t.name,
+                     layer, c.n_layer);
     if (c.tied_embeddings && (t.name == "lm_head.weight" || t.name == "output.weight"))
-      return error("{}: tensor '{}' is stored, but the config ties the output to the embedding (tie_word_embeddings)",
-                   where, t.name);
-    return error("{}: tensor '{}' ({} {}) is not part of a {} model as the config describes it", where, t.name,
-                 traits(t.type).name, t.shape_str(), arch_label(c.arch));
+      return error(
+          "{}: tensor '{}' is stored, but the config ties the output to the embedding (tie_word_embeddings)",
+          where, t.name);
+    return error("{}: tensor '{}' ({} {}) is not part of a {} model as the config describes it", where,
+                 t.name, traits(t.type).name, t.shape_str(), arch_label(c.arch));
   }
   return {};
 }
@@ -142,13 +150,16 @@ int first_id(const json& v) {
 }
 
 // A number under `key` of `obj` (the rope parameters), or `fallback` when absent or null.
-Expected<double> rope_number(const std::string& path, const json& obj, const char* key, double fallback, bool required) {
+Expected<double> rope_number(const std::string& path, const json& obj, const char* key, double fallback,
+                             bool required) {
   if (!obj.contains(key) || obj[key].is_null()) {
-    if (required) return error("{}: rope_parameters: missing key '{}' (needed by rope_type '{}')", path, key,
-                               obj.value("rope_type", obj.value("type", std::string("?"))));
+    if (required)
+      return error("{}: rope_parameters: missing key '{}' (needed by rope_type '{}')", path, key,
+                   obj.value("rope_type", obj.value("type", std::string("?"))));
     return fallback;
   }
-  if (!obj[key].is_number()) return error("{}: rope_parameters.{} should be a number, found {}", path, key, obj[key].dump());
+  if (!obj[key].is_number())
+    return error("{}: rope_parameters.{} should be a number, found {}", path, key, obj[key].dump());
   return obj[key].get<double>();
 }
 
@@ -162,12 +173,16 @@ Status parse_hf_rope(const std::string& path, const json& cfg, ModelConfig& c) {
       break;
     }
   const std::string type = rope.value("rope_type", rope.value("type", std::string("default")));
-  static const std::pair<const char*, RopeKind> kKinds[] = {{"default", RopeKind::Default}, {"linear", RopeKind::Linear},
-                                                            {"dynamic", RopeKind::Dynamic}, {"yarn", RopeKind::Yarn},
+  static const std::pair<const char*, RopeKind> kKinds[] = {{"default", RopeKind::Default},
+                                                            {"linear", RopeKind::Linear},
+                                                            {"dynamic", RopeKind::Dynamic},
+                                                            {"yarn", RopeKind::Yarn},
                                                             {"llama3", RopeKind::Llama3}};
-  const auto kind = std::find_if(std::begin(kKinds), std::end(kKinds), [&](const auto& k) { return type == k.first; });
+  const auto kind =
+      std::find_if(std::begin(kKinds), std::end(kKinds), [&](const auto& k) { return type == k.first; });
   if (kind == std::end(kKinds))
-    return error("{}: unsupported rope_type '{}' (supported: default, linear, dynamic, yarn, llama3)", path, type);
+    return error("{}: unsupported rope_type '{}' (supported: default, linear, dynamic, yarn, llama3)", path,
+                 type);
   RopeScaling& r = c.rope;
   r.kind = kind->second;
   const bool scaled = r.kind != RopeKind::Default, llama3 = r.kind == RopeKind::Llama3;
@@ -176,7 +191,8 @@ Status parse_hf_rope(const std::string& path, const json& cfg, ModelConfig& c) {
     QF_ASSIGN_OR_RETURN(theta, rope_number(path, cfg, "rope_theta", theta, false));
   }
   c.rope_theta = float(theta);
-  QF_ASSIGN_OR_RETURN(double factor, rope_number(path, rope, "factor", 1.0, scaled && r.kind != RopeKind::Yarn));
+  QF_ASSIGN_OR_RETURN(double factor,
+                      rope_number(path, rope, "factor", 1.0, scaled && r.kind != RopeKind::Yarn));
   QF_ASSIGN_OR_RETURN(double low, rope_number(path, rope, "low_freq_factor", 1.0, llama3));
   QF_ASSIGN_OR_RETURN(double high, rope_number(path, rope, "high_freq_factor", 4.0, llama3));
   QF_ASSIGN_OR_RETURN(double orig, rope_number(path, rope, "original_max_position_embeddings", 0, llama3));
@@ -186,10 +202,12 @@ Status parse_hf_rope(const std::string& path, const json& cfg, ModelConfig& c) {
   QF_ASSIGN_OR_RETURN(double mscale, rope_number(path, rope, "mscale", 0, false));
   QF_ASSIGN_OR_RETURN(double mscale_all, rope_number(path, rope, "mscale_all_dim", 0, false));
   if (r.kind == RopeKind::Yarn && !rope.contains("factor")) {  // HF: the ratio of the two contexts
-    if (!(orig > 0)) return error("{}: rope_type 'yarn' needs factor or original_max_position_embeddings", path);
+    if (!(orig > 0))
+      return error("{}: rope_type 'yarn' needs factor or original_max_position_embeddings", path);
     factor = c.max_ctx / orig;
   }
-  if (!(orig >= 0 && orig <= (1 << 30))) return error("{}: original_max_position_embeddings {} is out of range", path, orig);
+  if (!(orig >= 0 && orig <= (1 << 30)))
+    return error("{}: original_max_position_embeddings {} is out of range", path, orig);
   r.factor = float(factor);
   r.low_freq_factor = float(low);
   r.high_freq_factor = float(high);
@@ -226,12 +244,14 @@ Expected<ModelConfig> parse_hf_config(const std::string& path, const json& cfg) 
     QF_ASSIGN_OR_RETURN(c.n_head_kv, positive_int(path, cfg, "num_key_value_heads"));
   }
   if (c.n_head % c.n_head_kv != 0)
-    return error("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", path, c.n_head, c.n_head_kv);
+    return error("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", path, c.n_head,
+                 c.n_head_kv);
   if (cfg.contains("head_dim") && !cfg["head_dim"].is_null()) {
     QF_ASSIGN_OR_RETURN(c.head_dim, positive_int(path, cfg, "head_dim"));
   } else {
     if (c.n_embd % c.n_head != 0)
-      return error("{}: hidden_size {} is not a multiple of num_attention_heads {} and head_dim is not given", path, c.n_embd, c.n_head);
+      return error("{}: hidden_size {} is not a multiple of num_attention_heads {} and head_dim is not given",
+                   path, c.n_embd, c.n_head);
     c.head_dim = c.n_embd / c.n_head;
   }
   if (c.head_dim % 2 != 0) return error("{}: head_dim {} must be even for RoPE", path, c.head_dim);
@@ -283,7 +303,8 @@ Expected<Checkpoint> load_hf(const std::string& dir) {
   src.layer_name = [](int i, const char* hf, const char*, const char* part) {
     return fmt::format("model.layers.{}.{}{}", i, hf, part);
   };
-  if (cfg.contains("quantization_config")) QF_RETURN_IF_ERROR(parse_quantization_config(cfg_path, cfg["quantization_config"], ck.quant));
+  if (cfg.contains("quantization_config"))
+    QF_RETURN_IF_ERROR(parse_quantization_config(cfg_path, cfg["quantization_config"], ck.quant));
   QF_RETURN_IF_ERROR(map_weights(src, ck.config, ck.quant, ck.weights));
   QF_RETURN_IF_ERROR(check_all_used(dir, ck.all_tensors, src, ck.config, [](const std::string& n) {
     return n.ends_with(".rotary_emb.inv_freq");  // older Llama checkpoints store RoPE's buffer
@@ -299,7 +320,8 @@ Expected<Checkpoint> load_hf(const std::string& dir) {
   }
   if (ck.tokenizer->vocab_size() > ck.config.vocab_size)
     return error("{}: token id {} is outside the embedding's {} rows (config vocab_size)",
-                 fs::exists(tok_json) ? tok_json : tok_model, ck.tokenizer->vocab_size() - 1, ck.config.vocab_size);
+                 fs::exists(tok_json) ? tok_json : tok_model, ck.tokenizer->vocab_size() - 1,
+                 ck.config.vocab_size);
   return ck;
 }
 
@@ -324,10 +346,12 @@ Status parse_gguf_rope(const GGUFFile& g, ModelConfig& c) {
   if (g.tensor_info("rope_freqs.weight")) {
     QF_ASSIGN_OR_RETURN(auto t, g.tensor("rope_freqs.weight"));
     if (t.shape != std::vector<int64_t>{c.head_dim / 2})
-      return error("{}: tensor 'rope_freqs.weight' has wrong shape; expected {}, got {}", g.path(), c.head_dim / 2, t.shape_str());
+      return error("{}: tensor 'rope_freqs.weight' has wrong shape; expected {}, got {}", g.path(),
+                   c.head_dim / 2, t.shape_str());
     QF_ASSIGN_OR_RETURN(r.freq_factors, t.to_f32_finite());
     for (float f : r.freq_factors)
-      if (!(f > 0)) return error("{}: tensor 'rope_freqs.weight' holds {}; factors must be positive", g.path(), f);
+      if (!(f > 0))
+        return error("{}: tensor 'rope_freqs.weight' holds {}; factors must be positive", g.path(), f);
   }
   QF_RETURN_IF_ERROR(check_config_ranges(c, g.path()));
   return check_rope(c, g.path());
@@ -339,7 +363,8 @@ Expected<ModelConfig> parse_gguf_config(const GGUFFile& g) {
   if (!arch) return error("{}: missing key 'general.architecture'", g.path());
   const ArchInfo* info = *arch == "llama" ? &arch_info(Arch::Llama) : find_arch(*arch);
   if (!info || *arch != info->gguf)
-    return error("{}: unsupported architecture '{}' (supported: llama, qwen2, qwen3 = {})", g.path(), *arch, supported_archs());
+    return error("{}: unsupported architecture '{}' (supported: llama, qwen2, qwen3 = {})", g.path(), *arch,
+                 supported_archs());
   c.arch = info->arch;
   c.arch_name = *arch;
   c.qk_norm = info->qk_norm;
@@ -358,7 +383,8 @@ Expected<ModelConfig> parse_gguf_config(const GGUFFile& g) {
   if (c.n_head_kv <= 0 || c.n_head % c.n_head_kv != 0)
     return error("{}: head_count {} is not a multiple of head_count_kv {}", g.path(), c.n_head, c.n_head_kv);
   c.head_dim = int(g.get_int(*arch + ".attention.key_length").value_or(c.n_embd / c.n_head));
-  if (c.head_dim <= 0 || c.head_dim % 2) return error("{}: head dimension {} must be positive and even", g.path(), c.head_dim);
+  if (c.head_dim <= 0 || c.head_dim % 2)
+    return error("{}: head dimension {} must be positive and even", g.path(), c.head_dim);
   c.max_ctx = int(g.get_int(*arch + ".context_length").value_or(2048));
   c.rms_eps = float(g.get_float(*arch + ".attention.layer_norm_rms_epsilon").value_or(1e-5));
   c.rope_theta = float(g.get_float(*arch + ".rope.freq_base").value_or(10000.0));
@@ -401,7 +427,8 @@ Expected<Checkpoint> load_gguf(const std::string& path) {
     auto t = g.tensor(info.name);
     if (t) ck.all_tensors.push_back(*t);
   }
-  QF_RETURN_IF_ERROR(check_all_used(path, ck.all_tensors, src, c, [](const std::string& n) { return n == "rope_freqs.weight"; }));
+  QF_RETURN_IF_ERROR(check_all_used(path, ck.all_tensors, src, c,
+                                    [](const std::string& n) { return n == "rope_freqs.weight"; }));
   return ck;
 }
 

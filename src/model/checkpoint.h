@@ -23,11 +23,12 @@ namespace qf {
 
 // One Linear as stored: a dense weight, or the parts of a quantized checkpoint layout.
 struct LinearTensors {
-  std::string prefix;                         // "model.layers.0.self_attn.q_proj" or "blk.0.attn_q"
+  std::string prefix;  // "model.layers.0.self_attn.q_proj" or "blk.0.attn_q"
   int64_t n_out = 0, n_in = 0;
-  TensorView weight;                          // (n_out, n_in) when dense
-  std::map<std::string, TensorView> parts;    // suffix -> view (".qweight", ".weight.absmax", ...) when quantized
-  TensorView bias;                            // (n_out), optional
+  TensorView weight;  // (n_out, n_in) when dense
+  std::map<std::string, TensorView>
+      parts;        // suffix -> view (".qweight", ".weight.absmax", ...) when quantized
+  TensorView bias;  // (n_out), optional
   bool packed() const { return !parts.empty(); }
 };
 
@@ -49,7 +50,7 @@ struct ModelWeights {
 struct QuantizationConfig {
   std::string method;  // "" (none), "gptq", "awq", "bnb4" (bitsandbytes load_in_4bit), "bnb8" (load_in_8bit),
                        // "quip" or "quip#" (io/quip_layout.h)
-  int bits = 0;         // gptq
+  int bits = 0;        // gptq
   int group_size = -1;  // gptq
   bool sym = true;      // gptq
   bool desc_act = false;

@@ -40,9 +40,10 @@ Status check_config_ranges(const ModelConfig& c, const std::string& where) {
     return error("{}: rms_norm_eps {} should be a number in (0, 1)", where, c.rms_eps);
   // Sizes past any model's (the largest have ~128 layers, widths ~53k, vocabularies ~256k): a
   // corrupt or hostile config, refused before anything is allocated by them.
-  const std::pair<const char*, int64_t> sizes[] = {{"num_hidden_layers", c.n_layer}, {"hidden_size", c.n_embd},
-                                                   {"intermediate_size", c.n_ff},   {"num_attention_heads", c.n_head},
-                                                   {"num_key_value_heads", c.n_head_kv}, {"head_dim", c.head_dim}};
+  const std::pair<const char*, int64_t> sizes[] = {
+      {"num_hidden_layers", c.n_layer},     {"hidden_size", c.n_embd},
+      {"intermediate_size", c.n_ff},        {"num_attention_heads", c.n_head},
+      {"num_key_value_heads", c.n_head_kv}, {"head_dim", c.head_dim}};
   for (const auto& [key, v] : sizes)
     if (v < 1 || v > (1 << 20)) return error("{}: {} {} should be in 1..{}", where, key, v, 1 << 20);
   if (c.n_layer > 4096) return error("{}: num_hidden_layers {} should be in 1..4096", where, c.n_layer);

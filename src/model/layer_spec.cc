@@ -8,11 +8,16 @@ namespace qf {
 
 int64_t dim(const ModelConfig& c, Dim d) {
   switch (d) {
-    case Dim::Embd: return c.n_embd;
-    case Dim::Q: return c.q_dim();
-    case Dim::KV: return c.kv_dim();
-    case Dim::FF: return c.n_ff;
-    case Dim::HeadDim: return c.head_dim;
+    case Dim::Embd:
+      return c.n_embd;
+    case Dim::Q:
+      return c.q_dim();
+    case Dim::KV:
+      return c.kv_dim();
+    case Dim::FF:
+      return c.n_ff;
+    case Dim::HeadDim:
+      return c.head_dim;
   }
   return 0;
 }

@@ -28,12 +28,12 @@ int64_t dim(const ModelConfig& c, Dim d);
 enum LinearId { kAttnQ, kAttnK, kAttnV, kAttnOut, kFfnGate, kFfnUp, kFfnDown, kNumLinears };
 
 struct LinearSpec {
-  const char* name;   // llama.cpp: "attn_q"
-  const char* hf;     // HF: "self_attn.q_proj"
-  Dim out, in;        // weight (out, in)
-  LinearId input;     // the first Linear reading the same input: one Hessian / imatrix / AWQ point per input
+  const char* name;  // llama.cpp: "attn_q"
+  const char* hf;    // HF: "self_attn.q_proj"
+  Dim out, in;       // weight (out, in)
+  LinearId input;    // the first Linear reading the same input: one Hessian / imatrix / AWQ point per input
   bool ModelConfig::*bias;  // the config flag saying the Linear has a bias (nullptr: never)
-  bool rope_rows;     // rows are (head, head_dim) with RoPE pairs: llama.cpp's LLaMA files permute them
+  bool rope_rows;           // rows are (head, head_dim) with RoPE pairs: llama.cpp's LLaMA files permute them
 };
 
 inline constexpr LinearSpec kBlockLinears[kNumLinears] = {

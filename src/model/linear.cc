@@ -14,7 +14,8 @@ namespace qf {
 
 TiledLinear::TiledLinear(int64_t n_out, int64_t n_in, const TensorView& bias) : n_out_(n_out), n_in_(n_in) {
   if (bias.valid()) {
-    QF_CHECK(bias.numel() == n_out_, "bias '{}' has {} values for {} outputs", bias.name, bias.numel(), n_out_);
+    QF_CHECK(bias.numel() == n_out_, "bias '{}' has {} values for {} outputs", bias.name, bias.numel(),
+             n_out_);
     b_ = bias.to_f32();
   }
 }
@@ -30,8 +31,10 @@ void TiledLinear::decode_rows(int64_t, int64_t, float*) const {
 }
 
 void TiledLinear::decode(int64_t r0, int64_t rows, float* dst) const {
-  if (has_kernel()) qdecode_rows(kernel_, r0, rows, dst);
-  else decode_rows(r0, rows, dst);
+  if (has_kernel())
+    qdecode_rows(kernel_, r0, rows, dst);
+  else
+    decode_rows(r0, rows, dst);
 }
 
 void TiledLinear::forward(const float* x, float* y, int64_t tokens) const {
@@ -75,7 +78,8 @@ void TiledLinear::forward(const float* x, float* y, int64_t tokens) const {
       }
       // y[:, o0 : o0 + rows] = x (tokens, n_in) · w (rows, n_in)ᵀ
       if (tokens == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, int(rows), int(n_in_), 1.0f, w, int(n_in_), x, 1, 0.0f, y + o0, 1);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, int(rows), int(n_in_), 1.0f, w, int(n_in_), x, 1, 0.0f,
+                    y + o0, 1);
       else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(tokens), int(rows), int(n_in_), 1.0f, x,
                     int(n_in_), w, int(n_in_), 0.0f, y + o0, int(n_out_));
@@ -85,7 +89,9 @@ void TiledLinear::forward(const float* x, float* y, int64_t tokens) const {
 }
 
 StoredLinear::StoredLinear(const TensorView& weight, const TensorView& bias)
-    : TiledLinear(weight.rows(), weight.cols(), bias), w_(weight), row_bytes_(qtype_row_bytes(weight.type, weight.cols())) {
+    : TiledLinear(weight.rows(), weight.cols(), bias),
+      w_(weight),
+      row_bytes_(qtype_row_bytes(weight.type, weight.cols())) {
   if (w_.type == QType::F32) {
     if (reinterpret_cast<uintptr_t>(w_.data) % alignof(float) == 0) {
       f32_ = reinterpret_cast<const float*>(w_.data);
@@ -114,7 +120,8 @@ IntLinear::IntLinear(const IntQuantized& q, const TensorView& bias)
   std::vector<int32_t> perm(static_cast<size_t>(n_in));
   std::iota(perm.begin(), perm.end(), 0);
   if (!q.g_idx.empty())
-    std::stable_sort(perm.begin(), perm.end(), [&](int32_t a, int32_t b) { return q.g_idx[size_t(a)] < q.g_idx[size_t(b)]; });
+    std::stable_sort(perm.begin(), perm.end(),
+                     [&](int32_t a, int32_t b) { return q.g_idx[size_t(a)] < q.g_idx[size_t(b)]; });
   bool contiguous = true;
   for (int64_t i = 0; i < n_in; ++i) contiguous &= q.group_of(perm[size_t(i)]) == i / group;
   const bool nibbles = q.spec.bits <= 4;
@@ -131,8 +138,10 @@ IntLinear::IntLinear(const IntQuantized& q, const TensorView& bias)
       uint8_t* dst = codes_.data() + r * m.row_bytes;
       for (int64_t i = 0; i < n_in; ++i) {
         const uint8_t c = src[perm[size_t(i)]];
-        if (!nibbles) dst[i] = c;
-        else dst[i / 32 * 16 + i % 16] |= uint8_t(i % 32 < 16 ? c : c << 4);
+        if (!nibbles)
+          dst[i] = c;
+        else
+          dst[i / 32 * 16 + i % 16] |= uint8_t(i % 32 < 16 ? c : c << 4);
       }
     }
     scales_ = q.scales;
@@ -168,9 +177,11 @@ Bnb4Linear::Bnb4Linear(Bnb4Quantized q, int64_t n_out, int64_t n_in, const Tenso
   set_kernel(m);
 }
 
-Int8Linear::Int8Linear(Int8Rowwise q, float threshold, const TensorView& bias) : q_(std::move(q)), threshold_(threshold) {
+Int8Linear::Int8Linear(Int8Rowwise q, float threshold, const TensorView& bias)
+    : q_(std::move(q)), threshold_(threshold) {
   if (bias.valid()) {
-    QF_CHECK(bias.numel() == q_.n_out, "bias '{}' has {} values for {} outputs", bias.name, bias.numel(), q_.n_out);
+    QF_CHECK(bias.numel() == q_.n_out, "bias '{}' has {} values for {} outputs", bias.name, bias.numel(),
+             q_.n_out);
     b_ = bias.to_f32();
   }
 }
@@ -181,7 +192,8 @@ void Int8Linear::forward(const float* x, float* y, int64_t tokens) const {
   if (threshold_ > 0) {
     std::vector<uint8_t> is_outlier(size_t(n_in), 0);
     for (int64_t t = 0; t < tokens; ++t)
-      for (int64_t i = 0; i < n_in; ++i) is_outlier[size_t(i)] |= uint8_t(std::fabs(x[t * n_in + i]) >= threshold_);
+      for (int64_t i = 0; i < n_in; ++i)
+        is_outlier[size_t(i)] |= uint8_t(std::fabs(x[t * n_in + i]) >= threshold_);
     for (int64_t i = 0; i < n_in; ++i)
       if (is_outlier[size_t(i)]) outliers.push_back(i);
   }
@@ -239,8 +251,8 @@ void Int8Linear::forward(const float* x, float* y, int64_t tokens) const {
       std::fill(acc.begin(), acc.end(), 0.0);
       for (int64_t c0 = 0; c0 < n_in; c0 += kChunk) {
         const int64_t cols = std::min(kChunk, n_in - c0);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(tokens), int(rows), int(cols), 1.0f, xf.data() + c0,
-                    int(n_in), w.data() + c0, int(n_in), 0.0f, part.data(), int(rows));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(tokens), int(rows), int(cols), 1.0f,
+                    xf.data() + c0, int(n_in), w.data() + c0, int(n_in), 0.0f, part.data(), int(rows));
         for (int64_t i = 0; i < tokens * rows; ++i) acc[size_t(i)] += part[size_t(i)];
       }
       for (int64_t t = 0; t < tokens; ++t)
@@ -265,12 +277,18 @@ int64_t E8Linear::weight_bytes() const {
 
 QuipLinear::QuipLinear(Hadamard h_in, Hadamard h_out, std::vector<float> s_in, std::vector<float> s_out,
                        std::unique_ptr<Linear> inner, const TensorView& bias)
-    : h_in_(std::move(h_in)), h_out_(std::move(h_out)), s_in_(std::move(s_in)), s_out_(std::move(s_out)), inner_(std::move(inner)) {
-  QF_CHECK(h_in_.n() == inner_->n_in() && h_out_.n() == inner_->n_out() && int64_t(s_in_.size()) == h_in_.n() &&
-               int64_t(s_out_.size()) == h_out_.n(),
-           "QuIP transforms ({} in, {} out) do not fit a {}x{} weight", h_in_.n(), h_out_.n(), inner_->n_out(), inner_->n_in());
+    : h_in_(std::move(h_in)),
+      h_out_(std::move(h_out)),
+      s_in_(std::move(s_in)),
+      s_out_(std::move(s_out)),
+      inner_(std::move(inner)) {
+  QF_CHECK(h_in_.n() == inner_->n_in() && h_out_.n() == inner_->n_out() &&
+               int64_t(s_in_.size()) == h_in_.n() && int64_t(s_out_.size()) == h_out_.n(),
+           "QuIP transforms ({} in, {} out) do not fit a {}x{} weight", h_in_.n(), h_out_.n(),
+           inner_->n_out(), inner_->n_in());
   if (bias.valid()) {
-    QF_CHECK(bias.numel() == n_out(), "bias '{}' has {} values for {} outputs", bias.name, bias.numel(), n_out());
+    QF_CHECK(bias.numel() == n_out(), "bias '{}' has {} values for {} outputs", bias.name, bias.numel(),
+             n_out());
     b_ = bias.to_f32();
   }
 }

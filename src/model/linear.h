@@ -73,7 +73,7 @@ class StoredLinear : public TiledLinear {
   const float* f32_weights() const override { return f32_; }
   TensorView w_;
   int64_t row_bytes_;
-  std::vector<float> owned_;    // fp32 copy, only when a stored fp32 tensor is misaligned
+  std::vector<float> owned_;  // fp32 copy, only when a stored fp32 tensor is misaligned
   const float* f32_ = nullptr;
 };
 
@@ -87,7 +87,9 @@ class IntLinear : public TiledLinear {
   int64_t weight_bytes() const override;
 
  private:
-  void decode_rows(int64_t r0, int64_t rows, float* dst) const override { fallback_->dequantize_rows(r0, rows, dst); }
+  void decode_rows(int64_t r0, int64_t rows, float* dst) const override {
+    fallback_->dequantize_rows(r0, rows, dst);
+  }
   int bits_;
   int64_t n_groups_;
   std::vector<uint8_t> codes_;
@@ -99,7 +101,9 @@ class IntLinear : public TiledLinear {
 class Bnb4Linear : public TiledLinear {
  public:
   Bnb4Linear(Bnb4Quantized q, int64_t n_out, int64_t n_in, const TensorView& bias);
-  int64_t weight_bytes() const override { return int64_t(q_.bits_per_weight() * double(q_.n) / 8) + bias_bytes(); }
+  int64_t weight_bytes() const override {
+    return int64_t(q_.bits_per_weight() * double(q_.n) / 8) + bias_bytes();
+  }
 
  private:
   void decode_rows(int64_t r0, int64_t rows, float* dst) const override {
@@ -137,7 +141,9 @@ class E8Linear : public TiledLinear {
   int64_t weight_bytes() const override;
 
  private:
-  void decode_rows(int64_t r0, int64_t rows, float* dst) const override { e8p::decode_rows(q_, r0, rows, dst); }
+  void decode_rows(int64_t r0, int64_t rows, float* dst) const override {
+    e8p::decode_rows(q_, r0, rows, dst);
+  }
   e8p::E8Codes q_;
 };
 
@@ -146,8 +152,8 @@ class E8Linear : public TiledLinear {
 // diag(sₒ)·Hₒ on the way out (kernels/cpu/hadamard.h); W itself is never formed.
 class QuipLinear : public Linear {
  public:
-  QuipLinear(Hadamard h_in, Hadamard h_out, std::vector<float> s_in, std::vector<float> s_out, std::unique_ptr<Linear> inner,
-             const TensorView& bias);
+  QuipLinear(Hadamard h_in, Hadamard h_out, std::vector<float> s_in, std::vector<float> s_out,
+             std::unique_ptr<Linear> inner, const TensorView& bias);
   void forward(const float* x, float* y, int64_t tokens) const override;
   int64_t n_in() const override { return inner_->n_in(); }
   int64_t n_out() const override { return inner_->n_out(); }

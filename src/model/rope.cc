@@ -41,8 +41,9 @@ float yarn(const ModelConfig& c, std::vector<float>& f) {
   auto get_mscale = [](double scale, double m) { return scale <= 1 ? 1.0 : 0.1 * m * std::log(scale) + 1.0; };
   double attention = r.attention_factor;
   if (attention <= 0)
-    attention = r.mscale != 0 && r.mscale_all_dim != 0 ? get_mscale(factor, r.mscale) / get_mscale(factor, r.mscale_all_dim)
-                                                       : get_mscale(factor, 1.0);
+    attention = r.mscale != 0 && r.mscale_all_dim != 0
+                    ? get_mscale(factor, r.mscale) / get_mscale(factor, r.mscale_all_dim)
+                    : get_mscale(factor, 1.0);
   auto correction_dim = [&](double rotations) {
     return d * std::log(original_ctx(c) / (rotations * 2 * std::numbers::pi)) / (2 * std::log(base));
   };
@@ -65,11 +66,16 @@ float yarn(const ModelConfig& c, std::vector<float>& f) {
 
 const char* rope_kind_name(RopeKind k) {
   switch (k) {
-    case RopeKind::Default: return "default";
-    case RopeKind::Linear: return "linear";
-    case RopeKind::Dynamic: return "dynamic";
-    case RopeKind::Yarn: return "yarn";
-    case RopeKind::Llama3: return "llama3";
+    case RopeKind::Default:
+      return "default";
+    case RopeKind::Linear:
+      return "linear";
+    case RopeKind::Dynamic:
+      return "dynamic";
+    case RopeKind::Yarn:
+      return "yarn";
+    case RopeKind::Llama3:
+      return "llama3";
   }
   return "?";
 }
@@ -85,14 +91,20 @@ RopeFrequencies rope_frequencies(const ModelConfig& c, int seq_len) {
   out.inv_freq = default_inv_freq(base, c.head_dim);
   switch (r.kind) {
     case RopeKind::Default:
-    case RopeKind::Dynamic: break;
+    case RopeKind::Dynamic:
+      break;
     case RopeKind::Linear:
       for (float& v : out.inv_freq) v /= r.factor;
       break;
-    case RopeKind::Llama3: llama3(r, out.inv_freq); break;
-    case RopeKind::Yarn: out.attention_factor = yarn(c, out.inv_freq); break;
+    case RopeKind::Llama3:
+      llama3(r, out.inv_freq);
+      break;
+    case RopeKind::Yarn:
+      out.attention_factor = yarn(c, out.inv_freq);
+      break;
   }
-  for (size_t i = 0; i < r.freq_factors.size() && i < out.inv_freq.size(); ++i) out.inv_freq[i] /= r.freq_factors[i];
+  for (size_t i = 0; i < r.freq_factors.size() && i < out.inv_freq.size(); ++i)
+    out.inv_freq[i] /= r.freq_factors[i];
   return out;
 }
 
@@ -125,13 +137,15 @@ Status check_rope(const ModelConfig& c, const std::string& where) {
     return error("{}: rope_type '{}' needs a factor ≥ 1, found {}", where, kind, r.factor);
   if (r.kind == RopeKind::Llama3) {
     if (r.original_ctx <= 0)
-      return error("{}: rope_type 'llama3' needs original_max_position_embeddings > 0, found {}", where, r.original_ctx);
+      return error("{}: rope_type 'llama3' needs original_max_position_embeddings > 0, found {}", where,
+                   r.original_ctx);
     if (!(r.high_freq_factor > r.low_freq_factor) || !(r.low_freq_factor > 0))
-      return error("{}: rope_type 'llama3' needs 0 < low_freq_factor < high_freq_factor, found {} and {}", where,
-                   r.low_freq_factor, r.high_freq_factor);
+      return error("{}: rope_type 'llama3' needs 0 < low_freq_factor < high_freq_factor, found {} and {}",
+                   where, r.low_freq_factor, r.high_freq_factor);
   }
   if (r.kind == RopeKind::Yarn && !(r.beta_fast > 0 && r.beta_slow > 0))
-    return error("{}: rope_type 'yarn' needs beta_fast and beta_slow > 0, found {} and {}", where, r.beta_fast, r.beta_slow);
+    return error("{}: rope_type 'yarn' needs beta_fast and beta_slow > 0, found {} and {}", where,
+                 r.beta_fast, r.beta_slow);
   return {};
 }
 

@@ -83,7 +83,8 @@ double Transformer::body_bits_per_weight() const {
 void Transformer::rope_table(int n, int pos0, float* cs) const {
   const int half = cfg_.head_dim / 2;
   // Dynamic NTK scaling recomputes the frequencies for sequences past the original context.
-  const RopeFrequencies dynamic = cfg_.rope.kind == RopeKind::Dynamic ? rope_frequencies(cfg_, pos0 + n) : RopeFrequencies{};
+  const RopeFrequencies dynamic =
+      cfg_.rope.kind == RopeKind::Dynamic ? rope_frequencies(cfg_, pos0 + n) : RopeFrequencies{};
   const RopeFrequencies& r = cfg_.rope.kind == RopeKind::Dynamic ? dynamic : rope_;
   for (int t = 0; t < n; ++t)
     for (int i = 0; i < half; ++i) {
@@ -93,8 +94,9 @@ void Transformer::rope_table(int n, int pos0, float* cs) const {
     }
 }
 
-bool Transformer::attention(const Layer& L, int layer, const float* x, float* out, int n, float* kc, float* vc,
-                            int n_past, const InputObserver* observe, std::string_view stop_at) const {
+bool Transformer::attention(const Layer& L, int layer, const float* x, float* out, int n, float* kc,
+                            float* vc, int n_past, const InputObserver* observe,
+                            std::string_view stop_at) const {
   const int hd = cfg_.head_dim, qd = cfg_.q_dim(), kvd = cfg_.kv_dim();
   const int p = n_past;
   float* q = scratch(kQuery, int64_t(n) * qd);
@@ -105,7 +107,8 @@ bool Transformer::attention(const Layer& L, int layer, const float* x, float* ou
   L.linears[kAttnV]->forward(x, vc + int64_t(p) * kvd, n);
   if (cfg_.qk_norm) {  // Qwen3: RMSNorm over each head, before RoPE (in place: one row per head)
     be_->rms_norm(q, L.norms[kQNorm].data(), q, n * cfg_.n_head, hd, cfg_.rms_eps);
-    be_->rms_norm(kc + int64_t(p) * kvd, L.norms[kKNorm].data(), kc + int64_t(p) * kvd, n * cfg_.n_head_kv, hd, cfg_.rms_eps);
+    be_->rms_norm(kc + int64_t(p) * kvd, L.norms[kKNorm].data(), kc + int64_t(p) * kvd, n * cfg_.n_head_kv,
+                  hd, cfg_.rms_eps);
   }
   float* cs = scratch(kRope, int64_t(n) * hd);
   rope_table(n, p, cs);
@@ -119,8 +122,8 @@ bool Transformer::attention(const Layer& L, int layer, const float* x, float* ou
   return false;
 }
 
-bool Transformer::mlp(const Layer& L, int layer, const float* x, float* out, int n, const InputObserver* observe,
-                      std::string_view stop_at) const {
+bool Transformer::mlp(const Layer& L, int layer, const float* x, float* out, int n,
+                      const InputObserver* observe, std::string_view stop_at) const {
   const int64_t ff = cfg_.n_ff;
   if (observe) (*observe)(layer, {"ffn_gate", "ffn_up"}, x, n, cfg_.n_embd);
   if (stop_at == "ffn_gate") return true;
@@ -151,12 +154,14 @@ void Transformer::embed(const int32_t* tokens, int n, float* x) const {
   const auto& tr = traits(tok_embd_.type);
   const int64_t row_bytes = qtype_row_bytes(tok_embd_.type, E);
   for (int t = 0; t < n; ++t) {
-    QF_CHECK(tokens[t] >= 0 && tokens[t] < cfg_.vocab_size, "token id {} outside vocabulary {}", tokens[t], cfg_.vocab_size);
+    QF_CHECK(tokens[t] >= 0 && tokens[t] < cfg_.vocab_size, "token id {} outside vocabulary {}", tokens[t],
+             cfg_.vocab_size);
     tr.dequantize_ref(tok_embd_.data + tokens[t] * row_bytes, x + int64_t(t) * E, E);
   }
 }
 
-void Transformer::run_block(int layer, float* x, int n, const InputObserver* observe, std::string_view stop_at) const {
+void Transformer::run_block(int layer, float* x, int n, const InputObserver* observe,
+                            std::string_view stop_at) const {
   std::vector<float> k(size_t(n) * size_t(cfg_.kv_dim())), v(k.size());
   block(layers_[size_t(layer)], layer, x, n, k.data(), v.data(), 0, observe, stop_at);
 }

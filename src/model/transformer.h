@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "core/status.h"
-#include "model/checkpoint.h"
 #include "kernels/backend.h"
+#include "model/checkpoint.h"
 #include "model/linear.h"
 #include "model/rope.h"
 
@@ -37,7 +37,8 @@ struct KVCache {
 // Sees the input of every decoder-block Linear during a forward pass (for importance
 // matrices): the layer, the llama.cpp names of the weights that read this input ("attn_q",
 // "attn_k", "attn_v" share one), and x (n, n_in).
-using InputObserver = std::function<void(int layer, std::initializer_list<const char*> kinds, const float* x, int n, int n_in)>;
+using InputObserver =
+    std::function<void(int layer, std::initializer_list<const char*> kinds, const float* x, int n, int n_in)>;
 
 class Transformer {
  public:
@@ -67,7 +68,8 @@ class Transformer {
   // "attn_output", "ffn_gate", "ffn_down") after whose observation the block returns early,
   // x then left half-updated.
   void embed(const int32_t* tokens, int n, float* x) const;
-  void run_block(int layer, float* x, int n, const InputObserver* observe = nullptr, std::string_view stop_at = {}) const;
+  void run_block(int layer, float* x, int n, const InputObserver* observe = nullptr,
+                 std::string_view stop_at = {}) const;
   void set_linear(int layer, const std::string& kind, std::unique_ptr<Linear> linear);
   // One sub-layer of block `layer` alone — "attn" (q/k/v, RoPE, causal attention, o) or "mlp"
   // (gate/up, SiLU, down) — on its normalized input x (n, n_embd), one sequence at positions
@@ -76,14 +78,14 @@ class Transformer {
 
  private:
   struct Layer {
-    std::vector<float> norms[kNumNorms];            // kBlockNorms' sizes; empty when absent
-    std::unique_ptr<Linear> linears[kNumLinears];   // kBlockLinears; biases live inside the Linear
+    std::vector<float> norms[kNumNorms];           // kBlockNorms' sizes; empty when absent
+    std::unique_ptr<Linear> linears[kNumLinears];  // kBlockLinears; biases live inside the Linear
   };
   Transformer() = default;
   // kc, vc: the layer's key/value rows (positions 0 .. n_past + n), n_past already filled.
   // attention and mlp return true when they stopped at stop_at.
-  bool attention(const Layer& L, int layer, const float* x, float* out, int n, float* kc, float* vc, int n_past,
-                 const InputObserver* observe, std::string_view stop_at) const;
+  bool attention(const Layer& L, int layer, const float* x, float* out, int n, float* kc, float* vc,
+                 int n_past, const InputObserver* observe, std::string_view stop_at) const;
   void block(const Layer& L, int layer, float* x, int n, float* kc, float* vc, int n_past,
              const InputObserver* observe, std::string_view stop_at) const;
   // cs: (n, head_dim / 2) pairs (cos, sin) of positions pos0 .. pos0 + n − 1.
@@ -92,12 +94,12 @@ class Transformer {
            std::string_view stop_at) const;
 
   ModelConfig cfg_;
-  const Backend* be_ = nullptr;      // every operation but the Linears' products (kernels/backend.h)
-  TensorView tok_embd_;              // (vocab, n_embd), any format: rows decoded on lookup
-  std::vector<float> output_norm_;   // (n_embd)
-  std::unique_ptr<Linear> output_;   // lm_head
+  const Backend* be_ = nullptr;     // every operation but the Linears' products (kernels/backend.h)
+  TensorView tok_embd_;             // (vocab, n_embd), any format: rows decoded on lookup
+  std::vector<float> output_norm_;  // (n_embd)
+  std::unique_ptr<Linear> output_;  // lm_head
   std::vector<Layer> layers_;
-  RopeFrequencies rope_;             // (head_dim / 2) frequencies, fp32 as in HF (dynamic: recomputed per call)
+  RopeFrequencies rope_;  // (head_dim / 2) frequencies, fp32 as in HF (dynamic: recomputed per call)
 };
 
 }  // namespace qf

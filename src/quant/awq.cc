@@ -45,14 +45,15 @@ std::unique_ptr<Linear> dense(const LinearTensors& t, const std::vector<float>& 
 }
 
 // Input `key` of block `layer` for every window (N, d), as the unquantized model computes it.
-std::vector<float> capture(const Transformer& tf, int layer, const std::vector<float>& hidden, const Windows& win,
-                           const char* key, int64_t d) {
+std::vector<float> capture(const Transformer& tf, int layer, const std::vector<float>& hidden,
+                           const Windows& win, const char* key, int64_t d) {
   const int64_t E = tf.config().n_embd;
   std::vector<float> X(static_cast<size_t>(win.rows * d)), x;
   for (size_t k = 0; k < win.offset.size(); ++k) {
     x.assign(hidden.begin() + win.offset[k] * E, hidden.begin() + (win.offset[k] + win.length[k]) * E);
     InputObserver copy = [&](int l, std::initializer_list<const char*> kinds, const float* in, int n, int) {
-      if (l == layer && std::string(*kinds.begin()) == key) std::copy(in, in + n * d, X.begin() + win.offset[k] * d);
+      if (l == layer && std::string(*kinds.begin()) == key)
+        std::copy(in, in + n * d, X.begin() + win.offset[k] * d);
     };
     tf.run_block(layer, x.data(), int(win.length[k]), &copy, key);
   }
@@ -61,8 +62,9 @@ std::vector<float> capture(const Transformer& tf, int layer, const std::vector<f
 
 // Mean squared difference of the point's output from `ref` (N, n_out), or the output itself
 // when ref is null (returned through `out`).
-double score(const Transformer& tf, int layer, const Point& p, const Linear* single, const std::vector<float>& X,
-             int64_t d, const Windows& win, const std::vector<float>* ref, std::vector<float>* out) {
+double score(const Transformer& tf, int layer, const Point& p, const Linear* single,
+             const std::vector<float>& X, int64_t d, const Windows& win, const std::vector<float>* ref,
+             std::vector<float>* out) {
   const int64_t E = tf.config().n_embd;
   std::vector<float> y;
   double sum = 0;
@@ -70,8 +72,10 @@ double score(const Transformer& tf, int layer, const Point& p, const Linear* sin
     const int n = int(win.length[k]);
     y.resize(size_t(n * E));
     const float* x = X.data() + win.offset[k] * d;
-    if (single) single->forward(x, y.data(), n);
-    else tf.run_sublayer(layer, p.module, x, y.data(), n);
+    if (single)
+      single->forward(x, y.data(), n);
+    else
+      tf.run_sublayer(layer, p.module, x, y.data(), n);
     if (out) std::copy(y.begin(), y.end(), out->begin() + win.offset[k] * E);
     if (!ref) continue;
     const float* r = ref->data() + win.offset[k] * E;
@@ -113,8 +117,8 @@ std::vector<double> mean_group_normalized(const Block& b, const Point& p, int64_
   return m;
 }
 
-std::vector<float> candidate_scales(const std::vector<double>& x_mean, const std::vector<double>& w_mean, double ratio,
-                                    bool duo) {
+std::vector<float> candidate_scales(const std::vector<double>& x_mean, const std::vector<double>& w_mean,
+                                    double ratio, bool duo) {
   std::vector<float> s(x_mean.size());
   for (size_t j = 0; j < s.size(); ++j) {
     float v = float(std::pow(x_mean[j], ratio));
@@ -138,9 +142,11 @@ void scale_columns(std::vector<float>& w, const std::vector<float>& s, bool divi
 // Clip search for one scaled Linear w (n_out, n_in) on sampled inputs xs (T, n_in); clamps w
 // to the best range per (row, group) and returns how many groups were shrunk.
 int64_t clip(int layer, const std::string& kind, std::vector<float>& w, int64_t n_out, int64_t n_in,
-             const std::vector<float>& xs, const std::vector<float>& s, const AwqSpec& spec, const FakeQuantizer& quantize) {
+             const std::vector<float>& xs, const std::vector<float>& s, const AwqSpec& spec,
+             const FakeQuantizer& quantize) {
   const int64_t G = group_length(spec.group, n_in), ng = n_in / G, T = int64_t(xs.size()) / n_in;
-  std::vector<float> org_max(size_t(n_out * ng)), best_max, best_err(org_max.size(), std::numeric_limits<float>::max());
+  std::vector<float> org_max(size_t(n_out * ng)), best_max,
+      best_err(org_max.size(), std::numeric_limits<float>::max());
   for (int64_t r = 0; r < n_out; ++r)
     for (int64_t g = 0; g < ng; ++g) {
       float mx = 0;
@@ -161,15 +167,16 @@ int64_t clip(int layer, const std::string& kind, std::vector<float>& w, int64_t 
     // Partial products of group g, (T, n_out): the reference ones are recomputed at every step
     // (one more sgemm) rather than kept for all groups (ng·T·n_out floats, 0.7 GiB for a 7B MLP).
     for (int64_t g = 0; g < ng; ++g) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(n_out), int(G), 1.0f, xs.data() + g * G, int(n_in),
-                  w.data() + g * G, int(n_in), 0.0f, ref.data(), int(n_out));
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(n_out), int(G), 1.0f, xs.data() + g * G, int(n_in),
-                  q.data() + g * G, int(n_in), 0.0f, out.data(), int(n_out));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(n_out), int(G), 1.0f,
+                  xs.data() + g * G, int(n_in), w.data() + g * G, int(n_in), 0.0f, ref.data(), int(n_out));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(n_out), int(G), 1.0f,
+                  xs.data() + g * G, int(n_in), q.data() + g * G, int(n_in), 0.0f, out.data(), int(n_out));
 #pragma omp parallel for schedule(static)
       for (int64_t r = 0; r < n_out; ++r) {
         double e = 0;
-        for (int64_t t = 0; t < T; ++t) e += double(out[size_t(t * n_out + r)] - ref[size_t(t * n_out + r)]) *
-                                             double(out[size_t(t * n_out + r)] - ref[size_t(t * n_out + r)]);
+        for (int64_t t = 0; t < T; ++t)
+          e += double(out[size_t(t * n_out + r)] - ref[size_t(t * n_out + r)]) *
+               double(out[size_t(t * n_out + r)] - ref[size_t(t * n_out + r)]);
         const float err = float(e / double(T));
         if (err < best_err[size_t(r * ng + g)]) {
           best_err[size_t(r * ng + g)] = err;
@@ -198,10 +205,12 @@ std::vector<float> sample_rows(const std::vector<float>& X, int64_t d) {
 }  // namespace
 
 Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows,
-                                  const AwqSpec& spec, const FakeQuantizer& quantize, const std::string& out_dir,
+                                  const AwqSpec& spec, const FakeQuantizer& quantize,
+                                  const std::string& out_dir,
                                   const std::function<void(int64_t, int64_t)>& progress) {
   if (ck.format != "hf") return error("{}: AWQ reads Hugging Face directories", ck.path);
-  if (!ck.quant.method.empty()) return error("{}: the checkpoint is already quantized ({})", ck.path, ck.quant.method);
+  if (!ck.quant.method.empty())
+    return error("{}: the checkpoint is already quantized ({})", ck.path, ck.quant.method);
   if (windows.empty()) return error("AWQ needs calibration windows (--calib)");
   const ModelConfig& c = ck.config;
   const int64_t E = c.n_embd;
@@ -224,7 +233,8 @@ Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::v
     for (const TensorView* t : ts) entries.push_back({t->name, "F32", t->shape});
   if (std::filesystem::exists(out_dir)) return error("{}: already exists", out_dir);
   std::error_code ec;
-  if (!std::filesystem::create_directories(out_dir, ec)) return error("{}: cannot create: {}", out_dir, ec.message());
+  if (!std::filesystem::create_directories(out_dir, ec))
+    return error("{}: cannot create: {}", out_dir, ec.message());
   QF_RETURN_IF_ERROR(copy_side_files(ck.path, out_dir, true));
   QF_ASSIGN_OR_RETURN(auto writer, SafetensorsWriter::create(out_dir + "/model.safetensors", entries,
                                                              {{"format", "pt"}, {"awq", "qforge"}}));
@@ -242,7 +252,8 @@ Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::v
     win.rows += int64_t(w.size());
   }
   std::vector<float> hidden(size_t(win.rows * E));
-  for (size_t k = 0; k < windows.size(); ++k) tf->embed(windows[k].data(), int(windows[k].size()), hidden.data() + win.offset[k] * E);
+  for (size_t k = 0; k < windows.size(); ++k)
+    tf->embed(windows[k].data(), int(windows[k].size()), hidden.data() + win.offset[k] * E);
   AwqReport rep;
   for (int layer = 0; layer < c.n_layer; ++layer) {
     const LayerWeights& lw = ck.weights.layers[size_t(layer)];
@@ -254,17 +265,21 @@ Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::v
       QF_ASSIGN_OR_RETURN(b.w[kind], t.weight.to_f32_finite());
       if (t.bias.valid()) b.b[kind] = t.bias.to_f32();
     }
-    std::map<std::string, std::vector<float>> scales, samples;  // by kind: s of its columns; its sampled inputs
+    std::map<std::string, std::vector<float>> scales,
+        samples;  // by kind: s of its columns; its sampled inputs
     for (const Point& p : kPoints) {
       const LinearTensors& first = lw.linear(p.kinds[0]);
       const int64_t d = first.n_in;
-      const bool scaled = p.prev != std::string("attn_v") ||
-                          (lw.linears[kAttnV].n_out == lw.linears[kAttnOut].n_out && lw.linears[kAttnV].n_in == lw.linears[kAttnOut].n_in);  // AutoAWQ: shapes must match
+      const bool scaled =
+          p.prev != std::string("attn_v") ||
+          (lw.linears[kAttnV].n_out == lw.linears[kAttnOut].n_out &&
+           lw.linears[kAttnV].n_in == lw.linears[kAttnOut].n_in);  // AutoAWQ: shapes must match
       if (!scaled && !spec.clip) continue;
       std::vector<float> X = capture(*tf, layer, hidden, win, p.input, d);
       if (scaled) {
         const std::vector<double> x_mean = mean_abs_columns(X, d);
-        const std::vector<double> w_mean = spec.duo_scaling ? mean_group_normalized(b, p, d, spec.group) : std::vector<double>();
+        const std::vector<double> w_mean =
+            spec.duo_scaling ? mean_group_normalized(b, p, d, spec.group) : std::vector<double>();
         std::unique_ptr<Linear> single;
         if (!*p.module) single = dense(first, b.w.at(p.kinds[0]));
         std::vector<float> ref(size_t(win.rows * E));
@@ -273,15 +288,18 @@ Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::v
         int best_k = 0;
         std::vector<float> best_s;
         for (int k = 0; k < spec.n_grid; ++k) {
-          const std::vector<float> s = candidate_scales(x_mean, w_mean, double(k) / spec.n_grid, spec.duo_scaling);
+          const std::vector<float> s =
+              candidate_scales(x_mean, w_mean, double(k) / spec.n_grid, spec.duo_scaling);
           for (const char* kind : p.kinds) {
             const LinearTensors& t = lw.linear(kind);
             std::vector<float> wq = b.w.at(kind);
             scale_columns(wq, s, false);
             quantize(layer, kind, wq.data(), t.n_out, t.n_in, s);
             scale_columns(wq, s, true);
-            if (single) single = dense(t, wq);
-            else tf->set_linear(layer, kind, dense(t, wq));
+            if (single)
+              single = dense(t, wq);
+            else
+              tf->set_linear(layer, kind, dense(t, wq));
           }
           const double err = score(*tf, layer, p, single.get(), X, d, win, &ref, nullptr);
           if (k == 0) at_zero = err;
@@ -296,11 +314,14 @@ Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::v
           tf->set_linear(layer, kind, std::make_unique<StoredLinear>(t.weight, t.bias));
           scales[kind] = best_s;
         }
-        rep.points.push_back(fmt::format("blk.{} {}→{} α={:.2f} (output mse {:.4g}; {:.4g} at α=0)", layer, p.prev,
-                                         fmt::join(p.kinds, ","), double(best_k) / spec.n_grid, best, at_zero));
+        rep.points.push_back(fmt::format("blk.{} {}→{} α={:.2f} (output mse {:.4g}; {:.4g} at α=0)", layer,
+                                         p.prev, fmt::join(p.kinds, ","), double(best_k) / spec.n_grid, best,
+                                         at_zero));
         for (const char* kind : p.kinds) scale_columns(b.w[kind], best_s, false);
-        if (std::string(p.prev) == "attn_norm") scale_columns(b.attn_norm, best_s, true);
-        else if (std::string(p.prev) == "ffn_norm") scale_columns(b.ffn_norm, best_s, true);
+        if (std::string(p.prev) == "attn_norm")
+          scale_columns(b.attn_norm, best_s, true);
+        else if (std::string(p.prev) == "ffn_norm")
+          scale_columns(b.ffn_norm, best_s, true);
         else {  // the previous Linear's output rows (and bias) take 1/s
           std::vector<float>& w = b.w[p.prev];
           const int64_t n_in = lw.linear(p.prev).n_in;
@@ -330,7 +351,8 @@ Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::v
     for (const char* kind : kLinearNames) {
       const LinearTensors& t = lw.linear(kind);
       QF_RETURN_IF_ERROR(writer->write(t.weight.name, b.w[kind].data(), b.w[kind].size() * 4));
-      if (t.bias.valid()) QF_RETURN_IF_ERROR(writer->write(t.bias.name, b.b[kind].data(), b.b[kind].size() * 4));
+      if (t.bias.valid())
+        QF_RETURN_IF_ERROR(writer->write(t.bias.name, b.b[kind].data(), b.b[kind].size() * 4));
       release_mapped_pages(t.weight.data, size_t(t.weight.nbytes));
     }
     for (size_t k = 0; k < windows.size(); ++k)  // the unquantized block's outputs: the next block's inputs

@@ -41,26 +41,28 @@ namespace qf {
 struct AwqSpec {
   bool duo_scaling = false;
   bool clip = true;
-  int group = 128;   // group length of w̄ and of the clip search (-1, or not dividing a row: the whole row)
+  int group = 128;  // group length of w̄ and of the clip search (-1, or not dividing a row: the whole row)
   int n_grid = 20;
 };
 
 // Replaces w (n_out, n_in) — Linear `kind` ("attn_q" … "ffn_down") of block `layer`, its
 // columns already multiplied by col_scale — by its quantized-then-dequantized values.
-using FakeQuantizer = std::function<void(int layer, const std::string& kind, float* w, int64_t n_out, int64_t n_in,
-                                         const std::vector<float>& col_scale)>;
+using FakeQuantizer = std::function<void(int layer, const std::string& kind, float* w, int64_t n_out,
+                                         int64_t n_in, const std::vector<float>& col_scale)>;
 
 struct AwqReport {
-  std::vector<std::string> points;                        // "blk.0 attn_norm→attn_q,attn_k,attn_v α=0.45 (mse 1.2e-3 vs 2.5e-3 at α=0)"
-  std::map<std::string, std::vector<float>> col_scales;   // GGUF weight name -> s folded into its columns
-  int64_t clipped_groups = 0;                             // groups whose range the clip search shrank
+  std::vector<std::string>
+      points;  // "blk.0 attn_norm→attn_q,attn_k,attn_v α=0.45 (mse 1.2e-3 vs 2.5e-3 at α=0)"
+  std::map<std::string, std::vector<float>> col_scales;  // GGUF weight name -> s folded into its columns
+  int64_t clipped_groups = 0;                            // groups whose range the clip search shrank
   int64_t groups = 0;
 };
 
 // Writes the transformed checkpoint into the new folder out_dir (which must not exist).
 // progress(done, total) counts blocks.
 Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows,
-                                  const AwqSpec& spec, const FakeQuantizer& quantize, const std::string& out_dir,
+                                  const AwqSpec& spec, const FakeQuantizer& quantize,
+                                  const std::string& out_dir,
                                   const std::function<void(int64_t, int64_t)>& progress);
 
 }  // namespace qf

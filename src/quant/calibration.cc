@@ -63,9 +63,11 @@ double PyRandom::random() {
 
 Expected<std::vector<std::vector<int32_t>>> draw_windows(const std::vector<int32_t>& tokens, int nsamples,
                                                          int seqlen, uint32_t seed) {
-  if (nsamples < 1 || seqlen < 1) return error("--nsamples {} --seqlen {}: both must be positive", nsamples, seqlen);
+  if (nsamples < 1 || seqlen < 1)
+    return error("--nsamples {} --seqlen {}: both must be positive", nsamples, seqlen);
   if (int64_t(tokens.size()) <= seqlen)
-    return error("the calibration text has {} tokens; windows of --seqlen {} need more", tokens.size(), seqlen);
+    return error("the calibration text has {} tokens; windows of --seqlen {} need more", tokens.size(),
+                 seqlen);
   PyRandom rng(seed);
   std::vector<std::vector<int32_t>> windows;
   for (int k = 0; k < nsamples; ++k) {
@@ -76,7 +78,6 @@ Expected<std::vector<std::vector<int32_t>>> draw_windows(const std::vector<int32
 }
 
 namespace {
-
 
 // The inputs of a block: the Linears that read each (layer_spec's `input`), keyed by the first one's name.
 struct Input {
@@ -95,8 +96,9 @@ const std::vector<Input> kInputs = [] {
 
 }  // namespace
 
-Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows, bool true_sequential,
-                           const LinearQuantizer& quantize, const std::function<void(int64_t, int64_t)>& progress) {
+Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows,
+                           bool true_sequential, const LinearQuantizer& quantize,
+                           const std::function<void(int64_t, int64_t)>& progress) {
   QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck));
   const ModelConfig& c = ck.config;
   const int E = c.n_embd;
@@ -109,7 +111,8 @@ Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<i
     hidden.resize(hidden.size() + w.size() * size_t(E));
     tf->embed(w.data(), int(w.size()), hidden.data() + offset.back());
   }
-  std::vector<std::vector<const Input*>> stages(true_sequential ? 0 : 1);  // one stage per input, or one for all
+  std::vector<std::vector<const Input*>> stages(true_sequential ? 0
+                                                                : 1);  // one stage per input, or one for all
   for (const Input& in : kInputs) {
     if (true_sequential) stages.emplace_back();
     stages.back().push_back(&in);
@@ -123,7 +126,8 @@ Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<i
         const int64_t d = lw.linear(in->key).n_in;
         H[in->key].assign(size_t(d * d), 0.0);
       }
-      InputObserver observe = [&](int l, std::initializer_list<const char*> kinds, const float* xin, int n, int n_in) {
+      InputObserver observe = [&](int l, std::initializer_list<const char*> kinds, const float* xin, int n,
+                                  int n_in) {
         auto it = H.find(*kinds.begin());
         if (l == layer && it != H.end()) tf->backend().add_gram(xin, n, n_in, it->second, scratch);
       };

@@ -33,9 +33,9 @@ namespace qf {
 class PyRandom {
  public:
   explicit PyRandom(uint32_t seed);
-  uint32_t getrandbits(int k);        // 1 ≤ k ≤ 32
-  int64_t randrange(int64_t n);       // uniform in [0, n), 0 < n < 2^32, by rejection as _randbelow
-  double random();                    // 53-bit float in [0, 1)
+  uint32_t getrandbits(int k);   // 1 ≤ k ≤ 32
+  int64_t randrange(int64_t n);  // uniform in [0, n), 0 < n < 2^32, by rejection as _randbelow
+  double random();               // 53-bit float in [0, 1)
 
  private:
   uint32_t next();
@@ -50,10 +50,10 @@ Expected<std::vector<std::vector<int32_t>>> draw_windows(const std::vector<int32
 // One decoder-block Linear ready to quantize.
 struct LinearJob {
   int layer = 0;
-  std::string kind;                     // llama.cpp's name: "attn_q", ..., "ffn_down"
+  std::string kind;  // llama.cpp's name: "attn_q", ..., "ffn_down"
   const LinearTensors* tensors = nullptr;
-  std::vector<float> weight;            // (n_out, n_in) fp32, from the checkpoint
-  std::vector<double> hessian;          // (n_in, n_in) = 2/N · Σ x·xᵀ over every calibration token, N = windows
+  std::vector<float> weight;    // (n_out, n_in) fp32, from the checkpoint
+  std::vector<double> hessian;  // (n_in, n_in) = 2/N · Σ x·xᵀ over every calibration token, N = windows
 };
 
 // Quantizes one Linear and returns the Linear that computes with the quantized weights; it
@@ -62,7 +62,8 @@ using LinearQuantizer = std::function<Expected<std::unique_ptr<Linear>>(LinearJo
 
 // Calls `quantize` for every decoder-block Linear, layer by layer, in the order q, k, v, o,
 // gate, up, down. progress(done, total) counts Linears.
-Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows, bool true_sequential,
-                           const LinearQuantizer& quantize, const std::function<void(int64_t, int64_t)>& progress);
+Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows,
+                           bool true_sequential, const LinearQuantizer& quantize,
+                           const std::function<void(int64_t, int64_t)>& progress);
 
 }  // namespace qf

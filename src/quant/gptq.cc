@@ -29,12 +29,13 @@ bool inverse_cholesky(std::vector<double>& H, int64_t n) {
 std::vector<int64_t> act_order_permutation(const std::vector<double>& H, int64_t n_in) {
   std::vector<int64_t> perm(static_cast<size_t>(n_in));
   std::iota(perm.begin(), perm.end(), 0);
-  std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return H[size_t(a * n_in + a)] > H[size_t(b * n_in + b)]; });
+  std::stable_sort(perm.begin(), perm.end(),
+                   [&](int64_t a, int64_t b) { return H[size_t(a * n_in + a)] > H[size_t(b * n_in + b)]; });
   return perm;
 }
 
-Expected<std::vector<float>> damped_inverse_cholesky(std::vector<double> H, int64_t n, double damp, const std::string& name,
-                                                     double* used) {
+Expected<std::vector<float>> damped_inverse_cholesky(std::vector<double> H, int64_t n, double damp,
+                                                     const std::string& name, double* used) {
   double mean_diag = 0;
   for (int64_t i = 0; i < n; ++i) mean_diag += H[size_t(i * n + i)];
   mean_diag /= double(n);
@@ -43,16 +44,19 @@ Expected<std::vector<float>> damped_inverse_cholesky(std::vector<double> H, int6
     U = H;
     for (int64_t i = 0; i < n; ++i) U[size_t(i * n + i)] += d * mean_diag;
     if (inverse_cholesky(U, n)) {
-      if (d > damp * 1.0001) fmt::print(stderr, "warning: {}: Cholesky failed at damping {}; used {:.3g}\n", name, damp, d);
+      if (d > damp * 1.0001)
+        fmt::print(stderr, "warning: {}: Cholesky failed at damping {}; used {:.3g}\n", name, damp, d);
       if (used) *used = d;
       return std::vector<float>(U.begin(), U.end());
     }
   }
-  return error("{}: the Hessian is not positive definite even with damping 1.0 × mean(diag H) = {}", name, mean_diag);
+  return error("{}: the Hessian is not positive definite even with damping 1.0 × mean(diag H) = {}", name,
+               mean_diag);
 }
 
-Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, std::vector<double> H, const GptqSpec& spec,
-                                  RowGrid& grid, const std::vector<int64_t>& perm, const std::string& name) {
+Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, std::vector<double> H,
+                                  const GptqSpec& spec, RowGrid& grid, const std::vector<int64_t>& perm,
+                                  const std::string& name) {
   GptqStats st;
   const auto h = [&](int64_t i, int64_t j) -> double& { return H[size_t(i * n_in + j)]; };
   for (int64_t i = 0; i < n_in; ++i)
@@ -73,9 +77,11 @@ Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, std::ve
     H.swap(Hp);
     w = Wp.data();
   }
-  QF_ASSIGN_OR_RETURN(std::vector<float> Uf, damped_inverse_cholesky(std::move(H), n_in, spec.damp, name, &st.damp));
+  QF_ASSIGN_OR_RETURN(std::vector<float> Uf,
+                      damped_inverse_cholesky(std::move(H), n_in, spec.damp, name, &st.damp));
   const int64_t gs = grid.group();
-  const int64_t B = (spec.block % gs == 0 || gs % spec.block == 0) ? spec.block : std::gcd(gs, int64_t(spec.block));
+  const int64_t B =
+      (spec.block % gs == 0 || gs % spec.block == 0) ? spec.block : std::gcd(gs, int64_t(spec.block));
   std::vector<float> err(size_t(n_out * B));
   double loss = 0;
   for (int64_t i1 = 0; i1 < n_in; i1 += B) {
@@ -100,9 +106,9 @@ Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, std::ve
       const int64_t rows_per = std::max<int64_t>(16, (n_out + 63) / 64);
 #pragma omp parallel for schedule(dynamic)
       for (int64_t r0 = 0; r0 < n_out; r0 += rows_per)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(std::min(rows_per, n_out - r0)), int(n_in - i2), int(cnt),
-                    -1.0f, err.data() + r0 * cnt, int(cnt), Uf.data() + i1 * n_in + i2, int(n_in), 1.0f,
-                    w + r0 * n_in + i2, int(n_in));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(std::min(rows_per, n_out - r0)),
+                    int(n_in - i2), int(cnt), -1.0f, err.data() + r0 * cnt, int(cnt),
+                    Uf.data() + i1 * n_in + i2, int(n_in), 1.0f, w + r0 * n_in + i2, int(n_in));
     }
   }
   st.loss = loss;
@@ -114,7 +120,11 @@ Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, std::ve
 
 IntRowGrid::IntRowGrid(const IntGridSpec& spec, int64_t n_out, int64_t n_in, std::vector<int64_t> perm,
                        const float* static_w)
-    : spec_(spec), n_in_(n_in), gs_(spec.group_len(n_in)), static_(static_w != nullptr), perm_(std::move(perm)) {
+    : spec_(spec),
+      n_in_(n_in),
+      gs_(spec.group_len(n_in)),
+      static_(static_w != nullptr),
+      perm_(std::move(perm)) {
   q_.spec = spec;
   q_.n_out = n_out;
   q_.n_in = n_in;
@@ -155,9 +165,9 @@ float IntRowGrid::round(int64_t r, int64_t c, float w) {
 IntQuantized IntRowGrid::result() && { return std::move(q_); }
 
 BlockRowGrid::BlockRowGrid(QType type, int64_t n_out, int64_t n_in, const float* importance)
-    : tr_(traits(type)), block_(tr_.block), row_bytes_(qtype_row_bytes(type, n_in)),
-      importance_(importance) {
-  QF_CHECK(tr_.pack_codes && n_in % block_ == 0, "{} is not a block type GPTQ can round onto ({} columns)", tr_.name, n_in);
+    : tr_(traits(type)), block_(tr_.block), row_bytes_(qtype_row_bytes(type, n_in)), importance_(importance) {
+  QF_CHECK(tr_.pack_codes && n_in % block_ == 0, "{} is not a block type GPTQ can round onto ({} columns)",
+           tr_.name, n_in);
   for (int q = 0; q < tr_.n_codes; ++q)
     levels_.push_back(type == QType::IQ4_NL || type == QType::IQ4_XS ? float(kIq4nlValues[q]) : float(q));
   bytes_.resize(size_t(n_out * row_bytes_));
@@ -198,7 +208,8 @@ float BlockRowGrid::round(int64_t r, int64_t c, float w) {
   }
   codes_[size_t(k)] = uint8_t(q);
   if (j == block_ - 1)
-    tr_.pack_codes(codes_.data() + r * block_, bytes_.data() + r * row_bytes_ + c / block_ * tr_.bytes_per_block);
+    tr_.pack_codes(codes_.data() + r * block_,
+                   bytes_.data() + r * row_bytes_ + c / block_ * tr_.bytes_per_block);
   return a * levels_[size_t(q)] + b;
 }
 

@@ -29,7 +29,7 @@ namespace qf {
 struct GptqSpec {
   double damp = 0.01;  // λ: fraction of mean(diag H) added to the diagonal
   bool act_order = false;
-  int block = 128;     // lazy-batch width
+  int block = 128;  // lazy-batch width
 };
 
 // A grid onto which rows are rounded, group by group. Positions are processing positions
@@ -47,21 +47,22 @@ class RowGrid {
 };
 
 struct GptqStats {
-  double damp = 0;       // λ finally used
-  double loss = 0;       // Σ (w − q)² / U_cc² / 2 (the reference's reported error)
+  double damp = 0;  // λ finally used
+  double loss = 0;  // Σ (w − q)² / U_cc² / 2 (the reference's reported error)
   int dead_columns = 0;
 };
 
 // Rounds W (n_out, n_in) row-major in place onto `grid`; H (n_in, n_in) is consumed. perm
 // (when act_order) receives the processing order: position c is column perm[c]. `name` is used
 // in messages.
-Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, std::vector<double> H, const GptqSpec& spec,
-                                  RowGrid& grid, const std::vector<int64_t>& perm, const std::string& name);
+Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, std::vector<double> H,
+                                  const GptqSpec& spec, RowGrid& grid, const std::vector<int64_t>& perm,
+                                  const std::string& name);
 
 // U, upper triangular with UᵀU = (H + λ·mean(diag H)·I)⁻¹, in fp32: λ = damp, raised in steps of
 // √10 up to 1 while the Cholesky factorization fails (a warning names `name`); *used gets λ.
-Expected<std::vector<float>> damped_inverse_cholesky(std::vector<double> H, int64_t n, double damp, const std::string& name,
-                                                     double* used);
+Expected<std::vector<float>> damped_inverse_cholesky(std::vector<double> H, int64_t n, double damp,
+                                                     const std::string& name, double* used);
 
 // Processing order for act-order: columns by decreasing H_ii (stable), dead columns included.
 std::vector<int64_t> act_order_permutation(const std::vector<double>& H, int64_t n_in);
@@ -72,7 +73,8 @@ class IntRowGrid : public RowGrid {
  public:
   // perm: processing order (empty: identity). static_w: the original (n_out, n_in) weights when
   // groups are static (fitted up front from columns in their natural groups), else null.
-  IntRowGrid(const IntGridSpec& spec, int64_t n_out, int64_t n_in, std::vector<int64_t> perm, const float* static_w);
+  IntRowGrid(const IntGridSpec& spec, int64_t n_out, int64_t n_in, std::vector<int64_t> perm,
+             const float* static_w);
   int64_t group() const override { return static_ ? n_in_ : spec_.group_len(n_in_); }
   void fit(int64_t r, int64_t c0, const float* w) override;
   float round(int64_t r, int64_t c, float w) override;
@@ -107,10 +109,10 @@ class BlockRowGrid : public RowGrid {
   const QTypeTraits& tr_;
   int64_t block_, row_bytes_;
   const float* importance_;
-  std::vector<float> levels_;    // code -> level: the value at a position is a·level + b
-  std::vector<uint8_t> bytes_;   // (n_out, row_bytes)
-  std::vector<float> a_, b_;     // (n_out, block): the current block's a and b per position
-  std::vector<uint8_t> codes_;   // (n_out, block)
+  std::vector<float> levels_;   // code -> level: the value at a position is a·level + b
+  std::vector<uint8_t> bytes_;  // (n_out, row_bytes)
+  std::vector<float> a_, b_;    // (n_out, block): the current block's a and b per position
+  std::vector<uint8_t> codes_;  // (n_out, block)
 };
 
 }  // namespace qf

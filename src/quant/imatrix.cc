@@ -7,18 +7,22 @@
 
 namespace qf {
 
-Expected<Imatrix> compute_imatrix(const Transformer& tf, const std::vector<int32_t>& tokens, int ctx, int64_t max_chunks,
-                                  int32_t bos_first, const std::function<void(int64_t, int64_t)>& progress) {
+Expected<Imatrix> compute_imatrix(const Transformer& tf, const std::vector<int32_t>& tokens, int ctx,
+                                  int64_t max_chunks, int32_t bos_first,
+                                  const std::function<void(int64_t, int64_t)>& progress) {
   Imatrix im;
   im.ctx = ctx;
   int64_t chunks = int64_t(tokens.size()) / ctx;
   if (max_chunks >= 0) chunks = std::min(chunks, max_chunks);
-  if (chunks == 0) return error("calibration text has {} tokens, fewer than one chunk of {}", tokens.size(), ctx);
+  if (chunks == 0)
+    return error("calibration text has {} tokens, fewer than one chunk of {}", tokens.size(), ctx);
   std::map<std::string, std::vector<double>> sums;
-  InputObserver observe = [&](int layer, std::initializer_list<const char*> kinds, const float* x, int n, int n_in) {
+  InputObserver observe = [&](int layer, std::initializer_list<const char*> kinds, const float* x, int n,
+                              int n_in) {
     std::vector<double> sq(size_t(n_in), 0.0);
     for (int t = 0; t < n; ++t)
-      for (int i = 0; i < n_in; ++i) sq[size_t(i)] += double(x[int64_t(t) * n_in + i]) * x[int64_t(t) * n_in + i];
+      for (int i = 0; i < n_in; ++i)
+        sq[size_t(i)] += double(x[int64_t(t) * n_in + i]) * x[int64_t(t) * n_in + i];
     for (const char* kind : kinds) {
       const std::string name = fmt::format("blk.{}.{}.weight", layer, kind);
       auto& s = sums[name];
@@ -79,16 +83,19 @@ Expected<Imatrix> read_imatrix_gguf(const std::string& path) {
   Imatrix im;
   const std::string kSum = ".in_sum2", kCounts = ".counts";
   for (const auto& info : g.tensor_infos()) {
-    if (info.name.size() <= kSum.size() || info.name.compare(info.name.size() - kSum.size(), kSum.size(), kSum) != 0)
+    if (info.name.size() <= kSum.size() ||
+        info.name.compare(info.name.size() - kSum.size(), kSum.size(), kSum) != 0)
       continue;
     const std::string name = info.name.substr(0, info.name.size() - kSum.size());
     QF_ASSIGN_OR_RETURN(auto sums, g.tensor(info.name));
     auto counts = g.tensor(name + kCounts);
     if (!counts.ok()) return error("{}: '{}' has no '{}{}' tensor", path, info.name, name, kCounts);
     if (sums.type != QType::F32 || counts->type != QType::F32 || counts->numel() != sums.rows())
-      return error("{}: '{}' is {} {}, '{}' {} values; expected F32 [n_mat, n] and F32 [n_mat]", path, info.name,
-                   traits(sums.type).name, sums.shape_str(), counts->name, counts->numel());
-    if (sums.rows() != 1) return error("{}: '{}' covers {} expert matrices; qforge reads dense models", path, info.name, sums.rows());
+      return error("{}: '{}' is {} {}, '{}' {} values; expected F32 [n_mat, n] and F32 [n_mat]", path,
+                   info.name, traits(sums.type).name, sums.shape_str(), counts->name, counts->numel());
+    if (sums.rows() != 1)
+      return error("{}: '{}' covers {} expert matrices; qforge reads dense models", path, info.name,
+                   sums.rows());
     const std::vector<float> s = sums.to_f32();
     const float n = counts->to_f32()[0];
     if (!(n > 0)) return error("{}: '{}' has a count of {}, expected > 0", path, counts->name, n);
@@ -121,7 +128,8 @@ Expected<Imatrix> read_imatrix(const std::string& path) {
   for (int32_t e = 0; e < n; ++e) {
     int32_t len = 0, ncall = 0, nval = 0;
     QF_RETURN_IF_ERROR(get(&len, "a name length"));
-    if (len <= 0 || size_t(len) > bytes.size() - pos) return error("{}: entry {} has a name length of {}", path, e, len);
+    if (len <= 0 || size_t(len) > bytes.size() - pos)
+      return error("{}: entry {} has a name length of {}", path, e, len);
     std::string name = bytes.substr(pos, size_t(len));
     pos += size_t(len);
     QF_RETURN_IF_ERROR(get(&ncall, "ncall"));
@@ -134,14 +142,16 @@ Expected<Imatrix> read_imatrix(const std::string& path) {
     pos += size_t(nval) * 4;
     for (float& v : values) {
       v /= float(ncall);
-      if (!std::isfinite(v) || v < 0) return error("{}: entry '{}' has a value {}, expected finite and ≥ 0", path, name, v);
+      if (!std::isfinite(v) || v < 0)
+        return error("{}: entry '{}' has a value {}, expected finite and ≥ 0", path, name, v);
     }
     im.mean_sq[name] = std::move(values);
     im.tokens[name] = int64_t(ncall) * im.ctx;
   }
   int32_t chunks = 0, dlen = 0;
   if (get(&chunks, "the chunk count").ok()) im.chunks = chunks;
-  if (get(&dlen, "the dataset name").ok() && dlen > 0 && size_t(dlen) <= bytes.size() - pos) im.dataset = bytes.substr(pos, size_t(dlen));
+  if (get(&dlen, "the dataset name").ok() && dlen > 0 && size_t(dlen) <= bytes.size() - pos)
+    im.dataset = bytes.substr(pos, size_t(dlen));
   return im;
 }
 

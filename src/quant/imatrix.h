@@ -32,8 +32,9 @@ struct Imatrix {
   std::string dataset;
 };
 
-Expected<Imatrix> compute_imatrix(const Transformer& tf, const std::vector<int32_t>& tokens, int ctx, int64_t max_chunks,
-                                  int32_t bos_first, const std::function<void(int64_t, int64_t)>& progress);
+Expected<Imatrix> compute_imatrix(const Transformer& tf, const std::vector<int32_t>& tokens, int ctx,
+                                  int64_t max_chunks, int32_t bos_first,
+                                  const std::function<void(int64_t, int64_t)>& progress);
 
 // replace: an existing file is replaced (--force).
 Status write_imatrix(const Imatrix& im, const std::string& path, bool replace = false);

@@ -14,12 +14,12 @@
 namespace qf {
 
 struct MethodSpec {
-  const char* name;     // --method NAME
-  const char* writes;   // the default output layout, for --help
-  int min_bits, max_bits;      // --bits range; 0, 0: the grid's own check (quant/quantize_hf)
-  const char* bits_rule;       // why, when --bits is outside the range
-  bool check_default_bits;     // the range applies to the default --bits too, not only a given one
-  bool gguf;                   // may write --format gguf (else its own layout only)
+  const char* name;                  // --method NAME
+  const char* writes;                // the default output layout, for --help
+  int min_bits, max_bits;            // --bits range; 0, 0: the grid's own check (quant/quantize_hf)
+  const char* bits_rule;             // why, when --bits is outside the range
+  bool check_default_bits;           // the range applies to the default --bits too, not only a given one
+  bool gguf;                         // may write --format gguf (else its own layout only)
   std::vector<const char*> options;  // method options it takes; every other one is refused
 };
 
@@ -31,6 +31,7 @@ std::vector<std::string> method_option_names();
 
 // Refuses options that mean nothing for `method` (given: the options on the command line) and a
 // --bits the method cannot have; the message names the option and the methods it is for.
-Status check_method_options(const MethodSpec& method, const std::vector<std::string>& given, int bits, bool gguf);
+Status check_method_options(const MethodSpec& method, const std::vector<std::string>& given, int bits,
+                            bool gguf);
 
 }  // namespace qf

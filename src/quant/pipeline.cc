@@ -10,16 +10,16 @@
 #include "core/cleanup.h"
 #include "core/mapped_file.h"
 #include "core/progress.h"
+#include "formats/int_grid.h"
 #include "io/gguf.h"
 #include "model/checkpoint.h"
 #include "quant/awq.h"
 #include "quant/calibration.h"
+#include "quant/gptq.h"
 #include "quant/imatrix.h"
 #include "quant/method_spec.h"
 #include "quant/quantize_gguf.h"
 #include "quant/quantize_hf.h"
-#include "formats/int_grid.h"
-#include "quant/gptq.h"
 
 namespace qf {
 namespace {
@@ -35,28 +35,33 @@ Expected<Checkpoint> load_or_explain(const std::string& path) {
 // it cannot have, and grid options with --format gguf.
 Status check_method_options(const QuantizeRequest& a) {
   const MethodSpec* m = find_method(a.method);
-  if (!m) return error("--method {}: not a method (supported: {})", a.method, fmt::join(method_names(), ", "));
+  if (!m)
+    return error("--method {}: not a method (supported: {})", a.method, fmt::join(method_names(), ", "));
   QF_RETURN_IF_ERROR(check_method_options(*m, a.given, a.bits, a.format == "gguf"));
-  auto given = [&](const char* name) { return std::find(a.given.begin(), a.given.end(), name) != a.given.end(); };
+  auto given = [&](const char* name) {
+    return std::find(a.given.begin(), a.given.end(), name) != a.given.end();
+  };
   if (a.format == "gguf")  // llama.cpp's types fix their own grids
     for (const char* name : {"--bits", "--group", "--sym", "--clip", "--static-groups", "--quantize-head"})
-      if (given(name)) return error("{} does not apply to --format gguf (llama.cpp's types fix their own grids)", name);
+      if (given(name))
+        return error("{} does not apply to --format gguf (llama.cpp's types fix their own grids)", name);
   return {};
 }
 
 // The calibration windows of a calibrated method: the text tokenized as the model does (BOS
 // first when it adds one), windows drawn by quant/calibration.h's rule.
-Expected<std::vector<std::vector<int32_t>>> calibration_windows(const Checkpoint& ck, const QuantizeRequest& a) {
+Expected<std::vector<std::vector<int32_t>>> calibration_windows(const Checkpoint& ck,
+                                                                const QuantizeRequest& a) {
   if (a.calib.empty()) return error("--method {} needs --calib FILE (calibration text)", a.method);
   QF_ASSIGN_OR_RETURN(auto text, read_text_file(a.calib));
   QF_RETURN_IF_ERROR(check_utf8(text, a.calib));
   const std::vector<int32_t> tokens = ck.tokenizer->encode(text, true);
   auto windows = draw_windows(tokens, a.nsamples, a.seqlen, a.seed);
   if (!windows.ok()) return error("{}: {}", a.calib, windows.status().message());
-  info("calibration: {} windows of {} tokens from {} ({} tokens)", a.nsamples, a.seqlen, a.calib, tokens.size());
+  info("calibration: {} windows of {} tokens from {} ({} tokens)", a.nsamples, a.seqlen, a.calib,
+       tokens.size());
   return windows;
 }
-
 
 Expected<std::map<std::string, std::vector<float>>> load_imatrix(const std::string& path) {
   QF_ASSIGN_OR_RETURN(auto im, read_imatrix(path));
@@ -72,12 +77,14 @@ void set_gptq(const QuantizeRequest& a, GptqSpec& spec, bool& true_sequential) {
   true_sequential = a.true_sequential;
 }
 
-Status write_gguf_with(const Checkpoint& ck, const GgufOptions& opt, const std::string& out, const std::string& how) {
+Status write_gguf_with(const Checkpoint& ck, const GgufOptions& opt, const std::string& out,
+                       const std::string& how) {
   ProgressBar bar("gguf");
   auto t0 = std::chrono::steady_clock::now();
   QF_ASSIGN_OR_RETURN(auto rep, write_gguf(ck, opt, out, [&](int64_t d, int64_t t) { bar.update(d, t); }));
   std::string counts;
-  for (const auto& [name, n] : rep.type_counts) counts += fmt::format("{}{} {}", counts.empty() ? "" : ", ", n, name);
+  for (const auto& [name, n] : rep.type_counts)
+    counts += fmt::format("{}{} {}", counts.empty() ? "" : ", ", n, name);
   fmt::print("wrote {}: {}{}, {} bytes, {:.3f} bits per weight (tensors: {}), {:.1f}s\n", out, opt.type, how,
              rep.file_bytes, rep.bits_per_weight, counts, seconds_since(t0));
   for (const auto& f : rep.fallbacks) fmt::print(stderr, "warning: fallback type for {}\n", f);
@@ -98,20 +105,26 @@ Status write_gguf_file_with(const std::string& model, const std::string& out, co
   if (!imatrix.empty()) {
     QF_ASSIGN_OR_RETURN(opt.imatrix, load_imatrix(imatrix));
   }
-  return write_gguf_with(ck, opt, out,
-                         gptq ? fmt::format(" GPTQ-rounded ({} windows of {})", opt.gptq_windows.size(), gptq->seqlen) : "");
+  return write_gguf_with(
+      ck, opt, out,
+      gptq ? fmt::format(" GPTQ-rounded ({} windows of {})", opt.gptq_windows.size(), gptq->seqlen) : "");
 }
 
 Status write_hf(const Checkpoint& ck, const QuantizeOptions& opt, const std::string& out) {
   ProgressBar bar("quantize");
   auto t0 = std::chrono::steady_clock::now();
-  QF_ASSIGN_OR_RETURN(auto rep, quantize_hf_checkpoint(ck, opt, out, [&](int64_t d, int64_t t) { bar.update(d, t); }));
-  fmt::print("wrote {}: {} Linears ({} weights) as {}, {:.3f} bits per weight, model.safetensors {} bytes, {:.1f}s\n",
-             out, rep.linears, rep.quantized_params, rep.describe, rep.body_bits_per_weight, rep.output_bytes,
-             seconds_since(t0));
+  QF_ASSIGN_OR_RETURN(auto rep,
+                      quantize_hf_checkpoint(ck, opt, out, [&](int64_t d, int64_t t) { bar.update(d, t); }));
+  fmt::print(
+      "wrote {}: {} Linears ({} weights) as {}, {:.3f} bits per weight, model.safetensors {} bytes, "
+      "{:.1f}s\n",
+      out, rep.linears, rep.quantized_params, rep.describe, rep.body_bits_per_weight, rep.output_bytes,
+      seconds_since(t0));
   if (rep.zero_wraps > 0)
-    fmt::print(stderr, "warning: {} groups have zero point 0, which the GPTQ v1 layout stores as {} (loaders read {})\n",
-               rep.zero_wraps, opt.grid.maxq(), opt.grid.maxq() + 1);
+    fmt::print(
+        stderr,
+        "warning: {} groups have zero point 0, which the GPTQ v1 layout stores as {} (loaders read {})\n",
+        rep.zero_wraps, opt.grid.maxq(), opt.grid.maxq() + 1);
   return {};
 }
 
@@ -175,15 +188,18 @@ Status run_awq(const QuantizeRequest& a) {
         const std::string name = fmt::format("blk.{}.{}.weight", layer, kind);
         const int64_t cols = ck.weights.layers[size_t(layer)].linear(kind).n_in;
         if (auto it = imatrix.find(name); it != imatrix.end() && int64_t(it->second.size()) != cols)
-          return error("imatrix entry '{}' has {} values, the tensor has {} columns", name, it->second.size(), cols);
+          return error("imatrix entry '{}' has {} values, the tensor has {} columns", name, it->second.size(),
+                       cols);
       }
-    QF_RETURN_IF_ERROR(gguf_matrix_type(ck.config, upper(a.type), "blk.0.attn_q.weight", ck.config.n_embd, false).status());
+    QF_RETURN_IF_ERROR(
+        gguf_matrix_type(ck.config, upper(a.type), "blk.0.attn_q.weight", ck.config.n_embd, false).status());
     spec.group = 32;  // the blocks of the legacy types and the sub-blocks of the k-quants
     quantize = gguf_fake_quantizer(ck.config, upper(a.type), imatrix);
   } else {
     QF_RETURN_IF_ERROR(check_quantizable(ck, opt));  // before the search, not after
     spec.group = a.group;
-    quantize = [grid](int, const std::string&, float* w, int64_t n_out, int64_t n_in, const std::vector<float>&) {
+    quantize = [grid](int, const std::string&, float* w, int64_t n_out, int64_t n_in,
+                      const std::vector<float>&) {
       quantize_rtn(w, n_out, n_in, grid).dequantize_rows(0, n_out, w);
     };
   }
@@ -193,10 +209,12 @@ Status run_awq(const QuantizeRequest& a) {
   AwqReport rep;
   {
     ProgressBar bar("awq");
-    QF_ASSIGN_OR_RETURN(rep, awq_transform(ck, windows, spec, quantize, scaled_dir, [&](int64_t d, int64_t t) { bar.update(d, t); }));
+    QF_ASSIGN_OR_RETURN(rep, awq_transform(ck, windows, spec, quantize, scaled_dir,
+                                           [&](int64_t d, int64_t t) { bar.update(d, t); }));
   }
   for (const auto& line : rep.points) info("awq: {}", line);
-  info("awq: search {:.1f}s; clipping shrank {} of {} groups", seconds_since(t0), rep.clipped_groups, rep.groups);
+  info("awq: search {:.1f}s; clipping shrank {} of {} groups", seconds_since(t0), rep.clipped_groups,
+       rep.groups);
   QF_ASSIGN_OR_RETURN(auto scaled, load_checkpoint(scaled_dir));
   if (gguf) {
     GgufOptions opt;
@@ -211,7 +229,8 @@ Status run_awq(const QuantizeRequest& a) {
       set_gptq(a, opt.gptq, opt.true_sequential);
     }
     return write_gguf_with(scaled, opt, a.out,
-                           fmt::format(" AWQ-scaled{} ({} windows of {})", with_gptq ? ", GPTQ-rounded" : "", windows.size(), a.seqlen));
+                           fmt::format(" AWQ-scaled{} ({} windows of {})", with_gptq ? ", GPTQ-rounded" : "",
+                                       windows.size(), a.seqlen));
   }
   opt.windows = std::move(windows);
   return write_hf(scaled, opt, a.out);
@@ -224,20 +243,24 @@ std::string upper(std::string s) {
   return s;
 }
 
-Status write_gguf_file(const std::string& model, const std::string& out, const std::string& type, bool force) {
+Status write_gguf_file(const std::string& model, const std::string& out, const std::string& type,
+                       bool force) {
   QF_RETURN_IF_ERROR(check_new_output(out, {model}, OutputKind::File, force));
   return write_gguf_file_with(model, out, type, "", nullptr, force);
 }
 
 Status quantize_model(const QuantizeRequest& a) {
-  QF_RETURN_IF_ERROR(check_new_output(a.out, {a.model, a.calib, a.imatrix}, a.format == "gguf" ? OutputKind::File : OutputKind::Folder, a.force));
+  QF_RETURN_IF_ERROR(check_new_output(a.out, {a.model, a.calib, a.imatrix},
+                                      a.format == "gguf" ? OutputKind::File : OutputKind::Folder, a.force));
   QF_RETURN_IF_ERROR(check_method_options(a));
-  if (a.format == "gguf" && a.type.empty()) return error("--format gguf needs --type ({})", gguf_file_types());
+  if (a.format == "gguf" && a.type.empty())
+    return error("--format gguf needs --type ({})", gguf_file_types());
   if (a.format != "gguf" && !a.type.empty()) return error("--type {} needs --format gguf", a.type);
   if (a.format != "gguf" && !a.imatrix.empty()) return error("--imatrix needs --format gguf");
   if (a.method == "awq" || a.method == "awq+gptq") return run_awq(a);
   if (a.format == "gguf") {
-    return write_gguf_file_with(a.model, a.out, a.type, a.imatrix, a.method == "gptq" ? &a : nullptr, a.force);
+    return write_gguf_file_with(a.model, a.out, a.type, a.imatrix, a.method == "gptq" ? &a : nullptr,
+                                a.force);
   }
   QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));
   QuantizeOptions opt;

@@ -33,7 +33,8 @@ class LinearCodec {
   virtual ~LinearCodec() = default;
   virtual Status check(const LinearTensors& t) const = 0;
   virtual std::vector<SerializedTensor> layout(const LinearTensors& t) const = 0;
-  virtual std::vector<SerializedTensor> encode(const LinearTensors& t, const std::vector<float>& w, QuantizeReport& rep) const = 0;
+  virtual std::vector<SerializedTensor> encode(const LinearTensors& t, const std::vector<float>& w,
+                                               QuantizeReport& rep) const = 0;
   virtual json quantization_config() const = 0;
 };
 
@@ -73,10 +74,12 @@ class GptqCodec : public LinearCodec {
             {".qzeros", "I32", {ng, t.n_out * bits / 32}, {}},
             {".scales", "F16", {ng, t.n_out}, {}}};
   }
-  std::vector<SerializedTensor> encode(const LinearTensors& t, const std::vector<float>& w, QuantizeReport& rep) const override {
+  std::vector<SerializedTensor> encode(const LinearTensors& t, const std::vector<float>& w,
+                                       QuantizeReport& rep) const override {
     return encode_int(t, quantize_rtn(w.data(), t.n_out, t.n_in, o_.grid), rep);
   }
-  std::vector<SerializedTensor> encode_int(const LinearTensors& t, const IntQuantized& q, QuantizeReport& rep) const {
+  std::vector<SerializedTensor> encode_int(const LinearTensors& t, const IntQuantized& q,
+                                           QuantizeReport& rep) const {
     GptqTensors g = pack_gptq(q);
     rep.zero_wraps += g.zero_wraps;
     auto out = layout(t);
@@ -125,7 +128,8 @@ class AwqCodec : public LinearCodec {
             {".qzeros", "I32", {ng, t.n_out / 8}, {}},
             {".scales", "F16", {ng, t.n_out}, {}}};
   }
-  std::vector<SerializedTensor> encode(const LinearTensors& t, const std::vector<float>& w, QuantizeReport&) const override {
+  std::vector<SerializedTensor> encode(const LinearTensors& t, const std::vector<float>& w,
+                                       QuantizeReport&) const override {
     AwqTensors a = pack_awq(quantize_rtn(w.data(), t.n_out, t.n_in, o_.grid));
     auto out = layout(t);
     out[0].bytes = bytes(a.qweight);
@@ -152,8 +156,11 @@ class AwqCodec : public LinearCodec {
 
 class Bnb4Codec : public LinearCodec {
  public:
-  explicit Bnb4Codec(const QuantizeOptions& o) : o_(o), type_(o.method == "nf4" ? Bnb4Type::NF4 : Bnb4Type::FP4) {}
-  Status check(const LinearTensors& t) const override { return validate_bnb4(o_.blocksize, t.n_out * t.n_in, t.weight.name); }
+  explicit Bnb4Codec(const QuantizeOptions& o)
+      : o_(o), type_(o.method == "nf4" ? Bnb4Type::NF4 : Bnb4Type::FP4) {}
+  Status check(const LinearTensors& t) const override {
+    return validate_bnb4(o_.blocksize, t.n_out * t.n_in, t.weight.name);
+  }
   std::vector<SerializedTensor> layout(const LinearTensors& t) const override {
     float offset = 0;
     if (o_.double_quant) {  // the quant-state JSON records the offset: one extra read of the weight
@@ -161,9 +168,11 @@ class Bnb4Codec : public LinearCodec {
       offset = bnb4_absmax_offset(w.data(), int64_t(w.size()), o_.blocksize);
       release_mapped_pages(t.weight.data, size_t(t.weight.nbytes));
     }
-    return bnb4_layout(type_, o_.blocksize, o_.double_quant, offset, t.n_out, t.n_in, torch_dtype(t.weight.type));
+    return bnb4_layout(type_, o_.blocksize, o_.double_quant, offset, t.n_out, t.n_in,
+                       torch_dtype(t.weight.type));
   }
-  std::vector<SerializedTensor> encode(const LinearTensors& t, const std::vector<float>& w, QuantizeReport&) const override {
+  std::vector<SerializedTensor> encode(const LinearTensors& t, const std::vector<float>& w,
+                                       QuantizeReport&) const override {
     Bnb4Quantized q = quantize_bnb4(w.data(), int64_t(w.size()), type_, o_.blocksize, o_.double_quant);
     return serialize_bnb4(q, t.n_out, t.n_in, torch_dtype(t.weight.type));
   }
@@ -178,8 +187,11 @@ class Int8Codec : public LinearCodec {
  public:
   explicit Int8Codec(const QuantizeOptions& o) : o_(o) {}
   Status check(const LinearTensors&) const override { return {}; }
-  std::vector<SerializedTensor> layout(const LinearTensors& t) const override { return int8_layout(t.n_out, t.n_in); }
-  std::vector<SerializedTensor> encode(const LinearTensors& t, const std::vector<float>& w, QuantizeReport&) const override {
+  std::vector<SerializedTensor> layout(const LinearTensors& t) const override {
+    return int8_layout(t.n_out, t.n_in);
+  }
+  std::vector<SerializedTensor> encode(const LinearTensors& t, const std::vector<float>& w,
+                                       QuantizeReport&) const override {
     return serialize_int8(quantize_int8_rowwise(w.data(), t.n_out, t.n_in));
   }
   json quantization_config() const override { return bnb_quantization_config(o_, false); }
@@ -191,7 +203,8 @@ class Int8Codec : public LinearCodec {
 // QuIP / QuIP# (io/quip_layout.h): the transformed weights' codes and the sign vectors.
 class QuipCodec : public LinearCodec {
  public:
-  explicit QuipCodec(const QuantizeOptions& o) : o_(o), lattice_(o.method == "quip#"), grid_(grid_options(o)) {}
+  explicit QuipCodec(const QuantizeOptions& o)
+      : o_(o), lattice_(o.method == "quip#"), grid_(grid_options(o)) {}
   Status check(const LinearTensors& t) const override {
     QF_RETURN_IF_ERROR(check_quip_shape(t.n_out, t.n_in, lattice_, t.weight.name));
     return lattice_ ? Status{} : grid_.check(t);
@@ -205,11 +218,13 @@ class QuipCodec : public LinearCodec {
     }
     return parts;
   }
-  std::vector<SerializedTensor> encode(const LinearTensors& t, const std::vector<float>&, QuantizeReport&) const override {
+  std::vector<SerializedTensor> encode(const LinearTensors& t, const std::vector<float>&,
+                                       QuantizeReport&) const override {
     QF_CHECK(false, "{}: quip needs the calibrated path", t.weight.name);
     return {};
   }
-  std::vector<SerializedTensor> encode_quip(const LinearTensors& t, const QuipQuantized& q, QuantizeReport& rep) const {
+  std::vector<SerializedTensor> encode_quip(const LinearTensors& t, const QuipQuantized& q,
+                                            QuantizeReport& rep) const {
     if (lattice_) return serialize_quip_e8(q.e8, q.su, q.sv);
     auto parts = grid_.encode_int(t, q.grid, rep);
     for (auto& s : serialize_signs(q.su, q.sv)) parts.push_back(std::move(s));
@@ -222,12 +237,22 @@ class QuipCodec : public LinearCodec {
                  {"damp_percent", o_.gptq.damp},
                  {"seed", o_.quip_seed}};
     if (!lattice_)
-      return {{"quant_method", "quip"}, {"bits", o_.grid.bits}, {"group_size", -1}, {"sym", false},
-              {"hadamard", "randomized: Sylvester x Paley, signs SU/SV"}, {"meta", meta}};
+      return {{"quant_method", "quip"},
+              {"bits", o_.grid.bits},
+              {"group_size", -1},
+              {"sym", false},
+              {"hadamard", "randomized: Sylvester x Paley, signs SU/SV"},
+              {"meta", meta}};
     const e8p::Scales sc = e8p::scales(o_.grid.bits);
-    return {{"quant_method", "quip#"}, {"codebook", quip_codebook_name(o_.grid.bits)}, {"bits", o_.grid.bits}, {"codesz", 8},
-            {"opt_scale", sc.opt_scale}, {"resid_scale", sc.resid_scale}, {"idx_offset", -32768},
-            {"hadamard", "randomized: Sylvester x Paley, signs SU/SV"}, {"meta", meta}};
+    return {{"quant_method", "quip#"},
+            {"codebook", quip_codebook_name(o_.grid.bits)},
+            {"bits", o_.grid.bits},
+            {"codesz", 8},
+            {"opt_scale", sc.opt_scale},
+            {"resid_scale", sc.resid_scale},
+            {"idx_offset", -32768},
+            {"hadamard", "randomized: Sylvester x Paley, signs SU/SV"},
+            {"meta", meta}};
   }
 
  private:
@@ -241,7 +266,8 @@ class QuipCodec : public LinearCodec {
   GptqCodec grid_;
 };
 
-Status write_config(const std::string& src_dir, const std::string& dst_dir, const LinearCodec& codec, bool untie) {
+Status write_config(const std::string& src_dir, const std::string& dst_dir, const LinearCodec& codec,
+                    bool untie) {
   QF_ASSIGN_OR_RETURN(auto text, read_text_file(src_dir + "/config.json"));
   json cfg = json::parse(text);
   cfg["quantization_config"] = codec.quantization_config();
@@ -251,15 +277,24 @@ Status write_config(const std::string& src_dir, const std::string& dst_dir, cons
 
 // The method's codec, once every Linear (and a quantized head) is checked against it.
 Expected<std::unique_ptr<LinearCodec>> make_codec(const Checkpoint& ck, const QuantizeOptions& opt) {
-  if (ck.format != "hf") return error("{}: quantize reads Hugging Face directories (GGUF input is not supported yet)", ck.path);
-  if (!ck.quant.method.empty()) return error("{}: the checkpoint is already quantized ({})", ck.path, ck.quant.method);
+  if (ck.format != "hf")
+    return error("{}: quantize reads Hugging Face directories (GGUF input is not supported yet)", ck.path);
+  if (!ck.quant.method.empty())
+    return error("{}: the checkpoint is already quantized ({})", ck.path, ck.quant.method);
   std::unique_ptr<LinearCodec> codec;
-  if (opt.method == "awq" && opt.grid.bits == 4 && !opt.grid.sym) codec = std::make_unique<AwqCodec>(opt);
-  else if (opt.method == "rtn" || opt.method == "gptq" || opt.method == "awq") codec = std::make_unique<GptqCodec>(opt);
-  else if (opt.method == "nf4" || opt.method == "fp4") codec = std::make_unique<Bnb4Codec>(opt);
-  else if (opt.method == "llm-int8") codec = std::make_unique<Int8Codec>(opt);
-  else if (opt.method == "quip" || opt.method == "quip#") codec = std::make_unique<QuipCodec>(opt);
-  else return error("--method {}: not available (supported: rtn, gptq, awq, nf4, fp4, llm-int8, quip, quip#)", opt.method);
+  if (opt.method == "awq" && opt.grid.bits == 4 && !opt.grid.sym)
+    codec = std::make_unique<AwqCodec>(opt);
+  else if (opt.method == "rtn" || opt.method == "gptq" || opt.method == "awq")
+    codec = std::make_unique<GptqCodec>(opt);
+  else if (opt.method == "nf4" || opt.method == "fp4")
+    codec = std::make_unique<Bnb4Codec>(opt);
+  else if (opt.method == "llm-int8")
+    codec = std::make_unique<Int8Codec>(opt);
+  else if (opt.method == "quip" || opt.method == "quip#")
+    codec = std::make_unique<QuipCodec>(opt);
+  else
+    return error("--method {}: not available (supported: rtn, gptq, awq, nf4, fp4, llm-int8, quip, quip#)",
+                 opt.method);
   for (const auto& L : ck.weights.layers)
     for (const char* kind : kLinearNames) QF_RETURN_IF_ERROR(codec->check(L.linear(kind)));
   if (opt.quantize_head) QF_RETURN_IF_ERROR(codec->check(ck.weights.output));
@@ -268,14 +303,17 @@ Expected<std::unique_ptr<LinearCodec>> make_codec(const Checkpoint& ck, const Qu
 
 }  // namespace
 
-Status check_quantizable(const Checkpoint& ck, const QuantizeOptions& opt) { return make_codec(ck, opt).status(); }
+Status check_quantizable(const Checkpoint& ck, const QuantizeOptions& opt) {
+  return make_codec(ck, opt).status();
+}
 
 Status copy_side_files(const std::string& src_dir, const std::string& dst_dir, bool with_config) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(src_dir)) {
     std::string name = e.path().filename().string();
-    if (!e.is_regular_file() || (name == "config.json" && !with_config) || name == "model.safetensors.index.json" ||
-        e.path().extension() == ".safetensors" || name == "golden.json" || e.path().extension() == ".gguf")
+    if (!e.is_regular_file() || (name == "config.json" && !with_config) ||
+        name == "model.safetensors.index.json" || e.path().extension() == ".safetensors" ||
+        name == "golden.json" || e.path().extension() == ".gguf")
       continue;
     fs::copy_file(e.path(), dst_dir + "/" + name, ec);
     if (ec) return error("{}: cannot copy to {}: {}", e.path().string(), dst_dir, ec.message());
@@ -286,13 +324,15 @@ Status copy_side_files(const std::string& src_dir, const std::string& dst_dir, b
 Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const QuantizeOptions& opt,
                                                 const std::string& out_dir,
                                                 const std::function<void(int64_t, int64_t)>& progress) {
-  if (!opt.replace && fs::exists(out_dir)) return error("{}: already exists; choose a new output folder", out_dir);
+  if (!opt.replace && fs::exists(out_dir))
+    return error("{}: already exists; choose a new output folder", out_dir);
   QF_ASSIGN_OR_RETURN(auto codec, make_codec(ck, opt));
   const bool awq_layout = dynamic_cast<const AwqCodec*>(codec.get()) != nullptr;
   const bool gptq = opt.method == "gptq", quip = opt.method == "quip" || opt.method == "quip#";
   if ((gptq || quip) && opt.quantize_head)
     return error("--quantize-head: {} quantizes the decoder blocks only (use rtn for the head)", opt.method);
-  if ((gptq || quip) && opt.windows.empty()) return error("--method {} needs calibration windows (--calib)", opt.method);
+  if ((gptq || quip) && opt.windows.empty())
+    return error("--method {} needs calibration windows (--calib)", opt.method);
   // One job per output tensor group: tensors copied as they are (in file order), then the
   // decoder-block Linears layer by layer in the order q, k, v, o, gate, up, down (the order
   // calibrated methods produce them), then a quantized head.
@@ -320,10 +360,12 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
   std::vector<SafetensorsWriter::Entry> entries;
   for (const auto& j : jobs) {
     if (!j.linear) {
-      entries.push_back({j.src->name, std::string(traits(j.src->type).name), j.src->shape});  // safetensors names match
+      entries.push_back(
+          {j.src->name, std::string(traits(j.src->type).name), j.src->shape});  // safetensors names match
       continue;
     }
-    for (const auto& s : codec->layout(*j.linear)) entries.push_back({j.linear->prefix + s.suffix, s.dtype, s.shape});
+    for (const auto& s : codec->layout(*j.linear))
+      entries.push_back({j.linear->prefix + s.suffix, s.dtype, s.shape});
   }
   TempDir tmp{temporary_for(out_dir)};
   std::error_code ec;
@@ -332,10 +374,12 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
                                                              {{"format", "pt"}, {"quantizer", "qforge"}}));
   QuantizeReport rep;
   int64_t done = 0, quantized_bytes = 0;
-  const auto write_linear = [&](const LinearTensors& t, const std::vector<SerializedTensor>& parts) -> Status {
+  const auto write_linear = [&](const LinearTensors& t,
+                                const std::vector<SerializedTensor>& parts) -> Status {
     for (const auto& s : parts) {
       QF_RETURN_IF_ERROR(writer->write(t.prefix + s.suffix, s.bytes.data(), s.bytes.size()));
-      if (s.suffix != ".g_idx" && s.suffix != ".weight_format" && s.suffix.find("quant_map") == std::string::npos &&
+      if (s.suffix != ".g_idx" && s.suffix != ".weight_format" &&
+          s.suffix.find("quant_map") == std::string::npos &&
           s.suffix.find("quant_state") == std::string::npos)
         quantized_bytes += int64_t(s.bytes.size());  // codes, scales, zeros, absmax
     }
@@ -364,8 +408,9 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
           std::vector<int64_t> perm;
           if (opt.gptq.act_order) perm = act_order_permutation(job.hessian, t.n_in);
           IntRowGrid grid(opt.grid, t.n_out, t.n_in, perm, opt.static_groups ? job.weight.data() : nullptr);
-          QF_ASSIGN_OR_RETURN(GptqStats st, gptq_quantize(job.weight.data(), t.n_out, t.n_in, std::move(job.hessian),
-                                                          opt.gptq, grid, perm, t.weight.name));
+          QF_ASSIGN_OR_RETURN(GptqStats st,
+                              gptq_quantize(job.weight.data(), t.n_out, t.n_in, std::move(job.hessian),
+                                            opt.gptq, grid, perm, t.weight.name));
           rep.gptq_loss += st.loss;
           IntQuantized q = std::move(grid).result();
           QF_RETURN_IF_ERROR(write_linear(t, int_codec.encode_int(t, q, rep)));
@@ -384,8 +429,8 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
         ck, opt.windows, opt.true_sequential,
         [&](LinearJob& job) -> Expected<std::unique_ptr<Linear>> {
           const LinearTensors& t = *job.tensors;
-          QF_ASSIGN_OR_RETURN(QuipQuantized q, quip_quantize(job.weight.data(), t.n_out, t.n_in, std::move(job.hessian), spec,
-                                                             t.weight.name));
+          QF_ASSIGN_OR_RETURN(QuipQuantized q, quip_quantize(job.weight.data(), t.n_out, t.n_in,
+                                                             std::move(job.hessian), spec, t.weight.name));
           QF_RETURN_IF_ERROR(write_linear(t, quip_codec.encode_quip(t, q, rep)));
           return quip_linear(q, t.bias);
         },
@@ -399,23 +444,29 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
   if (opt.method == "rtn")
     rep.describe = opt.grid.describe() + " in the GPTQ layout";
   else if (opt.method == "awq")
-    rep.describe = fmt::format("AWQ {}, {} windows of {} tokens, in the {}", opt.grid.describe(), opt.windows.size(),
-                               opt.windows.empty() ? 0 : opt.windows[0].size(),
-                               awq_layout ? "AWQ layout" : "GPTQ layout (the AWQ layout holds 4-bit asymmetric codes only)");
+    rep.describe = fmt::format(
+        "AWQ {}, {} windows of {} tokens, in the {}", opt.grid.describe(), opt.windows.size(),
+        opt.windows.empty() ? 0 : opt.windows[0].size(),
+        awq_layout ? "AWQ layout" : "GPTQ layout (the AWQ layout holds 4-bit asymmetric codes only)");
   else if (gptq)
-    rep.describe = fmt::format("{}GPTQ {}{}{}, damp {}, {} windows of {} tokens, in the GPTQ layout", opt.awq_scaled ? "AWQ-scaled, " : "",
-                               opt.grid.describe(), opt.gptq.act_order ? " act-order" : "", opt.static_groups ? " static-groups" : "",
-                               opt.gptq.damp, opt.windows.size(), opt.windows[0].size());
+    rep.describe = fmt::format(
+        "{}GPTQ {}{}{}, damp {}, {} windows of {} tokens, in the GPTQ layout",
+        opt.awq_scaled ? "AWQ-scaled, " : "", opt.grid.describe(), opt.gptq.act_order ? " act-order" : "",
+        opt.static_groups ? " static-groups" : "", opt.gptq.damp, opt.windows.size(), opt.windows[0].size());
   else if (quip)
-    rep.describe = fmt::format("{} {}-bit{} over randomized Hadamard transforms, damp {}, {} windows of {} tokens", opt.method,
-                               opt.grid.bits, opt.method == "quip#" ? fmt::format(" ({})", quip_codebook_name(opt.grid.bits)) : " (per-row grid)",
-                               opt.gptq.damp, opt.windows.size(), opt.windows[0].size());
+    rep.describe = fmt::format(
+        "{} {}-bit{} over randomized Hadamard transforms, damp {}, {} windows of {} tokens", opt.method,
+        opt.grid.bits,
+        opt.method == "quip#" ? fmt::format(" ({})", quip_codebook_name(opt.grid.bits)) : " (per-row grid)",
+        opt.gptq.damp, opt.windows.size(), opt.windows[0].size());
   else if (opt.method == "llm-int8")
-    rep.describe = fmt::format("LLM.int8() (outlier threshold {}) in the bitsandbytes layout", opt.int8_threshold);
+    rep.describe =
+        fmt::format("LLM.int8() (outlier threshold {}) in the bitsandbytes layout", opt.int8_threshold);
   else
     rep.describe = fmt::format("{} blocksize {}{} in the bitsandbytes layout", opt.method, opt.blocksize,
                                opt.double_quant ? " double-quant" : "");
-  if (opt.quantize_head) rep.describe += untie ? ", lm_head quantized (untied from the embedding)" : ", lm_head quantized";
+  if (opt.quantize_head)
+    rep.describe += untie ? ", lm_head quantized (untied from the embedding)" : ", lm_head quantized";
   QF_RETURN_IF_ERROR(publish(tmp.path, out_dir, opt.replace));
   tmp.keep = true;
   return rep;

@@ -63,8 +63,8 @@ void block_ldlq(e8p::E8Codes& q, float* w, const std::vector<float>& U) {
       }
     }
     if (i2 < n)  // W[:, i2:] −= Err · U[i1:i2, i2:]
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n_out), int(n - i2), int(cnt), -1.0f, err.data(), int(cnt),
-                  U.data() + i1 * n + i2, int(n), 1.0f, w + i2, int(n));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n_out), int(n - i2), int(cnt), -1.0f,
+                  err.data(), int(cnt), U.data() + i1 * n + i2, int(n), 1.0f, w + i2, int(n));
   }
 }
 
@@ -72,11 +72,14 @@ void block_ldlq(e8p::E8Codes& q, float* w, const std::vector<float>& U) {
 
 std::unique_ptr<Linear> quip_linear(const QuipQuantized& q, const TensorView& bias) {
   std::unique_ptr<Linear> inner;
-  if (q.lattice) inner = std::make_unique<E8Linear>(q.e8);
-  else inner = std::make_unique<IntLinear>(q.grid, TensorView{});
+  if (q.lattice)
+    inner = std::make_unique<E8Linear>(q.e8);
+  else
+    inner = std::make_unique<IntLinear>(q.grid, TensorView{});
   auto h_in = Hadamard::of_order(inner->n_in(), "quip"), h_out = Hadamard::of_order(inner->n_out(), "quip");
   QF_CHECK(h_in.ok() && h_out.ok(), "quip_linear: shapes were checked by quip_quantize");
-  return std::make_unique<QuipLinear>(std::move(*h_in), std::move(*h_out), q.su, q.sv, std::move(inner), bias);
+  return std::make_unique<QuipLinear>(std::move(*h_in), std::move(*h_out), q.su, q.sv, std::move(inner),
+                                      bias);
 }
 
 Status check_quip_shape(int64_t n_out, int64_t n_in, bool lattice, const std::string& name) {
@@ -86,8 +89,8 @@ Status check_quip_shape(int64_t n_out, int64_t n_in, bool lattice, const std::st
   return Hadamard::of_order(n_out, name + " (output dimension)").status();
 }
 
-Expected<QuipQuantized> quip_quantize(const float* W, int64_t n_out, int64_t n_in, std::vector<double> H, const QuipSpec& spec,
-                                      const std::string& name) {
+Expected<QuipQuantized> quip_quantize(const float* W, int64_t n_out, int64_t n_in, std::vector<double> H,
+                                      const QuipSpec& spec, const std::string& name) {
   QF_RETURN_IF_ERROR(check_quip_shape(n_out, n_in, spec.lattice, name));
   QF_ASSIGN_OR_RETURN(Hadamard hin, Hadamard::of_order(n_in, name));
   QF_ASSIGN_OR_RETURN(Hadamard hout, Hadamard::of_order(n_out, name));
@@ -131,7 +134,8 @@ Expected<QuipQuantized> quip_quantize(const float* W, int64_t n_out, int64_t n_i
   if (!(e.wscale > 0)) e.wscale = 1;
   e.resid_scale = sc.resid_scale;
   for (float& v : w) v /= e.wscale;
-  QF_ASSIGN_OR_RETURN(std::vector<float> U, damped_inverse_cholesky(std::move(H), n_in, spec.damp, name, nullptr));
+  QF_ASSIGN_OR_RETURN(std::vector<float> U,
+                      damped_inverse_cholesky(std::move(H), n_in, spec.damp, name, nullptr));
   e.codes.resize(size_t(n_out * n_in / 8));
   if (spec.bits > 2) e.resid.resize(e.codes.size());
   block_ldlq(e, w.data(), U);

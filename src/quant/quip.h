@@ -29,7 +29,7 @@ struct QuipSpec {
   bool lattice = true;  // quip# (E8P) or quip (scalar grid)
   int bits = 2;         // quip#: 2, 3, 4; quip: 2..8
   double damp = 0.01;
-  uint64_t seed = 0;    // sign vectors
+  uint64_t seed = 0;  // sign vectors
 };
 
 struct QuipQuantized {
@@ -40,8 +40,8 @@ struct QuipQuantized {
 };
 
 // Quantizes W (n_out, n_in); H (n_in, n_in) is consumed. `name` is used in messages.
-Expected<QuipQuantized> quip_quantize(const float* W, int64_t n_out, int64_t n_in, std::vector<double> H, const QuipSpec& spec,
-                                      const std::string& name);
+Expected<QuipQuantized> quip_quantize(const float* W, int64_t n_out, int64_t n_in, std::vector<double> H,
+                                      const QuipSpec& spec, const std::string& name);
 
 // The Linear that computes with q: QuipLinear around an E8Linear (quip#) or IntLinear (quip).
 std::unique_ptr<Linear> quip_linear(const QuipQuantized& q, const TensorView& bias);

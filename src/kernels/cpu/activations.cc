@@ -3,7 +3,8 @@
 #define HWY_TARGET_INCLUDE "kernels/cpu/activations.cc"
 #include <hwy/foreach_target.h>  // must come before highway.h
 #include <hwy/highway.h>
-#include <hwy/contrib/math/math-inl.h>
+
+#include <hwy/contrib/math/math-inl.h>  // after highway.h
 
 #include <cmath>
 
@@ -20,7 +21,8 @@ void SiluMul(float* gate, const float* up, int64_t n) {
   int64_t i = 0;
   for (; i + N <= n; i += N) {
     const auto g = hn::LoadU(df, gate + i);
-    hn::StoreU(hn::Mul(hn::Div(g, hn::Add(one, hn::Exp(df, hn::Neg(g)))), hn::LoadU(df, up + i)), df, gate + i);
+    hn::StoreU(hn::Mul(hn::Div(g, hn::Add(one, hn::Exp(df, hn::Neg(g)))), hn::LoadU(df, up + i)), df,
+               gate + i);
   }
   for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }

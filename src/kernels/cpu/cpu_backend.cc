@@ -60,12 +60,13 @@ class CpuBackend final : public Backend {
     const int qblock = 64, n_blocks = (a.n + qblock - 1) / qblock;
 #pragma omp parallel for schedule(dynamic)
     for (int task = 0; task < a.n_head * n_blocks; ++task) {
-      const int h = task / n_blocks, g = h / group, t0 = task % n_blocks * qblock, rows = std::min(qblock, a.n - t0);
+      const int h = task / n_blocks, g = h / group, t0 = task % n_blocks * qblock,
+                rows = std::min(qblock, a.n - t0);
       const int keys = p + t0 + rows;
       float* scores = scores_buffer(int64_t(rows) * keys);
       // scores (rows, keys) = Q_h[t0 : t0 + rows] (rows, hd) · K_g[0 : keys] (keys, hd)ᵀ · scale
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, hd, scale, a.q + int64_t(t0) * qd + h * hd, qd,
-                  a.k + g * hd, kvd, 0.0f, scores, keys);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, hd, scale,
+                  a.q + int64_t(t0) * qd + h * hd, qd, a.k + g * hd, kvd, 0.0f, scores, keys);
       for (int r = 0; r < rows; ++r) {  // causal softmax: query t0 + r sees positions first .. p + t0 + r
         float* row = scores + int64_t(r) * keys;
         const int visible = p + t0 + r + 1;
@@ -78,8 +79,8 @@ class CpuBackend final : public Backend {
         for (int j = visible; j < keys; ++j) row[j] = 0.0f;
       }
       // out_h[t0 : t0 + rows] (rows, hd) = P (rows, keys) · V_g[0 : keys] (keys, hd)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, keys, 1.0f, scores, keys, a.v + g * hd, kvd, 0.0f,
-                  a.out + int64_t(t0) * qd + h * hd, qd);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, keys, 1.0f, scores, keys, a.v + g * hd,
+                  kvd, 0.0f, a.out + int64_t(t0) * qd + h * hd, qd);
     }
   }
 
@@ -95,12 +96,13 @@ class CpuBackend final : public Backend {
   }
 
   // The Gram matrix in fp32 per call, column blocks in parallel, accumulated in double.
-  void add_gram(const float* x, int n, int d, std::vector<double>& H, std::vector<float>& scratch) const override {
+  void add_gram(const float* x, int n, int d, std::vector<double>& H,
+                std::vector<float>& scratch) const override {
     scratch.resize(size_t(d) * size_t(d));
 #pragma omp parallel for schedule(dynamic)
     for (int j0 = 0; j0 < d; j0 += 64)
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, std::min(64, d - j0), n, 1.0f, x, d, x + j0, d, 0.0f,
-                  scratch.data() + j0, d);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, std::min(64, d - j0), n, 1.0f, x, d, x + j0, d,
+                  0.0f, scratch.data() + j0, d);
     for (size_t i = 0; i < H.size(); ++i) H[i] += scratch[i];
   }
 };

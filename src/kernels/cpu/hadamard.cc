@@ -81,9 +81,11 @@ Expected<Hadamard> Hadamard::of_order(int64_t n, const std::string& what) {
     t.n_ = n, t.m_ = m, t.p_ = n / m, t.hm_ = std::move(h);
     return t;
   }
-  return error("{}: dimension {} = 2^{} · {} has no supported Hadamard factorization (supported: 2^k · m with m = 1, 2, "
-               "q + 1 for a prime q ≡ 3 mod 4, or 2(q + 1) for a prime q ≡ 1 mod 4)",
-               what, n, twos, odd);
+  return error(
+      "{}: dimension {} = 2^{} · {} has no supported Hadamard factorization (supported: 2^k · m with m = 1, "
+      "2, "
+      "q + 1 for a prime q ≡ 3 mod 4, or 2(q + 1) for a prime q ≡ 1 mod 4)",
+      what, n, twos, odd);
 }
 
 template <class T>

@@ -58,10 +58,13 @@ struct UQ5 : Unpacker<32, sizeof(B)> {
     const hn::CappedTag<uint8_t, 16> d8;
     auto* u = reinterpret_cast<uint8_t*>(q);
     const auto* h = reinterpret_cast<const uint8_t*>(high);
-    for (size_t j = 0; j < 32; j += hn::Lanes(d8)) hn::StoreU(hn::Or(hn::LoadU(d8, u + j), hn::LoadU(d8, h + j)), d8, u + j);
+    for (size_t j = 0; j < 32; j += hn::Lanes(d8))
+      hn::StoreU(hn::Or(hn::LoadU(d8, u + j), hn::LoadU(d8, h + j)), d8, u + j);
     Fill2(d, F16(b + offsetof(B, d)));
-    if constexpr (kMin) Fill2(m, F16(b + offsetof(B, m)));
-    else Fill2(m, -16 * d[0]);
+    if constexpr (kMin)
+      Fill2(m, F16(b + offsetof(B, m)));
+    else
+      Fill2(m, -16 * d[0]);
   }
 };
 struct UIQ4_NL : Unpacker<32, sizeof(BlockIQ4_NL)> {
@@ -76,7 +79,8 @@ template <bool kNibbles>
 struct UIntGrid : Unpacker<32, kNibbles ? 16 : 32> {
   const float *s, *z;
   GroupOf group_of;
-  UIntGrid(const QMatrix& w, int64_t r) : s(w.scales + r * (w.n_in / w.group)), z(w.zeros + r * (w.n_in / w.group)), group_of(w.group) {}
+  UIntGrid(const QMatrix& w, int64_t r)
+      : s(w.scales + r * (w.n_in / w.group)), z(w.zeros + r * (w.n_in / w.group)), group_of(w.group) {}
   void operator()(const uint8_t* b, int64_t blk, int8_t* q, float* d, float* m) const {
     const int64_t g = group_of(blk);
     if constexpr (kNibbles) {
@@ -94,7 +98,8 @@ struct UBnb4 : Unpacker<32, 16, float> {
   const float *absmax, *lut;
   int64_t block0;  // the row's first 32-weight block in the flattened tensor
   GroupOf group_of;
-  UBnb4(const QMatrix& w, int64_t r) : absmax(w.scales), lut(w.lut), block0(r * w.n_in / 32), group_of(w.group) {}
+  UBnb4(const QMatrix& w, int64_t r)
+      : absmax(w.scales), lut(w.lut), block0(r * w.n_in / 32), group_of(w.group) {}
   void operator()(const uint8_t* b, int64_t blk, float* q, float* d, float* m) const {
 #if HWY_TARGET == HWY_SCALAR
     for (int j = 0; j < 16; ++j) {
@@ -117,7 +122,8 @@ struct UBnb4 : Unpacker<32, 16, float> {
         const auto idx = hn::PromoteTo(di, hn::Load(d8, c + k));
         const auto low = hn::IndicesFromVec(df, hn::And(idx, hn::Set(di, 7)));
         const auto high = hn::RebindMask(df, hn::Gt(idx, hn::Set(di, 7)));
-        hn::StoreU(hn::IfThenElse(high, hn::TableLookupLanes(t1, low), hn::TableLookupLanes(t0, low)), df, q + k);
+        hn::StoreU(hn::IfThenElse(high, hn::TableLookupLanes(t1, low), hn::TableLookupLanes(t0, low)), df,
+                   q + k);
       }
     } else {
       for (int k = 0; k < 32; ++k) q[k] = lut[c[k]];
@@ -141,7 +147,8 @@ struct UBnb4 : Unpacker<32, 16, float> {
 enum class Codes { Nibbles, SignedNibbles, Nibbles5, SignedNibbles5, SignedBytes, UnsignedBytes };
 
 template <Codes C, bool kTable, bool kOffsets, class CodesAt, class Scale>
-float Dot32(int64_t nb, const CodesAt& codes, const int8_t* table, const Scale& scale, const QActivations& a) {
+float Dot32(int64_t nb, const CodesAt& codes, const int8_t* table, const Scale& scale,
+            const QActivations& a) {
   const hn::Full128<uint8_t> du8;
   const hn::Full128<int8_t> di8;
   const hn::Full256<int16_t> d16;
@@ -186,8 +193,10 @@ float Dot32(int64_t nb, const CodesAt& codes, const int8_t* table, const Scale& 
       w1 = hn::PromoteTo(d16, hn::BitCast(di8, hn::Xor(hn::LoadU(du8, qs + 16), flip)));
     }
     auto unused = hn::Zero(d32);
-    const auto sum = hn::ReorderWidenMulAccumulate(d32, w0, hn::LoadU(d16, a.xq + 32 * b), hn::Zero(d32), unused);
-    return hn::ConvertTo(df, hn::ReorderWidenMulAccumulate(d32, w1, hn::LoadU(d16, a.xq + 32 * b + 16), sum, unused));
+    const auto sum =
+        hn::ReorderWidenMulAccumulate(d32, w0, hn::LoadU(d16, a.xq + 32 * b), hn::Zero(d32), unused);
+    return hn::ConvertTo(
+        df, hn::ReorderWidenMulAccumulate(d32, w1, hn::LoadU(d16, a.xq + 32 * b + 16), sum, unused));
   };
   auto acc0 = hn::Zero(df), acc1 = hn::Zero(df);
   float offsets0 = 0, offsets1 = 0;
@@ -228,13 +237,18 @@ float DotBnb4(const uint8_t* codes, int64_t nb, const float* absmax, int64_t blo
   auto block = [&](int64_t b, hn::Vec256<float> acc) {
     const auto v = hn::LoadU(du8, codes + 16 * b);
     __builtin_prefetch(codes + 16 * b + 1024);
-    const auto idx = hn::BitCast(d8, hn::Combine(hn::Full256<uint8_t>(), hn::And(v, hn::Set(du8, 0x0F)), hn::ShiftRight<4>(v)));
+    const auto idx = hn::BitCast(
+        d8, hn::Combine(hn::Full256<uint8_t>(), hn::And(v, hn::Set(du8, 0x0F)), hn::ShiftRight<4>(v)));
     const auto lo = hn::TableLookupBytes(lo_table, idx), hi = hn::TableLookupBytes(hi_table, idx);
-    const auto w0 = hn::BitCast(d16, hn::InterleaveLower(lo, hi)), w1 = hn::BitCast(d16, hn::InterleaveUpper(d8, lo, hi));
+    const auto w0 = hn::BitCast(d16, hn::InterleaveLower(lo, hi)),
+               w1 = hn::BitCast(d16, hn::InterleaveUpper(d8, lo, hi));
     auto unused = hn::Zero(d32);
-    const auto s = hn::ReorderWidenMulAccumulate(d32, w0, hn::LoadU(d16, a.xq_bnb4 + 32 * b), hn::Zero(d32), unused);
-    const auto sum = hn::ReorderWidenMulAccumulate(d32, w1, hn::LoadU(d16, a.xq_bnb4 + 32 * b + 16), s, unused);
-    return hn::MulAdd(hn::ConvertTo(df, sum), hn::Set(df, absmax[group_of(block0 + b)] * unit * a.dx32[b]), acc);
+    const auto s =
+        hn::ReorderWidenMulAccumulate(d32, w0, hn::LoadU(d16, a.xq_bnb4 + 32 * b), hn::Zero(d32), unused);
+    const auto sum =
+        hn::ReorderWidenMulAccumulate(d32, w1, hn::LoadU(d16, a.xq_bnb4 + 32 * b + 16), s, unused);
+    return hn::MulAdd(hn::ConvertTo(df, sum), hn::Set(df, absmax[group_of(block0 + b)] * unit * a.dx32[b]),
+                      acc);
   };
   int64_t b = 0;
   for (; b + 2 <= nb; b += 2) acc0 = block(b, acc0), acc1 = block(b + 1, acc1);
@@ -255,7 +269,8 @@ void GemvBnb4(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int
   const GroupOf group_of(w.group);
   const int64_t nb = w.n_in / 32;
   for (int64_t r = r0; r < r1; ++r)
-    y[r] = DotBnb4(w.data + r * w.row_bytes, nb, w.scales, r * nb, group_of, hn::Load(d8, lo), hn::Load(d8, hi), lmax / 32767.0f, a);
+    y[r] = DotBnb4(w.data + r * w.row_bytes, nb, w.scales, r * nb, group_of, hn::Load(d8, lo),
+                   hn::Load(d8, hi), lmax / 32767.0f, a);
 }
 
 // Legacy blocks B: fp16 d (and m), codes at qs (Q5: fifth bits in the 4 bytes of qh before qs).
@@ -265,17 +280,22 @@ void GemvLegacy(const QMatrix& w, const QActivations& a, float* y, int64_t r0, i
   const int64_t nb = w.n_in / 32;
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.data + r * w.row_bytes;
-    y[r] = Dot32<C, kTable, kMin>(nb, [row](int64_t b) { return row + b * int64_t(sizeof(B)) + offsetof(B, qs); },
-                                  kTable ? kIq4nlValues : nullptr,
-                                  [row](int64_t b, float& d, float& m) {
-                                    const uint8_t* blk = row + b * int64_t(sizeof(B));
-                                    d = F16(blk + offsetof(B, d));
-                                    if constexpr (kMin) m = F16(blk + offsetof(B, m));
-                                    else m = 0;
-                                  }, a);
+    y[r] = Dot32<C, kTable, kMin>(
+        nb, [row](int64_t b) { return row + b * int64_t(sizeof(B)) + offsetof(B, qs); },
+        kTable ? kIq4nlValues : nullptr,
+        [row](int64_t b, float& d, float& m) {
+          const uint8_t* blk = row + b * int64_t(sizeof(B));
+          d = F16(blk + offsetof(B, d));
+          if constexpr (kMin)
+            m = F16(blk + offsetof(B, m));
+          else
+            m = 0;
+        },
+        a);
   }
 }
-static_assert(offsetof(BlockQ5_0, qs) - offsetof(BlockQ5_0, qh) == 4 && offsetof(BlockQ5_1, qs) - offsetof(BlockQ5_1, qh) == 4,
+static_assert(offsetof(BlockQ5_0, qs) - offsetof(BlockQ5_0, qh) == 4 &&
+                  offsetof(BlockQ5_1, qs) - offsetof(BlockQ5_1, qh) == 4,
               "Dot32 reads Q5's fifth bits in the 4 bytes before the codes");
 
 // Integer grids: w = s·(q − z) per group; GRID8 codes are stored as q − 128.
@@ -291,13 +311,16 @@ void GemvGrid(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int
       d = s[g], m = -s[g] * z[g];
     };
     if constexpr (kNibbles)
-      y[r] = Dot32<Codes::Nibbles, false, true>(nb, [row](int64_t b) { return row + 16 * b; }, nullptr, scale, a);
+      y[r] = Dot32<Codes::Nibbles, false, true>(
+          nb, [row](int64_t b) { return row + 16 * b; }, nullptr, scale, a);
     else
-      y[r] = Dot32<Codes::UnsignedBytes, false, true>(nb, [row](int64_t b) { return row + 32 * b; }, nullptr,
-                                                      [scale](int64_t b, float& d, float& m) {
-                                                        scale(b, d, m);
-                                                        m += 128 * d;
-                                                      }, a);
+      y[r] = Dot32<Codes::UnsignedBytes, false, true>(
+          nb, [row](int64_t b) { return row + 32 * b; }, nullptr,
+          [scale](int64_t b, float& d, float& m) {
+            scale(b, d, m);
+            m += 128 * d;
+          },
+          a);
   }
 }
 #endif
@@ -305,9 +328,15 @@ void GemvGrid(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int
 RowKernels KernelsQ8_0() { return Kernels<UQ8_0>(QF_FUSED((GemvLegacy<BlockQ8_0, Codes::SignedBytes>))); }
 RowKernels KernelsQ4_0() { return Kernels<UQ4_0>(QF_FUSED((GemvLegacy<BlockQ4_0, Codes::SignedNibbles>))); }
 RowKernels KernelsQ4_1() { return Kernels<UQ4_1>(QF_FUSED((GemvLegacy<BlockQ4_1, Codes::Nibbles>))); }
-RowKernels KernelsQ5_0() { return Kernels<UQ5<BlockQ5_0>>(QF_FUSED((GemvLegacy<BlockQ5_0, Codes::SignedNibbles5>))); }
-RowKernels KernelsQ5_1() { return Kernels<UQ5<BlockQ5_1>>(QF_FUSED((GemvLegacy<BlockQ5_1, Codes::Nibbles5>))); }
-RowKernels KernelsIQ4_NL() { return Kernels<UIQ4_NL>(QF_FUSED((GemvLegacy<BlockIQ4_NL, Codes::Nibbles, true>))); }
+RowKernels KernelsQ5_0() {
+  return Kernels<UQ5<BlockQ5_0>>(QF_FUSED((GemvLegacy<BlockQ5_0, Codes::SignedNibbles5>)));
+}
+RowKernels KernelsQ5_1() {
+  return Kernels<UQ5<BlockQ5_1>>(QF_FUSED((GemvLegacy<BlockQ5_1, Codes::Nibbles5>)));
+}
+RowKernels KernelsIQ4_NL() {
+  return Kernels<UIQ4_NL>(QF_FUSED((GemvLegacy<BlockIQ4_NL, Codes::Nibbles, true>)));
+}
 RowKernels KernelsGRID4() { return Kernels<UIntGrid<true>>(QF_FUSED((GemvGrid<true>))); }
 RowKernels KernelsGRID8() { return Kernels<UIntGrid<false>>(QF_FUSED((GemvGrid<false>))); }
 RowKernels KernelsBNB4() { return Kernels<UBnb4>(QF_FUSED((GemvBnb4))); }

@@ -19,8 +19,10 @@ float DotFloatRow(const T* w, int64_t n, const float* x) {
   const hn::Rebind<T, DF> dt;
   const int64_t N = int64_t(hn::Lanes(df));
   auto load = [&](int64_t i) {
-    if constexpr (std::is_same_v<T, float>) return hn::LoadU(df, w + i);
-    else return hn::PromoteTo(df, hn::LoadU(dt, w + i));
+    if constexpr (std::is_same_v<T, float>)
+      return hn::LoadU(df, w + i);
+    else
+      return hn::PromoteTo(df, hn::LoadU(dt, w + i));
   };
   auto acc0 = hn::Zero(df), acc1 = hn::Zero(df);
   int64_t i = 0;
@@ -34,7 +36,8 @@ float DotFloatRow(const T* w, int64_t n, const float* x) {
 
 template <class T>
 void GemvFloat(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int64_t r1) {
-  for (int64_t r = r0; r < r1; ++r) y[r] = DotFloatRow(reinterpret_cast<const T*>(w.data + r * w.row_bytes), w.n_in, a.x);
+  for (int64_t r = r0; r < r1; ++r)
+    y[r] = DotFloatRow(reinterpret_cast<const T*>(w.data + r * w.row_bytes), w.n_in, a.x);
 }
 void DecodeFloat(const QMatrix& w, int64_t r0, int64_t rows, float* dst) {
   widen_to_f32(w.type, w.data + r0 * w.row_bytes, dst, rows * w.n_in);
@@ -42,7 +45,6 @@ void DecodeFloat(const QMatrix& w, int64_t r0, int64_t rows, float* dst) {
 RowKernels KernelsF32() { return {GemvFloat<float>, DecodeFloat}; }
 RowKernels KernelsF16() { return {GemvFloat<hwy::float16_t>, DecodeFloat}; }
 RowKernels KernelsBF16() { return {GemvFloat<hwy::bfloat16_t>, DecodeFloat}; }
-
 
 // out[r] = Σ_i w[r·n + i] · x[i] in int32: int8 widened to int16, pairs multiplied and added.
 void DotI8Rows(const int8_t* w, int64_t rows, int64_t n, const int8_t* x, int32_t* out) {
@@ -54,7 +56,8 @@ void DotI8Rows(const int8_t* w, int64_t rows, int64_t n, const int8_t* x, int32_
     auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
     int64_t i = 0;
     for (; i + N <= n; i += N)
-      s0 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, w + i)), hn::PromoteTo(d16, hn::LoadU(d8, x + i)), s0, s1);
+      s0 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, w + i)),
+                                         hn::PromoteTo(d16, hn::LoadU(d8, x + i)), s0, s1);
     int32_t acc = hn::GetLane(hn::SumOfLanes(d32, hn::RearrangeToOddPlusEven(s0, s1)));
     for (; i < n; ++i) acc += int32_t(w[i]) * int32_t(x[i]);
     out[r] = acc;

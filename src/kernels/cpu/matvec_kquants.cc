@@ -30,7 +30,8 @@ struct UQ2_K : Unpacker<256, sizeof(BlockQ2_K)> {
 };
 struct UQ3_K : Unpacker<256, sizeof(BlockQ3_K)> {
   void operator()(const uint8_t* b, int64_t, int8_t* q, float* d, float* m) const {
-    const uint8_t *hmask = QF_AT(b, BlockQ3_K, hmask), *qs = QF_AT(b, BlockQ3_K, qs), *sc = QF_AT(b, BlockQ3_K, scales);
+    const uint8_t *hmask = QF_AT(b, BlockQ3_K, hmask), *qs = QF_AT(b, BlockQ3_K, qs),
+                  *sc = QF_AT(b, BlockQ3_K, scales);
     for (int h = 0; h < 2; ++h)
       for (int j = 0; j < 4; ++j) {
         const uint8_t bit = uint8_t(1 << (4 * h + j));
@@ -131,7 +132,8 @@ HWY_INLINE hn::Vec256<int16_t> Widen16(const uint8_t* p) {
 // Σ w·xq over 16 int16 lanes as fp32 lanes.
 HWY_INLINE hn::Vec256<float> Sum16(hn::Vec256<int16_t> w, const int16_t* xq) {
   auto unused = hn::Zero(D32());
-  return hn::ConvertTo(DF8(), hn::ReorderWidenMulAccumulate(D32(), w, hn::LoadU(D16(), xq), hn::Zero(D32()), unused));
+  return hn::ConvertTo(
+      DF8(), hn::ReorderWidenMulAccumulate(D32(), w, hn::LoadU(D16(), xq), hn::Zero(D32()), unused));
 }
 HWY_INLINE hn::Vec256<float> Sum32(hn::Vec256<int16_t> w0, hn::Vec256<int16_t> w1, const int16_t* xq) {
   auto unused = hn::Zero(D32());
@@ -165,8 +167,11 @@ float DotQ45K(const uint8_t* row, int64_t nb, const QActivations& a) {
     u[2] = mins_low;
     u[0] &= 0x3F3F3F3F;
     const auto* bytes = reinterpret_cast<const uint8_t*>(u);
-    hn::Store(hn::Mul(hn::Mul(Bytes8ToFloat(bytes), hn::Set(df, F16(QF_AT(blk, B, d)))), hn::LoadU(df, a.dx32 + 8 * b)), df, sc);
-    offsets = hn::MulAdd(hn::Mul(Bytes8ToFloat(bytes + 8), hn::Set(df, -F16(QF_AT(blk, B, dmin)))), hn::LoadU(df, a.xs32 + 8 * b), offsets);
+    hn::Store(hn::Mul(hn::Mul(Bytes8ToFloat(bytes), hn::Set(df, F16(QF_AT(blk, B, d)))),
+                      hn::LoadU(df, a.dx32 + 8 * b)),
+              df, sc);
+    offsets = hn::MulAdd(hn::Mul(Bytes8ToFloat(bytes + 8), hn::Set(df, -F16(QF_AT(blk, B, dmin)))),
+                         hn::LoadU(df, a.xs32 + 8 * b), offsets);
     const uint8_t* qs = QF_AT(blk, B, qs);
     const int16_t* xq = a.xq + 256 * b;
     hn::Vec256<int16_t> qh0, qh1;  // Q5_K: bit 2j (2j + 1) of qh[l] is the fifth bit of lo (hi) run j
@@ -174,10 +179,13 @@ float DotQ45K(const uint8_t* row, int64_t nb, const QActivations& a) {
     const auto low4 = hn::Set(d16, 0x0F), bit4 = hn::Set(d16, 0x10);
     for (int j = 0; j < 4; ++j) {
       const auto v0 = Widen16(qs + 32 * j), v1 = Widen16(qs + 32 * j + 16);
-      auto lo0 = hn::And(v0, low4), lo1 = hn::And(v1, low4), hi0 = hn::ShiftRight<4>(v0), hi1 = hn::ShiftRight<4>(v1);
+      auto lo0 = hn::And(v0, low4), lo1 = hn::And(v1, low4), hi0 = hn::ShiftRight<4>(v0),
+           hi1 = hn::ShiftRight<4>(v1);
       if constexpr (kHigh) {
-        lo0 = hn::Or(lo0, hn::And(hn::ShiftLeft<4>(qh0), bit4)), hi0 = hn::Or(hi0, hn::And(hn::ShiftLeft<3>(qh0), bit4));
-        lo1 = hn::Or(lo1, hn::And(hn::ShiftLeft<4>(qh1), bit4)), hi1 = hn::Or(hi1, hn::And(hn::ShiftLeft<3>(qh1), bit4));
+        lo0 = hn::Or(lo0, hn::And(hn::ShiftLeft<4>(qh0), bit4)),
+        hi0 = hn::Or(hi0, hn::And(hn::ShiftLeft<3>(qh0), bit4));
+        lo1 = hn::Or(lo1, hn::And(hn::ShiftLeft<4>(qh1), bit4)),
+        hi1 = hn::Or(hi1, hn::And(hn::ShiftLeft<3>(qh1), bit4));
         qh0 = hn::ShiftRight<2>(qh0), qh1 = hn::ShiftRight<2>(qh1);
       }
       acc0 = hn::MulAdd(Sum32(lo0, lo1, xq + 64 * j), hn::Set(df, sc[2 * j]), acc0);
@@ -200,8 +208,14 @@ float DotQ6K(const uint8_t* row, int64_t nb, const QActivations& a) {
     Prefetch(blk, sizeof(BlockQ6_K));
     const auto d = hn::Set(df, F16(QF_AT(blk, BlockQ6_K, d)));
     for (int k = 0; k < 16; k += 8)
-      hn::Store(hn::Mul(hn::Mul(hn::ConvertTo(df, hn::PromoteTo(D32(), hn::LoadU(d8x8, reinterpret_cast<const int8_t*>(QF_AT(blk, BlockQ6_K, scales) + k)))), d),
-                        hn::LoadU(df, a.dx + 16 * b + k)), df, sc + k);
+      hn::Store(
+          hn::Mul(
+              hn::Mul(hn::ConvertTo(
+                          df, hn::PromoteTo(D32(), hn::LoadU(d8x8, reinterpret_cast<const int8_t*>(
+                                                                       QF_AT(blk, BlockQ6_K, scales) + k)))),
+                      d),
+              hn::LoadU(df, a.dx + 16 * b + k)),
+          df, sc + k);
     for (int h = 0; h < 2; ++h) {
       const uint8_t *ql = QF_AT(blk, BlockQ6_K, ql) + 64 * h, *qh = QF_AT(blk, BlockQ6_K, qh) + 32 * h;
       const int16_t* xq = a.xq + 256 * b + 128 * h;
@@ -230,7 +244,8 @@ float DotIQ4XS(const uint8_t* row, int64_t nb, const QActivations& a) {
   const hn::Full128<int8_t> di8;
   const hn::Full256<uint32_t> du32;
   const auto tbl = hn::LoadU(di8, kIq4nlValues);
-  const auto low_shifts = hn::Iota(du32, 0) * hn::Set(du32, 4), high_shifts = hn::Iota(du32, 0) * hn::Set(du32, 2);
+  const auto low_shifts = hn::Iota(du32, 0) * hn::Set(du32, 4),
+             high_shifts = hn::Iota(du32, 0) * hn::Set(du32, 2);
   auto acc0 = hn::Zero(df), acc1 = hn::Zero(df);
   alignas(32) float sc[8];
   for (int64_t b = 0; b < nb; ++b) {
@@ -243,13 +258,17 @@ float DotIQ4XS(const uint8_t* row, int64_t nb, const QActivations& a) {
     const auto low = hn::And(hn::Shr(hn::Set(du32, sl), low_shifts), hn::Set(du32, 0xF));
     const auto high = hn::ShiftLeft<4>(hn::And(hn::Shr(hn::Set(du32, sh), high_shifts), hn::Set(du32, 3)));
     const auto ls = hn::Sub(hn::BitCast(d32, hn::Or(low, high)), hn::Set(d32, 32));
-    hn::Store(hn::Mul(hn::Mul(hn::ConvertTo(df, ls), hn::Set(df, F16(QF_AT(blk, BlockIQ4_XS, d)))), hn::LoadU(df, a.dx32 + 8 * b)), df, sc);
+    hn::Store(hn::Mul(hn::Mul(hn::ConvertTo(df, ls), hn::Set(df, F16(QF_AT(blk, BlockIQ4_XS, d)))),
+                      hn::LoadU(df, a.dx32 + 8 * b)),
+              df, sc);
     const int16_t* xq = a.xq + 256 * b;
     for (int ib = 0; ib < 8; ib += 2) {
       auto sub = [&](int k) {
         const auto v = hn::LoadU(du8, QF_AT(blk, BlockIQ4_XS, qs) + 16 * k);
-        const auto w0 = hn::PromoteTo(D16(), hn::TableLookupBytes(tbl, hn::BitCast(di8, hn::And(v, hn::Set(du8, 0x0F)))));
-        const auto w1 = hn::PromoteTo(D16(), hn::TableLookupBytes(tbl, hn::BitCast(di8, hn::ShiftRight<4>(v))));
+        const auto w0 =
+            hn::PromoteTo(D16(), hn::TableLookupBytes(tbl, hn::BitCast(di8, hn::And(v, hn::Set(du8, 0x0F)))));
+        const auto w1 =
+            hn::PromoteTo(D16(), hn::TableLookupBytes(tbl, hn::BitCast(di8, hn::ShiftRight<4>(v))));
         return Sum32(w0, w1, xq + 32 * k);
       };
       acc0 = hn::MulAdd(sub(ib), hn::Set(df, sc[ib]), acc0);
@@ -297,7 +316,8 @@ float DotQ23K(const uint8_t* row, int64_t nb, const QActivations& a) {
       if constexpr (kThree) v = hn::Sub(v, hn::Set(df, 32));
       hn::Store(hn::Mul(hn::Mul(v, hn::Set(df, d)), hn::LoadU(df, a.dx + 16 * b + k)), df, sc + k);
       if constexpr (!kThree)
-        offsets = hn::MulAdd(hn::Mul(Bytes8ToFloat(min_bytes + k), hn::Set(df, -F16(QF_AT(blk, B, dmin)))), hn::LoadU(df, a.xs16 + 16 * b + k), offsets);
+        offsets = hn::MulAdd(hn::Mul(Bytes8ToFloat(min_bytes + k), hn::Set(df, -F16(QF_AT(blk, B, dmin)))),
+                             hn::LoadU(df, a.xs16 + 16 * b + k), offsets);
     }
     hn::Vec256<int16_t> h0, h1;
     if constexpr (kThree) h0 = Widen16(QF_AT(blk, B, hmask)), h1 = Widen16(QF_AT(blk, B, hmask) + 16);
@@ -318,7 +338,8 @@ float DotQ23K(const uint8_t* row, int64_t nb, const QActivations& a) {
       }
     }
   }
-  return hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(hn::Add(acc[0], acc[1]), hn::Add(acc[2], acc[3])), offsets)));
+  return hn::GetLane(
+      hn::SumOfLanes(df, hn::Add(hn::Add(hn::Add(acc[0], acc[1]), hn::Add(acc[2], acc[3])), offsets)));
 }
 
 template <float (*Dot)(const uint8_t*, int64_t, const QActivations&)>

@@ -16,13 +16,15 @@ namespace qf::HWY_NAMESPACE {
 // Every format with CPU kernels; the raw integer types of checkpoint layouts have none.
 RowKernels KernelsFor(QType t) {
 #define QF_CASE(T) \
-  case QType::T: return Kernels##T();
+  case QType::T:   \
+    return Kernels##T();
   switch (t) {
     QF_FORMAT_KERNELS(QF_CASE)
     case QType::I8:
     case QType::U8:
     case QType::I16:
-    case QType::I32: return {};
+    case QType::I32:
+      return {};
   }
 #undef QF_CASE
   return {};
@@ -58,7 +60,9 @@ RowKernels kernels(const QMatrix& w) {
 }  // namespace
 
 bool qmatvec_supported(const QMatrix& w) {
-  if (w.device != Device::Cpu || w.n_in % 32 != 0 || w.n_out <= 0 || !HWY_DYNAMIC_DISPATCH(KernelsFor)(w.type).gemv) return false;
+  if (w.device != Device::Cpu || w.n_in % 32 != 0 || w.n_out <= 0 ||
+      !HWY_DYNAMIC_DISPATCH(KernelsFor)(w.type).gemv)
+    return false;
   if (w.type == QType::GRID4 || w.type == QType::GRID8)
     return w.group > 0 && w.group % 32 == 0 && w.n_in % w.group == 0;
   if (w.type == QType::BNB4) return w.group >= 32 && w.group % 32 == 0 && w.lut;
@@ -95,7 +99,13 @@ void qmatvec(const QMatrix& w, const float* x, float* y) {
       xq_bnb4[k] = xq[k - j + (j < 8 ? 2 * j : 2 * (j - 8) + 1)];
     }
   }
-  const QActivations a{x, xs16.data(), xq.data(), dx.data(), xs32.data(), dx32.data(), xq_bnb4.empty() ? nullptr : xq_bnb4.data()};
+  const QActivations a{x,
+                       xs16.data(),
+                       xq.data(),
+                       dx.data(),
+                       xs32.data(),
+                       dx32.data(),
+                       xq_bnb4.empty() ? nullptr : xq_bnb4.data()};
   const int64_t threads = std::min<int64_t>(omp_get_max_threads(), (w.n_out + 15) / 16);
 #pragma omp parallel num_threads(int(threads))
   {
@@ -107,7 +117,9 @@ void qmatvec(const QMatrix& w, const float* x, float* y) {
   }
 }
 
-void qdecode_rows(const QMatrix& w, int64_t r0, int64_t rows, float* dst) { kernels(w).decode(w, r0, rows, dst); }
+void qdecode_rows(const QMatrix& w, int64_t r0, int64_t rows, float* dst) {
+  kernels(w).decode(w, r0, rows, dst);
+}
 
 const char* qmatvec_target() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
 

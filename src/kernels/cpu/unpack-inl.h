@@ -104,11 +104,13 @@ HWY_INLINE hn::Vec<DF> LoadElems(DF df, const Elem* p) {
 // stores (no store-to-load forwarding stalls on 32-weight blocks). Unpacks the chunk of
 // blocks from b0 and returns its number of 16-weight sub-blocks.
 template <class U>
-HWY_INLINE int UnpackChunk(const U& u, const uint8_t* row, int64_t b0, int64_t nb, typename U::Elem* q, float* d, float* m) {
+HWY_INLINE int UnpackChunk(const U& u, const uint8_t* row, int64_t b0, int64_t nb, typename U::Elem* q,
+                           float* d, float* m) {
   constexpr int kPer = 256 / U::kBlock;
   const int nc = int(std::min<int64_t>(kPer, nb - b0));
   if (nc < kPer) std::fill(m, m + 16, 0.0f);  // a short last chunk: no offsets past the row
-  for (int k = 0; k < nc; ++k) u(row + (b0 + k) * U::kBytes, b0 + k, q + k * U::kBlock, d + k * U::kSubs, m + k * U::kSubs);
+  for (int k = 0; k < nc; ++k)
+    u(row + (b0 + k) * U::kBytes, b0 + k, q + k * U::kBlock, d + k * U::kSubs, m + k * U::kSubs);
   return nc * U::kSubs;
 }
 
@@ -132,15 +134,19 @@ float DotRow(const U& u, const uint8_t* row, int64_t n_in, const QActivations& a
   const int16_t* xq = a.xq;
   for (int64_t b0 = 0; b0 < nb; b0 += 256 / U::kBlock, x += 256, xq += 256, xs16 += 16, dx += 16) {
     const int subs = UnpackChunk(u, row, b0, nb, q, d, m);
-    for (int s = 0; s < 16; s += N) offsets = hn::MulAdd(hn::Load(df, m + s), hn::LoadU(df, xs16 + s), offsets);
+    for (int s = 0; s < 16; s += N)
+      offsets = hn::MulAdd(hn::Load(df, m + s), hn::LoadU(df, xs16 + s), offsets);
     if constexpr (std::is_same_v<typename U::Elem, int8_t>) {
       const int L = int(hn::Lanes(d16));
-      for (int s = 0; s < 16; s += N) hn::Store(hn::Mul(hn::Load(df, d + s), hn::LoadU(df, dx + s)), df, d + s);
+      for (int s = 0; s < 16; s += N)
+        hn::Store(hn::Mul(hn::Load(df, d + s), hn::LoadU(df, dx + s)), df, d + s);
       for (int s = 0; s < subs; s += 2) {
         auto i0 = hn::Zero(d32), i1 = hn::Zero(d32), unused = hn::Zero(d32);
         for (int k = 0; k < 16; k += L) {
-          i0 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, q + 16 * s + k)), hn::LoadU(d16, xq + 16 * s + k), i0, unused);
-          i1 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, q + 16 * s + 16 + k)), hn::LoadU(d16, xq + 16 * s + 16 + k), i1, unused);
+          i0 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, q + 16 * s + k)),
+                                             hn::LoadU(d16, xq + 16 * s + k), i0, unused);
+          i1 = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LoadU(d8, q + 16 * s + 16 + k)),
+                                             hn::LoadU(d16, xq + 16 * s + 16 + k), i1, unused);
         }
         iacc0 = hn::MulAdd(hn::ConvertTo(dw, i0), hn::Set(dw, d[s]), iacc0);
         iacc1 = hn::MulAdd(hn::ConvertTo(dw, i1), hn::Set(dw, d[s + 1]), iacc1);
@@ -173,15 +179,18 @@ void DecodeRow(const U& u, const uint8_t* row, int64_t n_in, float* dst) {
     const int subs = UnpackChunk(u, row, b0, nb, q, d, m);
     for (int s = 0; s < subs; ++s)
       for (int k = 0; k < 16; k += N)
-        hn::StoreU(hn::MulAdd(LoadElems(df, q + 16 * s + k), hn::Set(df, d[s]), hn::Set(df, m[s])), df, dst + 16 * s + k);
+        hn::StoreU(hn::MulAdd(LoadElems(df, q + 16 * s + k), hn::Set(df, d[s]), hn::Set(df, m[s])), df,
+                   dst + 16 * s + k);
   }
 }
 
 // An unpacker for row r: formats with per-row state (integer grids, NF4) take (w, r).
 template <class U>
 U MakeUnpacker(const QMatrix& w, int64_t r) {
-  if constexpr (std::is_constructible_v<U, const QMatrix&, int64_t>) return U(w, r);
-  else return U{};
+  if constexpr (std::is_constructible_v<U, const QMatrix&, int64_t>)
+    return U(w, r);
+  else
+    return U{};
 }
 template <class U>
 void GemvGeneric(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int64_t r1) {
@@ -189,7 +198,8 @@ void GemvGeneric(const QMatrix& w, const QActivations& a, float* y, int64_t r0, 
 }
 template <class U>
 void DecodeGeneric(const QMatrix& w, int64_t r0, int64_t rows, float* dst) {
-  for (int64_t r = r0; r < r0 + rows; ++r) DecodeRow(MakeUnpacker<U>(w, r), w.data + r * w.row_bytes, w.n_in, dst + (r - r0) * w.n_in);
+  for (int64_t r = r0; r < r0 + rows; ++r)
+    DecodeRow(MakeUnpacker<U>(w, r), w.data + r * w.row_bytes, w.n_in, dst + (r - r0) * w.n_in);
 }
 // A format's kernels: its fused dot product where this target has one (QF_FUSED: AVX2 and up),
 // else the generic one; decoding always through the unpacker.
@@ -206,9 +216,11 @@ RowKernels Kernels(GemvFn fused) {
 
 // Each format's kernels (the families' files define them); kernels/cpu/qmatvec.cc's switch
 // is the only place that maps a QType to them.
-#define QF_FORMAT_KERNELS(X) \
-  X(F32) X(F16) X(BF16) X(Q8_0) X(Q4_0) X(Q4_1) X(Q5_0) X(Q5_1) X(IQ4_NL) X(GRID4) X(GRID8) X(BNB4) \
-  X(Q2_K) X(Q3_K) X(Q4_K) X(Q5_K) X(Q6_K) X(IQ4_XS) X(IQ2_XXS) X(IQ2_XS) X(IQ3_XXS)
+// clang-format off
+#define QF_FORMAT_KERNELS(X)                                                                \
+  X(F32) X(F16) X(BF16) X(Q8_0) X(Q4_0) X(Q4_1) X(Q5_0) X(Q5_1) X(IQ4_NL) X(GRID4) X(GRID8) \
+  X(BNB4) X(Q2_K) X(Q3_K) X(Q4_K) X(Q5_K) X(Q6_K) X(IQ4_XS) X(IQ2_XXS) X(IQ2_XS) X(IQ3_XXS)
+// clang-format on
 #define QF_DECLARE_KERNELS(T) RowKernels Kernels##T();
 QF_FORMAT_KERNELS(QF_DECLARE_KERNELS)
 #undef QF_DECLARE_KERNELS

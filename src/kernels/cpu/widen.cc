@@ -45,10 +45,18 @@ HWY_EXPORT(WidenBF16);
 
 void widen_to_f32(QType type, const void* src, float* dst, int64_t n) {
   switch (type) {
-    case QType::F32: std::memcpy(dst, src, size_t(n) * sizeof(float)); return;
-    case QType::F16: HWY_DYNAMIC_DISPATCH(WidenF16)(src, dst, n); return;
-    case QType::BF16: HWY_DYNAMIC_DISPATCH(WidenBF16)(src, dst, n); return;
-    default: traits(type).dequantize_ref(src, dst, n); return;
+    case QType::F32:
+      std::memcpy(dst, src, size_t(n) * sizeof(float));
+      return;
+    case QType::F16:
+      HWY_DYNAMIC_DISPATCH(WidenF16)(src, dst, n);
+      return;
+    case QType::BF16:
+      HWY_DYNAMIC_DISPATCH(WidenBF16)(src, dst, n);
+      return;
+    default:
+      traits(type).dequantize_ref(src, dst, n);
+      return;
   }
 }
 
