@@ -378,5 +378,17 @@ TEST(Cli, UnknownCommandsAreNamed) {
   expect_one_line_error(run("-t 2"), "a command is required: inspect, generate, eval,");
 }
 
+// A model path that is not UTF-8 (Linux allows any bytes): --json used to die at the end of the run.
+TEST(Cli, JsonOutputSurvivesPathsThatAreNotUtf8) {
+  const std::string dir = test::temp_dir("cli_json_path") + "/m\xff";
+  std::filesystem::copy(stories(), dir);
+  const auto r = run("eval '" + dir + "' --text " + test::text_path("tinystories-val-head") +
+                     " --ctx 64 --max-windows 2 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["model"],
+            dir.substr(0, dir.size() - 1) + "\uFFFD");  // the byte replaced, as the JSON library does
+}
+
 }  // namespace
 }  // namespace qf

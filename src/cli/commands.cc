@@ -297,7 +297,8 @@ Status run_eval(const EvalArgs& a) {
       j["kld"] = r.kld;
       j["top1"] = r.top1;
     }
-    fmt::print("{}\n", j.dump(2));
+    fmt::print("{}\n",
+               j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));  // paths need not be UTF-8
   } else {
     fmt::print(
         "perplexity {:.6f} (mean NLL {:.6f}) — {} protocol, ctx {}, {} windows, {} scored of {} tokens, "
@@ -372,7 +373,7 @@ Status run_bench(const BenchArgs& a) {
                         {"gen_tps", g.mean},
                         {"gen_tps_stdev", g.stdev},
                         {"weight_bytes_per_token", tf->weight_bytes_per_token()}};
-    fmt::print("{}\n", j.dump());
+    fmt::print("{}\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   } else {
     fmt::print(
         "{}: {} threads\n  pp{}: {:.1f} ± {:.1f} tokens/s\n  tg{}: {:.1f} ± {:.1f} tokens/s\n"

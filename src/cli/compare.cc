@@ -340,7 +340,9 @@ class Comparison {
 
 Status write_report(const std::string& dir, const json& report) {
   // The report's own files, rewritten as jobs finish (and on --resume).
-  QF_RETURN_IF_ERROR(write_file_atomic(dir + "/report.json", report.dump(2) + "\n", true));
+  QF_RETURN_IF_ERROR(
+      write_file_atomic(dir + "/report.json",
+                        report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", true));
   QF_RETURN_IF_ERROR(write_file_atomic(dir + "/report.md", render_markdown(report), true));
   return write_file_atomic(dir + "/report.html", render_html(report), true);
 }
