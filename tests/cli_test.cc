@@ -86,7 +86,13 @@ TEST(Cli, UnknownFlag) { expect_one_line_error(run("eval " + stories() + " --tex
 TEST(Cli, TextShorterThanOneWindow) {
   std::string path = test::temp_dir("cli_short") + "/short.txt";
   test::write_file(path, "Once upon a time.");
-  expect_one_line_error(run("eval " + stories() + " --text " + path + " --ctx 512"), "fewer than one window");
+  expect_one_line_error(run("eval " + stories() + " --text " + path + " --ctx 512"),
+                        "short.txt: 6 tokens, fewer than one window");
+  test::write_file(path, "");  // an empty text: BOS alone, still named
+  expect_one_line_error(run("eval " + stories() + " --text " + path + " --ctx 512"),
+                        "short.txt: 1 tokens, fewer than one window");
+  expect_one_line_error(run("imatrix " + stories() + " --calib " + path + " -o " + path + ".dat"),
+                        "short.txt: 1 tokens, fewer than one chunk");
 }
 
 TEST(Cli, EvalJsonAndInspectAndGenerate) {

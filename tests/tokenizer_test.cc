@@ -118,5 +118,26 @@ TEST(Tokenizer, SentencePieceModelFile) {
   EXPECT_NE(bad.status().message().find("not a SentencePiece model"), std::string::npos);
 }
 
+// Found by fuzz/tokenizer_fuzz.cc: a vocabulary id written as a float (7.96e47) was converted to
+// int unchecked (undefined behaviour). Ids must be integers in 0..10^7.
+TEST(Tokenizer, IdsThatAreNotSmallIntegersAreRefused) {
+  const std::string src = test::bundled_stories() + "/hf/tokenizer.json";
+  for (const auto& [bad, shown] : {std::pair{nlohmann::json(7.96167e+47), "7.96167e+47"},
+                                   {nlohmann::json(3.5), "3.5"},
+                                   {nlohmann::json(-1), "-1"},
+                                   {nlohmann::json(uint64_t(1) << 40), "1099511627776"}}) {
+    auto tok = nlohmann::json::parse(test::slurp(src));
+    tok["model"]["vocab"]["<unk>"] = bad;
+    const std::string path = test::temp_dir("tok_bad_id") + "/tokenizer.json";
+    test::write_file(path, tok.dump());
+    auto t = load_hf_tokenizer(path);
+    ASSERT_FALSE(t.ok()) << shown;
+    EXPECT_NE(t.status().message().find(std::string("token '<unk>' has id ") + shown +
+                                        ", expected an integer in 0..10000000"),
+              std::string::npos)
+        << t.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace qf

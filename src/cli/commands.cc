@@ -84,13 +84,6 @@ void print_config(const Checkpoint& ck) {
   fmt::print("tokenizer:    {}\n", printable(ck.tokenizer->describe()));
 }
 
-Expected<Checkpoint> load_or_explain(const std::string& path) {
-  auto t0 = std::chrono::steady_clock::now();
-  auto ck = load_checkpoint(path);
-  if (ck) info("loaded {} in {:.2f}s", path, seconds_since(t0));
-  return ck;
-}
-
 // Positions beyond the trained context (max_position_embeddings, which already includes any RoPE
 // scaling the config declares): refused, or allowed with a warning that says so.
 Status check_context(const ModelConfig& c, int64_t positions, const char* what, bool allow) {
@@ -133,7 +126,7 @@ Status run_inspect(const InspectArgs& a) {
 
 Status run_generate(const GenerateArgs& a) {
   QF_RETURN_IF_ERROR(check_utf8(a.prompt, "--prompt"));
-  QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));
+  QF_ASSIGN_OR_RETURN(auto ck, load_checkpoint_logged(a.model));
   QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck));
   const auto& tok = *ck.tokenizer;
   std::vector<int32_t> ids = tok.encode(a.prompt, true);
@@ -215,9 +208,11 @@ Status run_imatrix(const ImatrixArgs& a) {
   QF_RETURN_IF_ERROR(check_new_output(a.out, {a.model, a.calib}, OutputKind::File, a.force));
   QF_ASSIGN_OR_RETURN(auto text, read_text_file(a.calib));
   QF_RETURN_IF_ERROR(check_utf8(text, a.calib));
-  QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));
+  QF_ASSIGN_OR_RETURN(auto ck, load_checkpoint_logged(a.model));
   QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck));
   const std::vector<int32_t> tokens = ck.tokenizer->encode(text, true);
+  if (int64_t(tokens.size()) < a.ctx)
+    return error("{}: {} tokens, fewer than one chunk of --ctx {}", a.calib, tokens.size(), a.ctx);
   ProgressBar bar("imatrix");
   auto t0 = std::chrono::steady_clock::now();
   const int32_t bos = ck.tokenizer->adds_bos() ? ck.tokenizer->bos_id() : -1;
@@ -235,13 +230,13 @@ Status run_quantize(const QuantizeArgs& a) { return quantize_model(a); }
 Status run_eval(const EvalArgs& a) {
   QF_ASSIGN_OR_RETURN(auto text, read_text_file(a.text));
   QF_RETURN_IF_ERROR(check_utf8(text, a.text));
-  QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));
+  QF_ASSIGN_OR_RETURN(auto ck, load_checkpoint_logged(a.model));
   QF_RETURN_IF_ERROR(check_context(ck.config, a.ctx, "--ctx", a.allow_long_context));
   QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck));
   std::optional<Checkpoint> base_ck;
   std::unique_ptr<Transformer> base_tf;
   if (!a.base.empty()) {
-    QF_ASSIGN_OR_RETURN(base_ck, load_or_explain(a.base));
+    QF_ASSIGN_OR_RETURN(base_ck, load_checkpoint_logged(a.base));
     QF_ASSIGN_OR_RETURN(base_tf, Transformer::create(*base_ck));
   }
   // With --base the base model's tokenizer is the protocol's: both models score the same ids.
@@ -259,6 +254,8 @@ Status run_eval(const EvalArgs& a) {
       return error("--base {} tokenizes the text differently from {}", a.base, a.model);
   }
   info("tokenized {}: {} tokens in {:.2f}s", a.text, tokens.size(), seconds_since(t0));
+  if (int64_t(tokens.size()) < a.ctx)
+    return error("{}: {} tokens, fewer than one window of --ctx {}", a.text, tokens.size(), a.ctx);
   ProgressBar bar("perplexity");
   PerplexityOptions opt;
   opt.ctx = a.ctx;
@@ -336,7 +333,7 @@ MeanStd mean_std(const std::vector<double>& xs) {
 // position only); tg = n_gen tokens decoded one at a time from an empty cache. Token ids are
 // a fixed pseudo-random sequence. One warm-up run of each, then `reps` timed runs.
 Status run_bench(const BenchArgs& a) {
-  QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));
+  QF_ASSIGN_OR_RETURN(auto ck, load_checkpoint_logged(a.model));
   QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck));
   const int vocab = tf->config().vocab_size;
   std::vector<int32_t> tokens(size_t(std::max(a.n_prompt, a.n_gen)));

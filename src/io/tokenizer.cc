@@ -104,16 +104,23 @@ Expected<std::unique_ptr<Tokenizer>> parse_hf(const std::string& path, const jso
   BpeSpec spec;
   spec.source = path;
   QF_RETURN_IF_ERROR(read_pretokenization(path, root, spec));
+  // Ids are integers in 0..10^7 (a float or a huge number used to be converted unchecked: UB, found
+  // by fuzz/tokenizer_fuzz.cc).
+  auto token_id = [&](const std::string& tok, const json& v) -> Expected<int32_t> {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 10'000'000)
+      return error("{}: token '{}' has id {}, expected an integer in 0..10000000", path, tok, v.dump());
+    return int32_t(v.get<int64_t>());
+  };
   std::unordered_map<std::string, int32_t> ids;
-  for (auto it = model.at("vocab").begin(); it != model.at("vocab").end(); ++it)
-    ids[it.key()] = it->get<int32_t>();
-  std::vector<json> added = root.value("added_tokens", json::array()).get<std::vector<json>>();
-  for (const auto& a : added) ids[a.at("content")] = a.at("id").get<int32_t>();
-  int32_t max_id = -1;
-  for (const auto& [tok, id] : ids) {
-    if (id < 0 || id > 10'000'000) return error("{}: token '{}' has id {}", path, tok, id);
-    max_id = std::max(max_id, id);
+  for (auto it = model.at("vocab").begin(); it != model.at("vocab").end(); ++it) {
+    QF_ASSIGN_OR_RETURN(ids[it.key()], token_id(it.key(), *it));
   }
+  std::vector<json> added = root.value("added_tokens", json::array()).get<std::vector<json>>();
+  for (const auto& a : added) {
+    QF_ASSIGN_OR_RETURN(ids[a.at("content")], token_id(a.at("content"), a.at("id")));
+  }
+  int32_t max_id = -1;
+  for (const auto& [tok, id] : ids) max_id = std::max(max_id, id);
   spec.tokens.resize(size_t(max_id + 1));
   for (const auto& [tok, id] : ids) spec.tokens[id] = tok;
   spec.is_special.assign(spec.tokens.size(), false);

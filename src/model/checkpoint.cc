@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <set>
 
 #include "core/mapped_file.h"
+#include "core/progress.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "model/hf_layouts.h"
@@ -442,6 +444,13 @@ std::string non_finite_weight(const Checkpoint& ck) {
       if (!std::isfinite(w[i])) return fmt::format("; tensor '{}' holds {} at element {}", t.name, w[i], i);
   }
   return "";
+}
+
+Expected<Checkpoint> load_checkpoint_logged(const std::string& path) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto ck = load_checkpoint(path);
+  if (ck) info("loaded {} in {:.2f}s", path, seconds_since(t0));
+  return ck;
 }
 
 Expected<Checkpoint> load_checkpoint(const std::string& path) {

@@ -73,6 +73,8 @@ struct Checkpoint {
 
 // Loads an HF directory or a .gguf file.
 Expected<Checkpoint> load_checkpoint(const std::string& path);
+// The same, saying "loaded PATH in N s" on stderr (the commands' progress lines).
+Expected<Checkpoint> load_checkpoint_logged(const std::string& path);
 
 // "; tensor 'X' holds nan at element i" for the first stored float tensor (weights, scales, norms)
 // with a NaN/Inf, or "" — to explain a non-finite result without scanning every load.

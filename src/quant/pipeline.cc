@@ -24,13 +24,6 @@
 namespace qf {
 namespace {
 
-Expected<Checkpoint> load_or_explain(const std::string& path) {
-  auto t0 = std::chrono::steady_clock::now();
-  auto ck = load_checkpoint(path);
-  if (ck) info("loaded {} in {:.2f}s", path, seconds_since(t0));
-  return ck;
-}
-
 // Refuses options that mean nothing for the chosen method (quant/method_spec.h's table), bit widths
 // it cannot have, and grid options with --format gguf.
 Status check_method_options(const QuantizeRequest& a) {
@@ -94,7 +87,7 @@ Status write_gguf_with(const Checkpoint& ck, const GgufOptions& opt, const std::
 // gptq: the quantize arguments when the matrices are GPTQ-rounded, else null.
 Status write_gguf_file_with(const std::string& model, const std::string& out, const std::string& type,
                             const std::string& imatrix, const QuantizeRequest* gptq, bool force) {
-  QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(model));
+  QF_ASSIGN_OR_RETURN(auto ck, load_checkpoint_logged(model));
   GgufOptions opt;
   opt.type = upper(type);
   opt.replace = force;
@@ -164,7 +157,7 @@ std::string model_name(const std::string& path) {
 // AWQ layout (awq), GPTQ (awq+gptq) or a GGUF type on it; the scratch folder is removed after.
 Status run_awq(const QuantizeRequest& a) {
   const bool gguf = a.format == "gguf", with_gptq = a.method == "awq+gptq";
-  QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));
+  QF_ASSIGN_OR_RETURN(auto ck, load_checkpoint_logged(a.model));
   QF_ASSIGN_OR_RETURN(auto windows, calibration_windows(ck, a));
   AwqSpec spec;
   spec.duo_scaling = a.duo_scaling;
@@ -262,7 +255,7 @@ Status quantize_model(const QuantizeRequest& a) {
     return write_gguf_file_with(a.model, a.out, a.type, a.imatrix, a.method == "gptq" ? &a : nullptr,
                                 a.force);
   }
-  QF_ASSIGN_OR_RETURN(auto ck, load_or_explain(a.model));
+  QF_ASSIGN_OR_RETURN(auto ck, load_checkpoint_logged(a.model));
   QuantizeOptions opt;
   opt.replace = a.force;
   opt.method = a.method;
