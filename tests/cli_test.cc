@@ -114,14 +114,16 @@ TEST(Cli, EvalJsonAndInspectAndGenerate) {
   // transformers' greedy continuations; HF decodes them alone, which drops the leading space of a
   // SentencePiece word ("▁was"): the printed text is the prompt, that space, then the continuation.
   const auto vocab = nlohmann::json::parse(test::slurp(stories() + "/tokenizer.json"))["model"]["vocab"];
-  for (const auto& golden : test::load_golden(test::bundled_stories())["logits"]) {
+  const auto goldens = test::load_golden(test::bundled_stories());  // kept alive: the loop walks into it
+  for (const auto& golden : goldens["logits"]) {
     const std::string prompt = golden["prompt"], text = golden["greedy_text"];
-    const int n = int(golden["greedy_ids"].size());
+    const size_t n_prompt = golden["ids"].size();  // greedy_ids is the prompt's ids, then the continuation
+    const int n = int(golden["greedy_ids"].size() - n_prompt);
     r = run(fmt::format("generate {} -p \"{}\" -n {} --ignore-eos", stories(), prompt, n));
     ASSERT_EQ(r.code, 0) << r.err;
     std::string first;  // the first generated token's piece
     for (const auto& [piece, id] : vocab.items())
-      if (id == golden["greedy_ids"][0]) first = piece;
+      if (id == golden["greedy_ids"][n_prompt]) first = piece;
     const std::string space = first.rfind("\u2581", 0) == 0 ? " " : "";
     EXPECT_EQ(r.out, prompt + space + text + "\n");
   }

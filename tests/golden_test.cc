@@ -170,11 +170,13 @@ TEST_P(GoldenPpl, WithinOneTenThousandth) { expect_golden_ppl(GetParam()); }
 
 TEST(GoldenPplFull, EveryListedEntryWithinOneTenThousandth) {
   QF_FULL_TIER_ONLY();
-  for (const char* model : {"stories260K", "qf-27m", "qf-tiny-5m", "qf-llama3-9m", "qf-qwen3-9m"})
-    for (const auto& [key, v] : test::load_golden(test::model_dir(model))["ppl"].items()) {
+  for (const char* model : {"stories260K", "qf-27m", "qf-tiny-5m", "qf-llama3-9m", "qf-qwen3-9m"}) {
+    const auto golden = test::load_golden(test::model_dir(model));  // alive while items() walks it
+    for (const auto& [key, v] : golden["ppl"].items()) {
       SCOPED_TRACE(std::string(model) + " " + key);
       expect_golden_ppl({model, key});
     }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Ctx128, GoldenPpl,
