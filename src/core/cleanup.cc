@@ -118,6 +118,13 @@ Status publish(const std::string& tmp, const std::string& out, bool replace) {
   namespace fs = std::filesystem;
   if (!replace) {
     if (renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, out.c_str(), RENAME_NOREPLACE) == 0) return {};
+    if (errno == EINVAL || errno == ENOSYS) {  // a filesystem without RENAME_NOREPLACE: check, then rename
+      std::error_code ec;
+      if (fs::symlink_status(out, ec).type() == fs::file_type::not_found &&
+          std::rename(tmp.c_str(), out.c_str()) == 0)
+        return {};
+      if (fs::exists(fs::symlink_status(out, ec))) errno = EEXIST;
+    }
     return error("{}: {}", out,
                  errno == EEXIST ? std::string("appeared while this run wrote it; nothing was replaced")
                                  : fmt::format("cannot rename from {}: {}", tmp, std::strerror(errno)));
