@@ -131,15 +131,23 @@ Status publish(const std::string& tmp, const std::string& out, bool replace) {
   }
   std::error_code ec;
   if (fs::is_directory(fs::symlink_status(out, ec))) {
+    // The swap runs with SIGINT/SIGTERM held back: a signal in between would leave no output at all
+    // (the handler removes registered temporaries). The old folder is disposable only once the new
+    // one is in place.
     const std::string old = temporary_for(out, "old");
-    CleanupOnSignal on_signal(old);
+    sigset_t block, saved;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigprocmask(SIG_BLOCK, &block, &saved);
     fs::rename(out, old, ec);
+    std::error_code moved;
+    if (!ec) fs::rename(tmp, out, moved);
+    if (!ec && moved) fs::rename(old, out, ec);  // put the old one back
+    CleanupOnSignal on_signal(old);
+    sigprocmask(SIG_SETMASK, &saved, nullptr);
     if (ec) return error("{}: cannot move the old output aside: {}", out, ec.message());
-    fs::rename(tmp, out, ec);
-    if (ec) {
-      fs::rename(old, out);
-      return error("{}: cannot rename from {}: {}", out, tmp, ec.message());
-    }
+    if (moved) return error("{}: cannot rename from {}: {}", out, tmp, moved.message());
     fs::remove_all(old, ec);
     return {};
   }
