@@ -308,7 +308,7 @@ TEST(Cli, NonFiniteWeightsAreNamedNotPrinted) {
   }
   tensors["model.layers.2.post_attention_layernorm.weight"].data[5] = std::nanf("");
   test::write_file(dir + "/model.safetensors", test::safetensors_bytes(tensors));
-  const std::string tensor = "tensor 'model.layers.2.post_attention_layernorm.weight' holds nan at element 5";
+  const std::string tensor = "tensor 'model.layers.2.post_attention_layernorm.weight': element 5 is nan";
   expect_one_line_error(
       run("eval " + dir + " --text " + test::text_path("tinystories-val-head") + " --ctx 64 --max-windows 2"),
       "not finite");

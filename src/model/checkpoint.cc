@@ -439,9 +439,7 @@ Expected<Checkpoint> load_gguf(const std::string& path) {
 std::string non_finite_weight(const Checkpoint& ck) {
   for (const auto& t : ck.all_tensors) {
     if (is_raw_integer(t.type)) continue;
-    const std::vector<float> w = t.to_f32();
-    for (size_t i = 0; i < w.size(); ++i)
-      if (!std::isfinite(w[i])) return fmt::format("; tensor '{}' holds {} at element {}", t.name, w[i], i);
+    if (auto w = t.to_f32_finite(); !w.ok()) return "; " + w.status().message();
   }
   return "";
 }

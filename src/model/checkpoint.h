@@ -76,8 +76,9 @@ Expected<Checkpoint> load_checkpoint(const std::string& path);
 // The same, saying "loaded PATH in N s" on stderr (the commands' progress lines).
 Expected<Checkpoint> load_checkpoint_logged(const std::string& path);
 
-// "; tensor 'X' holds nan at element i" for the first stored float tensor (weights, scales, norms)
-// with a NaN/Inf, or "" — to explain a non-finite result without scanning every load.
+// "; tensor 'X': element i is nan, ..." (TensorView::to_f32_finite) for the first stored float tensor
+// (weights, scales, norms) with a NaN/Inf, or "" — to explain a non-finite result without scanning every
+// load.
 std::string non_finite_weight(const Checkpoint& ck);
 
 }  // namespace qf
