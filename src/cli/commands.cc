@@ -21,6 +21,7 @@
 #include "core/threads.h"
 #include "eval/perplexity.h"
 #include "io/gguf.h"
+#include "kernels/select_backend.h"
 #include "model/checkpoint.h"
 #include "model/hf_layouts.h"
 #include "model/rope.h"
@@ -209,7 +210,8 @@ Status run_imatrix(const ImatrixArgs& a) {
   QF_ASSIGN_OR_RETURN(auto text, read_text_file(a.calib));
   QF_RETURN_IF_ERROR(check_utf8(text, a.calib));
   QF_ASSIGN_OR_RETURN(auto ck, load_checkpoint_logged(a.model));
-  QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck));
+  QF_ASSIGN_OR_RETURN(const Backend* be, select_backend(a.device));
+  QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck, *be));
   const std::vector<int32_t> tokens = ck.tokenizer->encode(text, true);
   if (int64_t(tokens.size()) < a.ctx)
     return error("{}: {} tokens, fewer than one chunk of --ctx {}", a.calib, tokens.size(), a.ctx);
@@ -232,12 +234,13 @@ Status run_eval(const EvalArgs& a) {
   QF_RETURN_IF_ERROR(check_utf8(text, a.text));
   QF_ASSIGN_OR_RETURN(auto ck, load_checkpoint_logged(a.model));
   QF_RETURN_IF_ERROR(check_context(ck.config, a.ctx, "--ctx", a.allow_long_context));
-  QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck));
+  QF_ASSIGN_OR_RETURN(const Backend* be, select_backend(a.device));
+  QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck, *be));
   std::optional<Checkpoint> base_ck;
   std::unique_ptr<Transformer> base_tf;
   if (!a.base.empty()) {
     QF_ASSIGN_OR_RETURN(base_ck, load_checkpoint_logged(a.base));
-    QF_ASSIGN_OR_RETURN(base_tf, Transformer::create(*base_ck));
+    QF_ASSIGN_OR_RETURN(base_tf, Transformer::create(*base_ck, *be));
   }
   // With --base the base model's tokenizer is the protocol's: both models score the same ids.
   // The quantized file's own tokenizer must agree with it on a prefix of the text, up to whether
@@ -286,6 +289,8 @@ Status run_eval(const EvalArgs& a) {
                         {"seconds", r.seconds},
                         {"tokens_per_second", r.tokens_per_second},
                         {"threads", num_threads()},
+                        {"device", be->name()},
+                        {"peak_device_bytes", device_memory().peak_used},
                         {"file_bytes", file_bytes},
                         {"body_bits_per_weight", bpw}};
     if (r.has_base) {
@@ -307,6 +312,9 @@ Status run_eval(const EvalArgs& a) {
                  a.base, r.base_ppl, r.kld, 100 * r.top1);
     fmt::print("size: {} bytes of weight files, {:.3f} bits per weight in the decoder blocks\n", file_bytes,
                bpw);
+    if (be->on_device())
+      fmt::print("device: {}, peak device memory in use {:.2f} GiB\n", be->name(),
+                 double(device_memory().peak_used) / (1 << 30));
   }
   return {};
 }

@@ -22,6 +22,7 @@ struct GenerateArgs {
 };
 struct EvalArgs {
   std::string model, text, base, protocol = "canonical";
+  std::string device = "auto";  // cpu | cuda | auto
   int ctx = 512;
   long long max_windows = -1;
   bool json = false;
@@ -37,6 +38,7 @@ struct ConvertArgs {
 
 struct ImatrixArgs {
   std::string model, calib, out;
+  std::string device = "auto";
   bool force = false;
   int ctx = 512;
   long long chunks = -1;

@@ -10,6 +10,11 @@
 #include "kernels/cpu/qmatvec.h"
 #include "quant/method_spec.h"
 
+namespace {
+constexpr const char* kDeviceHelp =
+    "where it computes: cpu, cuda (an NVIDIA GPU; an error without one) or auto (cuda when present)";
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"qforge: load, run, quantize and measure LLaMA-family models"};
   app.require_subcommand(1);
@@ -52,6 +57,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"canonical", "llama.cpp"}));
   eval->add_option("--base", ea.base,
                    "unquantized model: also report KL divergence and top-1 agreement against it");
+  eval->add_option("--device", ea.device, kDeviceHelp)->check(CLI::IsMember({"cpu", "cuda", "auto"}));
 
   qf::cli::QuantizeArgs qa;
   auto* quantize =
@@ -110,6 +116,9 @@ int main(int argc, char** argv) {
   quantize->add_option(
       "--imatrix", qa.imatrix,
       "gguf: importance matrix (llama.cpp .dat format, from qforge imatrix or llama-imatrix)");
+  quantize
+      ->add_option("--device", qa.device, std::string("gptq/quip (and GPTQ-rounded GGUF): ") + kDeviceHelp)
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
 
   qf::cli::ImatrixArgs ma;
   auto* imatrix = app.add_subcommand(
@@ -120,6 +129,7 @@ int main(int argc, char** argv) {
   imatrix->add_flag("--force", ma.force, "replace an existing output, once the new one is complete");
   imatrix->add_option("--ctx", ma.ctx, "chunk length in tokens")->check(CLI::Range(2, 1 << 20));
   imatrix->add_option("--chunks", ma.chunks, "use at most N chunks")->check(CLI::Range(1LL, 1LL << 40));
+  imatrix->add_option("--device", ma.device, kDeviceHelp)->check(CLI::IsMember({"cpu", "cuda", "auto"}));
 
   qf::cli::ConvertArgs ca;
   auto* convert = app.add_subcommand("convert", "write an HF checkpoint as a GGUF file llama.cpp loads");

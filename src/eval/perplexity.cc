@@ -8,38 +8,6 @@
 
 namespace qf {
 
-namespace {
-
-double log_sum_exp(const float* l, int n) {
-  float mx = *std::max_element(l, l + n);
-  double sum = 0;
-  for (int i = 0; i < n; ++i) sum += std::exp(double(l[i]) - mx);
-  return std::log(sum) + mx;
-}
-
-struct PositionStats {
-  double nll = 0, base_nll = 0, kld = 0;
-  int agree = 0;
-};
-
-// One scored position: model logits q, base logits b (may be null), target token.
-PositionStats score_position(const float* q, const float* b, int vocab, int32_t target) {
-  PositionStats s;
-  const double lse_q = log_sum_exp(q, vocab);
-  s.nll = lse_q - q[target];
-  if (!b) return s;
-  const double lse_b = log_sum_exp(b, vocab);
-  s.base_nll = lse_b - b[target];
-  for (int v = 0; v < vocab; ++v) {
-    const double lb = b[v] - lse_b, lq = q[v] - lse_q;
-    s.kld += std::exp(lb) * (lb - lq);
-  }
-  s.agree = std::max_element(q, q + vocab) - q == std::max_element(b, b + vocab) - b;
-  return s;
-}
-
-}  // namespace
-
 Expected<PerplexityResult> perplexity(const Transformer& tf, const std::vector<int32_t>& tokens,
                                       const PerplexityOptions& opt, const Transformer* base) {
   if (base && (base->config().vocab_size != tf.config().vocab_size))
@@ -53,9 +21,15 @@ Expected<PerplexityResult> perplexity(const Transformer& tf, const std::vector<i
   if (opt.max_windows >= 0) windows = std::min(windows, opt.max_windows);
   if (windows == 0)
     return error("text has {} tokens, fewer than one window of --ctx {}", r.n_tokens, opt.ctx);
+  if (base && &base->backend() != &tf.backend())
+    return error("--base runs on {}, the model on {}: both must use one device", base->backend().name(),
+                 tf.backend().name());
+  const Backend& be = tf.backend();
   const int vocab = tf.config().vocab_size;
   KVCache cache = tf.new_cache(opt.ctx);
-  std::vector<float> logits(size_t(opt.ctx) * size_t(vocab)), base_logits(base ? logits.size() : 0);
+  Buffer<float> logits(be, int64_t(opt.ctx) * vocab), base_logits(be, base ? logits.size() : 0);
+  std::vector<PositionStats> stats(size_t(opt.ctx));
+  std::vector<int32_t> targets(size_t(opt.ctx));
   double total_nll = 0, total_base_nll = 0, total_kld = 0;
   int64_t total_agree = 0;
   auto t0 = std::chrono::steady_clock::now();
@@ -71,13 +45,15 @@ Expected<PerplexityResult> perplexity(const Transformer& tf, const std::vector<i
       cache.clear();
       base->forward(win, opt.ctx, cache, base_logits.data());
     }
+    const int rows = opt.ctx - 1 - first;
+    for (int i = 0; i < rows; ++i) targets[size_t(i)] = win[first + i + 1];
+    const int64_t off = int64_t(first) * vocab;
+    be.score(logits.data() + off, base ? base_logits.data() + off : nullptr, targets.data(), rows, vocab,
+             stats.data());
     double nll = 0, base_nll = 0, kld = 0;
     int64_t agree = 0;
-#pragma omp parallel for reduction(+ : nll, base_nll, kld, agree) schedule(static)
-    for (int i = first; i < opt.ctx - 1; ++i) {
-      const int64_t off = int64_t(i) * vocab;
-      PositionStats s =
-          score_position(logits.data() + off, base ? base_logits.data() + off : nullptr, vocab, win[i + 1]);
+    for (int i = 0; i < rows; ++i) {  // in position order: the same sum on every backend
+      const PositionStats& s = stats[size_t(i)];
       nll += s.nll;
       base_nll += s.base_nll;
       kld += s.kld;

@@ -1,14 +1,20 @@
 // kernels/backend.h — the seam between the model and the hardware.
 //
-// The forward pass (model/transformer.cc) and calibration (quant/calibration.cc) call only these
-// operations and the Linear objects' forward(); neither includes BLAS, OpenMP or intrinsics. The
-// CPU backend (kernels/cpu/cpu_backend.cc) is the reference; a CUDA backend implements the same
-// interface over device buffers (issue: CUDA backend, part 1) — its pointers are then device
-// pointers and `name()` says so. All buffers are row-major fp32 unless a comment says otherwise.
-// Backends are stateless and thread-safe; each call may use every thread the backend owns.
+// The forward pass (model/transformer.cc), calibration (quant/calibration.cc), GPTQ's matrix work
+// (quant/gptq.cc) and eval's scoring (eval/perplexity.cc) call only these operations and the
+// Linear objects' forward(); none of them includes BLAS, OpenMP, intrinsics or CUDA. The CPU
+// backend (kernels/cpu/cpu_backend.cc) is the reference; the CUDA backend
+// (kernels/cuda/cuda_backend.cu) implements the same interface over device memory. A backend's
+// buffers live where it computes (`on_device()`): pointers passed to its operations are then
+// device pointers, and host data crosses only through to_device/to_host. All buffers are
+// row-major fp32 unless a comment says otherwise. Backends are stateless for their callers and
+// thread-safe; each call may use every thread or stream the backend owns, and operations on one
+// backend run in the order they are called.
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <utility>
 #include <vector>
 
 namespace qf {
@@ -24,10 +30,44 @@ struct AttentionArgs {
   int sliding_window;  // 0: unlimited; else a query sees at most this many positions (Mistral)
 };
 
+// One scored position of eval: −log p(target) under the model (and the base), KL(base ‖ model)
+// of the next-token distributions, and whether both argmaxes agree (lowest index on ties).
+struct PositionStats {
+  double nll = 0, base_nll = 0, kld = 0;
+  int agree = 0;
+};
+
+// Σ xᵀ·x over calls, for x (n, d): each call's product in fp32, the running sum in double
+// (calibration Hessians). Lives in its backend's memory until taken.
+class GramAccumulator {
+ public:
+  virtual ~GramAccumulator() = default;
+  virtual void add(const float* x, int n) = 0;  // x (n, d) in the backend's memory
+  virtual std::vector<double> take() = 0;       // (d, d) on the host; the sum restarts at zero
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
+  // True when the operations take device pointers (data must cross with to_device/to_host).
+  virtual bool on_device() const = 0;
+
+  // Memory in the backend's space. alloc never returns null (an out-of-memory is fatal, with the
+  // size in the message); release takes what alloc gave, or null.
+  virtual void* alloc(int64_t bytes) const = 0;
+  virtual void release(void* p) const = 0;
+  virtual void to_device(void* dst, const void* host, int64_t bytes) const = 0;
+  virtual void to_host(void* host, const void* src, int64_t bytes) const = 0;
+  virtual void copy(void* dst, const void* src, int64_t bytes) const = 0;
+  // rows × width bytes between pitched 2-D regions (a block of columns of a row-major matrix).
+  enum class Copy { kToDevice, kToHost, kWithin };
+  virtual void copy_2d(void* dst, int64_t dst_pitch, const void* src, int64_t src_pitch, int64_t width,
+                       int64_t rows, Copy direction) const = 0;
+  // A per-thread buffer of at least n floats, kept across calls: slot s has one user at a time;
+  // growing a slot discards its contents.
+  static constexpr int kScratchSlots = 12;
+  virtual float* scratch(int slot, int64_t n) const = 0;
 
   // y (n, dim) = x / sqrt(mean(x²) + eps) · w (HF RMSNorm; the mean accumulated in double).
   // y may equal x.
@@ -40,13 +80,67 @@ class Backend {
   virtual void silu_mul(float* gate, const float* up, int64_t n) const = 0;
   // x (n) += y.
   virtual void add(float* x, const float* y, int64_t n) const = 0;
-  // H (d, d) += xᵀ·x for x (n, d), accumulated in double (calibration Hessians); scratch is the
-  // backend's fp32 staging buffer, kept by the caller across calls.
-  virtual void add_gram(const float* x, int n, int d, std::vector<double>& H,
-                        std::vector<float>& scratch) const = 0;
+  // y (tokens, n_out) = x (tokens, n_in) · wᵀ + bias; w (n_out, n_in); bias (n_out) or null.
+  virtual void linear(const float* x, const float* w, const float* bias, float* y, int64_t tokens,
+                      int64_t n_in, int64_t n_out) const = 0;
+  // C (m, n) −= A (m, k) · B (k, n), each with its row pitch in elements (GPTQ's trailing update).
+  virtual void gemm_sub(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+                        int64_t m, int64_t n, int64_t k) const = 0;
+  // H (n, n) symmetric positive definite, fp64 → U upper triangular with UᵀU = H⁻¹ (Cholesky,
+  // inverse from the factor, Cholesky again; the strict lower triangle zeroed). False, H
+  // garbage, when a factorization fails.
+  virtual bool inverse_cholesky(double* H, int64_t n) const = 0;
+  // dst (n) fp32 = src (n) fp64.
+  virtual void narrow(const double* src, float* dst, int64_t n) const = 0;
+  virtual std::unique_ptr<GramAccumulator> gram(int d) const = 0;
+  // Scores `rows` positions: logits (rows, vocab) and base (rows, vocab) or null in the backend's
+  // memory; targets (rows) and out (rows) on the host.
+  virtual void score(const float* logits, const float* base, const int32_t* targets, int rows, int vocab,
+                     PositionStats* out) const = 0;
 };
 
-// The CPU backend (BLAS, OpenMP, Highway).
+// A typed buffer in a backend's memory (RAII).
+template <typename T>
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(const Backend& be, int64_t n)
+      : be_(&be), p_(static_cast<T*>(be.alloc(n * int64_t(sizeof(T))))), n_(n) {}
+  Buffer(const Backend& be, const std::vector<T>& host) : Buffer(be, int64_t(host.size())) {
+    be.to_device(p_, host.data(), n_ * int64_t(sizeof(T)));
+  }
+  Buffer(Buffer&& o) noexcept { *this = std::move(o); }
+  Buffer& operator=(Buffer&& o) noexcept {
+    std::swap(be_, o.be_);
+    std::swap(p_, o.p_);
+    std::swap(n_, o.n_);
+    return *this;
+  }
+  ~Buffer() {
+    if (be_) be_->release(p_);
+  }
+  T* data() const { return p_; }
+  int64_t size() const { return n_; }
+  std::vector<T> to_host() const {
+    std::vector<T> h(static_cast<size_t>(n_));
+    if (n_) be_->to_host(h.data(), p_, n_ * int64_t(sizeof(T)));
+    return h;
+  }
+  // Grows to at least n elements, keeping the first size() ones.
+  void grow(int64_t n) {
+    if (n <= n_) return;
+    Buffer bigger(*be_, n);
+    if (n_) be_->copy(bigger.p_, p_, n_ * int64_t(sizeof(T)));
+    *this = std::move(bigger);
+  }
+
+ private:
+  const Backend* be_ = nullptr;
+  T* p_ = nullptr;
+  int64_t n_ = 0;
+};
+
+// The CPU backend (BLAS, LAPACK, OpenMP, Highway).
 const Backend& cpu_backend();
 
 }  // namespace qf

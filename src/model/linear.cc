@@ -12,6 +12,39 @@
 
 namespace qf {
 
+std::vector<float> Linear::dense_weights() const {
+  const int64_t ni = n_in(), no = n_out(), chunk = 256;
+  const std::vector<float> b = bias_values();
+  std::vector<float> w(size_t(no * ni)), eye(size_t(chunk * ni)), y(size_t(chunk * no));
+  for (int64_t c0 = 0; c0 < ni; c0 += chunk) {
+    const int64_t k = std::min(chunk, ni - c0);
+    std::fill(eye.begin(), eye.end(), 0.0f);
+    for (int64_t i = 0; i < k; ++i) eye[size_t(i * ni + c0 + i)] = 1.0f;
+    forward(eye.data(), y.data(), k);  // row i: column c0 + i of W, plus the bias
+    for (int64_t i = 0; i < k; ++i)
+      for (int64_t o = 0; o < no; ++o)
+        w[size_t(o * ni + c0 + i)] = y[size_t(i * no + o)] - (b.empty() ? 0 : b[size_t(o)]);
+  }
+  return w;
+}
+
+BackendLinear::BackendLinear(const Linear& host, const Backend& be)
+    : be_(be),
+      n_out_(host.n_out()),
+      n_in_(host.n_in()),
+      stored_bytes_(host.weight_bytes()),
+      w_(be, host.dense_weights()),
+      b_(be, host.bias_values()) {}
+
+void BackendLinear::forward(const float* x, float* y, int64_t tokens) const {
+  be_.linear(x, w_.data(), b_.size() ? b_.data() : nullptr, y, tokens, n_in_, n_out_);
+}
+
+std::unique_ptr<Linear> on_backend(std::unique_ptr<Linear> l, const Backend& be) {
+  if (!be.on_device() || dynamic_cast<const BackendLinear*>(l.get())) return l;
+  return std::make_unique<BackendLinear>(*l, be);
+}
+
 TiledLinear::TiledLinear(int64_t n_out, int64_t n_in, const TensorView& bias) : n_out_(n_out), n_in_(n_in) {
   if (bias.valid()) {
     QF_CHECK(bias.numel() == n_out_, "bias '{}' has {} values for {} outputs", bias.name, bias.numel(),
@@ -35,6 +68,22 @@ void TiledLinear::decode(int64_t r0, int64_t rows, float* dst) const {
     qdecode_rows(kernel_, r0, rows, dst);
   else
     decode_rows(r0, rows, dst);
+}
+
+std::vector<float> TiledLinear::dense_weights() const {
+  std::vector<float> w(size_t(n_out_ * n_in_));
+  const int64_t tile = 64;
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t r0 = 0; r0 < n_out_; r0 += tile) {
+    const int64_t rows = std::min(tile, n_out_ - r0);
+    float* dst = w.data() + r0 * n_in_;
+    decode(r0, rows, dst);
+    if (perm_.empty()) continue;
+    std::vector<float> stored(dst, dst + rows * n_in_);  // columns in perm order
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t i = 0; i < n_in_; ++i) dst[r * n_in_ + perm_[size_t(i)]] = stored[size_t(r * n_in_ + i)];
+  }
+  return w;
 }
 
 void TiledLinear::forward(const float* x, float* y, int64_t tokens) const {

@@ -11,6 +11,7 @@
 #include "formats/int8_rowwise.h"
 #include "formats/int_grid.h"
 #include "formats/tensor.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/hadamard.h"
 #include "kernels/cpu/qmatvec.h"
 
@@ -23,9 +24,38 @@ class Linear {
   virtual void forward(const float* x, float* y, int64_t tokens) const = 0;
   virtual int64_t n_in() const = 0;
   virtual int64_t n_out() const = 0;
-  // Bytes of weight data one forward pass reads.
+  // Bytes of weight data one forward pass reads (as stored: codes, scales, zeros, bias).
   virtual int64_t weight_bytes() const = 0;
+  // The weights as forward() applies them: (n_out, n_in) fp32, and the bias (n_out) or empty.
+  // By default forward() over rows of the identity, the bias subtracted (exact where forward is
+  // exact on one-hot inputs; otherwise within fp32 rounding of the product).
+  virtual std::vector<float> dense_weights() const;
+  virtual std::vector<float> bias_values() const { return {}; }
 };
+
+// Any Linear's weights as one dense fp32 matrix in a backend's memory, multiplied there by the
+// backend's `linear` (cuBLAS sgemm on CUDA). weight_bytes() stays the stored format's, so bits
+// per weight report what the file holds. LLM.int8()'s activation quantization is not applied:
+// its weights are used dequantized.
+class BackendLinear final : public Linear {
+ public:
+  BackendLinear(const Linear& host, const Backend& be);
+  void forward(const float* x, float* y, int64_t tokens) const override;
+  int64_t n_in() const override { return n_in_; }
+  int64_t n_out() const override { return n_out_; }
+  int64_t weight_bytes() const override { return stored_bytes_; }
+  std::vector<float> dense_weights() const override { return w_.to_host(); }
+  std::vector<float> bias_values() const override { return b_.to_host(); }
+
+ private:
+  const Backend& be_;
+  int64_t n_out_, n_in_, stored_bytes_;
+  Buffer<float> w_;  // (n_out, n_in)
+  Buffer<float> b_;  // (n_out) or empty
+};
+
+// `l` itself on the CPU backend (host Linears compute there); a BackendLinear on a device.
+std::unique_ptr<Linear> on_backend(std::unique_ptr<Linear> l, const Backend& be);
 
 // A Linear over weights that stay in their stored (usually quantized) format. One token (or
 // a few) goes through the fused dequantize-and-multiply kernels (kernels/cpu/qmatvec.h),
@@ -38,6 +68,8 @@ class TiledLinear : public Linear {
   void forward(const float* x, float* y, int64_t tokens) const override;
   int64_t n_in() const override { return n_in_; }
   int64_t n_out() const override { return n_out_; }
+  std::vector<float> dense_weights() const override;
+  std::vector<float> bias_values() const override { return b_; }
   // Up to this many tokens, each is a matrix-vector product.
   static constexpr int64_t kMatvecTokens = 4;
 
@@ -124,6 +156,7 @@ class Int8Linear : public Linear {
   int64_t n_in() const override { return q_.n_in; }
   int64_t n_out() const override { return q_.n_out; }
   int64_t weight_bytes() const override { return q_.n_out * (q_.n_in + 4) + int64_t(b_.size()) * 4; }
+  std::vector<float> bias_values() const override { return b_; }
 
  private:
   Int8Rowwise q_;
@@ -158,6 +191,7 @@ class QuipLinear : public Linear {
   int64_t n_in() const override { return inner_->n_in(); }
   int64_t n_out() const override { return inner_->n_out(); }
   int64_t weight_bytes() const override;
+  std::vector<float> bias_values() const override { return b_; }
 
  private:
   Hadamard h_in_, h_out_;

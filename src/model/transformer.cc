@@ -10,35 +10,48 @@
 namespace qf {
 namespace {
 
-std::vector<float> decode(const TensorView& t) { return t.to_f32(); }
+// The backend's per-thread buffers (Backend::scratch): a layer's activations cost no
+// allocation, page faults or zeroing. Each slot has one user at a time (the enum below); the
+// backend keeps the last slot for its own attention scores.
+enum Scratch {
+  kHidden,
+  kSublayerOut,
+  kQuery,
+  kAttnBuf,
+  kGate,
+  kUp,
+  kRope,
+  kKeys,
+  kValues,
+  kResidual,
+  kFinal
+};
+static_assert(kFinal < Backend::kScratchSlots - 1);
 
-// Per-thread buffers that live across calls: a layer's activations cost no allocation, page
-// faults or zeroing. Each slot has one user at a time (the enum below).
-enum Scratch { kHidden, kSublayerOut, kQuery, kAttnBuf, kGate, kUp, kRope, kScratchSlots };
-float* scratch(Scratch slot, int64_t n) {
-  static thread_local std::vector<float> buffers[kScratchSlots];
-  std::vector<float>& b = buffers[slot];
-  if (int64_t(b.size()) < n) b.resize(size_t(n));
-  return b.data();
-}
+// A host vector copied to the backend's memory.
+Buffer<float> upload(const Backend& be, const std::vector<float>& v) { return Buffer<float>(be, v); }
 
 }  // namespace
 
-Expected<std::unique_ptr<Transformer>> Transformer::create(const Checkpoint& ck) {
+float* Transformer::scratch(int slot, int64_t n) const { return be_->scratch(slot, n); }
+
+Expected<std::unique_ptr<Transformer>> Transformer::create(const Checkpoint& ck, const Backend& be) {
   init_blas_threads();
   std::unique_ptr<Transformer> tf(new Transformer());
   tf->cfg_ = ck.config;
-  tf->be_ = &cpu_backend();
+  tf->be_ = &be;
   const auto& w = ck.weights;
   tf->tok_embd_ = w.tok_embd;
-  tf->output_norm_ = decode(w.output_norm);
-  QF_ASSIGN_OR_RETURN(tf->output_, make_linear(w.output, ck.quant));
+  tf->output_norm_ = upload(be, w.output_norm.to_f32());
+  QF_ASSIGN_OR_RETURN(auto output, make_linear(w.output, ck.quant));
+  tf->output_ = on_backend(std::move(output), be);
   for (const auto& lw : w.layers) {
     Layer L;
     for (int k = 0; k < kNumNorms; ++k)
-      if (has_norm(ck.config, NormId(k))) L.norms[k] = decode(lw.norms[k]);
+      if (has_norm(ck.config, NormId(k))) L.norms[k] = upload(be, lw.norms[k].to_f32());
     for (int k = 0; k < kNumLinears; ++k) {
-      QF_ASSIGN_OR_RETURN(L.linears[k], make_linear(lw.linears[k], ck.quant));
+      QF_ASSIGN_OR_RETURN(auto linear, make_linear(lw.linears[k], ck.quant));
+      L.linears[k] = on_backend(std::move(linear), be);
     }
     tf->layers_.push_back(std::move(L));
   }
@@ -50,17 +63,19 @@ KVCache Transformer::new_cache(int n_ctx) const {
   KVCache c;
   c.n_ctx = n_ctx;
   c.kv_dim = cfg_.kv_dim();
-  c.k.resize(size_t(cfg_.n_layer));
-  c.v.resize(size_t(cfg_.n_layer));
+  for (int l = 0; l < cfg_.n_layer; ++l) {
+    c.k.emplace_back(*be_, 0);
+    c.v.emplace_back(*be_, 0);
+  }
   return c;
 }
 
 void KVCache::reserve(int positions) {
-  const size_t row = size_t(kv_dim), have = k.empty() ? 0 : k[0].size() / row;
-  if (size_t(positions) <= have) return;
-  const size_t rows = std::min<size_t>(size_t(n_ctx), std::max<size_t>(size_t(positions), 2 * have));
+  const int64_t row = kv_dim, have = k.empty() ? 0 : k[0].size() / row;
+  if (positions <= have) return;
+  const int64_t rows = std::min<int64_t>(n_ctx, std::max<int64_t>(positions, 2 * have));
   for (auto* side : {&k, &v})
-    for (auto& layer : *side) layer.resize(rows * row);
+    for (auto& layer : *side) layer.grow(rows * row);
 }
 
 int64_t Transformer::weight_bytes_per_token() const {
@@ -110,8 +125,10 @@ bool Transformer::attention(const Layer& L, int layer, const float* x, float* ou
     be_->rms_norm(kc + int64_t(p) * kvd, L.norms[kKNorm].data(), kc + int64_t(p) * kvd, n * cfg_.n_head_kv,
                   hd, cfg_.rms_eps);
   }
-  float* cs = scratch(kRope, int64_t(n) * hd);
-  rope_table(n, p, cs);
+  std::vector<float> table(size_t(n) * hd);
+  rope_table(n, p, table.data());
+  float* cs = scratch(kRope, int64_t(table.size()));
+  be_->to_device(cs, table.data(), int64_t(table.size()) * 4);
   be_->rope(q, n, cfg_.n_head, hd, cfg_.rope_interleaved, cs);
   be_->rope(kc + int64_t(p) * kvd, n, cfg_.n_head_kv, hd, cfg_.rope_interleaved, cs);
   float* attn = scratch(kAttnBuf, int64_t(n) * qd);
@@ -153,17 +170,20 @@ void Transformer::embed(const int32_t* tokens, int n, float* x) const {
   const int E = cfg_.n_embd;
   const auto& tr = traits(tok_embd_.type);
   const int64_t row_bytes = qtype_row_bytes(tok_embd_.type, E);
+  std::vector<float> host(be_->on_device() ? size_t(n) * E : 0);  // rows decoded on the host
+  float* dst = be_->on_device() ? host.data() : x;
   for (int t = 0; t < n; ++t) {
     QF_CHECK(tokens[t] >= 0 && tokens[t] < cfg_.vocab_size, "token id {} outside vocabulary {}", tokens[t],
              cfg_.vocab_size);
-    tr.dequantize_ref(tok_embd_.data + tokens[t] * row_bytes, x + int64_t(t) * E, E);
+    tr.dequantize_ref(tok_embd_.data + tokens[t] * row_bytes, dst + int64_t(t) * E, E);
   }
+  if (be_->on_device()) be_->to_device(x, host.data(), int64_t(host.size()) * 4);
 }
 
 void Transformer::run_block(int layer, float* x, int n, const InputObserver* observe,
                             std::string_view stop_at) const {
-  std::vector<float> k(size_t(n) * size_t(cfg_.kv_dim())), v(k.size());
-  block(layers_[size_t(layer)], layer, x, n, k.data(), v.data(), 0, observe, stop_at);
+  const int64_t kv = int64_t(n) * cfg_.kv_dim();
+  block(layers_[size_t(layer)], layer, x, n, scratch(kKeys, kv), scratch(kValues, kv), 0, observe, stop_at);
 }
 
 void Transformer::run_sublayer(int layer, std::string_view which, const float* x, float* out, int n) const {
@@ -173,14 +193,14 @@ void Transformer::run_sublayer(int layer, std::string_view which, const float* x
     return;
   }
   QF_CHECK(which == "attn", "no sub-layer named {}", which);
-  std::vector<float> k(size_t(n) * size_t(cfg_.kv_dim())), v(k.size());
-  attention(L, layer, x, out, n, k.data(), v.data(), 0, nullptr, {});
+  const int64_t kv = int64_t(n) * cfg_.kv_dim();
+  attention(L, layer, x, out, n, scratch(kKeys, kv), scratch(kValues, kv), 0, nullptr, {});
 }
 
 void Transformer::set_linear(int layer, const std::string& kind, std::unique_ptr<Linear> linear) {
   const auto id = linear_id(kind);
   QF_CHECK(id.has_value(), "no Linear named {} in a decoder block", kind);
-  layers_[size_t(layer)].linears[*id] = std::move(linear);
+  layers_[size_t(layer)].linears[*id] = linear ? on_backend(std::move(linear), *be_) : nullptr;
 }
 
 void Transformer::forward(const int32_t* tokens, int n, KVCache& cache, float* logits, bool last_only,
@@ -189,15 +209,15 @@ void Transformer::forward(const int32_t* tokens, int n, KVCache& cache, float* l
            cache.n_past, cache.n_ctx);
   cache.reserve(cache.n_past + n);
   const int E = cfg_.n_embd;
-  std::vector<float> x(size_t(n) * E), h(size_t(n) * E);
-  embed(tokens, n, x.data());
+  float *x = scratch(kResidual, int64_t(n) * E), *h = scratch(kFinal, int64_t(n) * E);
+  embed(tokens, n, x);
   for (size_t l = 0; l < layers_.size(); ++l)
-    block(layers_[l], int(l), x.data(), n, cache.k[l].data(), cache.v[l].data(), cache.n_past, observe, {});
+    block(layers_[l], int(l), x, n, cache.k[l].data(), cache.v[l].data(), cache.n_past, observe, {});
   cache.n_past += n;
   if (!logits) return;
   const int first = last_only ? n - 1 : 0;
-  be_->rms_norm(x.data() + int64_t(first) * E, output_norm_.data(), h.data(), n - first, E, cfg_.rms_eps);
-  output_->forward(h.data(), logits, n - first);
+  be_->rms_norm(x + int64_t(first) * E, output_norm_.data(), h, n - first, E, cfg_.rms_eps);
+  output_->forward(h, logits, n - first);
 }
 
 }  // namespace qf

@@ -5,6 +5,11 @@
 // RMSNorm → SwiGLU MLP → residual] → RMSNorm → lm_head. Prompts go through BLAS as matrices;
 // generation reuses a KV cache. A Transformer is immutable after creation; each caller owns its
 // KVCache, so independent sequences may run concurrently on separate caches.
+//
+// Everything runs on the backend given at creation: on a device backend (CUDA) the norms, the
+// KV cache, the activations and every Linear's weights (widened to fp32, model/linear.h
+// BackendLinear) live in device memory, and the pointers forward/embed/run_block take or give
+// (x, logits, observed inputs) are device pointers; token ids stay on the host.
 #pragma once
 
 #include <functional>
@@ -23,12 +28,12 @@
 namespace qf {
 
 // Memory grows with use: rows are added (doubling, up to n_ctx) as positions are stored, so a
-// long --n-predict or context costs only what the run reaches.
+// long --n-predict or context costs only what the run reaches. Lives in the model's backend.
 struct KVCache {
   int n_ctx = 0;   // the most positions it may hold
   int n_past = 0;  // positions already stored
   int kv_dim = 0;
-  std::vector<std::vector<float>> k, v;  // per layer: (rows, kv_dim), rows ≥ n_past
+  std::vector<Buffer<float>> k, v;  // per layer: (rows, kv_dim), rows ≥ n_past
   void clear() { n_past = 0; }
   // Makes room for `positions` rows in every layer.
   void reserve(int positions);
@@ -44,7 +49,8 @@ class Transformer {
  public:
   // Decodes the checkpoint's weights into Linear layers. Borrows nothing from `ck` but the
   // embedding view (which keeps its mapping alive).
-  static Expected<std::unique_ptr<Transformer>> create(const Checkpoint& ck);
+  static Expected<std::unique_ptr<Transformer>> create(const Checkpoint& ck,
+                                                       const Backend& be = cpu_backend());
 
   const ModelConfig& config() const { return cfg_; }
   const Backend& backend() const { return *be_; }
@@ -70,6 +76,7 @@ class Transformer {
   void embed(const int32_t* tokens, int n, float* x) const;
   void run_block(int layer, float* x, int n, const InputObserver* observe = nullptr,
                  std::string_view stop_at = {}) const;
+  // A host Linear is moved to the model's backend first (BackendLinear on a device).
   void set_linear(int layer, const std::string& kind, std::unique_ptr<Linear> linear);
   // One sub-layer of block `layer` alone — "attn" (q/k/v, RoPE, causal attention, o) or "mlp"
   // (gate/up, SiLU, down) — on its normalized input x (n, n_embd), one sequence at positions
@@ -78,17 +85,18 @@ class Transformer {
 
  private:
   struct Layer {
-    std::vector<float> norms[kNumNorms];           // kBlockNorms' sizes; empty when absent
+    Buffer<float> norms[kNumNorms];                // kBlockNorms' sizes; empty when absent
     std::unique_ptr<Linear> linears[kNumLinears];  // kBlockLinears; biases live inside the Linear
   };
   Transformer() = default;
+  float* scratch(int slot, int64_t n) const;  // the backend's per-thread buffer `slot`
   // kc, vc: the layer's key/value rows (positions 0 .. n_past + n), n_past already filled.
   // attention and mlp return true when they stopped at stop_at.
   bool attention(const Layer& L, int layer, const float* x, float* out, int n, float* kc, float* vc,
                  int n_past, const InputObserver* observe, std::string_view stop_at) const;
   void block(const Layer& L, int layer, float* x, int n, float* kc, float* vc, int n_past,
              const InputObserver* observe, std::string_view stop_at) const;
-  // cs: (n, head_dim / 2) pairs (cos, sin) of positions pos0 .. pos0 + n − 1.
+  // cs (host): (n, head_dim / 2) pairs (cos, sin) of positions pos0 .. pos0 + n − 1.
   void rope_table(int n, int pos0, float* cs) const;
   bool mlp(const Layer& L, int layer, const float* x, float* out, int n, const InputObserver* observe,
            std::string_view stop_at) const;
@@ -96,7 +104,7 @@ class Transformer {
   ModelConfig cfg_;
   const Backend* be_ = nullptr;     // every operation but the Linears' products (kernels/backend.h)
   TensorView tok_embd_;             // (vocab, n_embd), any format: rows decoded on lookup
-  std::vector<float> output_norm_;  // (n_embd)
+  Buffer<float> output_norm_;       // (n_embd)
   std::unique_ptr<Linear> output_;  // lm_head
   std::vector<Layer> layers_;
   RopeFrequencies rope_;  // (head_dim / 2) frequencies, fp32 as in HF (dynamic: recomputed per call)

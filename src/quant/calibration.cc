@@ -98,46 +98,47 @@ const std::vector<Input> kInputs = [] {
 
 Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows,
                            bool true_sequential, const LinearQuantizer& quantize,
-                           const std::function<void(int64_t, int64_t)>& progress) {
-  QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck));
+                           const std::function<void(int64_t, int64_t)>& progress, const Backend& be) {
+  QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck, be));
   const ModelConfig& c = ck.config;
   const int E = c.n_embd;
   const int64_t total = int64_t(c.n_layer) * kNumLinears;
   int64_t done = 0;
-  std::vector<float> hidden;  // (windows, seqlen, E)
   std::vector<int64_t> offset;
+  int64_t tokens = 0;
   for (const auto& w : windows) {
-    offset.push_back(int64_t(hidden.size()));
-    hidden.resize(hidden.size() + w.size() * size_t(E));
-    tf->embed(w.data(), int(w.size()), hidden.data() + offset.back());
+    offset.push_back(tokens * E);
+    tokens += int64_t(w.size());
   }
+  Buffer<float> hidden(be, tokens * E);  // (windows, seqlen, E) in the backend's memory
+  for (size_t w = 0; w < windows.size(); ++w)
+    tf->embed(windows[w].data(), int(windows[w].size()), hidden.data() + offset[w]);
   std::vector<std::vector<const Input*>> stages(true_sequential ? 0
                                                                 : 1);  // one stage per input, or one for all
   for (const Input& in : kInputs) {
     if (true_sequential) stages.emplace_back();
     stages.back().push_back(&in);
   }
-  std::vector<float> x, scratch;
+  int64_t longest = 0;
+  for (const auto& w : windows) longest = std::max<int64_t>(longest, int64_t(w.size()));
+  Buffer<float> x(be, longest * E);
   for (int layer = 0; layer < c.n_layer; ++layer) {
     const LayerWeights& lw = ck.weights.layers[size_t(layer)];
     for (const auto& stage : stages) {
-      std::map<std::string, std::vector<double>> H;  // input key -> Σ x·xᵀ
-      for (const Input* in : stage) {
-        const int64_t d = lw.linear(in->key).n_in;
-        H[in->key].assign(size_t(d * d), 0.0);
-      }
+      std::map<std::string, std::unique_ptr<GramAccumulator>> H;  // input key -> Σ x·xᵀ
+      for (const Input* in : stage) H[in->key] = be.gram(int(lw.linear(in->key).n_in));
       InputObserver observe = [&](int l, std::initializer_list<const char*> kinds, const float* xin, int n,
-                                  int n_in) {
+                                  int) {
         auto it = H.find(*kinds.begin());
-        if (l == layer && it != H.end()) tf->backend().add_gram(xin, n, n_in, it->second, scratch);
+        if (l == layer && it != H.end()) it->second->add(xin, n);
       };
       for (size_t w = 0; w < windows.size(); ++w) {
         const int n = int(windows[w].size());
-        x.assign(hidden.begin() + offset[w], hidden.begin() + offset[w] + int64_t(n) * E);
+        be.copy(x.data(), hidden.data() + offset[w], int64_t(n) * E * 4);
         tf->run_block(layer, x.data(), n, &observe, stage.size() == 1 ? stage[0]->key : "");
       }
       for (const Input* in : stage) {
-        std::vector<double>& h = H[in->key];
+        std::vector<double> h = H[in->key]->take();
         for (double& v : h) v *= 2.0 / double(windows.size());
         for (const char* kind : in->kinds) {
           LinearJob job;

@@ -61,9 +61,12 @@ struct LinearJob {
 using LinearQuantizer = std::function<Expected<std::unique_ptr<Linear>>(LinearJob& job)>;
 
 // Calls `quantize` for every decoder-block Linear, layer by layer, in the order q, k, v, o,
-// gate, up, down. progress(done, total) counts Linears.
+// gate, up, down. progress(done, total) counts Linears. The forward passes and the Gram
+// matrices run on `be` (hidden states, the block's weights and the products in its memory);
+// `quantize` gets the job on the host.
 Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows,
                            bool true_sequential, const LinearQuantizer& quantize,
-                           const std::function<void(int64_t, int64_t)>& progress);
+                           const std::function<void(int64_t, int64_t)>& progress,
+                           const Backend& be = cpu_backend());
 
 }  // namespace qf

@@ -2,9 +2,6 @@
 
 #include "formats/ggml_quants.h"
 
-#include <cblas.h>
-#include <lapacke.h>
-
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -12,16 +9,78 @@
 namespace qf {
 namespace {
 
-// U, upper triangular with UᵀU = H⁻¹, from the damped H (n, n): Cholesky, inverse from the
-// factor, Cholesky again (torch: cholesky → cholesky_inverse → cholesky(upper=True)).
-bool inverse_cholesky(std::vector<double>& H, int64_t n) {
-  const lapack_int m = lapack_int(n);
-  if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', m, H.data(), m) != 0) return false;
-  if (LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'U', m, H.data(), m) != 0) return false;
-  if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', m, H.data(), m) != 0) return false;
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < i; ++j) H[size_t(i * n + j)] = 0.0;
-  return true;
+// U in the backend's memory (see damped_inverse_cholesky).
+Expected<Buffer<float>> inverse_cholesky_on(const Backend& be, const std::vector<double>& H, int64_t n,
+                                            double damp, const std::string& name, double* used) {
+  double mean_diag = 0;
+  for (int64_t i = 0; i < n; ++i) mean_diag += H[size_t(i * n + i)];
+  mean_diag /= double(n);
+  Buffer<double> U(be, n * n);
+  for (double d = damp; d <= 1.0 + 1e-9; d = d > 0 ? d * std::sqrt(10.0) : 0.01) {
+    std::vector<double> damped = H;
+    for (int64_t i = 0; i < n; ++i) damped[size_t(i * n + i)] += d * mean_diag;
+    be.to_device(U.data(), damped.data(), n * n * 8);
+    if (be.inverse_cholesky(U.data(), n)) {
+      if (d > damp * 1.0001)
+        fmt::print(stderr, "warning: {}: Cholesky failed at damping {}; used {:.3g}\n", name, damp, d);
+      if (used) *used = d;
+      Buffer<float> Uf(be, n * n);
+      be.narrow(U.data(), Uf.data(), n * n);
+      return Uf;
+    }
+  }
+  return error("{}: the Hessian is not positive definite even with damping 1.0 × mean(diag H) = {}", name,
+               mean_diag);
+}
+
+// Rounds one row's lazy batch, columns [i1, i1 + cnt): w holds the row's columns from i1 on (all
+// of a group that starts at i1), updated in place; u: rows i1 .. i1 + cnt of U from column i1,
+// pitch ldu; e (cnt): the scaled errors the trailing update needs. Returns the row's loss.
+double round_row_batch(RowGrid& grid, int64_t r, int64_t i1, int64_t cnt, int64_t gs, float* w,
+                       const float* u, int64_t ldu, float* e) {
+  double loss = 0;
+  for (int64_t i = 0; i < cnt; ++i) {
+    if ((i1 + i) % gs == 0) grid.fit(r, i1 + i, w + i);  // a group never straddles a batch it starts inside
+    const float x = w[i], q = grid.round(r, i1 + i, x), d = u[i * ldu + i];
+    const float e_c = (x - q) / d;
+    loss += double(x - q) * double(x - q) / (double(d) * d) / 2;
+    w[i] = q;
+    const float* ui = u + i * ldu;
+    for (int64_t k = i + 1; k < cnt; ++k) w[k] -= e_c * ui[k];
+    e[i] = e_c;
+  }
+  return loss;
+}
+
+// The lazy batches with W and U in a device's memory: each batch's columns come to the host, are
+// rounded there by round_row_batch (every grid, as on the CPU), and its errors go back for the
+// trailing update on the device. w: (n_out, n_in) host, processing order; rounded in place.
+double lazy_batches_on_device(const Backend& be, float* w, int64_t n_out, int64_t n_in,
+                              const Buffer<float>& U, int64_t B, RowGrid& grid) {
+  const int64_t gs = grid.group();
+  Buffer<float> wd(be, n_out * n_in), errd(be, n_out * B);
+  be.to_device(wd.data(), w, n_out * n_in * 4);
+  std::vector<float> wb, ub(size_t(B * B)), err(size_t(n_out * B));
+  double loss = 0;
+  for (int64_t i1 = 0; i1 < n_in; i1 += B) {
+    const int64_t i2 = std::min(i1 + B, n_in), cnt = i2 - i1;
+    const int64_t span = i1 % gs == 0 ? std::max(cnt, std::min(gs, n_in - i1)) : cnt;
+    wb.resize(size_t(n_out * span));
+    be.copy_2d(wb.data(), span * 4, wd.data() + i1, n_in * 4, span * 4, n_out, Backend::Copy::kToHost);
+    be.copy_2d(ub.data(), cnt * 4, U.data() + i1 * n_in + i1, n_in * 4, cnt * 4, cnt, Backend::Copy::kToHost);
+#pragma omp parallel for schedule(static) reduction(+ : loss)
+    for (int64_t r = 0; r < n_out; ++r) {
+      loss +=
+          round_row_batch(grid, r, i1, cnt, gs, wb.data() + r * span, ub.data(), cnt, err.data() + r * cnt);
+      std::copy_n(wb.data() + r * span, cnt, w + r * n_in + i1);
+    }
+    if (i2 < n_in) {  // W[:, i2:] −= Err · U[i1:i2, i2:]
+      be.to_device(errd.data(), err.data(), n_out * cnt * 4);
+      be.gemm_sub(errd.data(), cnt, U.data() + i1 * n_in + i2, n_in, wd.data() + i2, n_in, n_out, n_in - i2,
+                  cnt);
+    }
+  }
+  return loss;
 }
 
 }  // namespace
@@ -36,27 +95,13 @@ std::vector<int64_t> act_order_permutation(const std::vector<double>& H, int64_t
 
 Expected<std::vector<float>> damped_inverse_cholesky(std::vector<double> H, int64_t n, double damp,
                                                      const std::string& name, double* used) {
-  double mean_diag = 0;
-  for (int64_t i = 0; i < n; ++i) mean_diag += H[size_t(i * n + i)];
-  mean_diag /= double(n);
-  std::vector<double> U;
-  for (double d = damp; d <= 1.0 + 1e-9; d = d > 0 ? d * std::sqrt(10.0) : 0.01) {
-    U = H;
-    for (int64_t i = 0; i < n; ++i) U[size_t(i * n + i)] += d * mean_diag;
-    if (inverse_cholesky(U, n)) {
-      if (d > damp * 1.0001)
-        fmt::print(stderr, "warning: {}: Cholesky failed at damping {}; used {:.3g}\n", name, damp, d);
-      if (used) *used = d;
-      return std::vector<float>(U.begin(), U.end());
-    }
-  }
-  return error("{}: the Hessian is not positive definite even with damping 1.0 × mean(diag H) = {}", name,
-               mean_diag);
+  QF_ASSIGN_OR_RETURN(Buffer<float> U, inverse_cholesky_on(cpu_backend(), H, n, damp, name, used));
+  return U.to_host();
 }
 
 Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, std::vector<double> H,
                                   const GptqSpec& spec, RowGrid& grid, const std::vector<int64_t>& perm,
-                                  const std::string& name) {
+                                  const std::string& name, const Backend& be) {
   GptqStats st;
   const auto h = [&](int64_t i, int64_t j) -> double& { return H[size_t(i * n_in + j)]; };
   for (int64_t i = 0; i < n_in; ++i)
@@ -77,38 +122,25 @@ Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, std::ve
     H.swap(Hp);
     w = Wp.data();
   }
-  QF_ASSIGN_OR_RETURN(std::vector<float> Uf,
-                      damped_inverse_cholesky(std::move(H), n_in, spec.damp, name, &st.damp));
+  QF_ASSIGN_OR_RETURN(Buffer<float> U, inverse_cholesky_on(be, H, n_in, spec.damp, name, &st.damp));
+  H = {};
   const int64_t gs = grid.group();
   const int64_t B =
       (spec.block % gs == 0 || gs % spec.block == 0) ? spec.block : std::gcd(gs, int64_t(spec.block));
-  std::vector<float> err(size_t(n_out * B));
   double loss = 0;
-  for (int64_t i1 = 0; i1 < n_in; i1 += B) {
-    const int64_t i2 = std::min(i1 + B, n_in), cnt = i2 - i1;
+  if (be.on_device()) {
+    loss = lazy_batches_on_device(be, w, n_out, n_in, U, B, grid);
+  } else {
+    const float* Uf = U.data();
+    std::vector<float> err(size_t(n_out * B));
+    for (int64_t i1 = 0; i1 < n_in; i1 += B) {
+      const int64_t i2 = std::min(i1 + B, n_in), cnt = i2 - i1;
 #pragma omp parallel for schedule(static) reduction(+ : loss)
-    for (int64_t r = 0; r < n_out; ++r) {
-      float* row = w + r * n_in;  // the batch's columns are updated in place
-      float* e = err.data() + r * cnt;
-      for (int64_t i = 0; i < cnt; ++i) {
-        const int64_t c = i1 + i;
-        if (c % gs == 0) grid.fit(r, c, row + c);  // a group never straddles a batch it starts inside
-        const float x = row[c], q = grid.round(r, c, x), d = Uf[size_t(c * n_in + c)];
-        const float e_c = (x - q) / d;
-        loss += double(x - q) * double(x - q) / (double(d) * d) / 2;
-        row[c] = q;
-        const float* u = Uf.data() + c * n_in;
-        for (int64_t k = c + 1; k < i2; ++k) row[k] -= e_c * u[k];
-        e[i] = e_c;
-      }
-    }
-    if (i2 < n_in) {  // W[:, i2:] −= Err · U[i1:i2, i2:]
-      const int64_t rows_per = std::max<int64_t>(16, (n_out + 63) / 64);
-#pragma omp parallel for schedule(dynamic)
-      for (int64_t r0 = 0; r0 < n_out; r0 += rows_per)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(std::min(rows_per, n_out - r0)),
-                    int(n_in - i2), int(cnt), -1.0f, err.data() + r0 * cnt, int(cnt),
-                    Uf.data() + i1 * n_in + i2, int(n_in), 1.0f, w + r0 * n_in + i2, int(n_in));
+      for (int64_t r = 0; r < n_out; ++r)  // the batch's columns are updated in place
+        loss += round_row_batch(grid, r, i1, cnt, gs, w + r * n_in + i1, Uf + i1 * n_in + i1, n_in,
+                                err.data() + r * cnt);
+      if (i2 < n_in)  // W[:, i2:] −= Err · U[i1:i2, i2:]
+        be.gemm_sub(err.data(), cnt, Uf + i1 * n_in + i2, n_in, w + i2, n_in, n_out, n_in - i2, cnt);
     }
   }
   st.loss = loss;

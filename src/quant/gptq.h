@@ -23,6 +23,7 @@
 #include "core/status.h"
 #include "formats/int_grid.h"
 #include "formats/qtype.h"
+#include "kernels/backend.h"
 
 namespace qf {
 
@@ -54,10 +55,12 @@ struct GptqStats {
 
 // Rounds W (n_out, n_in) row-major in place onto `grid`; H (n_in, n_in) is consumed. perm
 // (when act_order) receives the processing order: position c is column perm[c]. `name` is used
-// in messages.
+// in messages. On a device backend the Cholesky factorizations (fp64) and the trailing updates
+// run there, W held in its memory; each lazy batch's columns are rounded on the host by the same
+// code as on the CPU (so every grid works unchanged), and travel back and forth once per batch.
 Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, std::vector<double> H,
                                   const GptqSpec& spec, RowGrid& grid, const std::vector<int64_t>& perm,
-                                  const std::string& name);
+                                  const std::string& name, const Backend& be = cpu_backend());
 
 // U, upper triangular with UᵀU = (H + λ·mean(diag H)·I)⁻¹, in fp32: λ = damp, raised in steps of
 // √10 up to 1 while the Cholesky factorization fails (a warning names `name`); *used gets λ.

@@ -17,8 +17,14 @@ Expected<Imatrix> compute_imatrix(const Transformer& tf, const std::vector<int32
   if (chunks == 0)
     return error("calibration text has {} tokens, fewer than one chunk of {}", tokens.size(), ctx);
   std::map<std::string, std::vector<double>> sums;
+  std::vector<float> host;  // a device backend's inputs, copied over
   InputObserver observe = [&](int layer, std::initializer_list<const char*> kinds, const float* x, int n,
                               int n_in) {
+    if (tf.backend().on_device()) {
+      host.resize(size_t(n) * size_t(n_in));
+      tf.backend().to_host(host.data(), x, int64_t(host.size()) * 4);
+      x = host.data();
+    }
     std::vector<double> sq(size_t(n_in), 0.0);
     for (int t = 0; t < n; ++t)
       for (int i = 0; i < n_in; ++i)

@@ -1,5 +1,7 @@
 #include "quant/pipeline.h"
 
+#include "kernels/select_backend.h"
+
 #include <fmt/ranges.h>
 #include <unistd.h>
 
@@ -12,6 +14,7 @@
 #include "core/progress.h"
 #include "formats/int_grid.h"
 #include "io/gguf.h"
+#include "kernels/select_backend.h"
 #include "model/checkpoint.h"
 #include "quant/awq.h"
 #include "quant/calibration.h"
@@ -56,6 +59,13 @@ Expected<std::vector<std::vector<int32_t>>> calibration_windows(const Checkpoint
   return windows;
 }
 
+// Where a calibrated method computes (--device), said once on stderr.
+Expected<const Backend*> calibration_backend(const QuantizeRequest& a) {
+  QF_ASSIGN_OR_RETURN(const Backend* be, select_backend(a.device));
+  info("device: {}", be->name());
+  return be;
+}
+
 Expected<std::map<std::string, std::vector<float>>> load_imatrix(const std::string& path) {
   QF_ASSIGN_OR_RETURN(auto im, read_imatrix(path));
   info("imatrix {}: {} entries from {} chunks of {}", path, im.mean_sq.size(), im.chunks,
@@ -92,6 +102,7 @@ Status write_gguf_file_with(const std::string& model, const std::string& out, co
   opt.type = upper(type);
   opt.replace = force;
   if (gptq) {
+    QF_ASSIGN_OR_RETURN(opt.backend, calibration_backend(*gptq));
     QF_ASSIGN_OR_RETURN(opt.gptq_windows, calibration_windows(ck, *gptq));
     set_gptq(*gptq, opt.gptq, opt.true_sequential);
   }
@@ -218,6 +229,7 @@ Status run_awq(const QuantizeRequest& a) {
         for (size_t j = 0; j < v.size(); ++j) v[j] /= s->second[j] * s->second[j];
     opt.imatrix = std::move(imatrix);
     if (with_gptq) {
+      QF_ASSIGN_OR_RETURN(opt.backend, calibration_backend(a));
       opt.gptq_windows = windows;
       set_gptq(a, opt.gptq, opt.true_sequential);
     }
@@ -226,6 +238,9 @@ Status run_awq(const QuantizeRequest& a) {
                                        windows.size(), a.seqlen));
   }
   opt.windows = std::move(windows);
+  if (with_gptq) {
+    QF_ASSIGN_OR_RETURN(opt.backend, calibration_backend(a));
+  }
   return write_hf(scaled, opt, a.out);
 }
 
@@ -268,6 +283,7 @@ Status quantize_model(const QuantizeRequest& a) {
   opt.int8_threshold = a.int8_threshold;
   opt.quantize_head = a.quantize_head;
   if (a.method == "gptq" || a.method == "quip" || a.method == "quip#") {
+    QF_ASSIGN_OR_RETURN(opt.backend, calibration_backend(a));
     QF_ASSIGN_OR_RETURN(opt.windows, calibration_windows(ck, a));
     set_gptq(a, opt.gptq, opt.true_sequential);
     opt.static_groups = a.static_groups;

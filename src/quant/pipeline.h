@@ -26,7 +26,8 @@ struct QuantizeRequest {
   double damp = 0.01;
   bool act_order = false, static_groups = false, true_sequential = true;
   bool duo_scaling = false, awq_clip = true;  // awq
-  std::vector<std::string> given;             // method options present on the command line
+  std::string device = "auto";     // calibrated methods: cpu | cuda | auto (kernels/select_backend.h)
+  std::vector<std::string> given;  // method options present on the command line
 };
 
 // s in upper case (llama.cpp file types: "q4_k_m" → "Q4_K_M").

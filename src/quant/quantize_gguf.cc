@@ -423,7 +423,7 @@ Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, co
             BlockRowGrid grid(p.type, t.n_out, t.n_in, importance.data());
             QF_ASSIGN_OR_RETURN(GptqStats st,
                                 gptq_quantize(job.weight.data(), t.n_out, t.n_in, std::move(job.hessian),
-                                              opt.gptq, grid, {}, p.name));
+                                              opt.gptq, grid, {}, p.name, *opt.backend));
             rep.gptq_loss += st.loss;
             rows = std::move(grid).result();
           } else {  // a fallback type with no codes to round (F16): stored as it is
@@ -438,7 +438,7 @@ Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, co
           return std::unique_ptr<Linear>(new StoredLinear(
               TensorView::owning(p.name, p.type, {t.n_out, t.n_in}, std::move(rows)), t.bias));
         },
-        nullptr));
+        nullptr, *opt.backend));
   }
   QF_RETURN_IF_ERROR(w.finish());
   rep.file_bytes = int64_t(std::filesystem::file_size(out_path));

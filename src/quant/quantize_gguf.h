@@ -32,7 +32,8 @@ struct GgufOptions {
   std::vector<std::vector<int32_t>> gptq_windows;
   GptqSpec gptq;
   bool true_sequential = true;
-  bool replace = false;  // replace an existing output file (--force)
+  bool replace = false;                     // replace an existing output file (--force)
+  const Backend* backend = &cpu_backend();  // GPTQ rounding: where calibration and GPTQ compute
 };
 
 struct GgufReport {

@@ -410,13 +410,13 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
           IntRowGrid grid(opt.grid, t.n_out, t.n_in, perm, opt.static_groups ? job.weight.data() : nullptr);
           QF_ASSIGN_OR_RETURN(GptqStats st,
                               gptq_quantize(job.weight.data(), t.n_out, t.n_in, std::move(job.hessian),
-                                            opt.gptq, grid, perm, t.weight.name));
+                                            opt.gptq, grid, perm, t.weight.name, *opt.backend));
           rep.gptq_loss += st.loss;
           IntQuantized q = std::move(grid).result();
           QF_RETURN_IF_ERROR(write_linear(t, int_codec.encode_int(t, q, rep)));
           return std::unique_ptr<Linear>(new IntLinear(q, t.bias));
         },
-        nullptr));
+        nullptr, *opt.backend));
   }
   if (quip) {
     const auto& quip_codec = static_cast<const QuipCodec&>(*codec);
@@ -434,7 +434,7 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
           QF_RETURN_IF_ERROR(write_linear(t, quip_codec.encode_quip(t, q, rep)));
           return quip_linear(q, t.bias);
         },
-        nullptr));
+        nullptr, *opt.backend));
   }
   QF_RETURN_IF_ERROR(writer->finish());
   QF_RETURN_IF_ERROR(copy_side_files(ck.path, tmp.path, false));

@@ -38,7 +38,8 @@ struct QuantizeOptions {
   bool double_quant = false;                  // nf4/fp4
   float int8_threshold = 6.0f;                // llm-int8: outlier threshold recorded for run time (0: W8A8)
   bool quantize_head = false;
-  bool replace = false;  // replace an existing output folder (--force)
+  bool replace = false;                     // replace an existing output folder (--force)
+  const Backend* backend = &cpu_backend();  // gptq, quip: where calibration (and GPTQ) computes
 };
 
 struct QuantizeReport {

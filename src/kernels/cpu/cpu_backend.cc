@@ -1,11 +1,16 @@
 // kernels/cpu/cpu_backend.cc — the CPU implementation of kernels/backend.h: OpenMP threads,
-// OpenBLAS sgemm for attention and Gram matrices, Highway SIMD for exp and SiLU.
+// OpenBLAS sgemm for attention and Gram matrices, LAPACK for Cholesky, Highway SIMD for exp and
+// SiLU. Its memory is the host's.
 #include <cblas.h>
+#include <lapacke.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 
+#include "core/status.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/activations.h"
 
@@ -19,9 +24,86 @@ float* scores_buffer(int64_t n) {
   return b.data();
 }
 
+double log_sum_exp(const float* l, int n) {
+  float mx = *std::max_element(l, l + n);
+  double sum = 0;
+  for (int i = 0; i < n; ++i) sum += std::exp(double(l[i]) - mx);
+  return std::log(sum) + mx;
+}
+
+// One scored position: model logits q, base logits b (may be null), target token.
+PositionStats score_position(const float* q, const float* b, int vocab, int32_t target) {
+  PositionStats s;
+  const double lse_q = log_sum_exp(q, vocab);
+  s.nll = lse_q - q[target];
+  if (!b) return s;
+  const double lse_b = log_sum_exp(b, vocab);
+  s.base_nll = lse_b - b[target];
+  for (int v = 0; v < vocab; ++v) {
+    const double lb = b[v] - lse_b, lq = q[v] - lse_q;
+    s.kld += std::exp(lb) * (lb - lq);
+  }
+  s.agree = std::max_element(q, q + vocab) - q == std::max_element(b, b + vocab) - b;
+  return s;
+}
+
+// The Gram matrix in fp32 per call, column blocks in parallel, accumulated in double.
+class CpuGram final : public GramAccumulator {
+ public:
+  explicit CpuGram(int d) : d_(d), H_(size_t(d) * size_t(d), 0.0), scratch_(H_.size()) {}
+  void add(const float* x, int n) override {
+    const int d = d_;
+#pragma omp parallel for schedule(dynamic)
+    for (int j0 = 0; j0 < d; j0 += 64)
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, std::min(64, d - j0), n, 1.0f, x, d, x + j0, d,
+                  0.0f, scratch_.data() + j0, d);
+    for (size_t i = 0; i < H_.size(); ++i) H_[i] += scratch_[i];
+  }
+  std::vector<double> take() override {
+    std::vector<double> h(H_.size(), 0.0);
+    h.swap(H_);
+    return h;
+  }
+
+ private:
+  int d_;
+  std::vector<double> H_;
+  std::vector<float> scratch_;
+};
+
 class CpuBackend final : public Backend {
  public:
   const char* name() const override { return "cpu"; }
+  bool on_device() const override { return false; }
+
+  void* alloc(int64_t bytes) const override {
+    void* p = std::aligned_alloc(64, size_t((std::max<int64_t>(bytes, 1) + 63) / 64 * 64));
+    QF_CHECK(p, "out of memory allocating {} bytes", bytes);
+    return p;
+  }
+  void release(void* p) const override { std::free(p); }
+  void to_device(void* dst, const void* host, int64_t bytes) const override {
+    std::memcpy(dst, host, size_t(bytes));
+  }
+  void to_host(void* host, const void* src, int64_t bytes) const override {
+    std::memcpy(host, src, size_t(bytes));
+  }
+  void copy(void* dst, const void* src, int64_t bytes) const override {
+    std::memmove(dst, src, size_t(bytes));
+  }
+  void copy_2d(void* dst, int64_t dst_pitch, const void* src, int64_t src_pitch, int64_t width, int64_t rows,
+               Copy) const override {
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(static_cast<char*>(dst) + r * dst_pitch, static_cast<const char*>(src) + r * src_pitch,
+                  size_t(width));
+  }
+  float* scratch(int slot, int64_t n) const override {
+    static thread_local std::vector<float> buffers[kScratchSlots];
+    QF_CHECK(slot >= 0 && slot < kScratchSlots, "scratch slot {} out of range", slot);
+    std::vector<float>& b = buffers[slot];
+    if (int64_t(b.size()) < n) b.resize(size_t(n));
+    return b.data();
+  }
 
   void rms_norm(const float* x, const float* w, float* y, int n, int dim, float eps) const override {
 #pragma omp parallel for schedule(static) if (n > 1)
@@ -95,15 +177,49 @@ class CpuBackend final : public Backend {
     for (int64_t i = 0; i < n; ++i) x[i] += y[i];
   }
 
-  // The Gram matrix in fp32 per call, column blocks in parallel, accumulated in double.
-  void add_gram(const float* x, int n, int d, std::vector<double>& H,
-                std::vector<float>& scratch) const override {
-    scratch.resize(size_t(d) * size_t(d));
+  void linear(const float* x, const float* w, const float* bias, float* y, int64_t tokens, int64_t n_in,
+              int64_t n_out) const override {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(tokens), int(n_out), int(n_in), 1.0f, x,
+                int(n_in), w, int(n_in), 0.0f, y, int(n_out));
+    if (bias)
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t o = 0; o < n_out; ++o) y[t * n_out + o] += bias[o];
+  }
+
+  // Threads split C's rows in chunks of ≥ 16, each chunk one single-threaded sgemm.
+  void gemm_sub(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, int64_t m,
+                int64_t n, int64_t k) const override {
+    const int64_t rows_per = std::max<int64_t>(16, (m + 63) / 64);
 #pragma omp parallel for schedule(dynamic)
-    for (int j0 = 0; j0 < d; j0 += 64)
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, std::min(64, d - j0), n, 1.0f, x, d, x + j0, d,
-                  0.0f, scratch.data() + j0, d);
-    for (size_t i = 0; i < H.size(); ++i) H[i] += scratch[i];
+    for (int64_t r0 = 0; r0 < m; r0 += rows_per)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(std::min(rows_per, m - r0)), int(n), int(k),
+                  -1.0f, A + r0 * lda, int(lda), B, int(ldb), 1.0f, C + r0 * ldc, int(ldc));
+  }
+
+  // torch: cholesky → cholesky_inverse → cholesky(upper=True), as LAPACK dpotrf/dpotri/dpotrf.
+  bool inverse_cholesky(double* H, int64_t n) const override {
+    const lapack_int m = lapack_int(n);
+    if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', m, H, m) != 0) return false;
+    if (LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'U', m, H, m) != 0) return false;
+    if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', m, H, m) != 0) return false;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < i; ++j) H[i * n + j] = 0.0;
+    return true;
+  }
+
+  void narrow(const double* src, float* dst, int64_t n) const override {
+    for (int64_t i = 0; i < n; ++i) dst[i] = float(src[i]);
+  }
+
+  std::unique_ptr<GramAccumulator> gram(int d) const override { return std::make_unique<CpuGram>(d); }
+
+  void score(const float* logits, const float* base, const int32_t* targets, int rows, int vocab,
+             PositionStats* out) const override {
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < rows; ++i) {
+      const int64_t off = int64_t(i) * vocab;
+      out[i] = score_position(logits + off, base ? base + off : nullptr, vocab, targets[i]);
+    }
   }
 };
 
