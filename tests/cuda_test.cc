@@ -1,0 +1,315 @@
+// Tests of the CUDA backend against the CPU backend (the reference) and against fp64 scalar
+// references, on random inputs of awkward shapes, every output poisoned with NaN first. Each
+// test skips (GTEST_SKIP) without a CUDA device or without a QFORGE_CUDA build.
+//
+// Tolerances, u = 2^-24 (fp32 unit roundoff): a length-K fp32 dot product differs between two
+// summation orders by at most 2·K·u·Σ|aᵢ||bᵢ| (Higham, Accuracy and Stability, §3.1, both sides'
+// worst cases); element-wise work that both sides round the same way (add, RoPE without FMA)
+// must agree exactly; expf and Highway's exp are each within 2 ulp, so SiLU·up agrees to 8 u
+// relative; reductions in double agree to far below fp32 resolution, so RMSNorm agrees to 4 u.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "eval/perplexity.h"
+#include "kernels/cuda/cuda_backend.h"
+#include "model/checkpoint.h"
+#include "model/transformer.h"
+#include "quant/gptq.h"
+#include "test_paths.h"
+#include "tolerances.h"
+
+namespace qf {
+namespace {
+
+const double kU = std::ldexp(1.0, -24);
+
+const Backend* gpu() { return cuda_backend(nullptr); }
+#define REQUIRE_GPU()                                         \
+  if (!gpu()) {                                               \
+    std::string why;                                          \
+    cuda_backend(&why);                                       \
+    GTEST_SKIP() << "no CUDA backend: " << why;               \
+  }
+
+std::vector<float> random_vec(size_t n, std::mt19937& rng, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+// Runs op on the device with inputs uploaded and the output poisoned; returns the output.
+std::vector<float> poisoned(size_t n) { return std::vector<float>(n, std::numeric_limits<float>::quiet_NaN()); }
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, const std::vector<double>& tol,
+                  const char* what) {
+  ASSERT_EQ(got.size(), want.size());
+  int bad = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    if (!(std::fabs(double(got[i]) - want[i]) <= tol[i]) && bad++ < 5)
+      ADD_FAILURE() << what << "[" << i << "]: " << got[i] << " vs " << want[i] << " (tol " << tol[i] << ")";
+  EXPECT_EQ(bad, 0) << what;
+}
+
+TEST(Cuda, WithoutADeviceTheBackendSaysWhy) {
+  std::string why;
+  if (cuda_backend(&why)) GTEST_SKIP() << "a device is present";
+  EXPECT_FALSE(why.empty());
+}
+
+TEST(Cuda, RmsNormSiluAddRopeMatchTheCpu) {
+  REQUIRE_GPU();
+  const Backend &g = *gpu(), &c = cpu_backend();
+  std::mt19937 rng(1);
+  for (int n : {1, 3, 17}) {
+    for (int dim : {1, 7, 64, 257, 4096}) {
+      auto x = random_vec(size_t(n) * dim, rng, 3.0f), w = random_vec(size_t(dim), rng);
+      std::vector<float> want(x.size());
+      c.rms_norm(x.data(), w.data(), want.data(), n, dim, 1e-5f);
+      Buffer<float> xd(g, x), wd(g, w), yd(g, poisoned(x.size()));
+      g.rms_norm(xd.data(), wd.data(), yd.data(), n, dim, 1e-5f);
+      std::vector<double> tol(x.size());
+      for (size_t i = 0; i < x.size(); ++i) tol[i] = 4 * kU * std::fabs(want[i]);
+      expect_close(yd.to_host(), want, tol, "rms_norm");
+
+      auto up = random_vec(x.size(), rng);
+      std::vector<float> gate = x;
+      c.silu_mul(gate.data(), up.data(), int64_t(gate.size()));
+      Buffer<float> gd(g, x), ud(g, up);
+      g.silu_mul(gd.data(), ud.data(), int64_t(x.size()));
+      for (size_t i = 0; i < x.size(); ++i) tol[i] = 8 * kU * std::fabs(gate[i]) + 1e-30;
+      expect_close(gd.to_host(), gate, tol, "silu_mul");
+
+      std::vector<float> sum = x;
+      c.add(sum.data(), up.data(), int64_t(sum.size()));
+      Buffer<float> sd(g, x);
+      g.add(sd.data(), ud.data(), int64_t(x.size()));
+      EXPECT_EQ(sd.to_host(), sum);
+    }
+    for (int hd : {2, 64, 128})
+      for (bool inter : {false, true}) {
+        const int heads = 3;
+        auto x = random_vec(size_t(n) * heads * hd, rng), cs = random_vec(size_t(n) * hd, rng);
+        std::vector<float> want = x;
+        c.rope(want.data(), n, heads, hd, inter, cs.data());
+        Buffer<float> xd(g, x), csd(g, cs);
+        g.rope(xd.data(), n, heads, hd, inter, csd.data());
+        EXPECT_EQ(xd.to_host(), want) << "rope hd " << hd << " interleaved " << inter;
+      }
+  }
+}
+
+TEST(Cuda, LinearAndGemmSubWithinTheDotProductBound) {
+  REQUIRE_GPU();
+  const Backend &g = *gpu(), &c = cpu_backend();
+  std::mt19937 rng(2);
+  for (int64_t tokens : {1, 5, 33})
+    for (int64_t n_in : {1, 31, 257})
+      for (int64_t n_out : {1, 16, 255}) {
+        auto x = random_vec(size_t(tokens * n_in), rng), w = random_vec(size_t(n_out * n_in), rng),
+             b = random_vec(size_t(n_out), rng);
+        std::vector<float> want(size_t(tokens * n_out));
+        c.linear(x.data(), w.data(), b.data(), want.data(), tokens, n_in, n_out);
+        Buffer<float> xd(g, x), wd(g, w), bd(g, b), yd(g, poisoned(want.size()));
+        g.linear(xd.data(), wd.data(), bd.data(), yd.data(), tokens, n_in, n_out);
+        std::vector<double> tol(want.size());
+        for (int64_t t = 0; t < tokens; ++t)
+          for (int64_t o = 0; o < n_out; ++o) {
+            double s = std::fabs(b[size_t(o)]);
+            for (int64_t i = 0; i < n_in; ++i) s += std::fabs(double(x[size_t(t * n_in + i)]) * w[size_t(o * n_in + i)]);
+            tol[size_t(t * n_out + o)] = 2 * double(n_in + 1) * kU * s;
+          }
+        expect_close(yd.to_host(), want, tol, "linear");
+
+        // C (tokens, n_out) −= A (tokens, n_in) · B (n_in, n_out), C pitched wider than n_out.
+        const int64_t ldc = n_out + 3;
+        auto C = random_vec(size_t(tokens * ldc), rng);
+        std::vector<float> Cw = C;
+        c.gemm_sub(x.data(), n_in, w.data(), n_out, Cw.data(), ldc, tokens, n_out, n_in);
+        Buffer<float> Cd(g, C), Bd(g, w);
+        g.gemm_sub(xd.data(), n_in, Bd.data(), n_out, Cd.data(), ldc, tokens, n_out, n_in);
+        std::vector<double> tc(C.size(), 0.0);
+        for (int64_t t = 0; t < tokens; ++t)
+          for (int64_t o = 0; o < ldc; ++o) {
+            if (o >= n_out) continue;  // outside the product: untouched, tolerance 0
+            double s = std::fabs(C[size_t(t * ldc + o)]);
+            for (int64_t i = 0; i < n_in; ++i) s += std::fabs(double(x[size_t(t * n_in + i)]) * w[size_t(i * n_out + o)]);
+            tc[size_t(t * ldc + o)] = 2 * double(n_in + 1) * kU * s;
+          }
+        expect_close(Cd.to_host(), Cw, tc, "gemm_sub");
+      }
+}
+
+// Attention against an fp64 scalar reference: scores within the dot-product bound, the softmax
+// moving each probability by at most 2·Δs relative, the output within keys·u·max|v| on top.
+TEST(Cuda, AttentionMatchesAScalarReference) {
+  REQUIRE_GPU();
+  const Backend& g = *gpu();
+  std::mt19937 rng(3);
+  struct Shape {
+    int n, n_past, n_head, n_head_kv, hd, window;
+  };
+  for (Shape s : {Shape{1, 0, 1, 1, 2, 0}, Shape{5, 0, 4, 2, 16, 0}, Shape{17, 3, 8, 2, 64, 0},
+                  Shape{33, 0, 6, 6, 32, 7}, Shape{1, 40, 4, 1, 64, 0}, Shape{65, 2, 2, 1, 128, 16}}) {
+    const int qd = s.n_head * s.hd, kvd = s.n_head_kv * s.hd, keys = s.n_past + s.n;
+    auto q = random_vec(size_t(s.n) * qd, rng), k = random_vec(size_t(keys) * kvd, rng),
+         v = random_vec(size_t(keys) * kvd, rng);
+    Buffer<float> qd_(g, q), kd(g, k), vd(g, v), od(g, poisoned(q.size()));
+    g.attention({qd_.data(), kd.data(), vd.data(), od.data(), s.n, s.n_past, s.n_head, s.n_head_kv, s.hd, s.window});
+    const std::vector<float> got = od.to_host();
+    const double scale = 1.0 / std::sqrt(double(s.hd));
+    int bad = 0;
+    for (int t = 0; t < s.n; ++t)
+      for (int h = 0; h < s.n_head; ++h) {
+        const int gk = h / (s.n_head / s.n_head_kv), visible = s.n_past + t + 1;
+        const int first = s.window > 0 ? std::max(0, visible - s.window) : 0;
+        std::vector<double> p(size_t(visible), 0.0);
+        double mx = -1e300, sum = 0, ds = 0, vmax = 0;
+        for (int j = first; j < visible; ++j) {
+          double dot = 0, mag = 0;
+          for (int i = 0; i < s.hd; ++i) {
+            dot += double(q[size_t(t * qd + h * s.hd + i)]) * k[size_t(j * kvd + gk * s.hd + i)];
+            mag += std::fabs(double(q[size_t(t * qd + h * s.hd + i)]) * k[size_t(j * kvd + gk * s.hd + i)]);
+          }
+          p[size_t(j)] = dot * scale;
+          ds = std::max(ds, 2 * (s.hd + 1) * kU * mag * scale);
+          mx = std::max(mx, p[size_t(j)]);
+        }
+        for (int j = first; j < visible; ++j) sum += (p[size_t(j)] = std::exp(p[size_t(j)] - mx));
+        for (int j = 0; j < keys; ++j)
+          for (int i = 0; i < s.hd; ++i) vmax = std::max(vmax, double(std::fabs(v[size_t(j * kvd + gk * s.hd + i)])));
+        for (int i = 0; i < s.hd; ++i) {
+          double want = 0;
+          for (int j = first; j < visible; ++j) want += p[size_t(j)] / sum * v[size_t(j * kvd + gk * s.hd + i)];
+          const double tol = (4 * ds + 4 * (keys + 2) * kU) * vmax;
+          const float o = got[size_t(t * qd + h * s.hd + i)];
+          if (!(std::fabs(o - want) <= tol) && bad++ < 5)
+            ADD_FAILURE() << "attention n " << s.n << " past " << s.n_past << " t " << t << " h " << h << " i " << i
+                          << ": " << o << " vs " << want << " tol " << tol;
+        }
+      }
+    EXPECT_EQ(bad, 0);
+  }
+}
+
+TEST(Cuda, GramAndScoreAndInverseCholeskyMatchTheCpu) {
+  REQUIRE_GPU();
+  const Backend &g = *gpu(), &c = cpu_backend();
+  std::mt19937 rng(4);
+  for (int d : {1, 17, 130}) {
+    auto gc = c.gram(d), gg = g.gram(d);
+    std::vector<double> bound(size_t(d) * d, 0.0);
+    for (int n : {3, 31, 64}) {
+      auto x = random_vec(size_t(n) * d, rng);
+      gc->add(x.data(), n);
+      Buffer<float> xd(g, x);
+      gg->add(xd.data(), n);
+      for (int i = 0; i < d; ++i)
+        for (int j = 0; j < d; ++j) {
+          double s = 0;
+          for (int t = 0; t < n; ++t) s += std::fabs(double(x[size_t(t * d + i)]) * x[size_t(t * d + j)]);
+          bound[size_t(i * d + j)] += 2 * (n + 1) * kU * s;
+        }
+    }
+    const auto hc = gc->take(), hg = gg->take();
+    for (size_t i = 0; i < hc.size(); ++i) ASSERT_LE(std::fabs(hc[i] - hg[i]), bound[i]) << "gram d " << d << " " << i;
+
+    // SPD H = A·Aᵀ/n + I: well conditioned, so both fp64 factorizations agree to ~n·1e-16.
+    std::vector<double> H(size_t(d) * d);
+    for (int i = 0; i < d; ++i)
+      for (int j = 0; j < d; ++j) H[size_t(i * d + j)] = hc[size_t(i * d + j)] / 200 + (i == j);
+    std::vector<double> Uc = H;
+    ASSERT_TRUE(c.inverse_cholesky(Uc.data(), d));
+    Buffer<double> Ud(g, H);
+    ASSERT_TRUE(g.inverse_cholesky(Ud.data(), d));
+    const auto Ug = Ud.to_host();
+    for (size_t i = 0; i < Uc.size(); ++i) ASSERT_NEAR(Ug[i], Uc[i], 1e-12 * d) << "inverse_cholesky d " << d;
+    std::vector<double> bad(size_t(d) * d, 0.0);  // not positive definite
+    bad[0] = -1;
+    Buffer<double> badd(g, bad);
+    EXPECT_FALSE(g.inverse_cholesky(badd.data(), d));
+  }
+  for (int vocab : {2, 33, 8192, 50257})
+    for (int rows : {1, 7}) {
+      auto q = random_vec(size_t(rows) * vocab, rng, 4.0f), b = random_vec(size_t(rows) * vocab, rng, 4.0f);
+      if (vocab > 2) q[1] = q[2] = 100;  // a tie: the lowest index is the argmax
+      std::vector<int32_t> targets(static_cast<size_t>(rows));
+      for (auto& t : targets) t = int32_t(rng() % uint32_t(vocab));
+      std::vector<PositionStats> sc(static_cast<size_t>(rows)), sg(sc.size());
+      c.score(q.data(), b.data(), targets.data(), rows, vocab, sc.data());
+      Buffer<float> qd(g, q), bd(g, b);
+      g.score(qd.data(), bd.data(), targets.data(), rows, vocab, sg.data());
+      for (int r = 0; r < rows; ++r) {  // both in double: 1e-12 relative is ~10^4 double ulps
+        EXPECT_NEAR(sg[size_t(r)].nll, sc[size_t(r)].nll, 1e-12 * (1 + std::fabs(sc[size_t(r)].nll)));
+        EXPECT_NEAR(sg[size_t(r)].base_nll, sc[size_t(r)].base_nll, 1e-12 * (1 + std::fabs(sc[size_t(r)].base_nll)));
+        EXPECT_NEAR(sg[size_t(r)].kld, sc[size_t(r)].kld, 1e-12 * (1 + sc[size_t(r)].kld));
+        EXPECT_EQ(sg[size_t(r)].agree, sc[size_t(r)].agree);
+      }
+    }
+}
+
+// The bundled stories260K and qf-tiny-5m through both backends: the logits of every position
+// within tests/tolerances.h's bound for two fp32 evaluations.
+TEST(Cuda, ForwardPassMatchesTheCpuOnTheBundledModels) {
+  REQUIRE_GPU();
+  for (const std::string dir : {test::bundled_stories() + "/hf", test::source_dir() + "/models/qf-tiny-5m"}) {
+    auto ck = load_checkpoint(dir);
+    ASSERT_TRUE(ck.ok()) << ck.status().message();
+    auto tc = Transformer::create(*ck), tg = Transformer::create(*ck, *gpu());
+    ASSERT_TRUE(tc.ok() && tg.ok());
+    const int vocab = ck->config.vocab_size, n = 100;
+    std::vector<int32_t> ids(n);
+    std::mt19937 rng(5);
+    for (auto& t : ids) t = int32_t(rng() % uint32_t(vocab));
+    KVCache cc = (*tc)->new_cache(n), cg = (*tg)->new_cache(n);
+    std::vector<float> want(size_t(n) * vocab);
+    (*tc)->forward(ids.data(), 60, cc, want.data());
+    (*tc)->forward(ids.data() + 60, n - 60, cc, want.data() + size_t(60) * vocab);  // through the cache
+    Buffer<float> ld(*gpu(), poisoned(want.size()));
+    (*tg)->forward(ids.data(), 60, cg, ld.data());
+    (*tg)->forward(ids.data() + 60, n - 60, cg, ld.data() + int64_t(60) * vocab);
+    const auto got = ld.to_host();
+    double mx = 0;
+    for (float v : want) mx = std::max(mx, double(std::fabs(v)));
+    const double tol = test::logit_tolerance(ck->config, mx);
+    expect_close(got, want, std::vector<double>(want.size(), tol), dir.c_str());
+  }
+}
+
+// GPTQ on the device against GPTQ on the CPU for one random layer with a Hessian of real shape:
+// the same algorithm, differing by the trailing products' summation order (≤ the dot-product
+// bound per update) and the factorization's; a weight whose value sits within that of a rounding
+// boundary may round the other way. So: ≥ 99 % of the codes equal, and the losses within 1 %.
+TEST(Cuda, GptqOnTheDeviceMatchesTheCpu) {
+  REQUIRE_GPU();
+  std::mt19937 rng(6);
+  const int64_t n_out = 96, n_in = 512, n = 2048;
+  const auto x = random_vec(size_t(n * n_in), rng);
+  auto gram = cpu_backend().gram(int(n_in));
+  gram->add(x.data(), int(n));
+  std::vector<double> H = gram->take();
+  for (double& h : H) h *= 2.0 / n;
+  const auto W = random_vec(size_t(n_out * n_in), rng, 0.02f);
+  for (bool act_order : {false, true}) {
+    const std::vector<int64_t> perm = act_order ? act_order_permutation(H, n_in) : std::vector<int64_t>{};
+    IntGridSpec spec{4, 128, false, false};
+    IntRowGrid gc(spec, n_out, n_in, perm, nullptr), gg(spec, n_out, n_in, perm, nullptr);
+    std::vector<float> wc = W, wg = W;
+    auto sc = gptq_quantize(wc.data(), n_out, n_in, H, GptqSpec{0.01, act_order, 128}, gc, perm, "cpu");
+    auto sg = gptq_quantize(wg.data(), n_out, n_in, H, GptqSpec{0.01, act_order, 128}, gg, perm, "gpu", *gpu());
+    ASSERT_TRUE(sc.ok() && sg.ok());
+    const IntQuantized qc = std::move(gc).result(), qg = std::move(gg).result();
+    int64_t same = 0;
+    for (size_t i = 0; i < qc.codes.size(); ++i) same += qc.codes[i] == qg.codes[i];
+    EXPECT_GE(double(same) / double(qc.codes.size()), 0.99) << "act_order " << act_order;
+    EXPECT_NEAR(sg->loss / sc->loss, 1.0, 0.01);
+    std::printf("GPTQ act_order=%d: %.4f %% codes equal, loss cpu %.6g gpu %.6g\n", act_order,
+                100.0 * double(same) / double(qc.codes.size()), sc->loss, sg->loss);
+  }
+}
+
+}  // namespace
+}  // namespace qf
