@@ -2,7 +2,8 @@
 # One call on the lent GPU machine (the device tool), from the repository root, .device/ carried
 # (scripts/device_bundle.sh made it here): unpacks the binaries, libraries, models and texts, runs
 # the CUDA unit and golden tests, then times eval and GPTQ on the CPU and on the GPU side by side.
-# Logs land in $OUT. Usage there: bench/gpu_check.sh [tests|eval|gptq]...  (default: all three)
+# Logs land in $OUT. Usage there: bench/gpu_check.sh [tests|eval|gptq|scale]...  (default: the
+# first three; scale is bench/gpu_scale.sh on the 8B shape)
 set -uo pipefail
 OUT=${OUT:-/tmp/qf_out}
 mkdir -p "$OUT" /tmp/qf
@@ -42,10 +43,11 @@ for step in "${steps[@]}"; do
       for d in cpu cuda; do
         rm -rf /tmp/q_$d
         echo "== quantize $m gptq W4 g128 act-order, 128 x 512 calibration, --device $d"
-        T build/qforge quantize "$S/models/$m" -o /tmp/q_$d --method gptq --act-order --calib "$S/data/calib-wiki.txt" --device $d 2>&1 | grep -E 'wrote|device|wall|error'
+        T build/qforge quantize "$S/models/$m" -o /tmp/q_$d --method gptq --act-order --calib "$S/data/calib-wiki.txt" --device $d 2>&1 | grep -E 'wrote|device|wall|error|warning'
         build/qforge eval /tmp/q_$d --base "$S/models/$m" --text "$S/data/wikitext-2-raw/wiki.test.raw" --ctx 512 --max-windows 100 --device cuda 2>&1 | grep -E 'perplexity|KL|error'
       done
     done
     ;;
+  scale) SCALE_STEPS=${SCALE_STEPS:-gptq eval rtn} bench/gpu_scale.sh ;;
   esac
 done

@@ -3,7 +3,8 @@
 # tool): the built binaries, the shared libraries they load that the device image may lack, and
 # the shared models and texts named below. The device runs bench/gpu_check.sh on it.
 #   scripts/device_bundle.sh [MODEL...]    (default: qf-tiny-5m qf-llama3-9m qf-qwen3-9m)
-# The device tool carries at most 64 MiB with the working tree: qf-27m (55 MB) goes alone.
+# The device tool carries at most 64 MiB with the working tree: qf-27m (55 MB) goes alone, with
+# BUNDLE_TEXTS='calib-wiki.txt wikitext-2-raw/wiki.test.raw'.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p "$(git rev-parse --git-dir)/info"
@@ -23,8 +24,9 @@ for m in "${models[@]}"; do
   mkdir -p "$stage/shared/models/$m"
   find "$shared/models/$m" -maxdepth 1 -type f ! -name '*.gguf' -exec cp {} "$stage/shared/models/$m/" \;
 done
-(cd "$shared/data" && cp --parents calib-wiki.txt qf-heldout.txt wikitext-2-raw/wiki.test.raw \
-  tinystories/tinystories_val_head.txt "$stage/shared/data/")
+mkdir -p "$stage/shared/tokenizers" && cp -r "$shared/tokenizers/llama3" "$stage/shared/tokenizers/"
+texts=${BUNDLE_TEXTS:-calib-wiki.txt qf-heldout.txt wikitext-2-raw/wiki.test.raw tinystories/tinystories_val_head.txt}
+(cd "$shared/data" && cp --parents $texts "$stage/shared/data/")
 rm -rf .device && mkdir .device
-tar -C "$stage" -cf - . | xz -T0 -6 >.device/bundle.tar.xz
+tar -C "$stage" -cf - . | xz -T0 -9e >.device/bundle.tar.xz
 du -b .device/bundle.tar.xz | awk '{printf "%.1f MiB .device/bundle.tar.xz\n", $1 / 1048576}'

@@ -35,7 +35,7 @@ Buffer<float> upload(const Backend& be, const std::vector<float>& v) { return Bu
 
 float* Transformer::scratch(int slot, int64_t n) const { return be_->scratch(slot, n); }
 
-Expected<std::unique_ptr<Transformer>> Transformer::create(const Checkpoint& ck, const Backend& be) {
+Expected<std::unique_ptr<Transformer>> Transformer::create(const Checkpoint& ck, const Backend& be, bool streamed) {
   init_blas_threads();
   std::unique_ptr<Transformer> tf(new Transformer());
   tf->cfg_ = ck.config;
@@ -43,18 +43,18 @@ Expected<std::unique_ptr<Transformer>> Transformer::create(const Checkpoint& ck,
   const auto& w = ck.weights;
   tf->tok_embd_ = w.tok_embd;
   tf->output_norm_ = upload(be, w.output_norm.to_f32());
-  QF_ASSIGN_OR_RETURN(auto output, make_linear(w.output, ck.quant));
-  tf->output_ = on_backend(std::move(output), be);
+  if (!streamed) {
+    QF_ASSIGN_OR_RETURN(auto output, make_linear(w.output, ck.quant));
+    tf->output_ = on_backend(std::move(output), be);
+  }
   for (const auto& lw : w.layers) {
     Layer L;
     for (int k = 0; k < kNumNorms; ++k)
       if (has_norm(ck.config, NormId(k))) L.norms[k] = upload(be, lw.norms[k].to_f32());
-    for (int k = 0; k < kNumLinears; ++k) {
-      QF_ASSIGN_OR_RETURN(auto linear, make_linear(lw.linears[k], ck.quant));
-      L.linears[k] = on_backend(std::move(linear), be);
-    }
     tf->layers_.push_back(std::move(L));
   }
+  if (!streamed)
+    for (int l = 0; l < tf->cfg_.n_layer; ++l) QF_RETURN_IF_ERROR(tf->load_block(ck, l));
   tf->rope_ = rope_frequencies(tf->cfg_, tf->cfg_.max_ctx);
   return tf;
 }
@@ -195,6 +195,15 @@ void Transformer::run_sublayer(int layer, std::string_view which, const float* x
   QF_CHECK(which == "attn", "no sub-layer named {}", which);
   const int64_t kv = int64_t(n) * cfg_.kv_dim();
   attention(L, layer, x, out, n, scratch(kKeys, kv), scratch(kValues, kv), 0, nullptr, {});
+}
+
+Status Transformer::load_block(const Checkpoint& ck, int layer) {
+  const LayerWeights& lw = ck.weights.layers[size_t(layer)];
+  for (int k = 0; k < kNumLinears; ++k) {
+    QF_ASSIGN_OR_RETURN(auto linear, make_linear(lw.linears[k], ck.quant));
+    layers_[size_t(layer)].linears[k] = on_backend(std::move(linear), *be_);
+  }
+  return {};
 }
 
 void Transformer::set_linear(int layer, const std::string& kind, std::unique_ptr<Linear> linear) {

@@ -49,8 +49,13 @@ class Transformer {
  public:
   // Decodes the checkpoint's weights into Linear layers. Borrows nothing from `ck` but the
   // embedding view (which keeps its mapping alive).
-  static Expected<std::unique_ptr<Transformer>> create(const Checkpoint& ck,
-                                                       const Backend& be = cpu_backend());
+  // streamed: only the embeddings and norms are loaded (no block Linears, no lm_head); the caller
+  // sets each block's Linears (set_linear / load_block) before running it — layer-by-layer work
+  // that holds one block's weights at a time, on a device too.
+  static Expected<std::unique_ptr<Transformer>> create(const Checkpoint& ck, const Backend& be = cpu_backend(),
+                                                       bool streamed = false);
+  // Sets block `layer`'s Linears from the checkpoint it was created from (the same `ck`).
+  Status load_block(const Checkpoint& ck, int layer);
 
   const ModelConfig& config() const { return cfg_; }
   const Backend& backend() const { return *be_; }

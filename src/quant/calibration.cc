@@ -99,7 +99,7 @@ const std::vector<Input> kInputs = [] {
 Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows,
                            bool true_sequential, const LinearQuantizer& quantize,
                            const std::function<void(int64_t, int64_t)>& progress, const Backend& be) {
-  QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck, be));
+  QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck, be, /*streamed=*/true));
   const ModelConfig& c = ck.config;
   const int E = c.n_embd;
   const int64_t total = int64_t(c.n_layer) * kNumLinears;
@@ -124,6 +124,7 @@ Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<i
   Buffer<float> x(be, longest * E);
   for (int layer = 0; layer < c.n_layer; ++layer) {
     const LayerWeights& lw = ck.weights.layers[size_t(layer)];
+    QF_RETURN_IF_ERROR(tf->load_block(ck, layer));  // this block's weights only: streamed
     for (const auto& stage : stages) {
       std::map<std::string, std::unique_ptr<GramAccumulator>> H;  // input key -> Σ x·xᵀ
       for (const Input* in : stage) H[in->key] = be.gram(int(lw.linear(in->key).n_in));

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Issue 20's scale benchmark, one call on the lent H200 after bench/gpu_check.sh has unpacked
+# .device/ (it sets the environment; run as `bench/gpu_check.sh scale`): a random-weight
+# checkpoint of Llama-3-8B's shape (bench/make_8b_shape.py) quantized on the GPU, each run's wall
+# time, peak RSS (GNU time) and peak GPU memory (qforge's cudaMemGetInfo report, and nvidia-smi's
+# sampled maximum), then eval at ctx 2048. Calibration: 128 windows of 2048 tokens of
+# calib-wiki.txt (its 198k Llama 3 tokens, windows drawn as GPTQ's reference draws them).
+set -uo pipefail
+S=${QFORGE_SHARED:?run through bench/gpu_check.sh scale}
+M=/tmp/llama3-8b-shape
+OUT=${OUT:-/tmp/qf_out}
+[[ -d $M ]] || python3 bench/make_8b_shape.py $M "$S/tokenizers/llama3" || exit 1
+gpu_peak() {  # runs "$@" while sampling the GPU's memory in use every 0.2 s; prints the maximum
+  local log; log=$(mktemp)
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$log" &
+  local smi=$!
+  /usr/bin/time -f '%e s wall, %M KiB peak RSS' "$@"
+  local rc=$?
+  kill $smi; wait $smi 2>/dev/null
+  echo "nvidia-smi peak memory.used: $(sort -n "$log" | tail -1) MiB"
+  return $rc
+}
+run() {  # name, qforge arguments...
+  local name=$1; shift
+  rm -rf /tmp/q_$name
+  echo "== $name: qforge $*"
+  gpu_peak timeout "${STEP_TIMEOUT:-300}" build/qforge "$@" 2>&1 | grep -vE '^\s*\[|%' | tail -6
+}
+calib=(--calib "$S/data/calib-wiki.txt" --nsamples 128 --seqlen 2048 --device cuda)
+for step in ${SCALE_STEPS:-rtn gptq eval}; do
+  case $step in
+  rtn) run rtn quantize $M -o /tmp/q_rtn --method rtn ;;
+  gptq) run gptq quantize $M -o /tmp/q_gptq --method gptq --act-order "${calib[@]}" ;;
+  gguf-gptq) run gguf_gptq quantize $M -o /tmp/q_gguf_gptq.gguf --format gguf --type Q4_K_M --method gptq "${calib[@]}" ;;
+  eval) run eval eval $M --text "$S/data/wikitext-2-raw/wiki.test.raw" --ctx 2048 --max-windows 147 --device cuda ;;
+  esac
+done
