@@ -25,6 +25,11 @@ else
   echo "setup: all Debian packages present"
 fi
 
+# The CUDA toolkit is not installed here: scripts/build.sh builds the CUDA backend when it finds one.
+nvcc="${CUDA_HOME:-/usr/local/cuda}/bin/nvcc"
+if [ -x "$nvcc" ]; then echo "setup: CUDA toolkit at $nvcc ($("$nvcc" --version | tail -1))"
+else echo "setup: no CUDA toolkit (\$CUDA_HOME/bin/nvcc): qforge builds CPU-only"; fi
+
 # llama.cpp itself, as the prebuilt build node-llama-cpp ships (bench/package.json): the
 # interop tests load qforge's GGUF files with it, the benchmarks time it. Needs Node.js ≥ 20.
 cd "$(dirname "$0")/.."
