@@ -53,8 +53,9 @@ TEST(CudaGolden, EveryPerplexityWithinOneTenThousandth) {
       EXPECT_EQ(r.windows, g["windows"].get<int64_t>());
       const double want = g["ppl"].get<double>();
       EXPECT_LE(std::fabs(r.ppl - want) / want, 1e-4) << "ppl " << r.ppl << " vs golden " << want;
-      std::printf("cuda %s %s: ppl %.6f golden %.6f rel %.2e, %lld windows, %.0f tokens/s\n", model, key.c_str(),
-                  r.ppl, want, std::fabs(r.ppl - want) / want, (long long)r.windows, r.tokens_per_second);
+      std::printf("cuda %s %s: ppl %.6f golden %.6f rel %.2e, %lld windows, %.0f tokens/s\n", model,
+                  key.c_str(), r.ppl, want, std::fabs(r.ppl - want) / want, (long long)r.windows,
+                  r.tokens_per_second);
     }
   }
 }
@@ -80,7 +81,8 @@ TEST(CudaGolden, GptqOfQf27mOnTheDeviceMatchesTheCpu) {
     opt.gptq.act_order = true;
     opt.windows = *windows;
     opt.backend = be;
-    const std::string out = std::filesystem::temp_directory_path() / (std::string("qf_cuda_gptq_") + be->name());
+    const std::string out =
+        std::filesystem::temp_directory_path() / (std::string("qf_cuda_gptq_") + be->name());
     std::filesystem::remove_all(out);
     auto t0 = std::chrono::steady_clock::now();
     auto rep = quantize_hf_checkpoint(*base, opt, out, nullptr);
@@ -98,15 +100,16 @@ TEST(CudaGolden, GptqOfQf27mOnTheDeviceMatchesTheCpu) {
     auto r = perplexity(**tq, tokens, popt, tb->get());
     ASSERT_TRUE(r.ok());
     kld.push_back(r->kld);
-    std::printf("GPTQ W4 g128 act-order on %s: %.1f s, ppl %.4f, KL %.5f, top-1 %.2f %%\n", be->name(), secs, r->ppl,
-                r->kld, 100 * r->top1);
+    std::printf("GPTQ W4 g128 act-order on %s: %.1f s, ppl %.4f, KL %.5f, top-1 %.2f %%\n", be->name(), secs,
+                r->ppl, r->kld, 100 * r->top1);
     std::filesystem::remove_all(out);
   }
   EXPECT_NEAR(kld[1] / kld[0], 1.0, 0.01);
   ASSERT_EQ(tensors[0].size(), tensors[1].size());
   int64_t same = 0;
   for (size_t i = 0; i < tensors[0].size(); ++i) same += tensors[0][i] == tensors[1][i];
-  std::printf("blk.3.ffn_down qweight bytes equal: %.3f %%\n", 100.0 * double(same) / double(tensors[0].size()));
+  std::printf("blk.3.ffn_down qweight bytes equal: %.3f %%\n",
+              100.0 * double(same) / double(tensors[0].size()));
   // One byte of a 4-bit GPTQ qweight holds two codes: ≥ 98 % equal bytes ⇔ roughly ≥ 99 % equal codes.
   EXPECT_GE(double(same) / double(tensors[0].size()), 0.98);
 }

@@ -27,11 +27,11 @@ namespace {
 const double kU = std::ldexp(1.0, -24);
 
 const Backend* gpu() { return cuda_backend(nullptr); }
-#define REQUIRE_GPU()                                         \
-  if (!gpu()) {                                               \
-    std::string why;                                          \
-    cuda_backend(&why);                                       \
-    GTEST_SKIP() << "no CUDA backend: " << why;               \
+#define REQUIRE_GPU()                           \
+  if (!gpu()) {                                 \
+    std::string why;                            \
+    cuda_backend(&why);                         \
+    GTEST_SKIP() << "no CUDA backend: " << why; \
   }
 
 std::vector<float> random_vec(size_t n, std::mt19937& rng, float scale = 1.0f) {
@@ -42,10 +42,12 @@ std::vector<float> random_vec(size_t n, std::mt19937& rng, float scale = 1.0f) {
 }
 
 // Runs op on the device with inputs uploaded and the output poisoned; returns the output.
-std::vector<float> poisoned(size_t n) { return std::vector<float>(n, std::numeric_limits<float>::quiet_NaN()); }
+std::vector<float> poisoned(size_t n) {
+  return std::vector<float>(n, std::numeric_limits<float>::quiet_NaN());
+}
 
-void expect_close(const std::vector<float>& got, const std::vector<float>& want, const std::vector<double>& tol,
-                  const char* what) {
+void expect_close(const std::vector<float>& got, const std::vector<float>& want,
+                  const std::vector<double>& tol, const char* what) {
   ASSERT_EQ(got.size(), want.size());
   int bad = 0;
   for (size_t i = 0; i < got.size(); ++i)
@@ -119,7 +121,8 @@ TEST(Cuda, LinearAndGemmSubWithinTheDotProductBound) {
         for (int64_t t = 0; t < tokens; ++t)
           for (int64_t o = 0; o < n_out; ++o) {
             double s = std::fabs(b[size_t(o)]);
-            for (int64_t i = 0; i < n_in; ++i) s += std::fabs(double(x[size_t(t * n_in + i)]) * w[size_t(o * n_in + i)]);
+            for (int64_t i = 0; i < n_in; ++i)
+              s += std::fabs(double(x[size_t(t * n_in + i)]) * w[size_t(o * n_in + i)]);
             tol[size_t(t * n_out + o)] = 2 * double(n_in + 1) * kU * s;
           }
         expect_close(yd.to_host(), want, tol, "linear");
@@ -136,7 +139,8 @@ TEST(Cuda, LinearAndGemmSubWithinTheDotProductBound) {
           for (int64_t o = 0; o < ldc; ++o) {
             if (o >= n_out) continue;  // outside the product: untouched, tolerance 0
             double s = std::fabs(C[size_t(t * ldc + o)]);
-            for (int64_t i = 0; i < n_in; ++i) s += std::fabs(double(x[size_t(t * n_in + i)]) * w[size_t(i * n_out + o)]);
+            for (int64_t i = 0; i < n_in; ++i)
+              s += std::fabs(double(x[size_t(t * n_in + i)]) * w[size_t(i * n_out + o)]);
             tc[size_t(t * ldc + o)] = 2 * double(n_in + 1) * kU * s;
           }
         expect_close(Cd.to_host(), Cw, tc, "gemm_sub");
@@ -158,7 +162,8 @@ TEST(Cuda, AttentionMatchesAScalarReference) {
     auto q = random_vec(size_t(s.n) * qd, rng), k = random_vec(size_t(keys) * kvd, rng),
          v = random_vec(size_t(keys) * kvd, rng);
     Buffer<float> qd_(g, q), kd(g, k), vd(g, v), od(g, poisoned(q.size()));
-    g.attention({qd_.data(), kd.data(), vd.data(), od.data(), s.n, s.n_past, s.n_head, s.n_head_kv, s.hd, s.window});
+    g.attention(
+        {qd_.data(), kd.data(), vd.data(), od.data(), s.n, s.n_past, s.n_head, s.n_head_kv, s.hd, s.window});
     const std::vector<float> got = od.to_host();
     const double scale = 1.0 / std::sqrt(double(s.hd));
     int bad = 0;
@@ -180,15 +185,17 @@ TEST(Cuda, AttentionMatchesAScalarReference) {
         }
         for (int j = first; j < visible; ++j) sum += (p[size_t(j)] = std::exp(p[size_t(j)] - mx));
         for (int j = 0; j < keys; ++j)
-          for (int i = 0; i < s.hd; ++i) vmax = std::max(vmax, double(std::fabs(v[size_t(j * kvd + gk * s.hd + i)])));
+          for (int i = 0; i < s.hd; ++i)
+            vmax = std::max(vmax, double(std::fabs(v[size_t(j * kvd + gk * s.hd + i)])));
         for (int i = 0; i < s.hd; ++i) {
           double want = 0;
-          for (int j = first; j < visible; ++j) want += p[size_t(j)] / sum * v[size_t(j * kvd + gk * s.hd + i)];
+          for (int j = first; j < visible; ++j)
+            want += p[size_t(j)] / sum * v[size_t(j * kvd + gk * s.hd + i)];
           const double tol = (4 * ds + 4 * (keys + 2) * kU) * vmax;
           const float o = got[size_t(t * qd + h * s.hd + i)];
           if (!(std::fabs(o - want) <= tol) && bad++ < 5)
-            ADD_FAILURE() << "attention n " << s.n << " past " << s.n_past << " t " << t << " h " << h << " i " << i
-                          << ": " << o << " vs " << want << " tol " << tol;
+            ADD_FAILURE() << "attention n " << s.n << " past " << s.n_past << " t " << t << " h " << h
+                          << " i " << i << ": " << o << " vs " << want << " tol " << tol;
         }
       }
     EXPECT_EQ(bad, 0);
@@ -215,7 +222,8 @@ TEST(Cuda, GramAndScoreAndInverseCholeskyMatchTheCpu) {
         }
     }
     const auto hc = gc->take(), hg = gg->take();
-    for (size_t i = 0; i < hc.size(); ++i) ASSERT_LE(std::fabs(hc[i] - hg[i]), bound[i]) << "gram d " << d << " " << i;
+    for (size_t i = 0; i < hc.size(); ++i)
+      ASSERT_LE(std::fabs(hc[i] - hg[i]), bound[i]) << "gram d " << d << " " << i;
 
     // SPD H = A·Aᵀ/n + I: well conditioned, so both fp64 factorizations agree to ~n·1e-16.
     std::vector<double> H(size_t(d) * d);
@@ -244,7 +252,8 @@ TEST(Cuda, GramAndScoreAndInverseCholeskyMatchTheCpu) {
       g.score(qd.data(), bd.data(), targets.data(), rows, vocab, sg.data());
       for (int r = 0; r < rows; ++r) {  // both in double: 1e-12 relative is ~10^4 double ulps
         EXPECT_NEAR(sg[size_t(r)].nll, sc[size_t(r)].nll, 1e-12 * (1 + std::fabs(sc[size_t(r)].nll)));
-        EXPECT_NEAR(sg[size_t(r)].base_nll, sc[size_t(r)].base_nll, 1e-12 * (1 + std::fabs(sc[size_t(r)].base_nll)));
+        EXPECT_NEAR(sg[size_t(r)].base_nll, sc[size_t(r)].base_nll,
+                    1e-12 * (1 + std::fabs(sc[size_t(r)].base_nll)));
         EXPECT_NEAR(sg[size_t(r)].kld, sc[size_t(r)].kld, 1e-12 * (1 + sc[size_t(r)].kld));
         EXPECT_EQ(sg[size_t(r)].agree, sc[size_t(r)].agree);
       }
@@ -299,7 +308,8 @@ TEST(Cuda, GptqOnTheDeviceMatchesTheCpu) {
     IntRowGrid gc(spec, n_out, n_in, perm, nullptr), gg(spec, n_out, n_in, perm, nullptr);
     std::vector<float> wc = W, wg = W;
     auto sc = gptq_quantize(wc.data(), n_out, n_in, H, GptqSpec{0.01, act_order, 128}, gc, perm, "cpu");
-    auto sg = gptq_quantize(wg.data(), n_out, n_in, H, GptqSpec{0.01, act_order, 128}, gg, perm, "gpu", *gpu());
+    auto sg =
+        gptq_quantize(wg.data(), n_out, n_in, H, GptqSpec{0.01, act_order, 128}, gg, perm, "gpu", *gpu());
     ASSERT_TRUE(sc.ok() && sg.ok());
     const IntQuantized qc = std::move(gc).result(), qg = std::move(gg).result();
     int64_t same = 0;

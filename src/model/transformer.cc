@@ -35,7 +35,8 @@ Buffer<float> upload(const Backend& be, const std::vector<float>& v) { return Bu
 
 float* Transformer::scratch(int slot, int64_t n) const { return be_->scratch(slot, n); }
 
-Expected<std::unique_ptr<Transformer>> Transformer::create(const Checkpoint& ck, const Backend& be, bool streamed) {
+Expected<std::unique_ptr<Transformer>> Transformer::create(const Checkpoint& ck, const Backend& be,
+                                                           bool streamed) {
   init_blas_threads();
   std::unique_ptr<Transformer> tf(new Transformer());
   tf->cfg_ = ck.config;

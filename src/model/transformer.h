@@ -52,7 +52,8 @@ class Transformer {
   // streamed: only the embeddings and norms are loaded (no block Linears, no lm_head); the caller
   // sets each block's Linears (set_linear / load_block) before running it — layer-by-layer work
   // that holds one block's weights at a time, on a device too.
-  static Expected<std::unique_ptr<Transformer>> create(const Checkpoint& ck, const Backend& be = cpu_backend(),
+  static Expected<std::unique_ptr<Transformer>> create(const Checkpoint& ck,
+                                                       const Backend& be = cpu_backend(),
                                                        bool streamed = false);
   // Sets block `layer`'s Linears from the checkpoint it was created from (the same `ck`).
   Status load_block(const Checkpoint& ck, int layer);
