@@ -9,7 +9,10 @@ set -uo pipefail
 S=${QFORGE_SHARED:?run through bench/gpu_check.sh scale}
 M=/tmp/llama3-8b-shape
 OUT=${OUT:-/tmp/qf_out}
+exec > >(tee -a "$OUT/scale.log") 2>&1  # every line reaches $OUT, also when the call is cut off
+date
 [[ -d $M ]] || python3 bench/make_8b_shape.py $M "$S/tokenizers/llama3" || exit 1
+date
 gpu_peak() {  # runs "$@" while sampling the GPU's memory in use every 0.2 s; prints the maximum
   local log; log=$(mktemp)
   nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$log" &
@@ -23,8 +26,8 @@ gpu_peak() {  # runs "$@" while sampling the GPU's memory in use every 0.2 s; pr
 run() {  # name, qforge arguments...
   local name=$1; shift
   rm -rf /tmp/q_$name
-  echo "== $name: qforge $*"
-  gpu_peak timeout "${STEP_TIMEOUT:-300}" build/qforge "$@" 2>&1 | grep -vE '^\s*\[|%' | tail -6
+  echo "== $name: qforge $* ($(date +%T))"
+  gpu_peak timeout "${STEP_TIMEOUT:-300}" build/qforge "$@" 2>&1 | tr '\r' '\n' | grep -vE '^\s*$' | tail -8
 }
 calib=(--calib "$S/data/calib-wiki.txt" --nsamples 128 --seqlen 2048 --device cuda)
 for step in ${SCALE_STEPS:-rtn gptq eval}; do

@@ -60,10 +60,13 @@ TEST(CudaGolden, EveryPerplexityWithinOneTenThousandth) {
   }
 }
 
-// GPTQ W4 g128 act-order of qf-27m calibrated and solved on the device and on the CPU (32
-// windows of 512 tokens of calib-wiki.txt): the same algorithm with fp32 products summed in
-// another order, so a few weights near a rounding boundary go the other way — ≥ 99 % of the
-// codes equal — and the two models score within 1 % KL of each other against the base.
+// GPTQ W4 g128 of qf-27m calibrated and solved on the device and on the CPU (32 windows of 512
+// tokens of calib-wiki.txt), without and with act-order: the same algorithm with fp32 products
+// summed in another order, so a few weights near a rounding boundary go the other way — ≥ 98 % of
+// blk.3.ffn_down's qweight bytes (two codes each) equal — and the two models' KL against the base
+// within 1 %. Measured 2026-12-03 with act-order: KL 0.02927 (CPU) vs 0.03021 (GPU), 3.2 % apart:
+// act-order sorts columns by H's diagonal, and near-equal diagonals may sort differently; the
+// plain order separates that from a fault (see the issue-20 note).
 TEST(CudaGolden, GptqOfQf27mOnTheDeviceMatchesTheCpu) {
   REQUIRE_GPU();
   if (!std::filesystem::exists(test::qf27m() + "/config.json")) GTEST_SKIP() << "qf-27m not here";
@@ -72,46 +75,49 @@ TEST(CudaGolden, GptqOfQf27mOnTheDeviceMatchesTheCpu) {
   auto calib = base->tokenizer->encode(test::slurp(test::shared_dir() + "/data/calib-wiki.txt"));
   auto windows = draw_windows(calib, 32, 512, 0);
   ASSERT_TRUE(windows.ok());
-  std::vector<double> kld;
-  std::vector<std::vector<uint8_t>> tensors;
-  for (const Backend* be : {&cpu_backend(), gpu()}) {
-    QuantizeOptions opt;
-    opt.method = "gptq";
-    opt.grid = IntGridSpec{4, 128, false, false};
-    opt.gptq.act_order = true;
-    opt.windows = *windows;
-    opt.backend = be;
-    const std::string out =
-        std::filesystem::temp_directory_path() / (std::string("qf_cuda_gptq_") + be->name());
-    std::filesystem::remove_all(out);
-    auto t0 = std::chrono::steady_clock::now();
-    auto rep = quantize_hf_checkpoint(*base, opt, out, nullptr);
-    ASSERT_TRUE(rep.ok()) << rep.status().message();
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    auto q = load_checkpoint(out);
-    ASSERT_TRUE(q.ok()) << q.status().message();
-    const TensorView& qw = q->weights.layers[3].linear("ffn_down").weight;  // packed codes
-    tensors.emplace_back(qw.data, qw.data + qw.nbytes);
-    auto tb = Transformer::create(*base, *gpu()), tq = Transformer::create(*q, *gpu());
-    auto tokens = base->tokenizer->encode(test::slurp(test::text_path("wikitext2-test")));
-    PerplexityOptions popt;
-    popt.ctx = 512;
-    popt.max_windows = 100;
-    auto r = perplexity(**tq, tokens, popt, tb->get());
-    ASSERT_TRUE(r.ok());
-    kld.push_back(r->kld);
-    std::printf("GPTQ W4 g128 act-order on %s: %.1f s, ppl %.4f, KL %.5f, top-1 %.2f %%\n", be->name(), secs,
-                r->ppl, r->kld, 100 * r->top1);
-    std::filesystem::remove_all(out);
+  for (bool act_order : {false, true}) {
+    SCOPED_TRACE(act_order ? "act-order" : "natural order");
+    std::vector<double> kld;
+    std::vector<std::vector<uint8_t>> qweights;
+    for (const Backend* be : {&cpu_backend(), gpu()}) {
+      QuantizeOptions opt;
+      opt.method = "gptq";
+      opt.grid = IntGridSpec{4, 128, false, false};
+      opt.gptq.act_order = act_order;
+      opt.windows = *windows;
+      opt.backend = be;
+      const std::string out =
+          std::filesystem::temp_directory_path() / (std::string("qf_cuda_gptq_") + be->name());
+      std::filesystem::remove_all(out);
+      auto t0 = std::chrono::steady_clock::now();
+      auto rep = quantize_hf_checkpoint(*base, opt, out, nullptr);
+      ASSERT_TRUE(rep.ok()) << rep.status().message();
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      auto q = load_checkpoint(out);
+      ASSERT_TRUE(q.ok()) << q.status().message();
+      const TensorView& qw = q->weights.layers[3].linear("ffn_down").parts.at(".qweight");
+      qweights.emplace_back(qw.data, qw.data + qw.nbytes);
+      auto tb = Transformer::create(*base, *gpu()), tq = Transformer::create(*q, *gpu());
+      auto tokens = base->tokenizer->encode(test::slurp(test::text_path("wikitext2-test")));
+      PerplexityOptions popt;
+      popt.ctx = 512;
+      popt.max_windows = 100;
+      auto r = perplexity(**tq, tokens, popt, tb->get());
+      ASSERT_TRUE(r.ok());
+      kld.push_back(r->kld);
+      std::printf("GPTQ W4 g128%s on %s: %.1f s, ppl %.4f, KL %.5f, top-1 %.2f %%\n",
+                  act_order ? " act-order" : "", be->name(), secs, r->ppl, r->kld, 100 * r->top1);
+      std::filesystem::remove_all(out);
+    }
+    EXPECT_NEAR(kld[1] / kld[0], 1.0, 0.01);
+    ASSERT_EQ(qweights[0].size(), qweights[1].size());
+    ASSERT_GT(qweights[0].size(), 0u);
+    int64_t same = 0;
+    for (size_t i = 0; i < qweights[0].size(); ++i) same += qweights[0][i] == qweights[1][i];
+    const double share = double(same) / double(qweights[0].size());
+    std::printf("blk.3.ffn_down qweight bytes equal: %.3f %%\n", 100.0 * share);
+    EXPECT_GE(share, 0.98);
   }
-  EXPECT_NEAR(kld[1] / kld[0], 1.0, 0.01);
-  ASSERT_EQ(tensors[0].size(), tensors[1].size());
-  int64_t same = 0;
-  for (size_t i = 0; i < tensors[0].size(); ++i) same += tensors[0][i] == tensors[1][i];
-  std::printf("blk.3.ffn_down qweight bytes equal: %.3f %%\n",
-              100.0 * double(same) / double(tensors[0].size()));
-  // One byte of a 4-bit GPTQ qweight holds two codes: ≥ 98 % equal bytes ⇔ roughly ≥ 99 % equal codes.
-  EXPECT_GE(double(same) / double(tensors[0].size()), 0.98);
 }
 
 }  // namespace
