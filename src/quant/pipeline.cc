@@ -1,7 +1,5 @@
 #include "quant/pipeline.h"
 
-#include "kernels/select_backend.h"
-
 #include <fmt/ranges.h>
 #include <unistd.h>
 
@@ -59,6 +57,13 @@ Expected<std::vector<std::vector<int32_t>>> calibration_windows(const Checkpoint
   return windows;
 }
 
+// A device run's peak GPU memory (cudaMemGetInfo), beside the peak RSS that `time -v` gives.
+void report_device(const Backend& be) {
+  if (be.on_device())
+    info("device: {}, peak device memory in use {:.2f} GiB", be.name(),
+         double(device_memory().peak_used) / double(int64_t(1) << 30));
+}
+
 // Where a calibrated method computes (--device), said once on stderr.
 Expected<const Backend*> calibration_backend(const QuantizeRequest& a) {
   QF_ASSIGN_OR_RETURN(const Backend* be, select_backend(a.device));
@@ -90,6 +95,7 @@ Status write_gguf_with(const Checkpoint& ck, const GgufOptions& opt, const std::
     counts += fmt::format("{}{} {}", counts.empty() ? "" : ", ", n, name);
   fmt::print("wrote {}: {}{}, {} bytes, {:.3f} bits per weight (tensors: {}), {:.1f}s\n", out, opt.type, how,
              rep.file_bytes, rep.bits_per_weight, counts, seconds_since(t0));
+  report_device(*opt.backend);
   for (const auto& f : rep.fallbacks) fmt::print(stderr, "warning: fallback type for {}\n", f);
   return {};
 }
@@ -124,6 +130,7 @@ Status write_hf(const Checkpoint& ck, const QuantizeOptions& opt, const std::str
       "{:.1f}s\n",
       out, rep.linears, rep.quantized_params, rep.describe, rep.body_bits_per_weight, rep.output_bytes,
       seconds_since(t0));
+  report_device(*opt.backend);
   if (rep.zero_wraps > 0)
     fmt::print(
         stderr,
