@@ -148,7 +148,11 @@ Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<i
           job.tensors = &lw.linear(kind);
           QF_ASSIGN_OR_RETURN(job.weight, job.tensors->weight.to_f32_finite());
           release_mapped_pages(job.tensors->weight.data, size_t(job.tensors->weight.nbytes));
-          job.hessian = h;  // a copy: GPTQ damps and factorizes it in place
+          // GPTQ damps and factorizes it in place: a copy, except for the input's last reader
+          if (kind == in->kinds.back())
+            job.hessian = std::move(h);
+          else
+            job.hessian = h;
           QF_ASSIGN_OR_RETURN(auto linear, quantize(job));
           tf->set_linear(layer, kind, std::move(linear));
           if (progress) progress(++done, total);
