@@ -28,9 +28,6 @@ enum Scratch {
 };
 static_assert(kFinal < Backend::kScratchSlots - 1);
 
-// A host vector copied to the backend's memory.
-Buffer<float> upload(const Backend& be, const std::vector<float>& v) { return Buffer<float>(be, v); }
-
 }  // namespace
 
 float* Transformer::scratch(int slot, int64_t n) const { return be_->scratch(slot, n); }
@@ -43,7 +40,7 @@ Expected<std::unique_ptr<Transformer>> Transformer::create(const Checkpoint& ck,
   tf->be_ = &be;
   const auto& w = ck.weights;
   tf->tok_embd_ = w.tok_embd;
-  tf->output_norm_ = upload(be, w.output_norm.to_f32());
+  tf->output_norm_ = Buffer<float>(be, w.output_norm.to_f32());
   if (!streamed) {
     QF_ASSIGN_OR_RETURN(auto output, make_linear(w.output, ck.quant));
     tf->output_ = on_backend(std::move(output), be);
@@ -51,7 +48,7 @@ Expected<std::unique_ptr<Transformer>> Transformer::create(const Checkpoint& ck,
   for (const auto& lw : w.layers) {
     Layer L;
     for (int k = 0; k < kNumNorms; ++k)
-      if (has_norm(ck.config, NormId(k))) L.norms[k] = upload(be, lw.norms[k].to_f32());
+      if (has_norm(ck.config, NormId(k))) L.norms[k] = Buffer<float>(be, lw.norms[k].to_f32());
     tf->layers_.push_back(std::move(L));
   }
   if (!streamed)
@@ -126,10 +123,14 @@ bool Transformer::attention(const Layer& L, int layer, const float* x, float* ou
     be_->rms_norm(kc + int64_t(p) * kvd, L.norms[kKNorm].data(), kc + int64_t(p) * kvd, n * cfg_.n_head_kv,
                   hd, cfg_.rms_eps);
   }
-  std::vector<float> table(size_t(n) * hd);
-  rope_table(n, p, table.data());
-  float* cs = scratch(kRope, int64_t(table.size()));
-  be_->to_device(cs, table.data(), int64_t(table.size()) * 4);
+  float* cs = scratch(kRope, int64_t(n) * hd);
+  if (be_->on_device()) {  // the table is computed on the host
+    std::vector<float> table(size_t(n) * hd);
+    rope_table(n, p, table.data());
+    be_->to_device(cs, table.data(), int64_t(table.size()) * 4);
+  } else {
+    rope_table(n, p, cs);
+  }
   be_->rope(q, n, cfg_.n_head, hd, cfg_.rope_interleaved, cs);
   be_->rope(kc + int64_t(p) * kvd, n, cfg_.n_head_kv, hd, cfg_.rope_interleaved, cs);
   float* attn = scratch(kAttnBuf, int64_t(n) * qd);
