@@ -264,7 +264,8 @@ TEST(Cuda, GramAndScoreAndInverseCholeskyMatchTheCpu) {
 // within tests/tolerances.h's bound for two fp32 evaluations.
 TEST(Cuda, ForwardPassMatchesTheCpuOnTheBundledModels) {
   REQUIRE_GPU();
-  for (const std::string& dir : {test::bundled_stories() + "/hf", test::source_dir() + "/models/qf-tiny-5m"}) {
+  for (const std::string& dir :
+       {test::bundled_stories() + "/hf", test::source_dir() + "/models/qf-tiny-5m"}) {
     auto ck = load_checkpoint(dir);
     ASSERT_TRUE(ck.ok()) << ck.status().message();
     auto tc = Transformer::create(*ck), tg = Transformer::create(*ck, *gpu());
