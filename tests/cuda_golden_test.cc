@@ -20,8 +20,10 @@ namespace {
 using nlohmann::json;
 
 const Backend* gpu() { return cuda_backend(nullptr); }
-#define REQUIRE_GPU() \
-  if (!gpu()) GTEST_SKIP() << "no CUDA device"
+// The reference checks run the forward pass's products in exact fp32 (not the default TF32).
+#define REQUIRE_GPU()                           \
+  if (!gpu()) GTEST_SKIP() << "no CUDA device"; \
+  setenv("QFORGE_CUDA_MATH", "fp32", /*overwrite=*/1)
 
 PerplexityResult gpu_ppl(const std::string& model, const std::string& key) {
   auto ck = load_checkpoint(test::hf_dir(model));
@@ -62,11 +64,15 @@ TEST(CudaGolden, EveryPerplexityWithinOneTenThousandth) {
 
 // GPTQ W4 g128 of qf-27m calibrated and solved on the device and on the CPU (32 windows of 512
 // tokens of calib-wiki.txt), without and with act-order: the same algorithm with fp32 products
-// summed in another order, so a few weights near a rounding boundary go the other way — ≥ 98 % of
-// blk.3.ffn_down's qweight bytes (two codes each) equal — and the two models' KL against the base
-// within 1 %. Measured 2026-12-03 with act-order: KL 0.02927 (CPU) vs 0.03021 (GPU), 3.2 % apart:
-// act-order sorts columns by H's diagonal, and near-equal diagonals may sort differently; the
-// plain order separates that from a fault (see the issue-20 note).
+// summed in another order. GPTQ is chaotic in its inputs: one rounding that goes the other way
+// changes the error fed to every later column, and through the model's outputs every later
+// block's Hessian. Measured on the CPU alone (2026-12-03, a temporary hook multiplying each H_ij
+// by 1 + u·1.2e-7, u uniform in ±½ — the size of a different fp32 summation order — three draws,
+// act-order): blk.0's qweight bytes all equal the unperturbed run's, blk.3's only 37–70 %; KL
+// 0.028826 unperturbed, 0.029482 / 0.029605 / 0.029458 perturbed, a spread of σ ≈ 1.2 %
+// (the CPU path itself gave 0.02927 on an AVX-512 machine's OpenBLAS). So the checks: blk.0's
+// codes ≥ 99 % equal (its inputs differ only by the forward pass's rounding), and the two KLs
+// within 5 % (4 σ); later blocks' codes are printed, not checked.
 TEST(CudaGolden, GptqOfQf27mOnTheDeviceMatchesTheCpu) {
   REQUIRE_GPU();
   if (!std::filesystem::exists(test::qf27m() + "/config.json")) GTEST_SKIP() << "qf-27m not here";
@@ -95,8 +101,10 @@ TEST(CudaGolden, GptqOfQf27mOnTheDeviceMatchesTheCpu) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       auto q = load_checkpoint(out);
       ASSERT_TRUE(q.ok()) << q.status().message();
-      const TensorView& qw = q->weights.layers[3].linear("ffn_down").parts.at(".qweight");
-      qweights.emplace_back(qw.data, qw.data + qw.nbytes);
+      for (int layer : {0, 3}) {
+        const TensorView& qw = q->weights.layers[size_t(layer)].linear("ffn_down").parts.at(".qweight");
+        qweights.emplace_back(qw.data, qw.data + qw.nbytes);
+      }
       auto tb = Transformer::create(*base, *gpu()), tq = Transformer::create(*q, *gpu());
       auto tokens = base->tokenizer->encode(test::slurp(test::text_path("wikitext2-test")));
       PerplexityOptions popt;
@@ -109,14 +117,17 @@ TEST(CudaGolden, GptqOfQf27mOnTheDeviceMatchesTheCpu) {
                   act_order ? " act-order" : "", be->name(), secs, r->ppl, r->kld, 100 * r->top1);
       std::filesystem::remove_all(out);
     }
-    EXPECT_NEAR(kld[1] / kld[0], 1.0, 0.01);
-    ASSERT_EQ(qweights[0].size(), qweights[1].size());
-    ASSERT_GT(qweights[0].size(), 0u);
-    int64_t same = 0;
-    for (size_t i = 0; i < qweights[0].size(); ++i) same += qweights[0][i] == qweights[1][i];
-    const double share = double(same) / double(qweights[0].size());
-    std::printf("blk.3.ffn_down qweight bytes equal: %.3f %%\n", 100.0 * share);
-    EXPECT_GE(share, 0.98);
+    EXPECT_NEAR(kld[1] / kld[0], 1.0, 0.05);
+    for (int k : {0, 1}) {  // qweights: CPU blk.0, blk.3, then GPU blk.0, blk.3
+      const auto &a = qweights[size_t(k)], &b = qweights[size_t(k + 2)];
+      ASSERT_EQ(a.size(), b.size());
+      ASSERT_GT(a.size(), 0u);
+      int64_t same = 0;
+      for (size_t i = 0; i < a.size(); ++i) same += a[i] == b[i];
+      const double share = double(same) / double(a.size());
+      std::printf("blk.%d.ffn_down qweight bytes equal: %.3f %%\n", k ? 3 : 0, 100.0 * share);
+      if (k == 0) EXPECT_GE(share, 0.99);
+    }
   }
 }
 

@@ -9,8 +9,10 @@
 // relative; reductions in double agree to far below fp32 resolution, so RMSNorm agrees to 4 u.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <random>
 
 #include "eval/perplexity.h"
@@ -221,20 +223,35 @@ TEST(Cuda, GramAndScoreAndInverseCholeskyMatchTheCpu) {
           bound[size_t(i * d + j)] += 2 * (n + 1) * kU * s;
         }
     }
-    const auto hc = gc->take(), hg = gg->take();
+    const auto hc = gc->take(0.375).to_host(), hg = gg->take(0.375).to_host();  // 3/8: the scale is exact
     for (size_t i = 0; i < hc.size(); ++i)
-      ASSERT_LE(std::fabs(hc[i] - hg[i]), bound[i]) << "gram d " << d << " " << i;
+      ASSERT_LE(std::fabs(hc[i] - hg[i]), 0.375 * bound[i]) << "gram d " << d << " " << i;
 
     // SPD H = A·Aᵀ/n + I: well conditioned, so both fp64 factorizations agree to ~n·1e-16.
     std::vector<double> H(size_t(d) * d);
     for (int i = 0; i < d; ++i)
-      for (int j = 0; j < d; ++j) H[size_t(i * d + j)] = hc[size_t(i * d + j)] / 200 + (i == j);
+      for (int j = 0; j < d; ++j) H[size_t(i * d + j)] = hc[size_t(i * d + j)] / 75 + (i == j);
     std::vector<double> Uc = H;
     ASSERT_TRUE(c.inverse_cholesky(Uc.data(), d));
     Buffer<double> Ud(g, H);
     ASSERT_TRUE(g.inverse_cholesky(Ud.data(), d));
     const auto Ug = Ud.to_host();
     for (size_t i = 0; i < Uc.size(); ++i) ASSERT_NEAR(Ug[i], Uc[i], 1e-12 * d) << "inverse_cholesky d " << d;
+    // Exact operations: H[perm, perm] + 0.25·I, against the definition on both backends.
+    std::vector<int64_t> perm(static_cast<size_t>(d));
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    std::vector<double> want(H.size()), Pc(H.size());
+    for (int i = 0; i < d; ++i)
+      for (int j = 0; j < d; ++j)
+        want[size_t(i * d + j)] = H[size_t(perm[size_t(i)] * d + perm[size_t(j)])] + (i == j ? 0.25 : 0.0);
+    c.permute_symmetric(H.data(), perm.data(), Pc.data(), d);
+    c.add_diagonal(Pc.data(), d, 0.25);
+    Buffer<double> Hd(g, H), Pd(g, int64_t(H.size()));
+    g.permute_symmetric(Hd.data(), perm.data(), Pd.data(), d);
+    g.add_diagonal(Pd.data(), d, 0.25);
+    EXPECT_EQ(Pc, want);
+    EXPECT_EQ(Pd.to_host(), want);
     std::vector<double> bad(size_t(d) * d, 0.0);  // not positive definite
     bad[0] = -1;
     Buffer<double> badd(g, bad);
@@ -300,11 +317,12 @@ TEST(Cuda, GptqOnTheDeviceMatchesTheCpu) {
   const auto x = random_vec(size_t(n * n_in), rng);
   auto gram = cpu_backend().gram(int(n_in));
   gram->add(x.data(), int(n));
-  std::vector<double> H = gram->take();
-  for (double& h : H) h *= 2.0 / n;
+  const std::vector<double> H = gram->take(2.0 / n).to_host();
   const auto W = random_vec(size_t(n_out * n_in), rng, 0.02f);
   for (bool act_order : {false, true}) {
-    const std::vector<int64_t> perm = act_order ? act_order_permutation(H, n_in) : std::vector<int64_t>{};
+    const std::vector<int64_t> perm =
+        act_order ? act_order_permutation(diagonal(Buffer<double>(cpu_backend(), H), n_in))
+                  : std::vector<int64_t>{};
     IntGridSpec spec{4, 128, false, false};
     IntRowGrid gc(spec, n_out, n_in, perm, nullptr), gg(spec, n_out, n_in, perm, nullptr);
     std::vector<float> wc = W, wg = W;

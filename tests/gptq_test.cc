@@ -169,7 +169,9 @@ TEST(Gptq, BeatsRoundToNearestOnCorrelatedInputs) {
   for (bool act_order : {false, true}) {
     IntGridSpec spec{3, 128, false, false};
     std::vector<float> Q = p.W;
-    std::vector<int64_t> perm = act_order ? act_order_permutation(p.H, p.n_in) : std::vector<int64_t>{};
+    std::vector<int64_t> perm =
+        act_order ? act_order_permutation(diagonal(Buffer<double>(cpu_backend(), p.H), p.n_in))
+                  : std::vector<int64_t>{};
     IntRowGrid grid(spec, p.n_out, p.n_in, perm, nullptr);
     ASSERT_TRUE(
         gptq_quantize(Q.data(), p.n_out, p.n_in, p.H, GptqSpec{0.01, act_order, 128}, grid, perm, "t").ok());
@@ -189,7 +191,7 @@ TEST(Gptq, BeatsRoundToNearestOnCorrelatedInputs) {
 TEST(Gptq, StaticGroupsUseTheOriginalWeights) {
   Problem p = make_problem(8, 256, 5);
   IntGridSpec spec{4, 64, true, false};
-  std::vector<int64_t> perm = act_order_permutation(p.H, p.n_in);
+  std::vector<int64_t> perm = act_order_permutation(diagonal(Buffer<double>(cpu_backend(), p.H), p.n_in));
   std::vector<float> Q = p.W;
   IntRowGrid grid(spec, p.n_out, p.n_in, perm, p.W.data());
   ASSERT_TRUE(gptq_quantize(Q.data(), p.n_out, p.n_in, p.H, GptqSpec{0.01, true, 128}, grid, perm, "s").ok());

@@ -37,13 +37,17 @@ struct PositionStats {
   int agree = 0;
 };
 
+template <typename T>
+class Buffer;
+
 // Σ xᵀ·x over calls, for x (n, d): each call's product in fp32, the running sum in double
-// (calibration Hessians). Lives in its backend's memory until taken.
+// (calibration Hessians). Lives in its backend's memory.
 class GramAccumulator {
  public:
   virtual ~GramAccumulator() = default;
   virtual void add(const float* x, int n) = 0;  // x (n, d) in the backend's memory
-  virtual std::vector<double> take() = 0;       // (d, d) on the host; the sum restarts at zero
+  // scale · the sum, (d, d) symmetric in the backend's memory; the sum restarts at zero.
+  virtual Buffer<double> take(double scale) = 0;
 };
 
 class Backend {
@@ -92,6 +96,10 @@ class Backend {
   virtual bool inverse_cholesky(double* H, int64_t n) const = 0;
   // dst (n) fp32 = src (n) fp64.
   virtual void narrow(const double* src, float* dst, int64_t n) const = 0;
+  // H (n, n) diagonal += v.
+  virtual void add_diagonal(double* H, int64_t n, double v) const = 0;
+  // dst (n, n) = src[perm[i], perm[j]]; perm (n) on the host; dst ≠ src.
+  virtual void permute_symmetric(const double* src, const int64_t* perm, double* dst, int64_t n) const = 0;
   virtual std::unique_ptr<GramAccumulator> gram(int d) const = 0;
   // Scores `rows` positions: logits (rows, vocab) and base (rows, vocab) or null in the backend's
   // memory; targets (rows) and out (rows) on the host.
@@ -121,6 +129,12 @@ class Buffer {
   }
   T* data() const { return p_; }
   int64_t size() const { return n_; }
+  const Backend& backend() const { return *be_; }
+  Buffer copy() const {
+    Buffer c(*be_, n_);
+    if (n_) be_->copy(c.p_, p_, n_ * int64_t(sizeof(T)));
+    return c;
+  }
   std::vector<T> to_host() const {
     std::vector<T> h(static_cast<size_t>(n_));
     if (n_) be_->to_host(h.data(), p_, n_ * int64_t(sizeof(T)));
@@ -139,6 +153,13 @@ class Buffer {
   T* p_ = nullptr;
   int64_t n_ = 0;
 };
+
+// The diagonal of H (n, n) in its backend's memory, on the host.
+inline std::vector<double> diagonal(const Buffer<double>& H, int64_t n) {
+  std::vector<double> d(static_cast<size_t>(n));
+  H.backend().copy_2d(d.data(), 8, H.data(), (n + 1) * 8, 8, n, Backend::Copy::kToHost);
+  return d;
+}
 
 // The CPU backend (BLAS, LAPACK, OpenMP, Highway).
 const Backend& cpu_backend();

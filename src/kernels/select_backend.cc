@@ -9,6 +9,7 @@ const Backend* cuda_backend(std::string* why) {
   return nullptr;
 }
 DeviceMemory device_memory() { return {}; }
+const char* cuda_forward_math() { return ""; }
 #endif
 
 Expected<const Backend*> select_backend(const std::string& device) {
@@ -19,6 +20,11 @@ Expected<const Backend*> select_backend(const std::string& device) {
   if (device == "auto") return &cpu_backend();
   if (device == "cuda") return error("--device cuda: {}", why);
   return error("--device: expected cpu, cuda or auto, got '{}'", device);
+}
+
+std::string describe_backend(const Backend& be) {
+  if (!be.on_device()) return be.name();
+  return std::string(be.name()) + " (forward products in " + cuda_forward_math() + ")";
 }
 
 }  // namespace qf

@@ -11,4 +11,7 @@ namespace qf {
 // "cpu", "cuda" (an error naming why when unavailable) or "auto" (cuda when available, else cpu).
 Expected<const Backend*> select_backend(const std::string& device);
 
+// "cpu", or "cuda (forward products in TF32)" and the like: for the "device:" line.
+std::string describe_backend(const Backend& be);
+
 }  // namespace qf

@@ -139,8 +139,7 @@ Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<i
         tf->run_block(layer, x.data(), n, &observe, stage.size() == 1 ? stage[0]->key : "");
       }
       for (const Input* in : stage) {
-        std::vector<double> h = H[in->key]->take();
-        for (double& v : h) v *= 2.0 / double(windows.size());
+        Buffer<double> h = H[in->key]->take(2.0 / double(windows.size()));
         for (const char* kind : in->kinds) {
           LinearJob job;
           job.layer = layer;
@@ -149,10 +148,7 @@ Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<i
           QF_ASSIGN_OR_RETURN(job.weight, job.tensors->weight.to_f32_finite());
           release_mapped_pages(job.tensors->weight.data, size_t(job.tensors->weight.nbytes));
           // GPTQ damps and factorizes it in place: a copy, except for the input's last reader
-          if (kind == in->kinds.back())
-            job.hessian = std::move(h);
-          else
-            job.hessian = h;
+          job.hessian = kind == in->kinds.back() ? std::move(h) : h.copy();
           QF_ASSIGN_OR_RETURN(auto linear, quantize(job));
           tf->set_linear(layer, kind, std::move(linear));
           if (progress) progress(++done, total);

@@ -9,17 +9,16 @@
 namespace qf {
 namespace {
 
-// U in the backend's memory (see damped_inverse_cholesky).
-Expected<Buffer<float>> inverse_cholesky_on(const Backend& be, const std::vector<double>& H, int64_t n,
-                                            double damp, const std::string& name, double* used) {
+// U in H's backend's memory (see damped_inverse_cholesky); H is left as it was.
+Expected<Buffer<float>> inverse_cholesky_on(const Buffer<double>& H, int64_t n, double damp,
+                                            const std::string& name, double* used) {
+  const Backend& be = H.backend();
   double mean_diag = 0;
-  for (int64_t i = 0; i < n; ++i) mean_diag += H[size_t(i * n + i)];
+  for (double v : diagonal(H, n)) mean_diag += v;
   mean_diag /= double(n);
-  Buffer<double> U(be, n * n);
   for (double d = damp; d <= 1.0 + 1e-9; d = d > 0 ? d * std::sqrt(10.0) : 0.01) {
-    std::vector<double> damped = H;
-    for (int64_t i = 0; i < n; ++i) damped[size_t(i * n + i)] += d * mean_diag;
-    be.to_device(U.data(), damped.data(), n * n * 8);
+    Buffer<double> U = H.copy();
+    be.add_diagonal(U.data(), n, d * mean_diag);
     if (be.inverse_cholesky(U.data(), n)) {
       if (d > damp * 1.0001)
         fmt::print(stderr, "warning: {}: Cholesky failed at damping {}; used {:.3g}\n", name, damp, d);
@@ -85,28 +84,37 @@ double lazy_batches_on_device(const Backend& be, float* w, int64_t n_out, int64_
 
 }  // namespace
 
-std::vector<int64_t> act_order_permutation(const std::vector<double>& H, int64_t n_in) {
-  std::vector<int64_t> perm(static_cast<size_t>(n_in));
+std::vector<int64_t> act_order_permutation(const std::vector<double>& diag) {
+  std::vector<int64_t> perm(diag.size());
   std::iota(perm.begin(), perm.end(), 0);
   std::stable_sort(perm.begin(), perm.end(),
-                   [&](int64_t a, int64_t b) { return H[size_t(a * n_in + a)] > H[size_t(b * n_in + b)]; });
+                   [&](int64_t a, int64_t b) { return diag[size_t(a)] > diag[size_t(b)]; });
   return perm;
 }
 
 Expected<std::vector<float>> damped_inverse_cholesky(std::vector<double> H, int64_t n, double damp,
                                                      const std::string& name, double* used) {
-  QF_ASSIGN_OR_RETURN(Buffer<float> U, inverse_cholesky_on(cpu_backend(), H, n, damp, name, used));
+  QF_ASSIGN_OR_RETURN(Buffer<float> U,
+                      inverse_cholesky_on(Buffer<double>(cpu_backend(), H), n, damp, name, used));
   return U.to_host();
 }
 
 Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, std::vector<double> H,
                                   const GptqSpec& spec, RowGrid& grid, const std::vector<int64_t>& perm,
                                   const std::string& name, const Backend& be) {
+  return gptq_quantize(W, n_out, n_in, Buffer<double>(be, H), spec, grid, perm, name);
+}
+
+Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, Buffer<double> H,
+                                  const GptqSpec& spec, RowGrid& grid, const std::vector<int64_t>& perm,
+                                  const std::string& name) {
+  const Backend& be = H.backend();
   GptqStats st;
-  const auto h = [&](int64_t i, int64_t j) -> double& { return H[size_t(i * n_in + j)]; };
+  const std::vector<double> diag = diagonal(H, n_in);
   for (int64_t i = 0; i < n_in; ++i)
-    if (h(i, i) == 0) {
-      h(i, i) = 1;
+    if (diag[size_t(i)] == 0) {
+      const double one = 1;
+      be.to_device(H.data() + i * (n_in + 1), &one, 8);
       for (int64_t r = 0; r < n_out; ++r) W[r * n_in + i] = 0;
       st.dead_columns++;
     }
@@ -116,13 +124,12 @@ Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, std::ve
     Wp.resize(size_t(n_out * n_in));
     for (int64_t r = 0; r < n_out; ++r)
       for (int64_t c = 0; c < n_in; ++c) Wp[size_t(r * n_in + c)] = W[r * n_in + perm[size_t(c)]];
-    std::vector<double> Hp(H.size());
-    for (int64_t i = 0; i < n_in; ++i)
-      for (int64_t j = 0; j < n_in; ++j) Hp[size_t(i * n_in + j)] = h(perm[size_t(i)], perm[size_t(j)]);
-    H.swap(Hp);
+    Buffer<double> Hp(be, n_in * n_in);
+    be.permute_symmetric(H.data(), perm.data(), Hp.data(), n_in);
+    H = std::move(Hp);
     w = Wp.data();
   }
-  QF_ASSIGN_OR_RETURN(Buffer<float> U, inverse_cholesky_on(be, H, n_in, spec.damp, name, &st.damp));
+  QF_ASSIGN_OR_RETURN(Buffer<float> U, inverse_cholesky_on(H, n_in, spec.damp, name, &st.damp));
   H = {};
   const int64_t gs = grid.group();
   const int64_t B =

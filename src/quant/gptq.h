@@ -53,11 +53,16 @@ struct GptqStats {
   int dead_columns = 0;
 };
 
-// Rounds W (n_out, n_in) row-major in place onto `grid`; H (n_in, n_in) is consumed. perm
-// (when act_order) receives the processing order: position c is column perm[c]. `name` is used
-// in messages. On a device backend the Cholesky factorizations (fp64) and the trailing updates
-// run there, W held in its memory; each lazy batch's columns are rounded on the host by the same
+// Rounds W (n_out, n_in) row-major in place onto `grid`; H (n_in, n_in), in the memory of the
+// backend that computes, is consumed. perm (when act_order) receives the processing order:
+// position c is column perm[c]. `name` is used in messages. On a device backend H's
+// permutation, damping and Cholesky factorizations (fp64) and the trailing updates run there, W
+// held in its memory; each lazy batch's columns are rounded on the host by the same
 // code as on the CPU (so every grid works unchanged), and travel back and forth once per batch.
+Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, Buffer<double> H,
+                                  const GptqSpec& spec, RowGrid& grid, const std::vector<int64_t>& perm,
+                                  const std::string& name);
+// The same with H on the host, copied to be's memory first.
 Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, std::vector<double> H,
                                   const GptqSpec& spec, RowGrid& grid, const std::vector<int64_t>& perm,
                                   const std::string& name, const Backend& be = cpu_backend());
@@ -67,8 +72,9 @@ Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, std::ve
 Expected<std::vector<float>> damped_inverse_cholesky(std::vector<double> H, int64_t n, double damp,
                                                      const std::string& name, double* used);
 
-// Processing order for act-order: columns by decreasing H_ii (stable), dead columns included.
-std::vector<int64_t> act_order_permutation(const std::vector<double>& H, int64_t n_in);
+// Processing order for act-order from diag H: columns by decreasing H_ii (stable), dead columns
+// included.
+std::vector<int64_t> act_order_permutation(const std::vector<double>& diag);
 
 // The integer grid of GPTQ checkpoints (formats/int_grid.h): per row and group, scale and zero
 // from the group's weights, or with static groups from the original weights before any update.

@@ -67,7 +67,7 @@ void report_device(const Backend& be) {
 // Where a calibrated method computes (--device), said once on stderr.
 Expected<const Backend*> calibration_backend(const QuantizeRequest& a) {
   QF_ASSIGN_OR_RETURN(const Backend* be, select_backend(a.device));
-  info("device: {}", be->name());
+  info("device: {}", describe_backend(*be));
   return be;
 }
 

@@ -416,14 +416,13 @@ Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, co
           if (p.imatrix)
             importance = *p.imatrix;
           else
-            for (int64_t i = 0; i < t.n_in; ++i)
-              importance.push_back(float(job.hessian[size_t(i * t.n_in + i)]));
+            for (double v : diagonal(job.hessian, t.n_in)) importance.push_back(float(v));
           std::vector<uint8_t> rows;
           if (traits(p.type).pack_codes) {
             BlockRowGrid grid(p.type, t.n_out, t.n_in, importance.data());
             QF_ASSIGN_OR_RETURN(GptqStats st,
                                 gptq_quantize(job.weight.data(), t.n_out, t.n_in, std::move(job.hessian),
-                                              opt.gptq, grid, {}, p.name, *opt.backend));
+                                              opt.gptq, grid, {}, p.name));
             rep.gptq_loss += st.loss;
             rows = std::move(grid).result();
           } else {  // a fallback type with no codes to round (F16): stored as it is

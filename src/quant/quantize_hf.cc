@@ -406,11 +406,11 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
         [&](LinearJob& job) -> Expected<std::unique_ptr<Linear>> {
           const LinearTensors& t = *job.tensors;
           std::vector<int64_t> perm;
-          if (opt.gptq.act_order) perm = act_order_permutation(job.hessian, t.n_in);
+          if (opt.gptq.act_order) perm = act_order_permutation(diagonal(job.hessian, t.n_in));
           IntRowGrid grid(opt.grid, t.n_out, t.n_in, perm, opt.static_groups ? job.weight.data() : nullptr);
           QF_ASSIGN_OR_RETURN(GptqStats st,
                               gptq_quantize(job.weight.data(), t.n_out, t.n_in, std::move(job.hessian),
-                                            opt.gptq, grid, perm, t.weight.name, *opt.backend));
+                                            opt.gptq, grid, perm, t.weight.name));
           rep.gptq_loss += st.loss;
           IntQuantized q = std::move(grid).result();
           QF_RETURN_IF_ERROR(write_linear(t, int_codec.encode_int(t, q, rep)));
@@ -430,7 +430,7 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
         [&](LinearJob& job) -> Expected<std::unique_ptr<Linear>> {
           const LinearTensors& t = *job.tensors;
           QF_ASSIGN_OR_RETURN(QuipQuantized q, quip_quantize(job.weight.data(), t.n_out, t.n_in,
-                                                             std::move(job.hessian), spec, t.weight.name));
+                                                             job.hessian.to_host(), spec, t.weight.name));
           QF_RETURN_IF_ERROR(write_linear(t, quip_codec.encode_quip(t, q, rep)));
           return quip_linear(q, t.bias);
         },

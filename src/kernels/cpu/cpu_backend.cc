@@ -50,24 +50,33 @@ PositionStats score_position(const float* q, const float* b, int vocab, int32_t 
 // The Gram matrix in fp32 per call, column blocks in parallel, accumulated in double.
 class CpuGram final : public GramAccumulator {
  public:
-  explicit CpuGram(int d) : d_(d), H_(size_t(d) * size_t(d), 0.0), scratch_(H_.size()) {}
+  CpuGram(const Backend& be, int d) : be_(be), d_(d), scratch_(size_t(d) * size_t(d)) {}
   void add(const float* x, int n) override {
     const int d = d_;
 #pragma omp parallel for schedule(dynamic)
     for (int j0 = 0; j0 < d; j0 += 64)
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, std::min(64, d - j0), n, 1.0f, x, d, x + j0, d,
                   0.0f, scratch_.data() + j0, d);
-    for (size_t i = 0; i < H_.size(); ++i) H_[i] += scratch_[i];
+    double* h = sum().data();
+    for (size_t i = 0; i < scratch_.size(); ++i) h[i] += scratch_[i];
   }
-  std::vector<double> take() override {
-    std::vector<double> h(H_.size(), 0.0);
-    h.swap(H_);
+  Buffer<double> take(double scale) override {
+    Buffer<double> h = std::move(sum());
+    for (int64_t i = 0; i < h.size(); ++i) h.data()[i] *= scale;
     return h;
   }
 
  private:
+  Buffer<double>& sum() {  // allocated (zero) at the first use after a take
+    if (!H_.size()) {
+      H_ = Buffer<double>(be_, int64_t(scratch_.size()));
+      std::fill_n(H_.data(), H_.size(), 0.0);
+    }
+    return H_;
+  }
+  const Backend& be_;
   int d_;
-  std::vector<double> H_;
+  Buffer<double> H_;
   std::vector<float> scratch_;
 };
 
@@ -211,7 +220,16 @@ class CpuBackend final : public Backend {
     for (int64_t i = 0; i < n; ++i) dst[i] = float(src[i]);
   }
 
-  std::unique_ptr<GramAccumulator> gram(int d) const override { return std::make_unique<CpuGram>(d); }
+  void add_diagonal(double* H, int64_t n, double v) const override {
+    for (int64_t i = 0; i < n; ++i) H[i * n + i] += v;
+  }
+  void permute_symmetric(const double* src, const int64_t* perm, double* dst, int64_t n) const override {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) dst[i * n + j] = src[perm[i] * n + perm[j]];
+  }
+
+  std::unique_ptr<GramAccumulator> gram(int d) const override { return std::make_unique<CpuGram>(*this, d); }
 
   void score(const float* logits, const float* base, const int32_t* targets, int rows, int vocab,
              PositionStats* out) const override {

@@ -1,9 +1,9 @@
 // kernels/cuda/cuda_backend.cu — kernels/backend.h on one GPU (the first visible device).
 //
 // Every operation is queued on the legacy default stream in call order; copies to the host wait
-// for it. cuBLAS does the matrix products: fp32 (CUBLAS_DEFAULT_MATH) unless QFORGE_CUDA_MATH=tf32
-// lets the forward pass's products (linear, attention) use TF32 tensor cores; Gram matrices and
-// GPTQ's updates always stay fp32. cuSOLVER factorizes in fp64 as the CPU path's LAPACK does, so
+// for it. cuBLAS does the matrix products: the forward pass's (linear, attention) on TF32 tensor
+// cores unless QFORGE_CUDA_MATH=fp32 asks for fp32 (CUBLAS_DEFAULT_MATH); Gram matrices and
+// GPTQ's updates always in fp32. cuSOLVER factorizes in fp64 as the CPU path's LAPACK does, so
 // the two paths differ only by summation order. Handles are per host thread; a CUDA failure is a
 // bug or an exhausted device, fatal with the call and the error in the message.
 #include <cublas_v2.h>
@@ -48,21 +48,29 @@ void note_memory() {
   }
 }
 
+// Read at every product, so that a test can switch.
 bool tf32_forward() {
   const char* m = std::getenv("QFORGE_CUDA_MATH");
-  return m && std::string(m) == "tf32";
+  return !(m && std::string(m) == "fp32");
 }
 
-// Per-thread library handles: `exact` in fp32, `fast` with TF32 when asked.
+// Per-thread library handles: `exact` in fp32, `fast` (forward()) with TF32 unless asked not to.
 struct Handles {
   cublasHandle_t exact = nullptr, fast = nullptr;
   cusolverDnHandle_t solver = nullptr;
+  bool fast_tf32 = false;
   Handles() {
     check(cublasCreate(&exact), "cublasCreate");
     check(cublasCreate(&fast), "cublasCreate");
-    check(cublasSetMathMode(fast, tf32_forward() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
-          "cublasSetMathMode");
     check(cusolverDnCreate(&solver), "cusolverDnCreate");
+  }
+  cublasHandle_t forward() {
+    const bool tf32 = tf32_forward();
+    if (tf32 != fast_tf32)
+      check(cublasSetMathMode(fast, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
+            "cublasSetMathMode");
+    fast_tf32 = tf32;
+    return fast;
   }
 };
 Handles& handles() {
@@ -168,6 +176,33 @@ __global__ void accumulate_upper_kernel(double* acc, const float* g, int64_t d) 
     if (e % d >= e / d) acc[e] += double(g[e]);
 }
 
+// H (d, d) = scale · H with the strict lower triangle copied from the upper one.
+__global__ void symmetrize_scale_kernel(double* H, int64_t d, double scale) {
+  const int64_t total = d * d;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
+       e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = e / d, c = e % d;
+    if (c >= r) {
+      const double v = H[e] * scale;
+      H[e] = v;
+      if (c > r) H[c * d + r] = v;
+    }
+  }
+}
+
+__global__ void add_diagonal_kernel(double* H, int64_t n, double v) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    H[i * n + i] += v;
+}
+
+__global__ void permute_symmetric_kernel(const double* src, const int64_t* perm, double* dst, int64_t n) {
+  const int64_t total = n * n;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
+       e += int64_t(gridDim.x) * blockDim.x)
+    dst[e] = src[perm[e / n] * n + perm[e % n]];
+}
+
 // Causal softmax of scores (n_head · rows, keys) in place: row (h, i) is query position
 // p + t0 + i, which sees positions [first, p + t0 + i]; the others become 0.
 __global__ void causal_softmax_kernel(float* s, int rows, int keys, int q0, int window) {
@@ -249,9 +284,7 @@ __global__ void score_kernel(const float* logits, const float* base, const int32
 // ---- the Gram accumulator: syrk per call in fp32, the running sum in fp64 ----
 class CudaGram final : public GramAccumulator {
  public:
-  CudaGram(const Backend& be, int d) : be_(be), d_(d), acc_(be, int64_t(d) * d), g_(be, int64_t(d) * d) {
-    check(cudaMemset(acc_.data(), 0, size_t(acc_.size()) * sizeof(double)), "cudaMemset");
-  }
+  CudaGram(const Backend& be, int d) : be_(be), d_(d), g_(be, int64_t(d) * d) {}
   void add(const float* x, int n) override {
     // Row-major x (n, d) is column-major xᵀ (d × n); G = xᵀ·x fills column-major lower, which is the
     // row-major upper triangle.
@@ -259,18 +292,24 @@ class CudaGram final : public GramAccumulator {
     check(cublasSsyrk(handles().exact, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, d_, n, &one, x, d_, &zero,
                       g_.data(), d_),
           "cublasSsyrk");
-    accumulate_upper_kernel<<<blocks_for(acc_.size(), 256), 256>>>(acc_.data(), g_.data(), d_);
+    accumulate_upper_kernel<<<blocks_for(g_.size(), 256), 256>>>(sum().data(), g_.data(), d_);
     check_launch("accumulate_upper_kernel");
   }
-  std::vector<double> take() override {
-    std::vector<double> h = acc_.to_host();
-    for (int64_t r = 0; r < d_; ++r)
-      for (int64_t c = 0; c < r; ++c) h[size_t(r * d_ + c)] = h[size_t(c * d_ + r)];
-    check(cudaMemset(acc_.data(), 0, size_t(acc_.size()) * sizeof(double)), "cudaMemset");
+  Buffer<double> take(double scale) override {
+    Buffer<double> h = std::move(sum());
+    symmetrize_scale_kernel<<<blocks_for(h.size(), 256), 256>>>(h.data(), d_, scale);
+    check_launch("symmetrize_scale_kernel");
     return h;
   }
 
  private:
+  Buffer<double>& sum() {  // allocated (zero) at the first use after a take
+    if (!acc_.size()) {
+      acc_ = Buffer<double>(be_, int64_t(d_) * d_);
+      check(cudaMemset(acc_.data(), 0, size_t(acc_.size()) * sizeof(double)), "cudaMemset");
+    }
+    return acc_;
+  }
   const Backend& be_;
   int d_;
   Buffer<double> acc_;  // (d, d) row-major upper triangle valid
@@ -360,7 +399,7 @@ class CudaBackend final : public Backend {
     const int chunk =
         int(std::max<int64_t>(1, std::min<int64_t>(a.n, (int64_t(1) << 26) / (a.n_head * all_keys))));
     float* S = scratch(kScratchSlots - 1, int64_t(a.n_head) * chunk * all_keys);
-    cublasHandle_t h = handles().fast;
+    cublasHandle_t h = handles().forward();
     for (int t0 = 0; t0 < a.n; t0 += chunk) {
       const int rows = std::min(chunk, a.n - t0), keys = a.n_past + t0 + rows;
       for (int g = 0; g < a.n_head_kv; ++g) {
@@ -388,7 +427,7 @@ class CudaBackend final : public Backend {
               int64_t n_out) const override {
     // Column-major: yᵀ (n_out × tokens) = W (n_out × n_in, stored as Wᵀ) · xᵀ (n_in × tokens).
     const float one = 1.0f, zero = 0.0f;
-    check(cublasSgemm_64(handles().fast, CUBLAS_OP_T, CUBLAS_OP_N, n_out, tokens, n_in, &one, w, n_in, x,
+    check(cublasSgemm_64(handles().forward(), CUBLAS_OP_T, CUBLAS_OP_N, n_out, tokens, n_in, &one, w, n_in, x,
                          n_in, &zero, y, n_out),
           "cublasSgemm (linear)");
     if (bias) {
@@ -438,6 +477,19 @@ class CudaBackend final : public Backend {
     check_launch("narrow_kernel");
   }
 
+  void add_diagonal(double* H, int64_t n, double v) const override {
+    if (n == 0) return;
+    add_diagonal_kernel<<<blocks_for(n, 256), 256>>>(H, n, v);
+    check_launch("add_diagonal_kernel");
+  }
+  void permute_symmetric(const double* src, const int64_t* perm, double* dst, int64_t n) const override {
+    if (n == 0) return;
+    Buffer<int64_t> p(*this, n);
+    to_device(p.data(), perm, n * 8);
+    permute_symmetric_kernel<<<blocks_for(n * n, 256), 256>>>(src, p.data(), dst, n);
+    check_launch("permute_symmetric_kernel");
+  }
+
   std::unique_ptr<GramAccumulator> gram(int d) const override { return std::make_unique<CudaGram>(*this, d); }
 
   void score(const float* logits, const float* base, const int32_t* targets, int rows, int vocab,
@@ -469,6 +521,8 @@ const Backend* cuda_backend(std::string* why) {
   static const CudaBackend backend;
   return &backend;
 }
+
+const char* cuda_forward_math() { return tf32_forward() ? "TF32" : "fp32"; }
 
 DeviceMemory device_memory() {
   DeviceMemory m;

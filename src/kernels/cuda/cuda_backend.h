@@ -1,10 +1,10 @@
 // kernels/cuda/cuda_backend.h — choosing where qforge computes: `--device cpu|cuda|auto`.
 //
 // The CUDA backend (cuda_backend.cu, built with QFORGE_CUDA=ON) runs every Backend operation on
-// the first visible GPU: cuBLAS for the matrix products (fp32, or TF32 tensor cores for the
-// forward pass when QFORGE_CUDA_MATH=tf32), cuSOLVER for GPTQ's Cholesky factorizations in fp64,
-// its own kernels for norms, RoPE, softmax, SwiGLU and scoring. Without the build option or
-// without a device, asking for it is an error naming why (kernels/select_backend.h); the CPU
+// the first visible GPU: cuBLAS for the matrix products (the forward pass's on TF32 tensor cores,
+// or in fp32 with QFORGE_CUDA_MATH=fp32; Gram matrices and GPTQ's updates in fp32), cuSOLVER for GPTQ's
+// Cholesky factorizations in fp64, its own kernels for norms, RoPE, softmax, SwiGLU and scoring. Without the
+// build option or without a device, asking for it is an error naming why (kernels/select_backend.h); the CPU
 // path never depends on it. This header is included by CUDA code: no fmt, no Status.
 #pragma once
 
@@ -17,6 +17,9 @@ namespace qf {
 
 // The CUDA backend, or null with *why set (not built with QFORGE_CUDA, no device, driver too old).
 const Backend* cuda_backend(std::string* why);
+
+// What the forward pass's products use now: "TF32", or "fp32" (QFORGE_CUDA_MATH=fp32).
+const char* cuda_forward_math();
 
 // Device memory: (free, total) bytes by cudaMemGetInfo, and the most ever in use since the
 // backend started (total − the least free seen at the backend's own allocations). Zeros on the CPU.
