@@ -10,6 +10,7 @@ S=${QFORGE_SHARED:?run through bench/gpu_check.sh scale}
 M=/tmp/llama3-8b-shape
 OUT=${OUT:-/tmp/qf_out}
 exec > >(tee -a "$OUT/scale.log") 2>&1  # every line reaches $OUT, also when the call is cut off
+export QFORGE_PROGRESS=1  # progress bars and info lines, also into a pipe
 date
 [[ -d $M ]] || python3 bench/make_8b_shape.py $M "$S/tokenizers/llama3" || exit 1
 date
@@ -23,11 +24,14 @@ gpu_peak() {  # runs "$@" while sampling the GPU's memory in use every 0.2 s; pr
   echo "nvidia-smi peak memory.used: $(sort -n "$log" | tail -1) MiB"
   return $rc
 }
-run() {  # name, qforge arguments...
+run() {  # name, qforge arguments...; its whole output (progress included) in $OUT/name.log
   local name=$1; shift
   rm -rf /tmp/q_$name
   echo "== $name: qforge $* ($(date +%T))"
-  gpu_peak timeout "${STEP_TIMEOUT:-300}" build/qforge "$@" 2>&1 | tr '\r' '\n' | grep -vE '^\s*$' | tail -8
+  gpu_peak timeout "${STEP_TIMEOUT:-300}" build/qforge "$@" 2>&1 | tr '\r' '\n' |
+    grep -vE '^\s*$' >"$OUT/$name.log"
+  grep -vE '\] [0-9]+/[0-9]+ ' "$OUT/$name.log" | tail -12  # all but the progress bar
+  grep -E '\] [0-9]+/[0-9]+ ' "$OUT/$name.log" | tail -1
 }
 calib=(--calib "$S/data/calib-wiki.txt" --nsamples 128 --seqlen 2048 --device cuda)
 for step in ${SCALE_STEPS:-rtn gptq eval}; do

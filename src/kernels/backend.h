@@ -56,6 +56,8 @@ class Backend {
   virtual const char* name() const = 0;
   // True when the operations take device pointers (data must cross with to_device/to_host).
   virtual bool on_device() const = 0;
+  // Waits for every operation called so far (for timing; results never need it).
+  virtual void synchronize() const {}
 
   // Memory in the backend's space. alloc never returns null (an out-of-memory is fatal, with the
   // size in the message); release takes what alloc gave, or null.

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "core/mapped_file.h"
+#include "core/progress.h"
 #include "model/transformer.h"
 
 namespace qf {
@@ -122,6 +123,8 @@ Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<i
   int64_t longest = 0;
   for (const auto& w : windows) longest = std::max<int64_t>(longest, int64_t(w.size()));
   Buffer<float> x(be, longest * E);
+  const auto t0 = std::chrono::steady_clock::now();
+  double quantizing = 0;  // seconds in `quantize` (the rest: loading, forward passes, Gram matrices)
   for (int layer = 0; layer < c.n_layer; ++layer) {
     const LayerWeights& lw = ck.weights.layers[size_t(layer)];
     QF_RETURN_IF_ERROR(tf->load_block(ck, layer));  // this block's weights only: streamed
@@ -149,7 +152,10 @@ Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<i
           release_mapped_pages(job.tensors->weight.data, size_t(job.tensors->weight.nbytes));
           // GPTQ damps and factorizes it in place: a copy, except for the input's last reader
           job.hessian = kind == in->kinds.back() ? std::move(h) : h.copy();
+          be.synchronize();
+          const auto tq = std::chrono::steady_clock::now();
           QF_ASSIGN_OR_RETURN(auto linear, quantize(job));
+          quantizing += seconds_since(tq);
           tf->set_linear(layer, kind, std::move(linear));
           if (progress) progress(++done, total);
         }
@@ -160,6 +166,11 @@ Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<i
     for (const auto& in : kInputs)
       for (const char* kind : in.kinds) tf->set_linear(layer, kind, nullptr);
   }
+  const double total_s = seconds_since(t0);
+  info(
+      "calibration on {}: {:.1f} s, of which {:.1f} s quantizing Linears and {:.1f} s loading blocks, "
+      "forward passes and Gram matrices",
+      be.name(), total_s, quantizing, total_s - quantizing);
   return {};
 }
 

@@ -320,6 +320,7 @@ class CudaBackend final : public Backend {
  public:
   const char* name() const override { return "cuda"; }
   bool on_device() const override { return true; }
+  void synchronize() const override { check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
 
   void* alloc(int64_t bytes) const override {
     if (bytes <= 0) return nullptr;
