@@ -30,7 +30,7 @@ run() {  # name, qforge arguments...; its whole output (progress included) in $O
   echo "== $name: qforge $* ($(date +%T))"
   gpu_peak timeout "${STEP_TIMEOUT:-300}" build/qforge "$@" 2>&1 | tr '\r' '\n' |
     grep -vE '^\s*$' >"$OUT/$name.log"
-  grep -vE '\] [0-9]+/[0-9]+ ' "$OUT/$name.log" | tail -12  # all but the progress bar
+  grep -vE '\] [0-9]+/[0-9]+ ' "$OUT/$name.log" | tail -30  # all but the progress bar
   grep -E '\] [0-9]+/[0-9]+ ' "$OUT/$name.log" | tail -1
 }
 calib=(--calib "$S/data/calib-wiki.txt" --nsamples 128 --seqlen 2048 --device cuda)

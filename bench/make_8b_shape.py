@@ -15,7 +15,8 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-H, FF, L, NH, NKV, HD, V = 4096, 14336, 32, 32, 8, 128, 128256
+H, FF, NH, NKV, HD, V = 4096, 14336, 32, 8, 128, 128256
+L = int(os.environ.get("LAYERS", "32"))  # fewer for a quick profile
 
 
 def main(out, tok):

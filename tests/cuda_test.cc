@@ -29,12 +29,15 @@ namespace {
 const double kU = std::ldexp(1.0, -24);
 
 const Backend* gpu() { return cuda_backend(nullptr); }
+// The bounds below are fp32's: the forward pass's products in exact fp32, not the default TF32
+// (LinearAndGemmSubWithinTheDotProductBound checks TF32 against its own bound).
 #define REQUIRE_GPU()                           \
   if (!gpu()) {                                 \
     std::string why;                            \
     cuda_backend(&why);                         \
     GTEST_SKIP() << "no CUDA backend: " << why; \
-  }
+  }                                             \
+  setenv("QFORGE_CUDA_MATH", "fp32", /*overwrite=*/1)
 
 std::vector<float> random_vec(size_t n, std::mt19937& rng, float scale = 1.0f) {
   std::normal_distribution<float> d(0.0f, scale);
@@ -128,6 +131,16 @@ TEST(Cuda, LinearAndGemmSubWithinTheDotProductBound) {
             tol[size_t(t * n_out + o)] = 2 * double(n_in + 1) * kU * s;
           }
         expect_close(yd.to_host(), want, tol, "linear");
+        // TF32: each factor cut to 10 fraction bits (relative ≤ 2^-10 each even when truncated, so a
+        // product moves by ≤ 2·2^-10 + 2^-20), the sum in fp32 as before.
+        setenv("QFORGE_CUDA_MATH", "tf32", 1);
+        g.linear(xd.data(), wd.data(), bd.data(), yd.data(), tokens, n_in, n_out);
+        setenv("QFORGE_CUDA_MATH", "fp32", 1);
+        std::vector<double> tol32(tol.size());
+        for (size_t i = 0; i < tol.size(); ++i)
+          tol32[i] =
+              tol[i] + (std::ldexp(1.0, -9) + std::ldexp(1.0, -20)) * tol[i] / (2 * double(n_in + 1) * kU);
+        expect_close(yd.to_host(), want, tol32, "linear tf32");
 
         // C (tokens, n_out) −= A (tokens, n_in) · B (n_in, n_out), C pitched wider than n_out.
         const int64_t ldc = n_out + 3;

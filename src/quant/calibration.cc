@@ -4,6 +4,7 @@
 #include <map>
 
 #include "core/mapped_file.h"
+#include "core/profile.h"
 #include "core/progress.h"
 #include "model/transformer.h"
 
@@ -127,7 +128,10 @@ Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<i
   double quantizing = 0;  // seconds in `quantize` (the rest: loading, forward passes, Gram matrices)
   for (int layer = 0; layer < c.n_layer; ++layer) {
     const LayerWeights& lw = ck.weights.layers[size_t(layer)];
-    QF_RETURN_IF_ERROR(tf->load_block(ck, layer));  // this block's weights only: streamed
+    {
+      PhaseTimer t("calibrate: load block", &be);
+      QF_RETURN_IF_ERROR(tf->load_block(ck, layer));  // this block's weights only: streamed
+    }
     for (const auto& stage : stages) {
       std::map<std::string, std::unique_ptr<GramAccumulator>> H;  // input key -> Σ x·xᵀ
       for (const Input* in : stage) H[in->key] = be.gram(int(lw.linear(in->key).n_in));
@@ -136,10 +140,13 @@ Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<i
         auto it = H.find(*kinds.begin());
         if (l == layer && it != H.end()) it->second->add(xin, n);
       };
-      for (size_t w = 0; w < windows.size(); ++w) {
-        const int n = int(windows[w].size());
-        be.copy(x.data(), hidden.data() + offset[w], int64_t(n) * E * 4);
-        tf->run_block(layer, x.data(), n, &observe, stage.size() == 1 ? stage[0]->key : "");
+      {
+        PhaseTimer t("calibrate: forward + Gram", &be);
+        for (size_t w = 0; w < windows.size(); ++w) {
+          const int n = int(windows[w].size());
+          be.copy(x.data(), hidden.data() + offset[w], int64_t(n) * E * 4);
+          tf->run_block(layer, x.data(), n, &observe, stage.size() == 1 ? stage[0]->key : "");
+        }
       }
       for (const Input* in : stage) {
         Buffer<double> h = H[in->key]->take(2.0 / double(windows.size()));
@@ -148,19 +155,28 @@ Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<i
           job.layer = layer;
           job.kind = kind;
           job.tensors = &lw.linear(kind);
-          QF_ASSIGN_OR_RETURN(job.weight, job.tensors->weight.to_f32_finite());
+          {
+            PhaseTimer t("calibrate: weight to fp32");
+            QF_ASSIGN_OR_RETURN(job.weight, job.tensors->weight.to_f32_finite());
+          }
           release_mapped_pages(job.tensors->weight.data, size_t(job.tensors->weight.nbytes));
           // GPTQ damps and factorizes it in place: a copy, except for the input's last reader
           job.hessian = kind == in->kinds.back() ? std::move(h) : h.copy();
           be.synchronize();
           const auto tq = std::chrono::steady_clock::now();
-          QF_ASSIGN_OR_RETURN(auto linear, quantize(job));
+          std::unique_ptr<Linear> linear;
+          {
+            PhaseTimer t("calibrate: quantize a Linear", &be);
+            QF_ASSIGN_OR_RETURN(linear, quantize(job));
+          }
           quantizing += seconds_since(tq);
+          PhaseTimer t("calibrate: the quantized Linear to the backend", &be);
           tf->set_linear(layer, kind, std::move(linear));
           if (progress) progress(++done, total);
         }
       }
     }
+    PhaseTimer t("calibrate: forward of the quantized block", &be);
     for (size_t w = 0; w < windows.size(); ++w)  // the quantized block's outputs: the next block's inputs
       tf->run_block(layer, hidden.data() + offset[w], int(windows[w].size()));
     for (const auto& in : kInputs)

@@ -1,10 +1,12 @@
 #include "quant/gptq.h"
 
+#include "core/profile.h"
 #include "formats/ggml_quants.h"
 
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
 
 namespace qf {
 namespace {
@@ -65,8 +67,13 @@ double lazy_batches_on_device(const Backend& be, float* w, int64_t n_out, int64_
     const int64_t i2 = std::min(i1 + B, n_in), cnt = i2 - i1;
     const int64_t span = i1 % gs == 0 ? std::max(cnt, std::min(gs, n_in - i1)) : cnt;
     wb.resize(size_t(n_out * span));
-    be.copy_2d(wb.data(), span * 4, wd.data() + i1, n_in * 4, span * 4, n_out, Backend::Copy::kToHost);
-    be.copy_2d(ub.data(), cnt * 4, U.data() + i1 * n_in + i1, n_in * 4, cnt * 4, cnt, Backend::Copy::kToHost);
+    {
+      PhaseTimer t("gptq: batch to the host", &be);
+      be.copy_2d(wb.data(), span * 4, wd.data() + i1, n_in * 4, span * 4, n_out, Backend::Copy::kToHost);
+      be.copy_2d(ub.data(), cnt * 4, U.data() + i1 * n_in + i1, n_in * 4, cnt * 4, cnt,
+                 Backend::Copy::kToHost);
+    }
+    PhaseTimer t("gptq: round a batch on the host");
 #pragma omp parallel for schedule(static) reduction(+ : loss)
     for (int64_t r = 0; r < n_out; ++r) {
       loss +=
@@ -74,6 +81,7 @@ double lazy_batches_on_device(const Backend& be, float* w, int64_t n_out, int64_
       std::copy_n(wb.data() + r * span, cnt, w + r * n_in + i1);
     }
     if (i2 < n_in) {  // W[:, i2:] −= Err · U[i1:i2, i2:]
+      PhaseTimer t("gptq: trailing update", &be);
       be.to_device(errd.data(), err.data(), n_out * cnt * 4);
       be.gemm_sub(errd.data(), cnt, U.data() + i1 * n_in + i2, n_in, wd.data() + i2, n_in, n_out, n_in - i2,
                   cnt);
@@ -110,6 +118,8 @@ Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, Buffer<
                                   const std::string& name) {
   const Backend& be = H.backend();
   GptqStats st;
+  PhaseTimer t_all("gptq", &be);
+  std::optional<PhaseTimer> t_prep(std::in_place, "gptq: dead columns, permutation", &be);
   const std::vector<double> diag = diagonal(H, n_in);
   for (int64_t i = 0; i < n_in; ++i)
     if (diag[size_t(i)] == 0) {
@@ -129,8 +139,11 @@ Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, Buffer<
     H = std::move(Hp);
     w = Wp.data();
   }
+  t_prep.reset();
+  std::optional<PhaseTimer> t_chol(std::in_place, "gptq: inverse Cholesky", &be);
   QF_ASSIGN_OR_RETURN(Buffer<float> U, inverse_cholesky_on(H, n_in, spec.damp, name, &st.damp));
   H = {};
+  t_chol.reset();
   const int64_t gs = grid.group();
   const int64_t B =
       (spec.block % gs == 0 || gs % spec.block == 0) ? spec.block : std::gcd(gs, int64_t(spec.block));
@@ -151,6 +164,7 @@ Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, Buffer<
     }
   }
   st.loss = loss;
+  PhaseTimer t_un("gptq: columns back in order");
   if (!perm.empty())
     for (int64_t r = 0; r < n_out; ++r)
       for (int64_t c = 0; c < n_in; ++c) W[r * n_in + perm[size_t(c)]] = Wp[size_t(r * n_in + c)];

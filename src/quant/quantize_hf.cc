@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/mapped_file.h"
+#include "core/profile.h"
 #include "io/awq_layout.h"
 #include "io/bnb_layout.h"
 #include "io/gptq_layout.h"
@@ -413,7 +414,11 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
                                             opt.gptq, grid, perm, t.weight.name));
           rep.gptq_loss += st.loss;
           IntQuantized q = std::move(grid).result();
-          QF_RETURN_IF_ERROR(write_linear(t, int_codec.encode_int(t, q, rep)));
+          {
+            PhaseTimer pt("quantize: encode and write");
+            QF_RETURN_IF_ERROR(write_linear(t, int_codec.encode_int(t, q, rep)));
+          }
+          PhaseTimer pt("quantize: IntLinear");
           return std::unique_ptr<Linear>(new IntLinear(q, t.bias));
         },
         nullptr, *opt.backend));
