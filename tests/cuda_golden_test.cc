@@ -70,9 +70,13 @@ TEST(CudaGolden, EveryPerplexityWithinOneTenThousandth) {
 // by 1 + u·1.2e-7, u uniform in ±½ — the size of a different fp32 summation order — three draws,
 // act-order): blk.0's qweight bytes all equal the unperturbed run's, blk.3's only 37–70 %; KL
 // 0.028826 unperturbed, 0.029482 / 0.029605 / 0.029458 perturbed, a spread of σ ≈ 1.2 %
-// (the CPU path itself gave 0.02927 on an AVX-512 machine's OpenBLAS). So the checks: blk.0's
-// codes ≥ 99 % equal (its inputs differ only by the forward pass's rounding), and the two KLs
-// within 5 % (4 σ); later blocks' codes are printed, not checked.
+// (the CPU path itself gave 0.02927 on an AVX-512 machine's OpenBLAS). The device's differences
+// are larger than that hook's (its forward pass rounds differently too: blk.0's ffn_down, which
+// reads inputs computed through six already-quantized Linears, had only 79–81 % of its bytes
+// equal), but each run is one draw from the same spread. So the checks: blk.0's attn_q — the
+// first Linear quantized, whose Hessian differs only by summation order — ≥ 99 % of its bytes
+// equal; the two KLs within 5 % (3 σ of the difference of two draws, σ·√2 ≈ 1.7 %); blk.0's
+// ffn_down and blk.3's attn_q printed.
 TEST(CudaGolden, GptqOfQf27mOnTheDeviceMatchesTheCpu) {
   REQUIRE_GPU();
   if (!std::filesystem::exists(test::qf27m() + "/config.json")) GTEST_SKIP() << "qf-27m not here";
@@ -101,8 +105,8 @@ TEST(CudaGolden, GptqOfQf27mOnTheDeviceMatchesTheCpu) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       auto q = load_checkpoint(out);
       ASSERT_TRUE(q.ok()) << q.status().message();
-      for (int layer : {0, 3}) {
-        const TensorView& qw = q->weights.layers[size_t(layer)].linear("ffn_down").parts.at(".qweight");
+      for (auto [layer, kind] : {std::pair{0, "attn_q"}, {0, "ffn_down"}, {3, "attn_q"}}) {
+        const TensorView& qw = q->weights.layers[size_t(layer)].linear(kind).parts.at(".qweight");
         qweights.emplace_back(qw.data, qw.data + qw.nbytes);
       }
       auto tb = Transformer::create(*base, *gpu()), tq = Transformer::create(*q, *gpu());
@@ -118,15 +122,18 @@ TEST(CudaGolden, GptqOfQf27mOnTheDeviceMatchesTheCpu) {
       std::filesystem::remove_all(out);
     }
     EXPECT_NEAR(kld[1] / kld[0], 1.0, 0.05);
-    for (int k : {0, 1}) {  // qweights: CPU blk.0, blk.3, then GPU blk.0, blk.3
-      const auto &a = qweights[size_t(k)], &b = qweights[size_t(k + 2)];
+    const char* names[] = {"blk.0.attn_q", "blk.0.ffn_down", "blk.3.attn_q"};
+    for (int k : {0, 1, 2}) {  // qweights: the three on the CPU, then on the GPU
+      const auto &a = qweights[size_t(k)], &b = qweights[size_t(k + 3)];
       ASSERT_EQ(a.size(), b.size());
       ASSERT_GT(a.size(), 0u);
       int64_t same = 0;
       for (size_t i = 0; i < a.size(); ++i) same += a[i] == b[i];
       const double share = double(same) / double(a.size());
-      std::printf("blk.%d.ffn_down qweight bytes equal: %.3f %%\n", k ? 3 : 0, 100.0 * share);
-      if (k == 0) EXPECT_GE(share, 0.99);
+      std::printf("%s qweight bytes equal: %.3f %%\n", names[k], 100.0 * share);
+      if (k == 0) {
+        EXPECT_GE(share, 0.99);
+      }
     }
   }
 }

@@ -221,55 +221,68 @@ TEST(Cuda, GramAndScoreAndInverseCholeskyMatchTheCpu) {
   REQUIRE_GPU();
   const Backend &g = *gpu(), &c = cpu_backend();
   std::mt19937 rng(4);
-  for (int d : {1, 17, 130}) {
-    auto gc = c.gram(d), gg = g.gram(d);
-    std::vector<double> bound(size_t(d) * d, 0.0);
-    for (int n : {3, 31, 64}) {
-      auto x = random_vec(size_t(n) * d, rng);
-      gc->add(x.data(), n);
-      Buffer<float> xd(g, x);
-      gg->add(xd.data(), n);
-      for (int i = 0; i < d; ++i)
-        for (int j = 0; j < d; ++j) {
-          double s = 0;
-          for (int t = 0; t < n; ++t) s += std::fabs(double(x[size_t(t * d + i)]) * x[size_t(t * d + j)]);
-          bound[size_t(i * d + j)] += 2 * (n + 1) * kU * s;
-        }
-    }
-    const auto hc = gc->take(0.375).to_host(), hg = gg->take(0.375).to_host();  // 3/8: the scale is exact
-    for (size_t i = 0; i < hc.size(); ++i)
-      ASSERT_LE(std::fabs(hc[i] - hg[i]), 0.375 * bound[i]) << "gram d " << d << " " << i;
+  // Gram: fp32 syrk (QFORGE_CUDA_MATH=fp32) within the two sides' dot-product bounds; the TF32
+  // split (the default) adds ≤ 1.3·2^-20·|xᵢxⱼ| per product (cuda_backend.cu: lo = x − hi with
+  // |lo| ≤ 2^-11|x|, rounded again by ≤ 2^-10 in two products; loᵢloⱼ ≤ 2^-22 dropped) over a
+  // sum of 2n terms.
+  for (const char* math : {"fp32", "tf32"})
+    for (int d : {1, 17, 130}) {
+      setenv("QFORGE_CUDA_MATH", math, 1);
+      const bool tf32 = math[0] == 't';
+      auto gc = c.gram(d), gg = g.gram(d);
+      std::vector<double> bound(size_t(d) * d, 0.0);
+      for (int n : {3, 31, 64}) {
+        auto x = random_vec(size_t(n) * d, rng);
+        gc->add(x.data(), n);
+        Buffer<float> xd(g, x);
+        gg->add(xd.data(), n);
+        for (int i = 0; i < d; ++i)
+          for (int j = 0; j < d; ++j) {
+            double s = 0;
+            for (int t = 0; t < n; ++t) s += std::fabs(double(x[size_t(t * d + i)]) * x[size_t(t * d + j)]);
+            bound[size_t(i * d + j)] +=
+                (tf32 ? std::ldexp(1.3, -20) + (2 * n + 1 + n + 1) * kU * 1.01 : 2 * (n + 1) * kU) * s;
+          }
+      }
+      const auto hc = gc->take(0.375).to_host(), hg = gg->take(0.375).to_host();  // 3/8: the scale is exact
+      for (size_t i = 0; i < hc.size(); ++i)
+        ASSERT_LE(std::fabs(hc[i] - hg[i]), 0.375 * bound[i]) << math << " gram d " << d << " " << i;
+      if (tf32) {
+        setenv("QFORGE_CUDA_MATH", "fp32", 1);
+        continue;
+      }
 
-    // SPD H = A·Aᵀ/n + I: well conditioned, so both fp64 factorizations agree to ~n·1e-16.
-    std::vector<double> H(size_t(d) * d);
-    for (int i = 0; i < d; ++i)
-      for (int j = 0; j < d; ++j) H[size_t(i * d + j)] = hc[size_t(i * d + j)] / 75 + (i == j);
-    std::vector<double> Uc = H;
-    ASSERT_TRUE(c.inverse_cholesky(Uc.data(), d));
-    Buffer<double> Ud(g, H);
-    ASSERT_TRUE(g.inverse_cholesky(Ud.data(), d));
-    const auto Ug = Ud.to_host();
-    for (size_t i = 0; i < Uc.size(); ++i) ASSERT_NEAR(Ug[i], Uc[i], 1e-12 * d) << "inverse_cholesky d " << d;
-    // Exact operations: H[perm, perm] + 0.25·I, against the definition on both backends.
-    std::vector<int64_t> perm(static_cast<size_t>(d));
-    std::iota(perm.begin(), perm.end(), 0);
-    std::shuffle(perm.begin(), perm.end(), rng);
-    std::vector<double> want(H.size()), Pc(H.size());
-    for (int i = 0; i < d; ++i)
-      for (int j = 0; j < d; ++j)
-        want[size_t(i * d + j)] = H[size_t(perm[size_t(i)] * d + perm[size_t(j)])] + (i == j ? 0.25 : 0.0);
-    c.permute_symmetric(H.data(), perm.data(), Pc.data(), d);
-    c.add_diagonal(Pc.data(), d, 0.25);
-    Buffer<double> Hd(g, H), Pd(g, int64_t(H.size()));
-    g.permute_symmetric(Hd.data(), perm.data(), Pd.data(), d);
-    g.add_diagonal(Pd.data(), d, 0.25);
-    EXPECT_EQ(Pc, want);
-    EXPECT_EQ(Pd.to_host(), want);
-    std::vector<double> bad(size_t(d) * d, 0.0);  // not positive definite
-    bad[0] = -1;
-    Buffer<double> badd(g, bad);
-    EXPECT_FALSE(g.inverse_cholesky(badd.data(), d));
-  }
+      // SPD H = A·Aᵀ/n + I: well conditioned, so both fp64 factorizations agree to ~n·1e-16.
+      std::vector<double> H(size_t(d) * d);
+      for (int i = 0; i < d; ++i)
+        for (int j = 0; j < d; ++j) H[size_t(i * d + j)] = hc[size_t(i * d + j)] / 75 + (i == j);
+      std::vector<double> Uc = H;
+      ASSERT_TRUE(c.inverse_cholesky(Uc.data(), d));
+      Buffer<double> Ud(g, H);
+      ASSERT_TRUE(g.inverse_cholesky(Ud.data(), d));
+      const auto Ug = Ud.to_host();
+      for (size_t i = 0; i < Uc.size(); ++i)
+        ASSERT_NEAR(Ug[i], Uc[i], 1e-12 * d) << "inverse_cholesky d " << d;
+      // Exact operations: H[perm, perm] + 0.25·I, against the definition on both backends.
+      std::vector<int64_t> perm(static_cast<size_t>(d));
+      std::iota(perm.begin(), perm.end(), 0);
+      std::shuffle(perm.begin(), perm.end(), rng);
+      std::vector<double> want(H.size()), Pc(H.size());
+      for (int i = 0; i < d; ++i)
+        for (int j = 0; j < d; ++j)
+          want[size_t(i * d + j)] = H[size_t(perm[size_t(i)] * d + perm[size_t(j)])] + (i == j ? 0.25 : 0.0);
+      c.permute_symmetric(H.data(), perm.data(), Pc.data(), d);
+      c.add_diagonal(Pc.data(), d, 0.25);
+      Buffer<double> Hd(g, H), Pd(g, int64_t(H.size()));
+      g.permute_symmetric(Hd.data(), perm.data(), Pd.data(), d);
+      g.add_diagonal(Pd.data(), d, 0.25);
+      EXPECT_EQ(Pc, want);
+      EXPECT_EQ(Pd.to_host(), want);
+      std::vector<double> bad(size_t(d) * d, 0.0);  // not positive definite
+      bad[0] = -1;
+      Buffer<double> badd(g, bad);
+      EXPECT_FALSE(g.inverse_cholesky(badd.data(), d));
+    }
   for (int vocab : {2, 33, 8192, 50257})
     for (int rows : {1, 7}) {
       auto q = random_vec(size_t(rows) * vocab, rng, 4.0f), b = random_vec(size_t(rows) * vocab, rng, 4.0f);

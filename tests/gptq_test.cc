@@ -10,6 +10,7 @@
 
 #include "formats/qtype.h"
 #include "io/gptq_layout.h"
+#include "model/linear.h"
 #include "quant/calibration.h"
 #include "quant/gptq.h"
 
@@ -180,6 +181,18 @@ TEST(Gptq, BeatsRoundToNearestOnCorrelatedInputs) {
     rtn.dequantize_rows(0, p.n_out, rq.data());
     got.dequantize_rows(0, p.n_out, gq.data());
     EXPECT_EQ(gq, Q);  // codes + scales + g_idx reproduce what GPTQ rounded to
+    // The Linear that computes with them decodes s·(q − z) in another order (its kernel rounds
+    // s·z separately): within u·(|Q| + 2·|s·z|), u = 2^-24, of Q — which calibration on a
+    // device continues with.
+    const std::vector<float> dec = IntLinear(got, TensorView{}).dense_weights();
+    const int64_t ng = got.n_groups();
+    for (int64_t r = 0; r < p.n_out; ++r)
+      for (int64_t c = 0; c < p.n_in; ++c) {
+        const size_t i = size_t(r * p.n_in + c), g = size_t(r * ng + got.group_of(c));
+        const double sz = std::fabs(double(got.scales[g]) * got.zeros[g]);
+        ASSERT_LE(std::fabs(double(dec[i]) - Q[i]), std::ldexp(std::fabs(Q[i]) + 2 * sz, -24))
+            << r << "," << c;
+      }
     EXPECT_LT(output_error(p, Q), output_error(p, rq)) << "act_order " << act_order;
     if (act_order) {  // act-order groups survive the GPTQ checkpoint layout
       ASSERT_EQ(got.g_idx.size(), size_t(p.n_in));

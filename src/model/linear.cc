@@ -29,12 +29,15 @@ std::vector<float> Linear::dense_weights() const {
 }
 
 BackendLinear::BackendLinear(const Linear& host, const Backend& be)
-    : be_(be),
-      n_out_(host.n_out()),
-      n_in_(host.n_in()),
-      stored_bytes_(host.weight_bytes()),
-      w_(be, host.dense_weights()),
-      b_(be, host.bias_values()) {}
+    : BackendLinear(be, host.n_out(), host.n_in(), host.dense_weights(), host.bias_values(),
+                    host.weight_bytes()) {}
+
+BackendLinear::BackendLinear(const Backend& be, int64_t n_out, int64_t n_in, const std::vector<float>& w,
+                             const std::vector<float>& bias, int64_t stored_bytes)
+    : be_(be), n_out_(n_out), n_in_(n_in), stored_bytes_(stored_bytes), w_(be, w), b_(be, bias) {
+  QF_CHECK(int64_t(w.size()) == n_out * n_in && (bias.empty() || int64_t(bias.size()) == n_out),
+           "BackendLinear: {} weights and {} biases for ({}, {})", w.size(), bias.size(), n_out, n_in);
+}
 
 void BackendLinear::forward(const float* x, float* y, int64_t tokens) const {
   be_.linear(x, w_.data(), b_.size() ? b_.data() : nullptr, y, tokens, n_in_, n_out_);

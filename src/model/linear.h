@@ -40,6 +40,10 @@ class Linear {
 class BackendLinear final : public Linear {
  public:
   BackendLinear(const Linear& host, const Backend& be);
+  // From dense weights w (n_out, n_in) and bias (n_out, or empty) on the host; stored_bytes: the
+  // size it stands for.
+  BackendLinear(const Backend& be, int64_t n_out, int64_t n_in, const std::vector<float>& w,
+                const std::vector<float>& bias, int64_t stored_bytes);
   void forward(const float* x, float* y, int64_t tokens) const override;
   int64_t n_in() const override { return n_in_; }
   int64_t n_out() const override { return n_out_; }

@@ -121,17 +121,23 @@ Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, Buffer<
   PhaseTimer t_all("gptq", &be);
   std::optional<PhaseTimer> t_prep(std::in_place, "gptq: dead columns, permutation", &be);
   const std::vector<double> diag = diagonal(H, n_in);
+  std::vector<int64_t> dead;
   for (int64_t i = 0; i < n_in; ++i)
     if (diag[size_t(i)] == 0) {
       const double one = 1;
       be.to_device(H.data() + i * (n_in + 1), &one, 8);
-      for (int64_t r = 0; r < n_out; ++r) W[r * n_in + i] = 0;
-      st.dead_columns++;
+      dead.push_back(i);
     }
+  st.dead_columns = int(dead.size());
+  if (!dead.empty())
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < n_out; ++r)
+      for (int64_t i : dead) W[r * n_in + i] = 0;
   std::vector<float> Wp;  // W with columns in processing order
   float* w = W;
   if (!perm.empty()) {
     Wp.resize(size_t(n_out * n_in));
+#pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < n_out; ++r)
       for (int64_t c = 0; c < n_in; ++c) Wp[size_t(r * n_in + c)] = W[r * n_in + perm[size_t(c)]];
     Buffer<double> Hp(be, n_in * n_in);
@@ -166,6 +172,7 @@ Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, Buffer<
   st.loss = loss;
   PhaseTimer t_un("gptq: columns back in order");
   if (!perm.empty())
+#pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < n_out; ++r)
       for (int64_t c = 0; c < n_in; ++c) W[r * n_in + perm[size_t(c)]] = Wp[size_t(r * n_in + c)];
   return st;

@@ -418,7 +418,14 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
             PhaseTimer pt("quantize: encode and write");
             QF_RETURN_IF_ERROR(write_linear(t, int_codec.encode_int(t, q, rep)));
           }
-          PhaseTimer pt("quantize: IntLinear");
+          PhaseTimer pt("quantize: the Linear that computes with it");
+          // On a device: W holds s·(q − z), what the codes decode to (IntLinear rounds the same value in
+          // another order, within an ulp of s·z: tests/gptq_test.cc)
+          if (opt.backend->on_device())
+            return std::unique_ptr<Linear>(
+                new BackendLinear(*opt.backend, t.n_out, t.n_in, job.weight,
+                                  t.bias.valid() ? t.bias.to_f32() : std::vector<float>{},
+                                  /*stored_bytes=*/0));  // never reported
           return std::unique_ptr<Linear>(new IntLinear(q, t.bias));
         },
         nullptr, *opt.backend));
