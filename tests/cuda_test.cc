@@ -336,6 +336,8 @@ TEST(Cuda, ForwardPassMatchesTheCpuOnTheBundledModels) {
 // the same algorithm, differing by the trailing products' summation order (≤ the dot-product
 // bound per update) and the factorization's; a weight whose value sits within that of a rounding
 // boundary may round the other way. So: ≥ 99 % of the codes equal, and the losses within 1 %.
+// Grids: rounded by the device's kernel (asym g128, sym 3-bit g32, 8-bit per channel) and on
+// the host between device updates (the clip search).
 TEST(Cuda, GptqOnTheDeviceMatchesTheCpu) {
   REQUIRE_GPU();
   std::mt19937 rng(6);
@@ -345,25 +347,28 @@ TEST(Cuda, GptqOnTheDeviceMatchesTheCpu) {
   gram->add(x.data(), int(n));
   const std::vector<double> H = gram->take(2.0 / n).to_host();
   const auto W = random_vec(size_t(n_out * n_in), rng, 0.02f);
-  for (bool act_order : {false, true}) {
-    const std::vector<int64_t> perm =
-        act_order ? act_order_permutation(diagonal(Buffer<double>(cpu_backend(), H), n_in))
-                  : std::vector<int64_t>{};
-    IntGridSpec spec{4, 128, false, false};
-    IntRowGrid gc(spec, n_out, n_in, perm, nullptr), gg(spec, n_out, n_in, perm, nullptr);
-    std::vector<float> wc = W, wg = W;
-    auto sc = gptq_quantize(wc.data(), n_out, n_in, H, GptqSpec{0.01, act_order, 128}, gc, perm, "cpu");
-    auto sg =
-        gptq_quantize(wg.data(), n_out, n_in, H, GptqSpec{0.01, act_order, 128}, gg, perm, "gpu", *gpu());
-    ASSERT_TRUE(sc.ok() && sg.ok());
-    const IntQuantized qc = std::move(gc).result(), qg = std::move(gg).result();
-    int64_t same = 0;
-    for (size_t i = 0; i < qc.codes.size(); ++i) same += qc.codes[i] == qg.codes[i];
-    EXPECT_GE(double(same) / double(qc.codes.size()), 0.99) << "act_order " << act_order;
-    EXPECT_NEAR(sg->loss / sc->loss, 1.0, 0.01);
-    std::printf("GPTQ act_order=%d: %.4f %% codes equal, loss cpu %.6g gpu %.6g\n", act_order,
-                100.0 * double(same) / double(qc.codes.size()), sc->loss, sg->loss);
-  }
+  for (const IntGridSpec& spec : {IntGridSpec{4, 128, false, false}, IntGridSpec{3, 32, true, false},
+                                  IntGridSpec{8, -1, false, false}, IntGridSpec{4, 128, false, true}})
+    for (bool act_order : {false, true}) {
+      SCOPED_TRACE(spec.describe());
+      const std::vector<int64_t> perm =
+          act_order ? act_order_permutation(diagonal(Buffer<double>(cpu_backend(), H), n_in))
+                    : std::vector<int64_t>{};
+      IntRowGrid gc(spec, n_out, n_in, perm, nullptr), gg(spec, n_out, n_in, perm, nullptr);
+      std::vector<float> wc = W, wg = W;
+      auto sc = gptq_quantize(wc.data(), n_out, n_in, H, GptqSpec{0.01, act_order, 128}, gc, perm, "cpu");
+      auto sg =
+          gptq_quantize(wg.data(), n_out, n_in, H, GptqSpec{0.01, act_order, 128}, gg, perm, "gpu", *gpu());
+      ASSERT_TRUE(sc.ok() && sg.ok());
+      const IntQuantized qc = std::move(gc).result(), qg = std::move(gg).result();
+      int64_t same = 0;
+      for (size_t i = 0; i < qc.codes.size(); ++i) same += qc.codes[i] == qg.codes[i];
+      EXPECT_GE(double(same) / double(qc.codes.size()), 0.99) << "act_order " << act_order;
+      EXPECT_NEAR(sg->loss / sc->loss, 1.0, 0.01);
+      std::printf("GPTQ %s act_order=%d: %.4f %% codes equal, loss cpu %.6g gpu %.6g\n",
+                  spec.describe().c_str(), act_order, 100.0 * double(same) / double(qc.codes.size()),
+                  sc->loss, sg->loss);
+    }
 }
 
 }  // namespace

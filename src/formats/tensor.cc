@@ -34,7 +34,10 @@ TensorView TensorView::aligned() const {
 
 std::string TensorView::shape_str() const {
   std::string s;
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "x" : "") + std::to_string(shape[i]);
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += 'x';
+    s += std::to_string(shape[i]);
+  }
   return s.empty() ? "scalar" : s;
 }
 

@@ -30,6 +30,22 @@ struct AttentionArgs {
   int sliding_window;  // 0: unlimited; else a query sees at most this many positions (Mistral)
 };
 
+// GPTQ's lazy batch on an integer grid, every row at once, as quant/gptq.cc's round_row_batch
+// does it row by row: columns [i1, i1 + cnt) of w rounded in place, each group's scale and zero
+// fitted where the group starts from w's columns there (min/max, no clip search).
+struct IntGridBatch {
+  float* w;                 // (rows, n_in), columns in processing order
+  const float* u;           // U (n_in, n_in), upper triangular
+  float* err;               // (rows, cnt) out: the scaled errors the trailing update needs
+  uint8_t* codes;           // (rows, n_in) out: position c's code at column code_col[c]
+  const int32_t* code_col;  // (n_in)
+  float *scales, *zeros;    // (rows, n_in / group) out: position c is in group c / group
+  double* loss;             // (rows) += Σ (w − q)² / U_cc² / 2 over the batch
+  int64_t rows, n_in, i1, cnt, group;
+  int maxq;
+  bool sym;
+};
+
 // One scored position of eval: −log p(target) under the model (and the base), KL(base ‖ model)
 // of the next-token distributions, and whether both argmaxes agree (lowest index on ties).
 struct PositionStats {
@@ -103,6 +119,9 @@ class Backend {
   // dst (n, n) = src[perm[i], perm[j]]; perm (n) on the host; dst ≠ src.
   virtual void permute_symmetric(const double* src, const int64_t* perm, double* dst, int64_t n) const = 0;
   virtual std::unique_ptr<GramAccumulator> gram(int d) const = 0;
+  // Device backends: rounds one integer-grid batch in their memory (pointers there) and returns
+  // true. The CPU backend returns false: quant/gptq.cc rounds on the host.
+  virtual bool round_int_batch(const IntGridBatch&) const { return false; }
   // Scores `rows` positions: logits (rows, vocab) and base (rows, vocab) or null in the backend's
   // memory; targets (rows) and out (rows) on the host.
   virtual void score(const float* logits, const float* base, const int32_t* targets, int rows, int vocab,

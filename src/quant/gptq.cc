@@ -90,6 +90,46 @@ double lazy_batches_on_device(const Backend& be, float* w, int64_t n_out, int64_
   return loss;
 }
 
+// The lazy batches rounded by the device itself (Backend::round_int_batch, integer grids): W, U,
+// the errors and the grid's codes, scales and zeros stay in its memory until the end.
+double int_batches_on_device(const Backend& be, float* w, int64_t n_out, int64_t n_in, const Buffer<float>& U,
+                             int64_t B, IntRowGrid& grid) {
+  const int64_t gs = grid.group(), ng = n_in / gs;
+  IntQuantized& q = grid.storage();
+  std::vector<int32_t> col(static_cast<size_t>(n_in));
+  for (int64_t c = 0; c < n_in; ++c) col[size_t(c)] = int32_t(grid.code_column(c));
+  Buffer<float> wd(be, n_out * n_in), errd(be, n_out * B), sd(be, n_out * ng), zd(be, n_out * ng);
+  Buffer<uint8_t> codes(be, n_out * n_in);
+  Buffer<int32_t> cold(be, col);
+  Buffer<double> loss(be, std::vector<double>(size_t(n_out), 0.0));
+  be.to_device(wd.data(), w, n_out * n_in * 4);
+  IntGridBatch a{wd.data(), U.data(),           errd.data(),    codes.data(), cold.data(), sd.data(),
+                 zd.data(), loss.data(),        n_out,          n_in,         0,           0,
+                 gs,        grid.spec().maxq(), grid.spec().sym};
+  for (int64_t i1 = 0; i1 < n_in; i1 += B) {
+    const int64_t i2 = std::min(i1 + B, n_in), cnt = i2 - i1;
+    a.i1 = i1;
+    a.cnt = cnt;
+    {
+      PhaseTimer t("gptq: round a batch on the device", &be);
+      be.round_int_batch(a);
+    }
+    if (i2 < n_in) {  // W[:, i2:] −= Err · U[i1:i2, i2:]
+      PhaseTimer t("gptq: trailing update", &be);
+      be.gemm_sub(errd.data(), cnt, U.data() + i1 * n_in + i2, n_in, wd.data() + i2, n_in, n_out, n_in - i2,
+                  cnt);
+    }
+  }
+  PhaseTimer t("gptq: results to the host", &be);
+  be.to_host(w, wd.data(), n_out * n_in * 4);
+  be.to_host(q.codes.data(), codes.data(), n_out * n_in);
+  be.to_host(q.scales.data(), sd.data(), n_out * ng * 4);
+  be.to_host(q.zeros.data(), zd.data(), n_out * ng * 4);
+  double total = 0;
+  for (double v : loss.to_host()) total += v;
+  return total;
+}
+
 }  // namespace
 
 std::vector<int64_t> act_order_permutation(const std::vector<double>& diag) {
@@ -154,7 +194,10 @@ Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, Buffer<
   const int64_t B =
       (spec.block % gs == 0 || gs % spec.block == 0) ? spec.block : std::gcd(gs, int64_t(spec.block));
   double loss = 0;
-  if (be.on_device()) {
+  auto* int_grid = dynamic_cast<IntRowGrid*>(&grid);
+  if (be.on_device() && int_grid && int_grid->device_roundable()) {
+    loss = int_batches_on_device(be, w, n_out, n_in, U, B, *int_grid);
+  } else if (be.on_device()) {
     loss = lazy_batches_on_device(be, w, n_out, n_in, U, B, grid);
   } else {
     const float* Uf = U.data();

@@ -57,8 +57,9 @@ struct GptqStats {
 // backend that computes, is consumed. perm (when act_order) receives the processing order:
 // position c is column perm[c]. `name` is used in messages. On a device backend H's
 // permutation, damping and Cholesky factorizations (fp64) and the trailing updates run there, W
-// held in its memory; each lazy batch's columns are rounded on the host by the same
-// code as on the CPU (so every grid works unchanged), and travel back and forth once per batch.
+// held in its memory; integer grids (IntRowGrid::device_roundable) are rounded there too, with
+// the host's arithmetic; other grids' batches (GGUF block types, clip search, static groups) are
+// rounded on the host by the CPU's code, travelling back and forth once per batch.
 Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, Buffer<double> H,
                                   const GptqSpec& spec, RowGrid& grid, const std::vector<int64_t>& perm,
                                   const std::string& name);
@@ -89,6 +90,13 @@ class IntRowGrid : public RowGrid {
   float round(int64_t r, int64_t c, float w) override;
   // The codes, scales, zeros and g_idx (act-order without static groups) of what was rounded.
   IntQuantized result() &&;
+  // Whether a device may round the batches itself (Backend::round_int_batch): groups fitted as
+  // they come, without the clip search. Then the device fills storage(): codes at
+  // code_column(c) for processing position c, scales and zeros by group of positions.
+  bool device_roundable() const { return !static_ && !spec_.clip_mse; }
+  const IntGridSpec& spec() const { return spec_; }
+  int64_t code_column(int64_t c) const { return perm_.empty() ? c : perm_[size_t(c)]; }
+  IntQuantized& storage() { return q_; }
 
  private:
   IntGridSpec spec_;

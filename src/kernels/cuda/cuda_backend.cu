@@ -232,6 +232,64 @@ __global__ void permute_symmetric_kernel(const double* src, const int64_t* perm,
     dst[e] = src[perm[e / n] * n + perm[e % n]];
 }
 
+// One warp per row of an IntGridBatch (kernels/backend.h). The arithmetic is the host's, rounded
+// op by op (no FMA: the host code is compiled without it): formats/int_grid.{h,cc}'s
+// find_group_params/params_from_range, quantize_value and dequantize_value, and
+// quant/gptq.cc's round_row_batch.
+__global__ void round_int_batch_kernel(IntGridBatch a) {
+  const int64_t r = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (r >= a.rows) return;
+  float* w = a.w + r * a.n_in;
+  const int64_t ng = a.n_in / a.group;
+  const float maxq = float(a.maxq);
+  float scale = 1, zero = 0;
+  double loss = 0;
+  for (int64_t i = a.i1; i < a.i1 + a.cnt; ++i) {
+    if (i % a.group == 0) {  // fit the group that starts here
+      float lo = 0, hi = 0;
+      for (int64_t k = i + lane; k < i + a.group; k += 32) {
+        lo = fminf(lo, w[k]);
+        hi = fmaxf(hi, w[k]);
+      }
+      for (int o = 16; o > 0; o >>= 1) {
+        lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+        hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+      }
+      if (a.sym) {
+        hi = fmaxf(fabsf(lo), hi);
+        if (lo < 0) lo = -hi;
+      }
+      if (lo == 0 && hi == 0) {
+        lo = -1;
+        hi = 1;
+      }
+      scale = __fdiv_rn(__fsub_rn(hi, lo), maxq);
+      zero = a.sym ? __fdiv_rn(__fadd_rn(maxq, 1.0f), 2.0f) : rintf(__fdiv_rn(-lo, scale));
+      if (lane == 0) {
+        a.scales[r * ng + i / a.group] = scale;
+        a.zeros[r * ng + i / a.group] = zero;
+      }
+    }
+    __syncwarp();
+    const float x = w[i];
+    const float qf = fminf(fmaxf(__fadd_rn(rintf(__fdiv_rn(x, scale)), zero), 0.0f), maxq);
+    const float q = __fmul_rn(scale, __fsub_rn(qf, zero));
+    const float* ui = a.u + i * a.n_in;
+    const float d = ui[i], e = __fdiv_rn(__fsub_rn(x, q), d);
+    __syncwarp();  // every lane has read w[i]
+    if (lane == 0) {
+      loss += double(__fsub_rn(x, q)) * double(__fsub_rn(x, q)) / (double(d) * d) / 2;
+      w[i] = q;
+      a.codes[r * a.n_in + a.code_col[i]] = uint8_t(int(qf));
+      a.err[r * a.cnt + (i - a.i1)] = e;
+    }
+    for (int64_t k = i + 1 + lane; k < a.i1 + a.cnt; k += 32) w[k] = __fsub_rn(w[k], __fmul_rn(e, ui[k]));
+    __syncwarp();
+  }
+  if (lane == 0) a.loss[r] += loss;
+}
+
 // Causal softmax of scores (n_head · rows, keys) in place: row (h, i) is query position
 // p + t0 + i, which sees positions [first, p + t0 + i]; the others become 0.
 __global__ void causal_softmax_kernel(float* s, int rows, int keys, int q0, int window) {
@@ -545,6 +603,14 @@ class CudaBackend final : public Backend {
   }
 
   std::unique_ptr<GramAccumulator> gram(int d) const override { return std::make_unique<CudaGram>(*this, d); }
+
+  bool round_int_batch(const IntGridBatch& a) const override {
+    if (a.rows == 0 || a.cnt == 0) return true;
+    constexpr int kWarps = 8;
+    round_int_batch_kernel<<<int((a.rows + kWarps - 1) / kWarps), 32 * kWarps>>>(a);
+    check_launch("round_int_batch_kernel");
+    return true;
+  }
 
   void score(const float* logits, const float* base, const int32_t* targets, int rows, int vocab,
              PositionStats* out) const override {
