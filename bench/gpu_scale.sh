@@ -39,6 +39,10 @@ for step in ${SCALE_STEPS:-rtn gptq eval}; do
   rtn) run rtn quantize $M -o /tmp/q_rtn --method rtn ;;
   gptq) run gptq quantize $M -o /tmp/q_gptq --method gptq --act-order "${calib[@]}" ;;
   gguf-gptq) run gguf_gptq quantize $M -o /tmp/q_gguf_gptq.gguf --format gguf --type Q4_K_M --method gptq "${calib[@]}" ;;
+  imatrix-q4km)  # llama.cpp's recipe: imatrix over 512-token chunks of the calibration text, then Q4_K_M
+    rm -f /tmp/im_8b.dat
+    run imatrix imatrix $M -o /tmp/im_8b.dat --calib "$S/data/calib-wiki.txt" --ctx 512 --device cuda
+    run q4km quantize $M -o /tmp/q_q4km.gguf --format gguf --type Q4_K_M --imatrix /tmp/im_8b.dat ;;
   eval) run eval eval $M --text "$S/data/wikitext-2-raw/wiki.test.raw" --ctx 2048 --max-windows 147 --device cuda ;;
   esac
 done
