@@ -114,6 +114,8 @@ class Backend {
   virtual bool inverse_cholesky(double* H, int64_t n) const = 0;
   // dst (n) fp32 = src (n) fp64.
   virtual void narrow(const double* src, float* dst, int64_t n) const = 0;
+  // out (n, on the host) = the diagonal of H (n, n).
+  virtual void diagonal(const double* H, int64_t n, double* out) const = 0;
   // H (n, n) diagonal += v.
   virtual void add_diagonal(double* H, int64_t n, double v) const = 0;
   // dst (n, n) = src[perm[i], perm[j]]; perm (n) on the host; dst ≠ src.
@@ -178,7 +180,7 @@ class Buffer {
 // The diagonal of H (n, n) in its backend's memory, on the host.
 inline std::vector<double> diagonal(const Buffer<double>& H, int64_t n) {
   std::vector<double> d(static_cast<size_t>(n));
-  H.backend().copy_2d(d.data(), 8, H.data(), (n + 1) * 8, 8, n, Backend::Copy::kToHost);
+  H.backend().diagonal(H.data(), n, d.data());
   return d;
 }
 

@@ -2,7 +2,9 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 
+#include "core/profile.h"
 #include "core/threads.h"
 #include "model/hf_layouts.h"
 #include "model/rope.h"
@@ -115,9 +117,13 @@ bool Transformer::attention(const Layer& L, int layer, const float* x, float* ou
   float* q = scratch(kQuery, int64_t(n) * qd);
   if (observe) (*observe)(layer, {"attn_q", "attn_k", "attn_v"}, x, n, cfg_.n_embd);
   if (stop_at == "attn_q") return true;
-  L.linears[kAttnQ]->forward(x, q, n);
-  L.linears[kAttnK]->forward(x, kc + int64_t(p) * kvd, n);  // written straight into the cache
-  L.linears[kAttnV]->forward(x, vc + int64_t(p) * kvd, n);
+  {
+    PhaseTimer t("forward: linears", be_);
+    L.linears[kAttnQ]->forward(x, q, n);
+    L.linears[kAttnK]->forward(x, kc + int64_t(p) * kvd, n);  // written straight into the cache
+    L.linears[kAttnV]->forward(x, vc + int64_t(p) * kvd, n);
+  }
+  std::optional<PhaseTimer> t_core(std::in_place, "forward: RoPE and attention", be_);
   if (cfg_.qk_norm) {  // Qwen3: RMSNorm over each head, before RoPE (in place: one row per head)
     be_->rms_norm(q, L.norms[kQNorm].data(), q, n * cfg_.n_head, hd, cfg_.rms_eps);
     be_->rms_norm(kc + int64_t(p) * kvd, L.norms[kKNorm].data(), kc + int64_t(p) * kvd, n * cfg_.n_head_kv,
@@ -135,8 +141,10 @@ bool Transformer::attention(const Layer& L, int layer, const float* x, float* ou
   be_->rope(kc + int64_t(p) * kvd, n, cfg_.n_head_kv, hd, cfg_.rope_interleaved, cs);
   float* attn = scratch(kAttnBuf, int64_t(n) * qd);
   be_->attention({q, kc, vc, attn, n, p, cfg_.n_head, cfg_.n_head_kv, hd, cfg_.sliding_window});
+  t_core.reset();
   if (observe) (*observe)(layer, {"attn_output"}, attn, n, qd);
   if (stop_at == "attn_output") return true;
+  PhaseTimer t("forward: linears", be_);
   L.linears[kAttnOut]->forward(attn, out, n);
   return false;
 }
@@ -147,11 +155,15 @@ bool Transformer::mlp(const Layer& L, int layer, const float* x, float* out, int
   if (observe) (*observe)(layer, {"ffn_gate", "ffn_up"}, x, n, cfg_.n_embd);
   if (stop_at == "ffn_gate") return true;
   float *gate = scratch(kGate, n * ff), *up = scratch(kUp, n * ff);
-  L.linears[kFfnGate]->forward(x, gate, n);
-  L.linears[kFfnUp]->forward(x, up, n);
+  {
+    PhaseTimer t("forward: linears", be_);
+    L.linears[kFfnGate]->forward(x, gate, n);
+    L.linears[kFfnUp]->forward(x, up, n);
+  }
   be_->silu_mul(gate, up, n * ff);
   if (observe) (*observe)(layer, {"ffn_down"}, gate, n, int(ff));
   if (stop_at == "ffn_down") return true;
+  PhaseTimer t("forward: linears", be_);
   L.linears[kFfnDown]->forward(gate, out, n);
   return false;
 }

@@ -138,7 +138,10 @@ Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<i
       InputObserver observe = [&](int l, std::initializer_list<const char*> kinds, const float* xin, int n,
                                   int) {
         auto it = H.find(*kinds.begin());
-        if (l == layer && it != H.end()) it->second->add(xin, n);
+        if (l == layer && it != H.end()) {
+          PhaseTimer t("calibrate: Gram", &be);
+          it->second->add(xin, n);
+        }
       };
       {
         PhaseTimer t("calibrate: forward + Gram", &be);

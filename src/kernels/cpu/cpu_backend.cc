@@ -220,6 +220,9 @@ class CpuBackend final : public Backend {
     for (int64_t i = 0; i < n; ++i) dst[i] = float(src[i]);
   }
 
+  void diagonal(const double* H, int64_t n, double* out) const override {
+    for (int64_t i = 0; i < n; ++i) out[i] = H[i * n + i];
+  }
   void add_diagonal(double* H, int64_t n, double v) const override {
     for (int64_t i = 0; i < n; ++i) H[i * n + i] += v;
   }

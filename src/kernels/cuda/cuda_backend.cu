@@ -219,6 +219,12 @@ __global__ void symmetrize_scale_kernel(double* H, int64_t d, double scale) {
   }
 }
 
+__global__ void diagonal_kernel(const double* H, int64_t n, double* d) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    d[i] = H[i * n + i];
+}
+
 __global__ void add_diagonal_kernel(double* H, int64_t n, double v) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
@@ -245,6 +251,10 @@ __global__ void round_int_batch_kernel(IntGridBatch a) {
   const float maxq = float(a.maxq);
   float scale = 1, zero = 0;
   double loss = 0;
+  if (a.i1 % a.group != 0) {  // the group began in an earlier batch
+    scale = a.scales[r * ng + a.i1 / a.group];
+    zero = a.zeros[r * ng + a.i1 / a.group];
+  }
   for (int64_t i = a.i1; i < a.i1 + a.cnt; ++i) {
     if (i % a.group == 0) {  // fit the group that starts here
       float lo = 0, hi = 0;
@@ -589,6 +599,13 @@ class CudaBackend final : public Backend {
     check_launch("narrow_kernel");
   }
 
+  void diagonal(const double* H, int64_t n, double* out) const override {
+    if (n == 0) return;
+    Buffer<double> d(*this, n);  // one copy, not n strided ones
+    diagonal_kernel<<<blocks_for(n, 256), 256>>>(H, n, d.data());
+    check_launch("diagonal_kernel");
+    to_host(out, d.data(), n * 8);
+  }
   void add_diagonal(double* H, int64_t n, double v) const override {
     if (n == 0) return;
     add_diagonal_kernel<<<blocks_for(n, 256), 256>>>(H, n, v);
