@@ -2,7 +2,7 @@
 # One call on the lent GPU machine (the device tool), from the repository root, .device/ carried
 # (scripts/device_bundle.sh made it here): unpacks the binaries, libraries, models and texts, runs
 # the CUDA unit and golden tests, then times eval and GPTQ on the CPU and on the GPU side by side.
-# Logs land in $OUT. Usage there: bench/gpu_check.sh [tests|eval|gptq|scale]...  (default: the
+# Logs land in $OUT. Usage there: bench/gpu_check.sh [unit|tests|eval|gptq|scale]...  (default: the
 # first three; scale is bench/gpu_scale.sh on the 8B shape)
 set -uo pipefail
 OUT=${OUT:-/tmp/qf_out}
@@ -25,6 +25,7 @@ steps=("$@")
 T() { /usr/bin/time -f '%e s wall, %M KiB peak RSS' "$@"; }
 for step in "${steps[@]}"; do
   case $step in
+  unit) build/tests/unit_tests --gtest_filter='Cuda*' 2>&1 | tee "$OUT/unit_cuda.log" | grep -E 'GPTQ|OK|FAILED|Failure' ;;
   tests)
     build/tests/unit_tests --gtest_filter='Cuda*' 2>&1 | tee "$OUT/unit_cuda.log" | tail -40
     build/tests/golden_tests --gtest_filter='CudaGolden*' 2>&1 | tee "$OUT/golden_cuda.log" | grep -E 'cuda |GPTQ|bytes equal|OK|FAILED|Failure|error' | head -60
