@@ -283,6 +283,18 @@ TEST(Cuda, GramAndScoreAndInverseCholeskyMatchTheCpu) {
       Buffer<double> badd(g, bad);
       EXPECT_FALSE(g.inverse_cholesky(badd.data(), d));
     }
+  // imatrix's column sums of squares: the products exact in fp64, the sums in the same order on
+  // both sides, so bit for bit.
+  for (int64_t n : {1, 7, 300})
+    for (int64_t d : {1, 33, 4100}) {
+      const auto x = random_vec(size_t(n * d), rng, 3.0f);
+      std::vector<double> want(static_cast<size_t>(d));
+      c.column_sum_squares(x.data(), n, d, want.data());
+      Buffer<float> xd(g, x);
+      Buffer<double> out(g, std::vector<double>(size_t(d), std::nan("")));
+      g.column_sum_squares(xd.data(), n, d, out.data());
+      EXPECT_EQ(out.to_host(), want) << "column_sum_squares n " << n << " d " << d;
+    }
   for (int vocab : {2, 33, 8192, 50257})
     for (int rows : {1, 7}) {
       auto q = random_vec(size_t(rows) * vocab, rng, 4.0f), b = random_vec(size_t(rows) * vocab, rng, 4.0f);

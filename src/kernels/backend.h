@@ -114,6 +114,9 @@ class Backend {
   virtual bool inverse_cholesky(double* H, int64_t n) const = 0;
   // dst (n) fp32 = src (n) fp64.
   virtual void narrow(const double* src, float* dst, int64_t n) const = 0;
+  // out (d) fp64, in the backend's memory = Σ_t x[t, i]² over the rows of x (n, d), each column
+  // summed in row order (imatrix statistics).
+  virtual void column_sum_squares(const float* x, int64_t n, int64_t d, double* out) const = 0;
   // out (n, on the host) = the diagonal of H (n, n).
   virtual void diagonal(const double* H, int64_t n, double* out) const = 0;
   // H (n, n) diagonal += v.

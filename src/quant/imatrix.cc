@@ -17,18 +17,13 @@ Expected<Imatrix> compute_imatrix(const Transformer& tf, const std::vector<int32
   if (chunks == 0)
     return error("calibration text has {} tokens, fewer than one chunk of {}", tokens.size(), ctx);
   std::map<std::string, std::vector<double>> sums;
-  std::vector<float> host;  // a device backend's inputs, copied over
+  const Backend& be = tf.backend();
+  std::map<int, Buffer<double>> column_sums;  // by input width, in the backend's memory
   InputObserver observe = [&](int layer, std::initializer_list<const char*> kinds, const float* x, int n,
                               int n_in) {
-    if (tf.backend().on_device()) {
-      host.resize(size_t(n) * size_t(n_in));
-      tf.backend().to_host(host.data(), x, int64_t(host.size()) * 4);
-      x = host.data();
-    }
-    std::vector<double> sq(size_t(n_in), 0.0);
-    for (int t = 0; t < n; ++t)
-      for (int i = 0; i < n_in; ++i)
-        sq[size_t(i)] += double(x[int64_t(t) * n_in + i]) * x[int64_t(t) * n_in + i];
+    auto it = column_sums.try_emplace(n_in, be, n_in).first;
+    be.column_sum_squares(x, n, n_in, it->second.data());
+    const std::vector<double> sq = it->second.to_host();
     for (const char* kind : kinds) {
       const std::string name = fmt::format("blk.{}.{}.weight", layer, kind);
       auto& s = sums[name];

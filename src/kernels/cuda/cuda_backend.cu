@@ -219,6 +219,19 @@ __global__ void symmetrize_scale_kernel(double* H, int64_t d, double scale) {
   }
 }
 
+// out[i] = Σ_t x[t, i]², t in order, each step rounded as the CPU's (no FMA).
+__global__ void column_sum_squares_kernel(const float* x, int64_t n, int64_t d, double* out) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < d;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    double s = 0;
+    for (int64_t t = 0; t < n; ++t) {
+      const double v = x[t * d + i];
+      s = __dadd_rn(s, __dmul_rn(v, v));
+    }
+    out[i] = s;
+  }
+}
+
 __global__ void diagonal_kernel(const double* H, int64_t n, double* d) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
@@ -599,6 +612,11 @@ class CudaBackend final : public Backend {
     check_launch("narrow_kernel");
   }
 
+  void column_sum_squares(const float* x, int64_t n, int64_t d, double* out) const override {
+    if (d == 0) return;
+    column_sum_squares_kernel<<<blocks_for(d, 128), 128>>>(x, n, d, out);
+    check_launch("column_sum_squares_kernel");
+  }
   void diagonal(const double* H, int64_t n, double* out) const override {
     if (n == 0) return;
     Buffer<double> d(*this, n);  // one copy, not n strided ones
