@@ -15,6 +15,7 @@
 #include <numeric>
 #include <random>
 
+#include "core/half.h"
 #include "eval/perplexity.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "model/checkpoint.h"
@@ -141,6 +142,26 @@ TEST(Cuda, LinearAndGemmSubWithinTheDotProductBound) {
           tol32[i] =
               tol[i] + (std::ldexp(1.0, -9) + std::ldexp(1.0, -20)) * tol[i] / (2 * double(n_in + 1) * kU);
         expect_close(yd.to_host(), want, tol32, "linear tf32");
+        // bf16: both sides round x to bf16 the same way (nearest even) and multiply exactly; the
+        // device's tensor cores may truncate their fp32 sums (≤ 2u a step, not u), so the bound is
+        // 3·(n_in + 1)·u·Σ|x̃ᵢw̃ᵢ| rather than 2·(n_in + 1)·u.
+        std::vector<uint16_t> w16(w.size());
+        for (size_t i = 0; i < w.size(); ++i) w16[i] = f32_to_bf16(w[i]);
+        std::vector<float> want16(want.size());
+        c.linear_bf16(x.data(), w16.data(), b.data(), want16.data(), tokens, n_in, n_out);
+        Buffer<uint16_t> w16d(g, w16);
+        Buffer<float> y16(g, poisoned(want.size()));
+        g.linear_bf16(xd.data(), w16d.data(), bd.data(), y16.data(), tokens, n_in, n_out);
+        std::vector<double> tol16(want.size());
+        for (int64_t t = 0; t < tokens; ++t)
+          for (int64_t o = 0; o < n_out; ++o) {
+            double s16 = std::fabs(b[size_t(o)]);
+            for (int64_t i = 0; i < n_in; ++i)
+              s16 += std::fabs(double(bf16_to_f32(f32_to_bf16(x[size_t(t * n_in + i)]))) *
+                               bf16_to_f32(w16[size_t(o * n_in + i)]));
+            tol16[size_t(t * n_out + o)] = 3 * double(n_in + 1) * kU * s16;
+          }
+        expect_close(y16.to_host(), want16, tol16, "linear bf16");
 
         // C (tokens, n_out) −= A (tokens, n_in) · B (n_in, n_out), C pitched wider than n_out.
         const int64_t ldc = n_out + 3;

@@ -105,6 +105,13 @@ class Backend {
   // y (tokens, n_out) = x (tokens, n_in) · wᵀ + bias; w (n_out, n_in); bias (n_out) or null.
   virtual void linear(const float* x, const float* w, const float* bias, float* y, int64_t tokens,
                       int64_t n_in, int64_t n_out) const = 0;
+  // Whether Linear weights live in bf16 on this backend (a device asked with QFORGE_CUDA_MATH=bf16,
+  // read when a BackendLinear is made): half the memory, bf16 tensor cores.
+  virtual bool bf16_weights() const { return false; }
+  // linear() with w (n_out, n_in) as bf16 bits and x rounded to bf16 (nearest even) first; the
+  // products (exact) and sums in fp32.
+  virtual void linear_bf16(const float* x, const uint16_t* w, const float* bias, float* y, int64_t tokens,
+                           int64_t n_in, int64_t n_out) const = 0;
   // C (m, n) −= A (m, k) · B (k, n), each with its row pitch in elements (GPTQ's trailing update).
   virtual void gemm_sub(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
                         int64_t m, int64_t n, int64_t k) const = 0;

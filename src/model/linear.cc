@@ -7,6 +7,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "core/half.h"
 #include "core/status.h"
 #include "kernels/cpu/widen.h"
 
@@ -34,13 +35,33 @@ BackendLinear::BackendLinear(const Linear& host, const Backend& be)
 
 BackendLinear::BackendLinear(const Backend& be, int64_t n_out, int64_t n_in, const std::vector<float>& w,
                              const std::vector<float>& bias, int64_t stored_bytes)
-    : be_(be), n_out_(n_out), n_in_(n_in), stored_bytes_(stored_bytes), w_(be, w), b_(be, bias) {
+    : be_(be), n_out_(n_out), n_in_(n_in), stored_bytes_(stored_bytes), b_(be, bias) {
   QF_CHECK(int64_t(w.size()) == n_out * n_in && (bias.empty() || int64_t(bias.size()) == n_out),
            "BackendLinear: {} weights and {} biases for ({}, {})", w.size(), bias.size(), n_out, n_in);
+  if (!be.bf16_weights()) {
+    w_ = Buffer<float>(be, w);
+    return;
+  }
+  std::vector<uint16_t> h(w.size());
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < int64_t(h.size()); ++i) h[size_t(i)] = f32_to_bf16(w[size_t(i)]);
+  w16_ = Buffer<uint16_t>(be, h);
 }
 
 void BackendLinear::forward(const float* x, float* y, int64_t tokens) const {
-  be_.linear(x, w_.data(), b_.size() ? b_.data() : nullptr, y, tokens, n_in_, n_out_);
+  const float* bias = b_.size() ? b_.data() : nullptr;
+  if (w16_.size())
+    be_.linear_bf16(x, w16_.data(), bias, y, tokens, n_in_, n_out_);
+  else
+    be_.linear(x, w_.data(), bias, y, tokens, n_in_, n_out_);
+}
+
+std::vector<float> BackendLinear::dense_weights() const {
+  if (!w16_.size()) return w_.to_host();
+  const std::vector<uint16_t> h = w16_.to_host();
+  std::vector<float> w(h.size());
+  for (size_t i = 0; i < h.size(); ++i) w[i] = bf16_to_f32(h[i]);
+  return w;
 }
 
 std::unique_ptr<Linear> on_backend(std::unique_ptr<Linear> l, const Backend& be) {

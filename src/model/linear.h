@@ -48,14 +48,15 @@ class BackendLinear final : public Linear {
   int64_t n_in() const override { return n_in_; }
   int64_t n_out() const override { return n_out_; }
   int64_t weight_bytes() const override { return stored_bytes_; }
-  std::vector<float> dense_weights() const override { return w_.to_host(); }
+  std::vector<float> dense_weights() const override;
   std::vector<float> bias_values() const override { return b_.to_host(); }
 
  private:
   const Backend& be_;
   int64_t n_out_, n_in_, stored_bytes_;
-  Buffer<float> w_;  // (n_out, n_in)
-  Buffer<float> b_;  // (n_out) or empty
+  Buffer<float> w_;       // (n_out, n_in), or empty when
+  Buffer<uint16_t> w16_;  // the backend keeps bf16 weights (Backend::bf16_weights)
+  Buffer<float> b_;       // (n_out) or empty
 };
 
 // `l` itself on the CPU backend (host Linears compute there); a BackendLinear on a device.

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 
+#include "core/half.h"
 #include "core/status.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/activations.h"
@@ -193,6 +194,15 @@ class CpuBackend final : public Backend {
     if (bias)
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t o = 0; o < n_out; ++o) y[t * n_out + o] += bias[o];
+  }
+
+  // The reference for a device's bf16 path (the CPU keeps fp32 weights).
+  void linear_bf16(const float* x, const uint16_t* w, const float* bias, float* y, int64_t tokens,
+                   int64_t n_in, int64_t n_out) const override {
+    std::vector<float> xr(size_t(tokens * n_in)), wf(size_t(n_out * n_in));
+    for (size_t i = 0; i < xr.size(); ++i) xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
+    for (size_t i = 0; i < wf.size(); ++i) wf[i] = bf16_to_f32(w[i]);
+    linear(xr.data(), wf.data(), bias, y, tokens, n_in, n_out);
   }
 
   // Threads split C's rows in chunks of ≥ 16, each chunk one single-threaded sgemm.

@@ -7,6 +7,7 @@
 // the two paths differ only by summation order. Handles are per host thread; a CUDA failure is a
 // bug or an exhausted device, fatal with the call and the error in the message.
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <cusolverDn.h>
 
@@ -46,6 +47,12 @@ void note_memory() {
   int64_t prev = g_peak_used.load();
   while (used > prev && !g_peak_used.compare_exchange_weak(prev, used)) {
   }
+}
+
+// Read when a BackendLinear is made.
+bool bf16_weights_asked() {
+  const char* m = std::getenv("QFORGE_CUDA_MATH");
+  return m && std::string(m) == "bf16";
 }
 
 // Read at every product, so that a test can switch.
@@ -152,6 +159,12 @@ __global__ void add_bias_kernel(float* y, const float* bias, int64_t tokens, int
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
        i += int64_t(gridDim.x) * blockDim.x)
     y[i] += bias[i % n_out];
+}
+
+__global__ void to_bf16_kernel(const float* src, __nv_bfloat16* dst, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = __float2bfloat16_rn(src[i]);
 }
 
 __global__ void narrow_kernel(const double* src, float* dst, int64_t n) {
@@ -571,6 +584,33 @@ class CudaBackend final : public Backend {
     }
   }
 
+  bool bf16_weights() const override { return bf16_weights_asked(); }
+  void linear_bf16(const float* x, const uint16_t* w, const float* bias, float* y, int64_t tokens,
+                   int64_t n_in, int64_t n_out) const override {
+    struct Staging {
+      void* p = nullptr;
+      int64_t n = 0;
+    };
+    static thread_local Staging xb;  // x in bf16; released with the context at exit, as scratch()
+    if (xb.n < tokens * n_in) {
+      release(xb.p);
+      xb.p = alloc(tokens * n_in * 2);
+      xb.n = tokens * n_in;
+    }
+    auto* xh = static_cast<__nv_bfloat16*>(xb.p);
+    to_bf16_kernel<<<blocks_for(tokens * n_in, 256), 256>>>(x, xh, tokens * n_in);
+    check_launch("to_bf16_kernel");
+    const float one = 1.0f, zero = 0.0f;  // as linear(): yᵀ = W · xᵀ, column-major
+    check(cublasGemmEx(handles().exact, CUBLAS_OP_T, CUBLAS_OP_N, int(n_out), int(tokens), int(n_in), &one, w,
+                       CUDA_R_16BF, int(n_in), xh, CUDA_R_16BF, int(n_in), &zero, y, CUDA_R_32F, int(n_out),
+                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmEx (linear bf16)");
+    if (bias) {
+      add_bias_kernel<<<blocks_for(tokens * n_out, 256), 256>>>(y, bias, tokens, n_out);
+      check_launch("add_bias_kernel");
+    }
+  }
+
   void gemm_sub(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, int64_t m,
                 int64_t n, int64_t k) const override {
     // Column-major: Cᵀ (n × m) −= Bᵀ (n × k) · Aᵀ (k × m).
@@ -677,7 +717,9 @@ const Backend* cuda_backend(std::string* why) {
   return &backend;
 }
 
-const char* cuda_forward_math() { return tf32_forward() ? "TF32" : "fp32"; }
+const char* cuda_forward_math() {
+  return bf16_weights_asked() ? "bf16 (weights) and TF32" : tf32_forward() ? "TF32" : "fp32";
+}
 
 DeviceMemory device_memory() {
   DeviceMemory m;
