@@ -123,14 +123,19 @@ TEST(Cuda, LinearAndGemmSubWithinTheDotProductBound) {
         c.linear(x.data(), w.data(), b.data(), want.data(), tokens, n_in, n_out);
         Buffer<float> xd(g, x), wd(g, w), bd(g, b), yd(g, poisoned(want.size()));
         g.linear(xd.data(), wd.data(), bd.data(), yd.data(), tokens, n_in, n_out);
-        std::vector<double> tol(want.size());
-        for (int64_t t = 0; t < tokens; ++t)
-          for (int64_t o = 0; o < n_out; ++o) {
-            double s = std::fabs(b[size_t(o)]);
-            for (int64_t i = 0; i < n_in; ++i)
-              s += std::fabs(double(x[size_t(t * n_in + i)]) * w[size_t(o * n_in + i)]);
-            tol[size_t(t * n_out + o)] = 2 * double(n_in + 1) * kU * s;
-          }
+        // Σ|xᵢwᵢ| + |b| per output, times `factor`.
+        auto bound = [&](const std::vector<float>& xs, const std::vector<float>& ws, double factor) {
+          std::vector<double> tol(want.size());
+          for (int64_t t = 0; t < tokens; ++t)
+            for (int64_t o = 0; o < n_out; ++o) {
+              double s = std::fabs(b[size_t(o)]);
+              for (int64_t i = 0; i < n_in; ++i)
+                s += std::fabs(double(xs[size_t(t * n_in + i)]) * ws[size_t(o * n_in + i)]);
+              tol[size_t(t * n_out + o)] = factor * s;
+            }
+          return tol;
+        };
+        const std::vector<double> tol = bound(x, w, 2 * double(n_in + 1) * kU);
         expect_close(yd.to_host(), want, tol, "linear");
         // TF32: each factor cut to 10 fraction bits (relative ≤ 2^-10 each even when truncated, so a
         // product moves by ≤ 2·2^-10 + 2^-20), the sum in fp32 as before.
@@ -146,22 +151,15 @@ TEST(Cuda, LinearAndGemmSubWithinTheDotProductBound) {
         // device's tensor cores may truncate their fp32 sums (≤ 2u a step, not u), so the bound is
         // 3·(n_in + 1)·u·Σ|x̃ᵢw̃ᵢ| rather than 2·(n_in + 1)·u.
         std::vector<uint16_t> w16(w.size());
-        for (size_t i = 0; i < w.size(); ++i) w16[i] = f32_to_bf16(w[i]);
+        std::vector<float> xr(x.size()), wr(w.size());  // what the products see
+        for (size_t i = 0; i < w.size(); ++i) wr[i] = bf16_to_f32(w16[i] = f32_to_bf16(w[i]));
+        for (size_t i = 0; i < x.size(); ++i) xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
         std::vector<float> want16(want.size());
         c.linear_bf16(x.data(), w16.data(), b.data(), want16.data(), tokens, n_in, n_out);
         Buffer<uint16_t> w16d(g, w16);
         Buffer<float> y16(g, poisoned(want.size()));
         g.linear_bf16(xd.data(), w16d.data(), bd.data(), y16.data(), tokens, n_in, n_out);
-        std::vector<double> tol16(want.size());
-        for (int64_t t = 0; t < tokens; ++t)
-          for (int64_t o = 0; o < n_out; ++o) {
-            double s16 = std::fabs(b[size_t(o)]);
-            for (int64_t i = 0; i < n_in; ++i)
-              s16 += std::fabs(double(bf16_to_f32(f32_to_bf16(x[size_t(t * n_in + i)]))) *
-                               bf16_to_f32(w16[size_t(o * n_in + i)]));
-            tol16[size_t(t * n_out + o)] = 3 * double(n_in + 1) * kU * s16;
-          }
-        expect_close(y16.to_host(), want16, tol16, "linear bf16");
+        expect_close(y16.to_host(), want16, bound(xr, wr, 3 * double(n_in + 1) * kU), "linear bf16");
 
         // C (tokens, n_out) −= A (tokens, n_in) · B (n_in, n_out), C pitched wider than n_out.
         const int64_t ldc = n_out + 3;
