@@ -302,17 +302,23 @@ TEST(Cuda, GramAndScoreAndInverseCholeskyMatchTheCpu) {
       Buffer<double> badd(g, bad);
       EXPECT_FALSE(g.inverse_cholesky(badd.data(), d));
     }
-  // imatrix's column sums of squares: the products exact in fp64, the sums in the same order on
-  // both sides, so bit for bit.
+  // imatrix's and AWQ's column sums (|x| or x²): the terms exact in fp64, the sums in the same
+  // order on both sides, so bit for bit. AWQ's squared distance: the same terms, the fp64 sums in
+  // another order: within 2·n·2^-53 of the total (Higham's γ_n for each side).
   for (int64_t n : {1, 7, 300})
     for (int64_t d : {1, 33, 4100}) {
-      const auto x = random_vec(size_t(n * d), rng, 3.0f);
-      std::vector<double> want(static_cast<size_t>(d));
-      c.column_sum_squares(x.data(), n, d, want.data());
-      Buffer<float> xd(g, x);
-      Buffer<double> out(g, std::vector<double>(size_t(d), std::nan("")));
-      g.column_sum_squares(xd.data(), n, d, out.data());
-      EXPECT_EQ(out.to_host(), want) << "column_sum_squares n " << n << " d " << d;
+      const auto x = random_vec(size_t(n * d), rng, 3.0f), y = random_vec(size_t(n * d), rng, 3.0f);
+      Buffer<float> xd(g, x), yd(g, y);
+      for (int power : {1, 2}) {
+        std::vector<double> want(static_cast<size_t>(d));
+        c.column_sums(x.data(), n, d, power, want.data());
+        Buffer<double> out(g, std::vector<double>(size_t(d), std::nan("")));
+        g.column_sums(xd.data(), n, d, power, out.data());
+        EXPECT_EQ(out.to_host(), want) << "column_sums power " << power << " n " << n << " d " << d;
+      }
+      const double dc = c.squared_distance(x.data(), y.data(), n * d, 1.5),
+                   dg = g.squared_distance(xd.data(), yd.data(), n * d, 1.5);
+      EXPECT_NEAR(dg, dc, 2 * double(n * d) * std::ldexp(1.0, -53) * dc) << "squared_distance n " << n;
     }
   for (int vocab : {2, 33, 8192, 50257})
     for (int rows : {1, 7}) {

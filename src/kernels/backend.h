@@ -121,9 +121,12 @@ class Backend {
   virtual bool inverse_cholesky(double* H, int64_t n) const = 0;
   // dst (n) fp32 = src (n) fp64.
   virtual void narrow(const double* src, float* dst, int64_t n) const = 0;
-  // out (d) fp64, in the backend's memory = Σ_t x[t, i]² over the rows of x (n, d), each column
-  // summed in row order (imatrix statistics).
-  virtual void column_sum_squares(const float* x, int64_t n, int64_t d, double* out) const = 0;
+  // out (d) fp64, in the backend's memory = Σ_t |x[t, i]|^power (power 1 or 2) over the rows of
+  // x (n, d), each column summed in row order (imatrix and AWQ statistics).
+  virtual void column_sums(const float* x, int64_t n, int64_t d, int power, double* out) const = 0;
+  // start + Σ (a[i] − b[i])², the difference in fp32, its square and the sum in fp64, i in order
+  // (on a device, in the device's order); a and b in the backend's memory.
+  virtual double squared_distance(const float* a, const float* b, int64_t n, double start) const = 0;
   // out (n, on the host) = the diagonal of H (n, n).
   virtual void diagonal(const double* H, int64_t n, double* out) const = 0;
   // H (n, n) diagonal += v.

@@ -22,7 +22,7 @@ Expected<Imatrix> compute_imatrix(const Transformer& tf, const std::vector<int32
   InputObserver observe = [&](int layer, std::initializer_list<const char*> kinds, const float* x, int n,
                               int n_in) {
     auto it = column_sums.try_emplace(n_in, be, n_in).first;
-    be.column_sum_squares(x, n, n_in, it->second.data());
+    be.column_sums(x, n, n_in, 2, it->second.data());
     const std::vector<double> sq = it->second.to_host();
     for (const char* kind : kinds) {
       const std::string name = fmt::format("blk.{}.{}.weight", layer, kind);

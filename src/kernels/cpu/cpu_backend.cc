@@ -230,15 +230,20 @@ class CpuBackend final : public Backend {
     for (int64_t i = 0; i < n; ++i) dst[i] = float(src[i]);
   }
 
-  void column_sum_squares(const float* x, int64_t n, int64_t d, double* out) const override {
+  void column_sums(const float* x, int64_t n, int64_t d, int power, double* out) const override {
     constexpr int64_t kCols = 256;  // a thread's columns, row by row
 #pragma omp parallel for schedule(static)
     for (int64_t c0 = 0; c0 < d; c0 += kCols) {
       const int64_t c1 = std::min(d, c0 + kCols);
       for (int64_t i = c0; i < c1; ++i) out[i] = 0;
       for (int64_t t = 0; t < n; ++t)
-        for (int64_t i = c0; i < c1; ++i) out[i] += double(x[t * d + i]) * x[t * d + i];
+        for (int64_t i = c0; i < c1; ++i)
+          out[i] += power == 1 ? double(std::fabs(x[t * d + i])) : double(x[t * d + i]) * x[t * d + i];
     }
+  }
+  double squared_distance(const float* a, const float* b, int64_t n, double start) const override {
+    for (int64_t i = 0; i < n; ++i) start += double(a[i] - b[i]) * double(a[i] - b[i]);
+    return start;
   }
   void diagonal(const double* H, int64_t n, double* out) const override {
     for (int64_t i = 0; i < n; ++i) out[i] = H[i * n + i];

@@ -232,17 +232,30 @@ __global__ void symmetrize_scale_kernel(double* H, int64_t d, double scale) {
   }
 }
 
-// out[i] = Σ_t x[t, i]², t in order, each step rounded as the CPU's (no FMA).
-__global__ void column_sum_squares_kernel(const float* x, int64_t n, int64_t d, double* out) {
+// out[i] = Σ_t |x[t, i]|^power, t in order, each step rounded as the CPU's (no FMA).
+__global__ void column_sums_kernel(const float* x, int64_t n, int64_t d, int power, double* out) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < d;
        i += int64_t(gridDim.x) * blockDim.x) {
     double s = 0;
     for (int64_t t = 0; t < n; ++t) {
       const double v = x[t * d + i];
-      s = __dadd_rn(s, __dmul_rn(v, v));
+      s = __dadd_rn(s, power == 1 ? fabs(v) : __dmul_rn(v, v));
     }
     out[i] = s;
   }
+}
+
+// out[block] = Σ over the block's share of (a − b)², in fp64.
+__global__ void squared_distance_kernel(const float* a, const float* b, int64_t n, double* out) {
+  __shared__ double sh[32];
+  double s = 0;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const double e = __fsub_rn(a[i], b[i]);
+    s += e * e;
+  }
+  s = block_reduce(s, Sum{}, sh);
+  if (threadIdx.x == 0) out[blockIdx.x] = s;
 }
 
 __global__ void diagonal_kernel(const double* H, int64_t n, double* d) {
@@ -652,10 +665,19 @@ class CudaBackend final : public Backend {
     check_launch("narrow_kernel");
   }
 
-  void column_sum_squares(const float* x, int64_t n, int64_t d, double* out) const override {
+  void column_sums(const float* x, int64_t n, int64_t d, int power, double* out) const override {
     if (d == 0) return;
-    column_sum_squares_kernel<<<blocks_for(d, 128), 128>>>(x, n, d, out);
-    check_launch("column_sum_squares_kernel");
+    column_sums_kernel<<<blocks_for(d, 128), 128>>>(x, n, d, power, out);
+    check_launch("column_sums_kernel");
+  }
+  double squared_distance(const float* a, const float* b, int64_t n, double start) const override {
+    if (n == 0) return start;
+    constexpr int kBlocks = 256;
+    Buffer<double> part(*this, kBlocks);
+    squared_distance_kernel<<<kBlocks, 256>>>(a, b, n, part.data());
+    check_launch("squared_distance_kernel");
+    for (double v : part.to_host()) start += v;
+    return start;
   }
   void diagonal(const double* H, int64_t n, double* out) const override {
     if (n == 0) return;
