@@ -31,7 +31,7 @@ const Point kPoints[] = {{"attn_q", {"attn_q", "attn_k", "attn_v"}, "attn_norm",
 // The calibration hidden states: every window's rows in one (N, n_embd) buffer.
 struct Windows {
   std::vector<int64_t> offset, length;  // rows
-  int64_t rows = 0;
+  int64_t rows = 0, longest = 0;
 };
 
 // A block's tensors in fp32 as they will be written.
@@ -40,20 +40,25 @@ struct Block {
   std::vector<float> attn_norm, ffn_norm;
 };
 
-std::unique_ptr<Linear> dense(const LinearTensors& t, const std::vector<float>& w) {
-  return std::make_unique<StoredLinear>(TensorView::owning_f32(t.weight.name, {t.n_out, t.n_in}, w), t.bias);
+// A Linear over w (host) that computes on be.
+std::unique_ptr<Linear> dense(const LinearTensors& t, const std::vector<float>& w, const Backend& be) {
+  return on_backend(
+      std::make_unique<StoredLinear>(TensorView::owning_f32(t.weight.name, {t.n_out, t.n_in}, w), t.bias),
+      be);
 }
 
-// Input `key` of block `layer` for every window (N, d), as the unquantized model computes it.
-std::vector<float> capture(const Transformer& tf, int layer, const std::vector<float>& hidden,
-                           const Windows& win, const char* key, int64_t d) {
+// Input `key` of block `layer` for every window (N, d), as the unquantized model computes it, in
+// the model's backend's memory.
+Buffer<float> capture(const Transformer& tf, int layer, const Buffer<float>& hidden, const Windows& win,
+                      const char* key, int64_t d) {
+  const Backend& be = tf.backend();
   const int64_t E = tf.config().n_embd;
-  std::vector<float> X(static_cast<size_t>(win.rows * d)), x;
+  Buffer<float> X(be, win.rows * d), x(be, win.longest * E);
   for (size_t k = 0; k < win.offset.size(); ++k) {
-    x.assign(hidden.begin() + win.offset[k] * E, hidden.begin() + (win.offset[k] + win.length[k]) * E);
+    be.copy(x.data(), hidden.data() + win.offset[k] * E, win.length[k] * E * 4);
     InputObserver copy = [&](int l, std::initializer_list<const char*> kinds, const float* in, int n, int) {
       if (l == layer && std::string(*kinds.begin()) == key)
-        std::copy(in, in + n * d, X.begin() + win.offset[k] * d);
+        be.copy(X.data() + win.offset[k] * d, in, n * d * 4);
     };
     tf.run_block(layer, x.data(), int(win.length[k]), &copy, key);
   }
@@ -61,25 +66,22 @@ std::vector<float> capture(const Transformer& tf, int layer, const std::vector<f
 }
 
 // Mean squared difference of the point's output from `ref` (N, n_out), or the output itself
-// when ref is null (returned through `out`).
-double score(const Transformer& tf, int layer, const Point& p, const Linear* single,
-             const std::vector<float>& X, int64_t d, const Windows& win, const std::vector<float>* ref,
-             std::vector<float>* out) {
+// when ref is null (written to `out`); all in the model's backend's memory.
+double score(const Transformer& tf, int layer, const Point& p, const Linear* single, const Buffer<float>& X,
+             int64_t d, const Windows& win, const Buffer<float>* ref, Buffer<float>* out) {
+  const Backend& be = tf.backend();
   const int64_t E = tf.config().n_embd;
-  std::vector<float> y;
+  Buffer<float> y(be, win.longest * E);
   double sum = 0;
   for (size_t k = 0; k < win.offset.size(); ++k) {
     const int n = int(win.length[k]);
-    y.resize(size_t(n * E));
     const float* x = X.data() + win.offset[k] * d;
     if (single)
       single->forward(x, y.data(), n);
     else
       tf.run_sublayer(layer, p.module, x, y.data(), n);
-    if (out) std::copy(y.begin(), y.end(), out->begin() + win.offset[k] * E);
-    if (!ref) continue;
-    const float* r = ref->data() + win.offset[k] * E;
-    for (size_t i = 0; i < y.size(); ++i) sum += double(y[i] - r[i]) * double(y[i] - r[i]);
+    if (out) be.copy(out->data() + win.offset[k] * E, y.data(), n * E * 4);
+    if (ref) sum = be.squared_distance(y.data(), ref->data() + win.offset[k] * E, n * E, sum);
   }
   return sum / double(win.rows * E);
 }
@@ -87,11 +89,11 @@ double score(const Transformer& tf, int layer, const Point& p, const Linear* sin
 // Weights per group of a row of n: `group`, or the whole row when group is -1 or does not divide n.
 int64_t group_length(int group, int64_t n) { return group > 0 && n % group == 0 ? group : n; }
 
-std::vector<double> mean_abs_columns(const std::vector<float>& X, int64_t d) {
-  std::vector<double> m(size_t(d), 0.0);
-  const int64_t n = int64_t(X.size()) / d;
-  for (int64_t t = 0; t < n; ++t)
-    for (int64_t j = 0; j < d; ++j) m[size_t(j)] += std::fabs(X[size_t(t * d + j)]);
+std::vector<double> mean_abs_columns(const Buffer<float>& X, int64_t d) {
+  const int64_t n = X.size() / d;
+  Buffer<double> sums(X.backend(), d);
+  X.backend().column_sums(X.data(), n, d, 1, sums.data());
+  std::vector<double> m = sums.to_host();
   for (double& v : m) v /= double(n);
   return m;
 }
@@ -194,11 +196,11 @@ int64_t clip(int layer, const std::string& kind, std::vector<float>& w, int64_t 
   return std::count_if(best_step.begin(), best_step.end(), [](int k) { return k > 0; });
 }
 
-// Every ⌈N / 512⌉-th row of X (AutoAWQ's token sample for the clip search).
-std::vector<float> sample_rows(const std::vector<float>& X, int64_t d) {
-  const int64_t n = int64_t(X.size()) / d, step = std::max<int64_t>(1, n / 512);
-  std::vector<float> out;
-  for (int64_t t = 0; t < n; t += step) out.insert(out.end(), X.begin() + t * d, X.begin() + (t + 1) * d);
+// Every ⌈N / 512⌉-th row of X (AutoAWQ's token sample for the clip search), on the host.
+std::vector<float> sample_rows(const Buffer<float>& X, int64_t d) {
+  const int64_t n = X.size() / d, step = std::max<int64_t>(1, n / 512), rows = (n + step - 1) / step;
+  std::vector<float> out(static_cast<size_t>(rows * d));
+  X.backend().copy_2d(out.data(), d * 4, X.data(), step * d * 4, d * 4, rows, Backend::Copy::kToHost);
   return out;
 }
 
@@ -207,7 +209,7 @@ std::vector<float> sample_rows(const std::vector<float>& X, int64_t d) {
 Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows,
                                   const AwqSpec& spec, const FakeQuantizer& quantize,
                                   const std::string& out_dir,
-                                  const std::function<void(int64_t, int64_t)>& progress) {
+                                  const std::function<void(int64_t, int64_t)>& progress, const Backend& be) {
   if (ck.format != "hf") return error("{}: AWQ reads Hugging Face directories", ck.path);
   if (!ck.quant.method.empty())
     return error("{}: the checkpoint is already quantized ({})", ck.path, ck.quant.method);
@@ -244,19 +246,21 @@ Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::v
       release_mapped_pages(t.data, size_t(t.nbytes));
     }
 
-  QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck));
+  QF_ASSIGN_OR_RETURN(auto tf, Transformer::create(ck, be, /*streamed=*/true));
   Windows win;
   for (const auto& w : windows) {
     win.offset.push_back(win.rows);
     win.length.push_back(int64_t(w.size()));
     win.rows += int64_t(w.size());
+    win.longest = std::max(win.longest, int64_t(w.size()));
   }
-  std::vector<float> hidden(size_t(win.rows * E));
+  Buffer<float> hidden(be, win.rows * E);
   for (size_t k = 0; k < windows.size(); ++k)
     tf->embed(windows[k].data(), int(windows[k].size()), hidden.data() + win.offset[k] * E);
   AwqReport rep;
   for (int layer = 0; layer < c.n_layer; ++layer) {
     const LayerWeights& lw = ck.weights.layers[size_t(layer)];
+    QF_RETURN_IF_ERROR(tf->load_block(ck, layer));  // this block's weights only: streamed
     Block b;
     b.attn_norm = lw.norms[kAttnNorm].to_f32();
     b.ffn_norm = lw.norms[kFfnNorm].to_f32();
@@ -275,14 +279,14 @@ Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::v
           (lw.linears[kAttnV].n_out == lw.linears[kAttnOut].n_out &&
            lw.linears[kAttnV].n_in == lw.linears[kAttnOut].n_in);  // AutoAWQ: shapes must match
       if (!scaled && !spec.clip) continue;
-      std::vector<float> X = capture(*tf, layer, hidden, win, p.input, d);
+      Buffer<float> X = capture(*tf, layer, hidden, win, p.input, d);
       if (scaled) {
         const std::vector<double> x_mean = mean_abs_columns(X, d);
         const std::vector<double> w_mean =
             spec.duo_scaling ? mean_group_normalized(b, p, d, spec.group) : std::vector<double>();
         std::unique_ptr<Linear> single;
-        if (!*p.module) single = dense(first, b.w.at(p.kinds[0]));
-        std::vector<float> ref(size_t(win.rows * E));
+        if (!*p.module) single = dense(first, b.w.at(p.kinds[0]), be);
+        Buffer<float> ref(be, win.rows * E);
         score(*tf, layer, p, single.get(), X, d, win, nullptr, &ref);
         double best = std::numeric_limits<double>::infinity(), at_zero = 0;
         int best_k = 0;
@@ -297,9 +301,9 @@ Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::v
             quantize(layer, kind, wq.data(), t.n_out, t.n_in, s);
             scale_columns(wq, s, true);
             if (single)
-              single = dense(t, wq);
+              single = dense(t, wq, be);
             else
-              tf->set_linear(layer, kind, dense(t, wq));
+              tf->set_linear(layer, kind, dense(t, wq, be));
           }
           const double err = score(*tf, layer, p, single.get(), X, d, win, &ref, nullptr);
           if (k == 0) at_zero = err;
@@ -357,6 +361,7 @@ Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::v
     }
     for (size_t k = 0; k < windows.size(); ++k)  // the unquantized block's outputs: the next block's inputs
       tf->run_block(layer, hidden.data() + win.offset[k] * E, int(win.length[k]));
+    for (const char* kind : kLinearNames) tf->set_linear(layer, kind, nullptr);
     if (progress) progress(layer + 1, c.n_layer);
   }
   QF_RETURN_IF_ERROR(writer->finish());

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "kernels/backend.h"
 #include "model/checkpoint.h"
 
 namespace qf {
@@ -59,10 +60,13 @@ struct AwqReport {
 };
 
 // Writes the transformed checkpoint into the new folder out_dir (which must not exist).
-// progress(done, total) counts blocks.
+// progress(done, total) counts blocks. The forward passes, the captured inputs and the scale
+// search's scoring run on `be` (one block's weights there at a time); the fake quantization and
+// the clip search on the host.
 Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows,
                                   const AwqSpec& spec, const FakeQuantizer& quantize,
                                   const std::string& out_dir,
-                                  const std::function<void(int64_t, int64_t)>& progress);
+                                  const std::function<void(int64_t, int64_t)>& progress,
+                                  const Backend& be = cpu_backend());
 
 }  // namespace qf

@@ -177,6 +177,7 @@ Status run_awq(const QuantizeRequest& a) {
   const bool gguf = a.format == "gguf", with_gptq = a.method == "awq+gptq";
   QF_ASSIGN_OR_RETURN(auto ck, load_checkpoint_logged(a.model));
   QF_ASSIGN_OR_RETURN(auto windows, calibration_windows(ck, a));
+  QF_ASSIGN_OR_RETURN(const Backend* be, calibration_backend(a));
   AwqSpec spec;
   spec.duo_scaling = a.duo_scaling;
   spec.clip = a.awq_clip;
@@ -220,8 +221,9 @@ Status run_awq(const QuantizeRequest& a) {
   AwqReport rep;
   {
     ProgressBar bar("awq");
-    QF_ASSIGN_OR_RETURN(rep, awq_transform(ck, windows, spec, quantize, scaled_dir,
-                                           [&](int64_t d, int64_t t) { bar.update(d, t); }));
+    QF_ASSIGN_OR_RETURN(rep, awq_transform(
+                                 ck, windows, spec, quantize, scaled_dir,
+                                 [&](int64_t d, int64_t t) { bar.update(d, t); }, *be));
   }
   for (const auto& line : rep.points) info("awq: {}", line);
   info("awq: search {:.1f}s; clipping shrank {} of {} groups", seconds_since(t0), rep.clipped_groups,
@@ -236,7 +238,7 @@ Status run_awq(const QuantizeRequest& a) {
         for (size_t j = 0; j < v.size(); ++j) v[j] /= s->second[j] * s->second[j];
     opt.imatrix = std::move(imatrix);
     if (with_gptq) {
-      QF_ASSIGN_OR_RETURN(opt.backend, calibration_backend(a));
+      opt.backend = be;
       opt.gptq_windows = windows;
       set_gptq(a, opt.gptq, opt.true_sequential);
     }
@@ -245,9 +247,7 @@ Status run_awq(const QuantizeRequest& a) {
                                        windows.size(), a.seqlen));
   }
   opt.windows = std::move(windows);
-  if (with_gptq) {
-    QF_ASSIGN_OR_RETURN(opt.backend, calibration_backend(a));
-  }
+  if (with_gptq) opt.backend = be;
   return write_hf(scaled, opt, a.out);
 }
 
