@@ -178,6 +178,29 @@ TEST(Cuda, LinearAndGemmSubWithinTheDotProductBound) {
             tc[size_t(t * ldc + o)] = 2 * double(n_in + 1) * kU * s;
           }
         expect_close(Cd.to_host(), Cw, tc, "gemm_sub");
+
+        // AWQ's per-group products: C (tokens, n_out) = x[:, :k] · w[:, :k]ᵀ with k < n_in (pitched
+        // views), within the dot-product bound over k; then the per-column squared distances of
+        // two such outputs, bit for bit (same terms, same order).
+        const int64_t k = (n_in + 1) / 2;
+        std::vector<float> Cn(size_t(tokens * n_out));
+        c.gemm_nt(x.data(), n_in, w.data(), n_in, Cn.data(), n_out, tokens, n_out, k);
+        Buffer<float> Cnd(g, poisoned(Cn.size()));
+        g.gemm_nt(xd.data(), n_in, wd.data(), n_in, Cnd.data(), n_out, tokens, n_out, k);
+        std::vector<double> tn(Cn.size());
+        for (int64_t t = 0; t < tokens; ++t)
+          for (int64_t o = 0; o < n_out; ++o) {
+            double sum = 0;
+            for (int64_t i = 0; i < k; ++i)
+              sum += std::fabs(double(x[size_t(t * n_in + i)]) * w[size_t(o * n_in + i)]);
+            tn[size_t(t * n_out + o)] = 2 * double(k + 1) * kU * sum;
+          }
+        expect_close(Cnd.to_host(), Cn, tn, "gemm_nt");
+        std::vector<double> dc(static_cast<size_t>(n_out)), dg(dc.size());
+        c.column_squared_distances(Cn.data(), want.data(), tokens, n_out, dc.data());
+        Buffer<float> Cnw(g, Cn), wantd(g, want);
+        g.column_squared_distances(Cnw.data(), wantd.data(), tokens, n_out, dg.data());
+        EXPECT_EQ(dg, dc) << "column_squared_distances";
       }
 }
 

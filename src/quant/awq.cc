@@ -1,6 +1,5 @@
 #include "quant/awq.h"
 
-#include <cblas.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -145,7 +144,7 @@ void scale_columns(std::vector<float>& w, const std::vector<float>& s, bool divi
 // to the best range per (row, group) and returns how many groups were shrunk.
 int64_t clip(int layer, const std::string& kind, std::vector<float>& w, int64_t n_out, int64_t n_in,
              const std::vector<float>& xs, const std::vector<float>& s, const AwqSpec& spec,
-             const FakeQuantizer& quantize) {
+             const FakeQuantizer& quantize, const Backend& be) {
   const int64_t G = group_length(spec.group, n_in), ng = n_in / G, T = int64_t(xs.size()) / n_in;
   std::vector<float> org_max(size_t(n_out * ng)), best_max,
       best_err(org_max.size(), std::numeric_limits<float>::max());
@@ -156,7 +155,17 @@ int64_t clip(int layer, const std::string& kind, std::vector<float>& w, int64_t 
       org_max[size_t(r * ng + g)] = mx;
     }
   best_max = org_max;
-  std::vector<float> q(w.size()), ref(size_t(T * n_out)), out(ref.size());
+  // The products and errors on `be`: on a device xs and w cross once, q once per step; on the
+  // CPU they are used where they are.
+  const bool dev = be.on_device();
+  std::vector<float> q(w.size());
+  Buffer<float> xd = dev ? Buffer<float>(be, xs) : Buffer<float>(),
+                wd = dev ? Buffer<float>(be, w) : Buffer<float>(),
+                qd = dev ? Buffer<float>(be, int64_t(q.size())) : Buffer<float>(), ref(be, T * n_out),
+                out(be, T * n_out);
+  const float *xp = dev ? xd.data() : xs.data(), *wp = dev ? wd.data() : w.data(),
+              *qp = dev ? qd.data() : q.data();
+  std::vector<double> e(static_cast<size_t>(n_out));
   std::vector<int> best_step(org_max.size(), 0);
   for (int step = 0; step < spec.n_grid / 2; ++step) {
     const float shrink = 1.0f - float(step) / float(spec.n_grid);
@@ -166,20 +175,15 @@ int64_t clip(int layer, const std::string& kind, std::vector<float>& w, int64_t 
         q[size_t(r * n_in + j)] = std::clamp(w[size_t(r * n_in + j)], -m, m);
       }
     quantize(layer, kind, q.data(), n_out, n_in, s);
+    if (dev) be.to_device(qd.data(), q.data(), int64_t(q.size()) * 4);
     // Partial products of group g, (T, n_out): the reference ones are recomputed at every step
-    // (one more sgemm) rather than kept for all groups (ng·T·n_out floats, 0.7 GiB for a 7B MLP).
+    // (one more product) rather than kept for all groups (ng·T·n_out floats, 0.7 GiB for a 7B MLP).
     for (int64_t g = 0; g < ng; ++g) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(n_out), int(G), 1.0f,
-                  xs.data() + g * G, int(n_in), w.data() + g * G, int(n_in), 0.0f, ref.data(), int(n_out));
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(n_out), int(G), 1.0f,
-                  xs.data() + g * G, int(n_in), q.data() + g * G, int(n_in), 0.0f, out.data(), int(n_out));
-#pragma omp parallel for schedule(static)
+      be.gemm_nt(xp + g * G, n_in, wp + g * G, n_in, ref.data(), n_out, T, n_out, G);
+      be.gemm_nt(xp + g * G, n_in, qp + g * G, n_in, out.data(), n_out, T, n_out, G);
+      be.column_squared_distances(out.data(), ref.data(), T, n_out, e.data());
       for (int64_t r = 0; r < n_out; ++r) {
-        double e = 0;
-        for (int64_t t = 0; t < T; ++t)
-          e += double(out[size_t(t * n_out + r)] - ref[size_t(t * n_out + r)]) *
-               double(out[size_t(t * n_out + r)] - ref[size_t(t * n_out + r)]);
-        const float err = float(e / double(T));
+        const float err = float(e[size_t(r)] / double(T));
         if (err < best_err[size_t(r * ng + g)]) {
           best_err[size_t(r * ng + g)] = err;
           best_max[size_t(r * ng + g)] = org_max[size_t(r * ng + g)] * shrink;
@@ -347,7 +351,8 @@ Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::v
         if (std::string(kind) == "attn_q" || std::string(kind) == "attn_k") continue;
         const LinearTensors& t = lw.linear(kind);
         std::vector<float> s = scales.count(kind) ? scales[kind] : std::vector<float>(size_t(t.n_in), 1.0f);
-        rep.clipped_groups += clip(layer, kind, b.w[kind], t.n_out, t.n_in, samples[kind], s, spec, quantize);
+        rep.clipped_groups +=
+            clip(layer, kind, b.w[kind], t.n_out, t.n_in, samples[kind], s, spec, quantize, be);
         rep.groups += t.n_out * (t.n_in / group_length(spec.group, t.n_in));
       }
     QF_RETURN_IF_ERROR(writer->write(lw.norms[kAttnNorm].name, b.attn_norm.data(), b.attn_norm.size() * 4));

@@ -60,9 +60,9 @@ struct AwqReport {
 };
 
 // Writes the transformed checkpoint into the new folder out_dir (which must not exist).
-// progress(done, total) counts blocks. The forward passes, the captured inputs and the scale
-// search's scoring run on `be` (one block's weights there at a time); the fake quantization and
-// the clip search on the host.
+// progress(done, total) counts blocks. The forward passes, the captured inputs, the scale
+// search's scoring and the clip search's products run on `be` (one block's weights there at a
+// time); the fake quantization runs on the host.
 Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows,
                                   const AwqSpec& spec, const FakeQuantizer& quantize,
                                   const std::string& out_dir,

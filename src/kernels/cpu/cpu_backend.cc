@@ -205,6 +205,22 @@ class CpuBackend final : public Backend {
     linear(xr.data(), wf.data(), bias, y, tokens, n_in, n_out);
   }
 
+  void gemm_nt(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, int64_t m,
+               int64_t n, int64_t k) const override {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, A, int(lda), B,
+                int(ldb), 0.0f, C, int(ldc));
+  }
+  void column_squared_distances(const float* a, const float* b, int64_t rows, int64_t n,
+                                double* out) const override {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      double e = 0;
+      for (int64_t t = 0; t < rows; ++t)
+        e += double(a[t * n + i] - b[t * n + i]) * double(a[t * n + i] - b[t * n + i]);
+      out[i] = e;
+    }
+  }
+
   // Threads split C's rows in chunks of ≥ 16, each chunk one single-threaded sgemm.
   void gemm_sub(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, int64_t m,
                 int64_t n, int64_t k) const override {

@@ -258,6 +258,20 @@ __global__ void squared_distance_kernel(const float* a, const float* b, int64_t 
   if (threadIdx.x == 0) out[blockIdx.x] = s;
 }
 
+// out[i] = Σ_t (a[t, i] − b[t, i])², t in order, as the CPU's (the squares exact in fp64).
+__global__ void column_squared_distances_kernel(const float* a, const float* b, int64_t rows, int64_t n,
+                                                double* out) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    double e = 0;
+    for (int64_t t = 0; t < rows; ++t) {
+      const double d = __fsub_rn(a[t * n + i], b[t * n + i]);
+      e = __dadd_rn(e, d * d);
+    }
+    out[i] = e;
+  }
+}
+
 __global__ void diagonal_kernel(const double* H, int64_t n, double* d) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
@@ -595,6 +609,23 @@ class CudaBackend final : public Backend {
       add_bias_kernel<<<blocks_for(tokens * n_out, 256), 256>>>(y, bias, tokens, n_out);
       check_launch("add_bias_kernel");
     }
+  }
+
+  void gemm_nt(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, int64_t m,
+               int64_t n, int64_t k) const override {
+    // Column-major: Cᵀ (n × m) = B (n × k, stored as Bᵀ) · Aᵀ (k × m).
+    const float one = 1.0f, zero = 0.0f;
+    check(cublasSgemm_64(handles().forward(), CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, B, ldb, A, lda, &zero,
+                         C, ldc),
+          "cublasSgemm (gemm_nt)");
+  }
+  void column_squared_distances(const float* a, const float* b, int64_t rows, int64_t n,
+                                double* out) const override {
+    if (n == 0) return;
+    Buffer<double> d(*this, n);
+    column_squared_distances_kernel<<<blocks_for(n, 128), 128>>>(a, b, rows, n, d.data());
+    check_launch("column_squared_distances_kernel");
+    to_host(out, d.data(), n * 8);
   }
 
   bool bf16_weights() const override { return bf16_weights_asked(); }
