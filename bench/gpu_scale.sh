@@ -38,6 +38,8 @@ for step in ${SCALE_STEPS:-rtn gptq eval}; do
   case $step in
   rtn) run rtn quantize $M -o /tmp/q_rtn --method rtn ;;
   gptq) run gptq quantize $M -o /tmp/q_gptq --method gptq --act-order "${calib[@]}" ;;
+  awq)  # AutoAWQ's default calibration: 128 samples of 512 tokens
+    run awq quantize $M -o /tmp/q_awq --method awq --calib "$S/data/calib-wiki.txt" --nsamples 128 --seqlen 512 --device cuda ;;
   gguf-gptq) run gguf_gptq quantize $M -o /tmp/q_gguf_gptq.gguf --format gguf --type Q4_K_M --method gptq "${calib[@]}" ;;
   imatrix-q4km)  # llama.cpp's recipe: imatrix over 512-token chunks of the calibration text, then Q4_K_M
     rm -f /tmp/im_8b.dat
