@@ -5,7 +5,8 @@
 // cores unless QFORGE_CUDA_MATH=fp32 asks for fp32 (CUBLAS_DEFAULT_MATH); Gram matrices and
 // GPTQ's updates always in fp32. cuSOLVER factorizes in fp64 as the CPU path's LAPACK does, so
 // the two paths differ only by summation order. Handles are per host thread; a CUDA failure is a
-// bug or an exhausted device, fatal with the call and the error in the message.
+// bug or an exhausted device, fatal with the call and the error in the message. This file: memory,
+// the forward pass and scoring; calibration and GPTQ's operations are in cuda_calibration.cu.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -20,24 +21,13 @@
 #include <string>
 
 #include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_calibration.h"
+#include "kernels/cuda/cuda_common.cuh"
 
 namespace qf {
 namespace {
 
-[[noreturn]] void fatal(const char* what, const char* detail) {
-  std::fprintf(stderr, "error: CUDA: %s: %s\n", what, detail);
-  std::abort();
-}
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) fatal(what, cudaGetErrorString(e));
-}
-void check(cublasStatus_t s, const char* what) {
-  if (s != CUBLAS_STATUS_SUCCESS) fatal(what, cublasGetStatusString(s));
-}
-void check(cusolverStatus_t s, const char* what) {
-  if (s != CUSOLVER_STATUS_SUCCESS) fatal(what, std::to_string(int(s)).c_str());
-}
-void check_launch(const char* what) { check(cudaGetLastError(), what); }
+using namespace cuda;  // NOLINT: the shared helpers of kernels/cuda/
 
 std::atomic<int64_t> g_peak_used{0};
 void note_memory() {
@@ -48,68 +38,6 @@ void note_memory() {
   while (used > prev && !g_peak_used.compare_exchange_weak(prev, used)) {
   }
 }
-
-// Read when a BackendLinear is made.
-bool bf16_weights_asked() {
-  const char* m = std::getenv("QFORGE_CUDA_MATH");
-  return m && std::string(m) == "bf16";
-}
-
-// Read at every product, so that a test can switch.
-bool tf32_forward() {
-  const char* m = std::getenv("QFORGE_CUDA_MATH");
-  return !(m && std::string(m) == "fp32");
-}
-
-// Per-thread library handles: `exact` in fp32, `fast` (forward()) with TF32 unless asked not to.
-struct Handles {
-  cublasHandle_t exact = nullptr, fast = nullptr;
-  cusolverDnHandle_t solver = nullptr;
-  bool fast_tf32 = false;
-  Handles() {
-    check(cublasCreate(&exact), "cublasCreate");
-    check(cublasCreate(&fast), "cublasCreate");
-    check(cusolverDnCreate(&solver), "cusolverDnCreate");
-  }
-  cublasHandle_t forward() {
-    const bool tf32 = tf32_forward();
-    if (tf32 != fast_tf32)
-      check(cublasSetMathMode(fast, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
-            "cublasSetMathMode");
-    fast_tf32 = tf32;
-    return fast;
-  }
-};
-Handles& handles() {
-  static thread_local Handles h;  // destroyed with the context at exit: never freed explicitly
-  return h;
-}
-
-int blocks_for(int64_t n, int threads) {
-  return int(std::min<int64_t>((n + threads - 1) / threads, 1 << 20));
-}
-
-// ---- block reductions (blockDim.x a multiple of 32, ≤ 1024) ----
-template <typename T, typename Op>
-__device__ T block_reduce(T v, Op op, T* shared) {
-  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-  __syncthreads();  // shared may still be read by a previous reduction
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = shared[0];
-  for (int w = 1; w < warps; ++w) v = op(v, shared[w]);
-  return v;
-}
-struct Sum {
-  template <typename T>
-  __device__ T operator()(T a, T b) const {
-    return a + b;
-  }
-};
-struct Max {
-  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
-};
 
 // ---- element-wise and row kernels (contracts as in kernels/backend.h) ----
 __global__ void rms_norm_kernel(const float* x, const float* w, float* y, int dim, float eps) {
@@ -171,186 +99,6 @@ __global__ void narrow_kernel(const double* src, float* dst, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
     dst[i] = float(src[i]);
-}
-
-// H (n, n) row-major: the strict lower triangle set to zero.
-__global__ void zero_lower_kernel(double* H, int64_t n) {
-  const int64_t total = n * n;
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
-       e += int64_t(gridDim.x) * blockDim.x)
-    if (e % n < e / n) H[e] = 0.0;
-}
-
-// acc (d, d) fp64 += g (d, d) fp32 on the row-major upper triangle (what syrk wrote).
-__global__ void accumulate_upper_kernel(double* acc, const float* g, int64_t d) {
-  const int64_t total = d * d;
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
-       e += int64_t(gridDim.x) * blockDim.x)
-    if (e % d >= e / d) acc[e] += double(g[e]);
-}
-
-// x = hi + lo with hi x rounded to TF32's 10 fraction bits (nearest, ties away) and lo exact;
-// writes hi and 2·lo.
-__global__ void split_tf32_kernel(const float* x, float* hi, float* lo2, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const float v = x[i], h = __uint_as_float((__float_as_uint(v) + 0x1000u) & 0xffffe000u);
-    hi[i] = h;
-    lo2[i] = 2.0f * (v - h);
-  }
-}
-
-// acc (d, d) fp64 upper triangle += the symmetric part of g (d, d) fp32, ½(g + gᵀ): 32×32 tiles,
-// the mirrored one through shared memory so that both reads are coalesced.
-__global__ void accumulate_symmetric_kernel(double* acc, const float* g, int64_t d) {
-  __shared__ float mirror[32][33];
-  const int64_t r0 = int64_t(blockIdx.y) * 32, c0 = int64_t(blockIdx.x) * 32;
-  if (c0 + 31 < r0) return;  // wholly below the diagonal
-  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
-    const int64_t r = c0 + i, c = r0 + threadIdx.x;
-    mirror[i][threadIdx.x] = (r < d && c < d) ? g[r * d + c] : 0.0f;
-  }
-  __syncthreads();
-  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
-    const int64_t r = r0 + i, c = c0 + threadIdx.x;
-    if (r < d && c < d && c >= r)
-      acc[r * d + c] += 0.5 * (double(g[r * d + c]) + double(mirror[threadIdx.x][i]));
-  }
-}
-
-// H (d, d) = scale · H with the strict lower triangle copied from the upper one.
-__global__ void symmetrize_scale_kernel(double* H, int64_t d, double scale) {
-  const int64_t total = d * d;
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
-       e += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = e / d, c = e % d;
-    if (c >= r) {
-      const double v = H[e] * scale;
-      H[e] = v;
-      if (c > r) H[c * d + r] = v;
-    }
-  }
-}
-
-// out[i] = Σ_t |x[t, i]|^power, t in order, each step rounded as the CPU's (no FMA).
-__global__ void column_sums_kernel(const float* x, int64_t n, int64_t d, int power, double* out) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < d;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    double s = 0;
-    for (int64_t t = 0; t < n; ++t) {
-      const double v = x[t * d + i];
-      s = __dadd_rn(s, power == 1 ? fabs(v) : __dmul_rn(v, v));
-    }
-    out[i] = s;
-  }
-}
-
-// out[block] = Σ over the block's share of (a − b)², in fp64.
-__global__ void squared_distance_kernel(const float* a, const float* b, int64_t n, double* out) {
-  __shared__ double sh[32];
-  double s = 0;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const double e = __fsub_rn(a[i], b[i]);
-    s += e * e;
-  }
-  s = block_reduce(s, Sum{}, sh);
-  if (threadIdx.x == 0) out[blockIdx.x] = s;
-}
-
-// out[i] = Σ_t (a[t, i] − b[t, i])², t in order, as the CPU's (the squares exact in fp64).
-__global__ void column_squared_distances_kernel(const float* a, const float* b, int64_t rows, int64_t n,
-                                                double* out) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    double e = 0;
-    for (int64_t t = 0; t < rows; ++t) {
-      const double d = __fsub_rn(a[t * n + i], b[t * n + i]);
-      e = __dadd_rn(e, d * d);
-    }
-    out[i] = e;
-  }
-}
-
-__global__ void diagonal_kernel(const double* H, int64_t n, double* d) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
-    d[i] = H[i * n + i];
-}
-
-__global__ void add_diagonal_kernel(double* H, int64_t n, double v) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
-    H[i * n + i] += v;
-}
-
-__global__ void permute_symmetric_kernel(const double* src, const int64_t* perm, double* dst, int64_t n) {
-  const int64_t total = n * n;
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
-       e += int64_t(gridDim.x) * blockDim.x)
-    dst[e] = src[perm[e / n] * n + perm[e % n]];
-}
-
-// One warp per row of an IntGridBatch (kernels/backend.h). The arithmetic is the host's, rounded
-// op by op (no FMA: the host code is compiled without it): formats/int_grid.{h,cc}'s
-// find_group_params/params_from_range, quantize_value and dequantize_value, and
-// quant/gptq.cc's round_row_batch.
-__global__ void round_int_batch_kernel(IntGridBatch a) {
-  const int64_t r = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (r >= a.rows) return;
-  float* w = a.w + r * a.n_in;
-  const int64_t ng = a.n_in / a.group;
-  const float maxq = float(a.maxq);
-  float scale = 1, zero = 0;
-  double loss = 0;
-  if (a.i1 % a.group != 0) {  // the group began in an earlier batch
-    scale = a.scales[r * ng + a.i1 / a.group];
-    zero = a.zeros[r * ng + a.i1 / a.group];
-  }
-  for (int64_t i = a.i1; i < a.i1 + a.cnt; ++i) {
-    if (i % a.group == 0) {  // fit the group that starts here
-      float lo = 0, hi = 0;
-      for (int64_t k = i + lane; k < i + a.group; k += 32) {
-        lo = fminf(lo, w[k]);
-        hi = fmaxf(hi, w[k]);
-      }
-      for (int o = 16; o > 0; o >>= 1) {
-        lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, o));
-        hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, o));
-      }
-      if (a.sym) {
-        hi = fmaxf(fabsf(lo), hi);
-        if (lo < 0) lo = -hi;
-      }
-      if (lo == 0 && hi == 0) {
-        lo = -1;
-        hi = 1;
-      }
-      scale = __fdiv_rn(__fsub_rn(hi, lo), maxq);
-      zero = a.sym ? __fdiv_rn(__fadd_rn(maxq, 1.0f), 2.0f) : rintf(__fdiv_rn(-lo, scale));
-      if (lane == 0) {
-        a.scales[r * ng + i / a.group] = scale;
-        a.zeros[r * ng + i / a.group] = zero;
-      }
-    }
-    __syncwarp();
-    const float x = w[i];
-    const float qf = fminf(fmaxf(__fadd_rn(rintf(__fdiv_rn(x, scale)), zero), 0.0f), maxq);
-    const float q = __fmul_rn(scale, __fsub_rn(qf, zero));
-    const float* ui = a.u + i * a.n_in;
-    const float d = ui[i], e = __fdiv_rn(__fsub_rn(x, q), d);
-    __syncwarp();  // every lane has read w[i]
-    if (lane == 0) {
-      loss += double(__fsub_rn(x, q)) * double(__fsub_rn(x, q)) / (double(d) * d) / 2;
-      w[i] = q;
-      a.codes[r * a.n_in + a.code_col[i]] = uint8_t(int(qf));
-      a.err[r * a.cnt + (i - a.i1)] = e;
-    }
-    for (int64_t k = i + 1 + lane; k < a.i1 + a.cnt; k += 32) w[k] = __fsub_rn(w[k], __fmul_rn(e, ui[k]));
-    __syncwarp();
-  }
-  if (lane == 0) a.loss[r] += loss;
 }
 
 // Causal softmax of scores (n_head · rows, keys) in place: row (h, i) is query position
@@ -430,65 +178,6 @@ __global__ void score_kernel(const float* logits, const float* base, const int32
   }
   if (threadIdx.x == 0) out[blockIdx.x] = s;
 }
-
-// ---- the Gram accumulator: syrk per call in fp32, the running sum in fp64 ----
-class CudaGram final : public GramAccumulator {
- public:
-  CudaGram(const Backend& be, int d) : be_(be), d_(d), g_(be, int64_t(d) * d), hi_(be, 0), lo2_(be, 0) {}
-  // Row-major x (n, d) is column-major xᵀ (d × n). With QFORGE_CUDA_MATH=fp32: G = xᵀ·x by fp32
-  // syrk (column-major lower = row-major upper). Otherwise on TF32 tensor cores at about fp32's
-  // accuracy: x = hi + lo (split_tf32_kernel), G = hiᵀ·hi + (2·lo)ᵀ·hi, whose symmetric part is
-  // xᵀ·x − loᵀ·lo — each product exact but for lo's own TF32 rounding and the dropped loᵀ·lo,
-  // ≤ 1.3·2^-20·|xᵢ·xⱼ| (tests/cuda_test.cc) — two GEMMs, ~3× faster than syrk on an H200.
-  void add(const float* x, int n) override {
-    const float one = 1.0f, zero = 0.0f;
-    if (!tf32_forward()) {
-      check(cublasSsyrk(handles().exact, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, d_, n, &one, x, d_, &zero,
-                        g_.data(), d_),
-            "cublasSsyrk");
-      accumulate_upper_kernel<<<blocks_for(g_.size(), 256), 256>>>(sum().data(), g_.data(), d_);
-      check_launch("accumulate_upper_kernel");
-      return;
-    }
-    const int64_t m = int64_t(n) * d_;
-    hi_.grow(m);
-    lo2_.grow(m);
-    split_tf32_kernel<<<blocks_for(m, 256), 256>>>(x, hi_.data(), lo2_.data(), m);
-    check_launch("split_tf32_kernel");
-    cublasHandle_t h = handles().exact;
-    check(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, d_, d_, n, &one, hi_.data(), CUDA_R_32F, d_, hi_.data(),
-                       CUDA_R_32F, d_, &zero, g_.data(), CUDA_R_32F, d_, CUBLAS_COMPUTE_32F_FAST_TF32,
-                       CUBLAS_GEMM_DEFAULT),
-          "cublasGemmEx (Gram hi·hi)");
-    check(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, d_, d_, n, &one, lo2_.data(), CUDA_R_32F, d_, hi_.data(),
-                       CUDA_R_32F, d_, &one, g_.data(), CUDA_R_32F, d_, CUBLAS_COMPUTE_32F_FAST_TF32,
-                       CUBLAS_GEMM_DEFAULT),
-          "cublasGemmEx (Gram 2·lo·hi)");
-    const int tiles = int((d_ + 31) / 32);
-    accumulate_symmetric_kernel<<<dim3(tiles, tiles), dim3(32, 8)>>>(sum().data(), g_.data(), d_);
-    check_launch("accumulate_symmetric_kernel");
-  }
-  Buffer<double> take(double scale) override {
-    Buffer<double> h = std::move(sum());
-    symmetrize_scale_kernel<<<blocks_for(h.size(), 256), 256>>>(h.data(), d_, scale);
-    check_launch("symmetrize_scale_kernel");
-    return h;
-  }
-
- private:
-  Buffer<double>& sum() {  // allocated (zero) at the first use after a take
-    if (!acc_.size()) {
-      acc_ = Buffer<double>(be_, int64_t(d_) * d_);
-      check(cudaMemset(acc_.data(), 0, size_t(acc_.size()) * sizeof(double)), "cudaMemset");
-    }
-    return acc_;
-  }
-  const Backend& be_;
-  int d_;
-  Buffer<double> acc_;      // (d, d) row-major upper triangle valid
-  Buffer<float> g_;         // (d, d) this call's product
-  Buffer<float> hi_, lo2_;  // the TF32 split of a call's x
-};
 
 class CudaBackend final : public Backend {
  public:
@@ -621,11 +310,7 @@ class CudaBackend final : public Backend {
   }
   void column_squared_distances(const float* a, const float* b, int64_t rows, int64_t n,
                                 double* out) const override {
-    if (n == 0) return;
-    Buffer<double> d(*this, n);
-    column_squared_distances_kernel<<<blocks_for(n, 128), 128>>>(a, b, rows, n, d.data());
-    check_launch("column_squared_distances_kernel");
-    to_host(out, d.data(), n * 8);
+    cuda::column_squared_distances(*this, a, b, rows, n, out);
   }
 
   bool bf16_weights() const override { return bf16_weights_asked(); }
@@ -664,31 +349,7 @@ class CudaBackend final : public Backend {
           "cublasSgemm (gemm_sub)");
   }
 
-  // Row-major 'U' is column-major 'L': potrf(L), potri(L), potrf(L), then the row-major strict
-  // lower triangle zeroed — the CPU backend's LAPACK sequence on the same memory.
-  bool inverse_cholesky(double* H, int64_t n) const override {
-    cusolverDnHandle_t s = handles().solver;
-    const int m = int(n);
-    int lwork = 0, lwork2 = 0;
-    check(cusolverDnDpotrf_bufferSize(s, CUBLAS_FILL_MODE_LOWER, m, H, m, &lwork), "potrf_bufferSize");
-    check(cusolverDnDpotri_bufferSize(s, CUBLAS_FILL_MODE_LOWER, m, H, m, &lwork2), "potri_bufferSize");
-    Buffer<double> work(*this, std::max(lwork, lwork2));
-    Buffer<int> info(*this, 1);
-    int ok = 0;
-    auto failed = [&] {
-      to_host(&ok, info.data(), sizeof(int));
-      return ok != 0;
-    };
-    check(cusolverDnDpotrf(s, CUBLAS_FILL_MODE_LOWER, m, H, m, work.data(), lwork, info.data()), "potrf");
-    if (failed()) return false;
-    check(cusolverDnDpotri(s, CUBLAS_FILL_MODE_LOWER, m, H, m, work.data(), lwork2, info.data()), "potri");
-    if (failed()) return false;
-    check(cusolverDnDpotrf(s, CUBLAS_FILL_MODE_LOWER, m, H, m, work.data(), lwork, info.data()), "potrf");
-    if (failed()) return false;
-    zero_lower_kernel<<<blocks_for(n * n, 256), 256>>>(H, n);
-    check_launch("zero_lower_kernel");
-    return true;
-  }
+  bool inverse_cholesky(double* H, int64_t n) const override { return cuda::inverse_cholesky(*this, H, n); }
 
   void narrow(const double* src, float* dst, int64_t n) const override {
     if (n == 0) return;
@@ -697,46 +358,21 @@ class CudaBackend final : public Backend {
   }
 
   void column_sums(const float* x, int64_t n, int64_t d, int power, double* out) const override {
-    if (d == 0) return;
-    column_sums_kernel<<<blocks_for(d, 128), 128>>>(x, n, d, power, out);
-    check_launch("column_sums_kernel");
+    cuda::column_sums(x, n, d, power, out);
   }
   double squared_distance(const float* a, const float* b, int64_t n, double start) const override {
-    if (n == 0) return start;
-    constexpr int kBlocks = 256;
-    Buffer<double> part(*this, kBlocks);
-    squared_distance_kernel<<<kBlocks, 256>>>(a, b, n, part.data());
-    check_launch("squared_distance_kernel");
-    for (double v : part.to_host()) start += v;
-    return start;
+    return cuda::squared_distance(*this, a, b, n, start);
   }
-  void diagonal(const double* H, int64_t n, double* out) const override {
-    if (n == 0) return;
-    Buffer<double> d(*this, n);  // one copy, not n strided ones
-    diagonal_kernel<<<blocks_for(n, 256), 256>>>(H, n, d.data());
-    check_launch("diagonal_kernel");
-    to_host(out, d.data(), n * 8);
-  }
-  void add_diagonal(double* H, int64_t n, double v) const override {
-    if (n == 0) return;
-    add_diagonal_kernel<<<blocks_for(n, 256), 256>>>(H, n, v);
-    check_launch("add_diagonal_kernel");
-  }
+  void diagonal(const double* H, int64_t n, double* out) const override { cuda::diagonal(*this, H, n, out); }
+  void add_diagonal(double* H, int64_t n, double v) const override { cuda::add_diagonal(H, n, v); }
   void permute_symmetric(const double* src, const int64_t* perm, double* dst, int64_t n) const override {
-    if (n == 0) return;
-    Buffer<int64_t> p(*this, n);
-    to_device(p.data(), perm, n * 8);
-    permute_symmetric_kernel<<<blocks_for(n * n, 256), 256>>>(src, p.data(), dst, n);
-    check_launch("permute_symmetric_kernel");
+    cuda::permute_symmetric(*this, src, perm, dst, n);
   }
 
-  std::unique_ptr<GramAccumulator> gram(int d) const override { return std::make_unique<CudaGram>(*this, d); }
+  std::unique_ptr<GramAccumulator> gram(int d) const override { return cuda::make_gram(*this, d); }
 
   bool round_int_batch(const IntGridBatch& a) const override {
-    if (a.rows == 0 || a.cnt == 0) return true;
-    constexpr int kWarps = 8;
-    round_int_batch_kernel<<<int((a.rows + kWarps - 1) / kWarps), 32 * kWarps>>>(a);
-    check_launch("round_int_batch_kernel");
+    cuda::round_int_batch(a);
     return true;
   }
 
