@@ -7,7 +7,7 @@
 # calib-wiki.txt (its 198k Llama 3 tokens, windows drawn as GPTQ's reference draws them).
 set -uo pipefail
 S=${QFORGE_SHARED:?run through bench/gpu_check.sh scale}
-M=/tmp/llama3-8b-shape
+M=/tmp/llama3-8b-shape${LAYERS:+-$LAYERS}  # LAYERS=N (make_8b_shape.py): the first N layers only
 OUT=${OUT:-/tmp/qf_out}
 exec > >(tee -a "$OUT/scale.log") 2>&1  # every line reaches $OUT, also when the call is cut off
 export QFORGE_PROGRESS=1  # progress bars and info lines, also into a pipe
@@ -24,12 +24,13 @@ gpu_peak() {  # runs "$@" while sampling the GPU's memory in use every 0.2 s; pr
   echo "nvidia-smi peak memory.used: $(sort -n "$log" | tail -1) MiB"
   return $rc
 }
-run() {  # name, qforge arguments...; its whole output (progress included) in $OUT/name.log
-  local name=$1; shift
-  rm -rf /tmp/q_$name
+run() {  # name, qforge arguments...; its whole output (progress included) in $OUT/name$TAG.log
+  local name=$1${TAG:-}
+  rm -rf /tmp/q_$1 /tmp/q_$1.gguf
+  shift
   echo "== $name: qforge $* ($(date +%T))"
-  gpu_peak timeout "${STEP_TIMEOUT:-300}" build/qforge "$@" 2>&1 | tr '\r' '\n' |
-    grep -vE '^\s*$' >"$OUT/$name.log"
+  gpu_peak timeout "${STEP_TIMEOUT:-300}" build/qforge "$@" 2>&1 | stdbuf -oL tr '\r' '\n' |
+    grep --line-buffered -vE '^\s*$' >"$OUT/$name.log"  # line by line: a cut-off call keeps its lines
   grep -vE '\] [0-9]+/[0-9]+ ' "$OUT/$name.log" | tail -30  # all but the progress bar
   grep -E '\] [0-9]+/[0-9]+ ' "$OUT/$name.log" | tail -1
 }
@@ -46,5 +47,7 @@ for step in ${SCALE_STEPS:-rtn gptq eval}; do
     run imatrix imatrix $M -o /tmp/im_8b.dat --calib "$S/data/calib-wiki.txt" --ctx 512 --device cuda
     run q4km quantize $M -o /tmp/q_q4km.gguf --format gguf --type Q4_K_M --imatrix /tmp/im_8b.dat ;;
   eval) run eval eval $M --text "$S/data/wikitext-2-raw/wiki.test.raw" --ctx 2048 --max-windows 147 --device cuda ;;
+  eval-bf16)  # the same with bf16 weights and bf16 tensor-core products
+    QFORGE_CUDA_MATH=bf16 run eval_bf16 eval $M --text "$S/data/wikitext-2-raw/wiki.test.raw" --ctx 2048 --max-windows 147 --device cuda ;;
   esac
 done

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -19,6 +20,7 @@
 #include "eval/perplexity.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "model/checkpoint.h"
+#include "model/linear.h"
 #include "model/transformer.h"
 #include "quant/gptq.h"
 #include "test_paths.h"
@@ -107,6 +109,71 @@ TEST(Cuda, RmsNormSiluAddRopeMatchTheCpu) {
         g.rope(xd.data(), n, heads, hd, inter, csd.data());
         EXPECT_EQ(xd.to_host(), want) << "rope hd " << hd << " interleaved " << inter;
       }
+  }
+}
+
+// Data movement that both sides do exactly: column gathers, half/bfloat16 widening (every bit
+// pattern; NaNs only as NaNs), the first non-finite element, and a dense stored weight widened
+// on the device against the host's widening.
+TEST(Cuda, GatherWidenFiniteAndStoredWeightsMatchTheCpu) {
+  REQUIRE_GPU();
+  const Backend &g = *gpu(), &c = cpu_backend();
+  std::mt19937 rng(4);
+  const int64_t rows = 37, n = 53;
+  const auto src = random_vec(size_t(rows * n), rng);
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  for (auto& i : idx) i = int64_t(rng() % uint32_t(n));  // repeats allowed
+  std::vector<float> want(src.size());
+  c.gather_columns(src.data(), idx.data(), want.data(), rows, n);
+  Buffer<float> sd(g, src), dd(g, poisoned(src.size()));
+  g.gather_columns(sd.data(), idx.data(), dd.data(), rows, n);
+  EXPECT_EQ(dd.to_host(), want);
+
+  std::vector<uint16_t> bits(65536);
+  std::iota(bits.begin(), bits.end(), uint16_t(0));
+  Buffer<uint16_t> bd(g, bits);
+  for (bool bf16 : {false, true}) {
+    std::vector<float> w(bits.size());
+    c.widen_16(bits.data(), bf16, w.data(), int64_t(bits.size()));
+    Buffer<float> wd(g, poisoned(bits.size()));
+    g.widen_16(bd.data(), bf16, wd.data(), int64_t(bits.size()));
+    const auto got = wd.to_host();
+    int bad = 0;
+    for (size_t i = 0; i < w.size(); ++i)
+      if (std::isnan(w[i]) ? !std::isnan(got[i]) : std::memcmp(&w[i], &got[i], 4) != 0) ++bad;
+    EXPECT_EQ(bad, 0) << (bf16 ? "bf16" : "f16");
+  }
+
+  for (int64_t len : {int64_t(1), int64_t(1000), int64_t(3) << 20}) {
+    std::vector<float> x(size_t(len), 1.0f);
+    EXPECT_EQ(g.first_nonfinite(Buffer<float>(g, x).data(), len), len);
+    for (int64_t at : {len - 1, len / 2, int64_t(0)}) {
+      x[size_t(at)] = at % 2 ? std::numeric_limits<float>::infinity() : std::nanf("");
+      EXPECT_EQ(g.first_nonfinite(Buffer<float>(g, x).data(), len), c.first_nonfinite(x.data(), len));
+      EXPECT_EQ(c.first_nonfinite(x.data(), len), at);
+    }
+  }
+
+  for (QType t : {QType::F16, QType::BF16, QType::F32}) {
+    const int64_t o = 29, i = 67;
+    const auto v = random_vec(size_t(o * i), rng);
+    std::vector<uint8_t> bytes;
+    for (float f : v) {
+      const uint16_t h = t == QType::F16 ? f32_to_f16(f) : f32_to_bf16(f);
+      const auto* p = reinterpret_cast<const uint8_t*>(&h);
+      if (t == QType::F32)
+        bytes.insert(bytes.end(), reinterpret_cast<const uint8_t*>(&f),
+                     reinterpret_cast<const uint8_t*>(&f) + 4);
+      else
+        bytes.insert(bytes.end(), p, p + 2);
+    }
+    const TensorView w = TensorView::owning("w", t, {o, i}, bytes);
+    const TensorView b = TensorView::owning_f32("b", {o}, random_vec(size_t(o), rng));
+    auto l = BackendLinear::from_stored(g, w, b);
+    ASSERT_TRUE(l) << traits(t).name;
+    EXPECT_EQ(l->dense_weights(), w.to_f32()) << traits(t).name;
+    EXPECT_EQ(l->bias_values(), b.to_f32());
+    EXPECT_EQ(l->weight_bytes(), StoredLinear(w, b).weight_bytes());
   }
 }
 

@@ -60,9 +60,12 @@ Expected<std::vector<float>> TensorView::to_f32_finite() const {
 #pragma omp parallel for reduction(min : first)
   for (int64_t i = 0; i < int64_t(w.size()); ++i)
     if (!std::isfinite(w[size_t(i)])) first = std::min(first, i);
-  if (first < int64_t(w.size()))
-    return error("tensor '{}': element {} is {}, expected a finite weight", name, first, w[size_t(first)]);
+  if (first < int64_t(w.size())) return nonfinite_weight(name, first, w[size_t(first)]);
   return w;
+}
+
+Status nonfinite_weight(const std::string& name, int64_t i, float v) {
+  return error("tensor '{}': element {} is {}, expected a finite weight", name, i, v);
 }
 
 }  // namespace qf

@@ -46,4 +46,7 @@ struct TensorView {
   Expected<std::vector<float>> to_f32_finite() const;
 };
 
+// The error for element i (value v) of tensor `name` when a finite weight was expected.
+Status nonfinite_weight(const std::string& name, int64_t i, float v);
+
 }  // namespace qf

@@ -141,6 +141,15 @@ class Backend {
   virtual void add_diagonal(double* H, int64_t n, double v) const = 0;
   // dst (n, n) = src[perm[i], perm[j]]; perm (n) on the host; dst ≠ src.
   virtual void permute_symmetric(const double* src, const int64_t* perm, double* dst, int64_t n) const = 0;
+  // dst (rows, n) = src[r, idx[c]] for src (rows, n); idx (n) on the host; dst ≠ src (GPTQ's
+  // column orders).
+  virtual void gather_columns(const float* src, const int64_t* idx, float* dst, int64_t rows,
+                              int64_t n) const = 0;
+  // dst (n) fp32 = src (n) IEEE half (bf16 false) or bfloat16 bits, exactly (weights widened where
+  // they are used).
+  virtual void widen_16(const uint16_t* src, bool bf16, float* dst, int64_t n) const = 0;
+  // The lowest i with x[i] NaN or ±Inf, n when there is none.
+  virtual int64_t first_nonfinite(const float* x, int64_t n) const = 0;
   virtual std::unique_ptr<GramAccumulator> gram(int d) const = 0;
   // Device backends: rounds one integer-grid batch in their memory (pointers there) and returns
   // true. The CPU backend returns false: quant/gptq.cc rounds on the host.

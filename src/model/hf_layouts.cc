@@ -251,4 +251,12 @@ Expected<std::unique_ptr<Linear>> make_linear(const LinearTensors& t, const Quan
   return hf_layout(q).read(t, q);
 }
 
+Expected<std::unique_ptr<Linear>> make_linear(const LinearTensors& t, const QuantizationConfig& q,
+                                              const Backend& be) {
+  if (be.on_device() && !t.packed())
+    if (auto l = BackendLinear::from_stored(be, t.weight, t.bias)) return LinearPtr(std::move(l));
+  QF_ASSIGN_OR_RETURN(auto l, make_linear(t, q));
+  return on_backend(std::move(l), be);
+}
+
 }  // namespace qf

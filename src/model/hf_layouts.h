@@ -40,5 +40,9 @@ Status parse_quantization_config(const std::string& where, const nlohmann::json&
 
 // The Linear for one Linear's tensors: dense weights as stored, or the layout's reader.
 Expected<std::unique_ptr<Linear>> make_linear(const LinearTensors& t, const QuantizationConfig& q);
+// The same computing on `be`: on a device, dense F32/F16/BF16 weights cross as stored and widen
+// there (BackendLinear::from_stored); others through on_backend.
+Expected<std::unique_ptr<Linear>> make_linear(const LinearTensors& t, const QuantizationConfig& q,
+                                              const Backend& be);
 
 }  // namespace qf

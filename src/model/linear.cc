@@ -48,6 +48,52 @@ BackendLinear::BackendLinear(const Backend& be, int64_t n_out, int64_t n_in, con
   w16_ = Buffer<uint16_t>(be, h);
 }
 
+BackendLinear::BackendLinear(const Backend& be, int64_t n_out, int64_t n_in, const std::vector<float>& bias,
+                             int64_t stored_bytes)
+    : be_(be), n_out_(n_out), n_in_(n_in), stored_bytes_(stored_bytes), b_(be, bias) {
+  QF_CHECK(bias.empty() || int64_t(bias.size()) == n_out, "BackendLinear: {} biases for ({}, {})",
+           bias.size(), n_out, n_in);
+}
+
+BackendLinear::BackendLinear(const Backend& be, int64_t n_out, int64_t n_in, Buffer<float> w,
+                             const std::vector<float>& bias, int64_t stored_bytes)
+    : BackendLinear(be, n_out, n_in, bias, stored_bytes) {
+  QF_CHECK(w.size() == n_out * n_in, "BackendLinear: {} weights for ({}, {})", w.size(), n_out, n_in);
+  if (!be.bf16_weights()) {
+    w_ = std::move(w);
+    return;
+  }
+  std::vector<uint16_t> h(static_cast<size_t>(w.size()));
+  const std::vector<float> f = w.to_host();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < int64_t(h.size()); ++i) h[size_t(i)] = f32_to_bf16(f[size_t(i)]);
+  w16_ = Buffer<uint16_t>(be, h);
+}
+
+std::unique_ptr<BackendLinear> BackendLinear::from_stored(const Backend& be, const TensorView& weight,
+                                                          const TensorView& bias) {
+  const QType t = weight.type;
+  if (t != QType::F32 && t != QType::F16 && t != QType::BF16) return nullptr;
+  if (be.bf16_weights() && t != QType::BF16) return nullptr;
+  const int64_t n = weight.numel();
+  std::unique_ptr<BackendLinear> l(new BackendLinear(be, weight.rows(), weight.cols(),
+                                                     bias.valid() ? bias.to_f32() : std::vector<float>{},
+                                                     weight.nbytes + (bias.valid() ? bias.numel() * 4 : 0)));
+  if (t == QType::F32) {
+    l->w_ = Buffer<float>(be, n);
+    be.to_device(l->w_.data(), weight.data, n * 4);
+  } else if (be.bf16_weights()) {
+    l->w16_ = Buffer<uint16_t>(be, n);
+    be.to_device(l->w16_.data(), weight.data, n * 2);
+  } else {
+    Buffer<uint16_t> stored(be, n);
+    be.to_device(stored.data(), weight.data, n * 2);
+    l->w_ = Buffer<float>(be, n);
+    be.widen_16(stored.data(), t == QType::BF16, l->w_.data(), n);
+  }
+  return l;
+}
+
 void BackendLinear::forward(const float* x, float* y, int64_t tokens) const {
   const float* bias = b_.size() ? b_.data() : nullptr;
   if (w16_.size())

@@ -44,6 +44,15 @@ class BackendLinear final : public Linear {
   // size it stands for.
   BackendLinear(const Backend& be, int64_t n_out, int64_t n_in, const std::vector<float>& w,
                 const std::vector<float>& bias, int64_t stored_bytes);
+  // Adopting w (n_out, n_in) fp32, already in be's memory.
+  BackendLinear(const Backend& be, int64_t n_out, int64_t n_in, Buffer<float> w,
+                const std::vector<float>& bias, int64_t stored_bytes);
+  // A dense F32/F16/BF16 weight copied to be's memory as stored and widened there (no fp32 copy on
+  // the host); null for other types (and F16 when the backend keeps bf16).
+  static std::unique_ptr<BackendLinear> from_stored(const Backend& be, const TensorView& weight,
+                                                    const TensorView& bias);
+  // The fp32 weights in the backend's memory, or null when it keeps bf16 ones.
+  const float* fp32_weights() const { return w_.size() ? w_.data() : nullptr; }
   void forward(const float* x, float* y, int64_t tokens) const override;
   int64_t n_in() const override { return n_in_; }
   int64_t n_out() const override { return n_out_; }
@@ -52,6 +61,8 @@ class BackendLinear final : public Linear {
   std::vector<float> bias_values() const override { return b_.to_host(); }
 
  private:
+  BackendLinear(const Backend& be, int64_t n_out, int64_t n_in, const std::vector<float>& bias,
+                int64_t stored_bytes);  // weights not yet set
   const Backend& be_;
   int64_t n_out_, n_in_, stored_bytes_;
   Buffer<float> w_;       // (n_out, n_in), or empty when

@@ -44,8 +44,7 @@ Expected<std::unique_ptr<Transformer>> Transformer::create(const Checkpoint& ck,
   tf->tok_embd_ = w.tok_embd;
   tf->output_norm_ = Buffer<float>(be, w.output_norm.to_f32());
   if (!streamed) {
-    QF_ASSIGN_OR_RETURN(auto output, make_linear(w.output, ck.quant));
-    tf->output_ = on_backend(std::move(output), be);
+    QF_ASSIGN_OR_RETURN(tf->output_, make_linear(w.output, ck.quant, be));
   }
   for (const auto& lw : w.layers) {
     Layer L;
@@ -109,6 +108,18 @@ void Transformer::rope_table(int n, int pos0, float* cs) const {
     }
 }
 
+const float* Transformer::device_rope_table(int rows) const {
+  std::lock_guard<std::mutex> lock(rope_mu_);
+  if (rows > rope_rows_) {
+    const int grown = std::max(rows, std::min(2 * rope_rows_, cfg_.max_ctx));
+    std::vector<float> host(size_t(grown) * cfg_.head_dim);
+    rope_table(grown, 0, host.data());
+    rope_device_.emplace_back(*be_, host);
+    rope_rows_ = grown;
+  }
+  return rope_device_.back().data();
+}
+
 bool Transformer::attention(const Layer& L, int layer, const float* x, float* out, int n, float* kc,
                             float* vc, int n_past, const InputObserver* observe,
                             std::string_view stop_at) const {
@@ -129,13 +140,19 @@ bool Transformer::attention(const Layer& L, int layer, const float* x, float* ou
     be_->rms_norm(kc + int64_t(p) * kvd, L.norms[kKNorm].data(), kc + int64_t(p) * kvd, n * cfg_.n_head_kv,
                   hd, cfg_.rms_eps);
   }
-  float* cs = scratch(kRope, int64_t(n) * hd);
-  if (be_->on_device()) {  // the table is computed on the host
-    std::vector<float> table(size_t(n) * hd);
-    rope_table(n, p, table.data());
-    be_->to_device(cs, table.data(), int64_t(table.size()) * 4);
+  const float* cs;
+  if (be_->on_device() && cfg_.rope.kind != RopeKind::Dynamic) {
+    cs = device_rope_table(p + n) + int64_t(p) * hd;
   } else {
-    rope_table(n, p, cs);
+    float* table = scratch(kRope, int64_t(n) * hd);
+    if (be_->on_device()) {  // computed on the host
+      std::vector<float> host(size_t(n) * hd);
+      rope_table(n, p, host.data());
+      be_->to_device(table, host.data(), int64_t(host.size()) * 4);
+    } else {
+      rope_table(n, p, table);
+    }
+    cs = table;
   }
   be_->rope(q, n, cfg_.n_head, hd, cfg_.rope_interleaved, cs);
   be_->rope(kc + int64_t(p) * kvd, n, cfg_.n_head_kv, hd, cfg_.rope_interleaved, cs);
@@ -214,8 +231,7 @@ void Transformer::run_sublayer(int layer, std::string_view which, const float* x
 Status Transformer::load_block(const Checkpoint& ck, int layer) {
   const LayerWeights& lw = ck.weights.layers[size_t(layer)];
   for (int k = 0; k < kNumLinears; ++k) {
-    QF_ASSIGN_OR_RETURN(auto linear, make_linear(lw.linears[k], ck.quant));
-    layers_[size_t(layer)].linears[k] = on_backend(std::move(linear), *be_);
+    QF_ASSIGN_OR_RETURN(layers_[size_t(layer)].linears[k], make_linear(lw.linears[k], ck.quant, *be_));
   }
   return {};
 }
@@ -224,6 +240,12 @@ void Transformer::set_linear(int layer, const std::string& kind, std::unique_ptr
   const auto id = linear_id(kind);
   QF_CHECK(id.has_value(), "no Linear named {} in a decoder block", kind);
   layers_[size_t(layer)].linears[*id] = linear ? on_backend(std::move(linear), *be_) : nullptr;
+}
+
+const Linear* Transformer::linear(int layer, const std::string& kind) const {
+  const auto id = linear_id(kind);
+  QF_CHECK(id.has_value(), "no Linear named {} in a decoder block", kind);
+  return layers_[size_t(layer)].linears[*id].get();
 }
 
 void Transformer::forward(const int32_t* tokens, int n, KVCache& cache, float* logits, bool last_only,

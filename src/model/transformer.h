@@ -15,6 +15,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -84,6 +85,8 @@ class Transformer {
                  std::string_view stop_at = {}) const;
   // A host Linear is moved to the model's backend first (BackendLinear on a device).
   void set_linear(int layer, const std::string& kind, std::unique_ptr<Linear> linear);
+  // The Linear that block `layer` computes `kind` with now, or null when released.
+  const Linear* linear(int layer, const std::string& kind) const;
   // One sub-layer of block `layer` alone — "attn" (q/k/v, RoPE, causal attention, o) or "mlp"
   // (gate/up, SiLU, down) — on its normalized input x (n, n_embd), one sequence at positions
   // 0 .. n−1: out (n, n_embd), the residual not added.
@@ -104,6 +107,10 @@ class Transformer {
              const InputObserver* observe, std::string_view stop_at) const;
   // cs (host): (n, head_dim / 2) pairs (cos, sin) of positions pos0 .. pos0 + n − 1.
   void rope_table(int n, int pos0, float* cs) const;
+  // On a device: rope_table of positions 0 .. rows − 1 in its memory, computed once and grown on
+  // demand (a position's pairs do not depend on the call, but under dynamic NTK scaling, which
+  // computes per call). Tables outgrown stay alive: other threads may still read them.
+  const float* device_rope_table(int rows) const;
   bool mlp(const Layer& L, int layer, const float* x, float* out, int n, const InputObserver* observe,
            std::string_view stop_at) const;
 
@@ -113,7 +120,10 @@ class Transformer {
   Buffer<float> output_norm_;       // (n_embd)
   std::unique_ptr<Linear> output_;  // lm_head
   std::vector<Layer> layers_;
-  RopeFrequencies rope_;  // (head_dim / 2) frequencies, fp32 as in HF (dynamic: recomputed per call)
+  RopeFrequencies rope_;        // (head_dim / 2) frequencies, fp32 as in HF (dynamic: recomputed per call)
+  mutable std::mutex rope_mu_;  // guards the two below
+  mutable std::vector<Buffer<float>> rope_device_;  // device_rope_table's, the last the largest
+  mutable int rope_rows_ = 0;
 };
 
 }  // namespace qf

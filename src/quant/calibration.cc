@@ -98,6 +98,28 @@ const std::vector<Input> kInputs = [] {
 
 }  // namespace
 
+Expected<std::vector<float>> LinearJob::host_weight() const {
+  PhaseTimer t("calibrate: weight to fp32 on the host");
+  return tensors->weight.to_f32_finite();
+}
+
+Expected<Buffer<float>> LinearJob::backend_weight() const {
+  const Backend& be = hessian.backend();
+  if (!resident) {
+    QF_ASSIGN_OR_RETURN(auto w, host_weight());
+    return Buffer<float>(be, w);
+  }
+  const int64_t n = tensors->n_out * tensors->n_in;
+  Buffer<float> w(be, n);
+  be.copy(w.data(), resident, n * 4);
+  if (const int64_t i = be.first_nonfinite(w.data(), n); i < n) {
+    float v = 0;
+    be.to_host(&v, w.data() + i, 4);
+    return nonfinite_weight(tensors->weight.name, i, v);
+  }
+  return w;
+}
+
 Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows,
                            bool true_sequential, const LinearQuantizer& quantize,
                            const std::function<void(int64_t, int64_t)>& progress, const Backend& be) {
@@ -158,11 +180,8 @@ Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<i
           job.layer = layer;
           job.kind = kind;
           job.tensors = &lw.linear(kind);
-          {
-            PhaseTimer t("calibrate: weight to fp32");
-            QF_ASSIGN_OR_RETURN(job.weight, job.tensors->weight.to_f32_finite());
-          }
-          release_mapped_pages(job.tensors->weight.data, size_t(job.tensors->weight.nbytes));
+          if (const auto* bl = dynamic_cast<const BackendLinear*>(tf->linear(layer, kind)))
+            job.resident = bl->fp32_weights();
           // GPTQ damps and factorizes it in place: a copy, except for the input's last reader
           job.hessian = kind == in->kinds.back() ? std::move(h) : h.copy();
           be.synchronize();
@@ -173,6 +192,7 @@ Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<i
             QF_ASSIGN_OR_RETURN(linear, quantize(job));
           }
           quantizing += seconds_since(tq);
+          release_mapped_pages(job.tensors->weight.data, size_t(job.tensors->weight.nbytes));
           PhaseTimer t("calibrate: the quantized Linear to the backend", &be);
           tf->set_linear(layer, kind, std::move(linear));
           if (progress) progress(++done, total);

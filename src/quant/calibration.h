@@ -52,9 +52,15 @@ struct LinearJob {
   int layer = 0;
   std::string kind;  // llama.cpp's name: "attn_q", ..., "ffn_down"
   const LinearTensors* tensors = nullptr;
-  std::vector<float> weight;  // (n_out, n_in) fp32, from the checkpoint
-  Buffer<double> hessian;     // (n_in, n_in) = 2/N · Σ x·xᵀ over every calibration token, N = windows,
-                              // in the calibrating backend's memory
+  Buffer<double> hessian;  // (n_in, n_in) = 2/N · Σ x·xᵀ over every calibration token, N = windows,
+                           // in the calibrating backend's memory
+  const float* resident = nullptr;  // the block's fp32 weights there when it is a device, else null
+
+  // The weights (n_out, n_in) fp32, refused when one is NaN or ±Inf (the error names it): on the
+  // host, widened from the checkpoint; or in the hessian's backend's memory, copied from the
+  // resident weights when there are some.
+  Expected<std::vector<float>> host_weight() const;
+  Expected<Buffer<float>> backend_weight() const;
 };
 
 // Quantizes one Linear and returns the Linear that computes with the quantized weights; it
@@ -64,7 +70,7 @@ using LinearQuantizer = std::function<Expected<std::unique_ptr<Linear>>(LinearJo
 // Calls `quantize` for every decoder-block Linear, layer by layer, in the order q, k, v, o,
 // gate, up, down. progress(done, total) counts Linears. The forward passes and the Gram
 // matrices run on `be` (hidden states, the block's weights and the products in its memory);
-// `quantize` gets the job's weights on the host, its Hessian in be's memory.
+// `quantize` gets the job's Hessian in be's memory and takes its weights where it needs them.
 Status calibrate_layerwise(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows,
                            bool true_sequential, const LinearQuantizer& quantize,
                            const std::function<void(int64_t, int64_t)>& progress,

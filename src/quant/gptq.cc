@@ -90,20 +90,20 @@ double lazy_batches_on_device(const Backend& be, float* w, int64_t n_out, int64_
   return loss;
 }
 
-// The lazy batches rounded by the device itself (Backend::round_int_batch, integer grids): W, U,
-// the errors and the grid's codes, scales and zeros stay in its memory until the end.
-double int_batches_on_device(const Backend& be, float* w, int64_t n_out, int64_t n_in, const Buffer<float>& U,
-                             int64_t B, IntRowGrid& grid) {
+// The lazy batches rounded by the device itself (Backend::round_int_batch, integer grids): wd
+// (n_out, n_in, processing order), U, the errors and the grid's codes, scales and zeros stay in
+// its memory; the codes, scales and zeros come to grid.storage() at the end.
+double int_batches_on_device(const Backend& be, float* wd, int64_t n_out, int64_t n_in,
+                             const Buffer<float>& U, int64_t B, IntRowGrid& grid) {
   const int64_t gs = grid.group(), ng = n_in / gs;
   IntQuantized& q = grid.storage();
   std::vector<int32_t> col(static_cast<size_t>(n_in));
   for (int64_t c = 0; c < n_in; ++c) col[size_t(c)] = int32_t(grid.code_column(c));
-  Buffer<float> wd(be, n_out * n_in), errd(be, n_out * B), sd(be, n_out * ng), zd(be, n_out * ng);
+  Buffer<float> errd(be, n_out * B), sd(be, n_out * ng), zd(be, n_out * ng);
   Buffer<uint8_t> codes(be, n_out * n_in);
   Buffer<int32_t> cold(be, col);
   Buffer<double> loss(be, std::vector<double>(size_t(n_out), 0.0));
-  be.to_device(wd.data(), w, n_out * n_in * 4);
-  IntGridBatch a{wd.data(), U.data(),           errd.data(),    codes.data(), cold.data(), sd.data(),
+  IntGridBatch a{wd,        U.data(),           errd.data(),    codes.data(), cold.data(), sd.data(),
                  zd.data(), loss.data(),        n_out,          n_in,         0,           0,
                  gs,        grid.spec().maxq(), grid.spec().sym};
   for (int64_t i1 = 0; i1 < n_in; i1 += B) {
@@ -116,18 +116,56 @@ double int_batches_on_device(const Backend& be, float* w, int64_t n_out, int64_t
     }
     if (i2 < n_in) {  // W[:, i2:] −= Err · U[i1:i2, i2:]
       PhaseTimer t("gptq: trailing update", &be);
-      be.gemm_sub(errd.data(), cnt, U.data() + i1 * n_in + i2, n_in, wd.data() + i2, n_in, n_out, n_in - i2,
-                  cnt);
+      be.gemm_sub(errd.data(), cnt, U.data() + i1 * n_in + i2, n_in, wd + i2, n_in, n_out, n_in - i2, cnt);
     }
   }
-  PhaseTimer t("gptq: results to the host", &be);
-  be.to_host(w, wd.data(), n_out * n_in * 4);
+  PhaseTimer t("gptq: codes to the host", &be);
   be.to_host(q.codes.data(), codes.data(), n_out * n_in);
   be.to_host(q.scales.data(), sd.data(), n_out * ng * 4);
   be.to_host(q.zeros.data(), zd.data(), n_out * ng * 4);
   double total = 0;
   for (double v : loss.to_host()) total += v;
   return total;
+}
+
+// What GPTQ does to H before the column loop, and its results: dead columns found (H_ii = 1
+// there), H permuted to the processing order, U factorized; B, the lazy-batch width.
+struct Prepared {
+  std::vector<int64_t> dead;
+  Buffer<float> U;
+  double damp = 0;
+  int64_t B = 0;
+};
+
+Expected<Prepared> prepare(Buffer<double> H, int64_t n_in, const GptqSpec& spec, int64_t gs,
+                           const std::vector<int64_t>& perm, const std::string& name) {
+  const Backend& be = H.backend();
+  Prepared p;
+  {
+    PhaseTimer t("gptq: dead columns, permutation", &be);
+    const std::vector<double> diag = diagonal(H, n_in);
+    for (int64_t i = 0; i < n_in; ++i)
+      if (diag[size_t(i)] == 0) {
+        const double one = 1;
+        be.to_device(H.data() + i * (n_in + 1), &one, 8);
+        p.dead.push_back(i);
+      }
+    if (!perm.empty()) {
+      Buffer<double> Hp(be, n_in * n_in);
+      be.permute_symmetric(H.data(), perm.data(), Hp.data(), n_in);
+      H = std::move(Hp);
+    }
+  }
+  PhaseTimer t("gptq: inverse Cholesky", &be);
+  QF_ASSIGN_OR_RETURN(p.U, inverse_cholesky_on(H, n_in, spec.damp, name, &p.damp));
+  p.B = (spec.block % gs == 0 || gs % spec.block == 0) ? spec.block : std::gcd(gs, int64_t(spec.block));
+  return p;
+}
+
+std::vector<int64_t> inverse(const std::vector<int64_t>& perm) {
+  std::vector<int64_t> inv(perm.size());
+  for (size_t c = 0; c < perm.size(); ++c) inv[size_t(perm[c])] = int64_t(c);
+  return inv;
 }
 
 }  // namespace
@@ -157,50 +195,37 @@ Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, Buffer<
                                   const GptqSpec& spec, RowGrid& grid, const std::vector<int64_t>& perm,
                                   const std::string& name) {
   const Backend& be = H.backend();
-  GptqStats st;
+  if (auto* ig = dynamic_cast<IntRowGrid*>(&grid); be.on_device() && ig && ig->device_roundable()) {
+    Buffer<float> wd(be, n_out * n_in);
+    be.to_device(wd.data(), W, n_out * n_in * 4);
+    QF_ASSIGN_OR_RETURN(GptqStats st, gptq_quantize(wd, n_out, n_in, std::move(H), spec, *ig, perm, name));
+    be.to_host(W, wd.data(), n_out * n_in * 4);
+    return st;
+  }
   PhaseTimer t_all("gptq", &be);
-  std::optional<PhaseTimer> t_prep(std::in_place, "gptq: dead columns, permutation", &be);
-  const std::vector<double> diag = diagonal(H, n_in);
-  std::vector<int64_t> dead;
-  for (int64_t i = 0; i < n_in; ++i)
-    if (diag[size_t(i)] == 0) {
-      const double one = 1;
-      be.to_device(H.data() + i * (n_in + 1), &one, 8);
-      dead.push_back(i);
-    }
-  st.dead_columns = int(dead.size());
-  if (!dead.empty())
+  const int64_t gs = grid.group();
+  QF_ASSIGN_OR_RETURN(Prepared p, prepare(std::move(H), n_in, spec, gs, perm, name));
+  GptqStats st;
+  st.damp = p.damp;
+  st.dead_columns = int(p.dead.size());
+  const Backend& host = cpu_backend();  // W's copies and permutations are on the host
+  if (!p.dead.empty())
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < n_out; ++r)
-      for (int64_t i : dead) W[r * n_in + i] = 0;
+      for (int64_t i : p.dead) W[r * n_in + i] = 0;
   std::vector<float> Wp;  // W with columns in processing order
   float* w = W;
   if (!perm.empty()) {
     Wp.resize(size_t(n_out * n_in));
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < n_out; ++r)
-      for (int64_t c = 0; c < n_in; ++c) Wp[size_t(r * n_in + c)] = W[r * n_in + perm[size_t(c)]];
-    Buffer<double> Hp(be, n_in * n_in);
-    be.permute_symmetric(H.data(), perm.data(), Hp.data(), n_in);
-    H = std::move(Hp);
+    host.gather_columns(W, perm.data(), Wp.data(), n_out, n_in);
     w = Wp.data();
   }
-  t_prep.reset();
-  std::optional<PhaseTimer> t_chol(std::in_place, "gptq: inverse Cholesky", &be);
-  QF_ASSIGN_OR_RETURN(Buffer<float> U, inverse_cholesky_on(H, n_in, spec.damp, name, &st.damp));
-  H = {};
-  t_chol.reset();
-  const int64_t gs = grid.group();
-  const int64_t B =
-      (spec.block % gs == 0 || gs % spec.block == 0) ? spec.block : std::gcd(gs, int64_t(spec.block));
+  const int64_t B = p.B;
   double loss = 0;
-  auto* int_grid = dynamic_cast<IntRowGrid*>(&grid);
-  if (be.on_device() && int_grid && int_grid->device_roundable()) {
-    loss = int_batches_on_device(be, w, n_out, n_in, U, B, *int_grid);
-  } else if (be.on_device()) {
-    loss = lazy_batches_on_device(be, w, n_out, n_in, U, B, grid);
+  if (be.on_device()) {
+    loss = lazy_batches_on_device(be, w, n_out, n_in, p.U, B, grid);
   } else {
-    const float* Uf = U.data();
+    const float* Uf = p.U.data();
     std::vector<float> err(size_t(n_out * B));
     for (int64_t i1 = 0; i1 < n_in; i1 += B) {
       const int64_t i2 = std::min(i1 + B, n_in), cnt = i2 - i1;
@@ -214,10 +239,35 @@ Expected<GptqStats> gptq_quantize(float* W, int64_t n_out, int64_t n_in, Buffer<
   }
   st.loss = loss;
   PhaseTimer t_un("gptq: columns back in order");
-  if (!perm.empty())
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < n_out; ++r)
-      for (int64_t c = 0; c < n_in; ++c) W[r * n_in + perm[size_t(c)]] = Wp[size_t(r * n_in + c)];
+  if (!perm.empty()) host.gather_columns(Wp.data(), inverse(perm).data(), W, n_out, n_in);
+  return st;
+}
+
+Expected<GptqStats> gptq_quantize(Buffer<float>& W, int64_t n_out, int64_t n_in, Buffer<double> H,
+                                  const GptqSpec& spec, IntRowGrid& grid, const std::vector<int64_t>& perm,
+                                  const std::string& name) {
+  const Backend& be = H.backend();
+  QF_CHECK(be.on_device() && grid.device_roundable() && &W.backend() == &be && W.size() == n_out * n_in,
+           "{}: GPTQ with W on the device needs a device-roundable grid and W ({}, {}) there", name, n_out,
+           n_in);
+  PhaseTimer t_all("gptq", &be);
+  QF_ASSIGN_OR_RETURN(Prepared p, prepare(std::move(H), n_in, spec, grid.group(), perm, name));
+  GptqStats st;
+  st.damp = p.damp;
+  st.dead_columns = int(p.dead.size());
+  if (!p.dead.empty()) {  // W[:, i] = 0, one pitched copy per dead column
+    const Buffer<float> zeros(be, std::vector<float>(size_t(n_out), 0.0f));
+    for (int64_t i : p.dead)
+      be.copy_2d(W.data() + i, n_in * 4, zeros.data(), 4, 4, n_out, Backend::Copy::kWithin);
+  }
+  if (perm.empty()) {
+    st.loss = int_batches_on_device(be, W.data(), n_out, n_in, p.U, p.B, grid);
+    return st;
+  }
+  Buffer<float> wp(be, n_out * n_in);  // processing order
+  be.gather_columns(W.data(), perm.data(), wp.data(), n_out, n_in);
+  st.loss = int_batches_on_device(be, wp.data(), n_out, n_in, p.U, p.B, grid);
+  be.gather_columns(wp.data(), inverse(perm).data(), W.data(), n_out, n_in);
   return st;
 }
 

@@ -106,6 +106,13 @@ class IntRowGrid : public RowGrid {
   IntQuantized q_;
 };
 
+// GPTQ with W (n_out, n_in) in H's backend's memory (a device) and rounded there, in place, onto
+// an integer grid the device rounds (IntRowGrid::device_roundable); the codes, scales and zeros
+// land in grid.storage(). The same algorithm and results as the host-W form above.
+Expected<GptqStats> gptq_quantize(Buffer<float>& W, int64_t n_out, int64_t n_in, Buffer<double> H,
+                                  const GptqSpec& spec, IntRowGrid& grid, const std::vector<int64_t>& perm,
+                                  const std::string& name);
+
 // A llama.cpp block type (Q4_K, Q3_K, IQ4_XS, Q4_0, ...) as a GPTQ grid. At a block's first
 // column the row's block is encoded from the current weights by the type's own quantizer
 // (importance-weighted when `importance` is given), which fixes the block's scales and mins;

@@ -417,16 +417,17 @@ Expected<GgufReport> write_gguf(const Checkpoint& ck, const GgufOptions& opt, co
             importance = *p.imatrix;
           else
             for (double v : diagonal(job.hessian, t.n_in)) importance.push_back(float(v));
+          QF_ASSIGN_OR_RETURN(auto weight, job.host_weight());
           std::vector<uint8_t> rows;
           if (traits(p.type).pack_codes) {
             BlockRowGrid grid(p.type, t.n_out, t.n_in, importance.data());
-            QF_ASSIGN_OR_RETURN(GptqStats st,
-                                gptq_quantize(job.weight.data(), t.n_out, t.n_in, std::move(job.hessian),
-                                              opt.gptq, grid, {}, p.name));
+            QF_ASSIGN_OR_RETURN(
+                GptqStats st, gptq_quantize(weight.data(), t.n_out, t.n_in, std::move(job.hessian), opt.gptq,
+                                            grid, {}, p.name));
             rep.gptq_loss += st.loss;
             rows = std::move(grid).result();
           } else {  // a fallback type with no codes to round (F16): stored as it is
-            rows = round_rows(p, job.weight, t.n_out, t.n_in);
+            rows = round_rows(p, weight, t.n_out, t.n_in);
           }
           const int64_t row_bytes = qtype_row_bytes(p.type, t.n_in);
           const std::vector<uint8_t> stored =

@@ -406,12 +406,23 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
         ck, opt.windows, opt.true_sequential,
         [&](LinearJob& job) -> Expected<std::unique_ptr<Linear>> {
           const LinearTensors& t = *job.tensors;
+          const Backend& be = *opt.backend;
           std::vector<int64_t> perm;
           if (opt.gptq.act_order) perm = act_order_permutation(diagonal(job.hessian, t.n_in));
-          IntRowGrid grid(opt.grid, t.n_out, t.n_in, perm, opt.static_groups ? job.weight.data() : nullptr);
+          std::vector<float> w;  // on the host unless the device rounds the grid (W stays there)
+          Buffer<float> wd;
+          const bool on_device = be.on_device() && !opt.static_groups && !opt.grid.clip_mse;
+          if (on_device) {
+            QF_ASSIGN_OR_RETURN(wd, job.backend_weight());
+          } else {
+            QF_ASSIGN_OR_RETURN(w, job.host_weight());
+          }
+          IntRowGrid grid(opt.grid, t.n_out, t.n_in, perm, opt.static_groups ? w.data() : nullptr);
           QF_ASSIGN_OR_RETURN(GptqStats st,
-                              gptq_quantize(job.weight.data(), t.n_out, t.n_in, std::move(job.hessian),
-                                            opt.gptq, grid, perm, t.weight.name));
+                              on_device ? gptq_quantize(wd, t.n_out, t.n_in, std::move(job.hessian), opt.gptq,
+                                                        grid, perm, t.weight.name)
+                                        : gptq_quantize(w.data(), t.n_out, t.n_in, std::move(job.hessian),
+                                                        opt.gptq, grid, perm, t.weight.name));
           rep.gptq_loss += st.loss;
           IntQuantized q = std::move(grid).result();
           {
@@ -421,11 +432,12 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
           PhaseTimer pt("quantize: the Linear that computes with it");
           // On a device: W holds s·(q − z), what the codes decode to (IntLinear rounds the same value in
           // another order, within an ulp of s·z: tests/gptq_test.cc)
-          if (opt.backend->on_device())
-            return std::unique_ptr<Linear>(
-                new BackendLinear(*opt.backend, t.n_out, t.n_in, job.weight,
-                                  t.bias.valid() ? t.bias.to_f32() : std::vector<float>{},
-                                  /*stored_bytes=*/0));  // never reported
+          const std::vector<float> bias = t.bias.valid() ? t.bias.to_f32() : std::vector<float>{};
+          if (on_device)
+            return std::unique_ptr<Linear>(new BackendLinear(be, t.n_out, t.n_in, std::move(wd), bias,
+                                                             /*stored_bytes=*/0));  // never reported
+          if (be.on_device())
+            return std::unique_ptr<Linear>(new BackendLinear(be, t.n_out, t.n_in, w, bias, 0));
           return std::unique_ptr<Linear>(new IntLinear(q, t.bias));
         },
         nullptr, *opt.backend));
@@ -441,8 +453,9 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
         ck, opt.windows, opt.true_sequential,
         [&](LinearJob& job) -> Expected<std::unique_ptr<Linear>> {
           const LinearTensors& t = *job.tensors;
-          QF_ASSIGN_OR_RETURN(QuipQuantized q, quip_quantize(job.weight.data(), t.n_out, t.n_in,
-                                                             job.hessian.to_host(), spec, t.weight.name));
+          QF_ASSIGN_OR_RETURN(auto w, job.host_weight());
+          QF_ASSIGN_OR_RETURN(QuipQuantized q, quip_quantize(w.data(), t.n_out, t.n_in, job.hessian.to_host(),
+                                                             spec, t.weight.name));
           QF_RETURN_IF_ERROR(write_linear(t, quip_codec.encode_quip(t, q, rep)));
           return quip_linear(q, t.bias);
         },

@@ -14,6 +14,7 @@
 #include "core/status.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/activations.h"
+#include "kernels/cpu/widen.h"
 
 namespace qf {
 namespace {
@@ -271,6 +272,26 @@ class CpuBackend final : public Backend {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < n; ++j) dst[i * n + j] = src[perm[i] * n + perm[j]];
+  }
+
+  void gather_columns(const float* src, const int64_t* idx, float* dst, int64_t rows,
+                      int64_t n) const override {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < n; ++c) dst[r * n + c] = src[r * n + idx[c]];
+  }
+  void widen_16(const uint16_t* src, bool bf16, float* dst, int64_t n) const override {
+    constexpr int64_t kChunk = int64_t(1) << 18;
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < n; c += kChunk)
+      widen_to_f32(bf16 ? QType::BF16 : QType::F16, src + c, dst + c, std::min(kChunk, n - c));
+  }
+  int64_t first_nonfinite(const float* x, int64_t n) const override {
+    int64_t first = n;
+#pragma omp parallel for reduction(min : first)
+    for (int64_t i = 0; i < n; ++i)
+      if (!std::isfinite(x[i])) first = std::min(first, i);
+    return first;
   }
 
   std::unique_ptr<GramAccumulator> gram(int d) const override { return std::make_unique<CpuGram>(*this, d); }

@@ -9,6 +9,7 @@
 // the forward pass and scoring; calibration and GPTQ's operations are in cuda_calibration.cu.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <cusolverDn.h>
 
@@ -93,6 +94,21 @@ __global__ void to_bf16_kernel(const float* src, __nv_bfloat16* dst, int64_t n) 
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
     dst[i] = __float2bfloat16_rn(src[i]);
+}
+
+__global__ void widen_16_kernel(const uint16_t* src, bool bf16, float* dst, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = bf16 ? __uint_as_float(uint32_t(src[i]) << 16) : __half2float(__ushort_as_half(src[i]));
+}
+
+__global__ void first_nonfinite_kernel(const float* x, int64_t n, unsigned long long* first) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    if (!isfinite(x[i])) {
+      atomicMin(first, static_cast<unsigned long long>(i));
+      return;  // this thread's later elements come after i
+    }
 }
 
 __global__ void narrow_kernel(const double* src, float* dst, int64_t n) {
@@ -367,6 +383,24 @@ class CudaBackend final : public Backend {
   void add_diagonal(double* H, int64_t n, double v) const override { cuda::add_diagonal(H, n, v); }
   void permute_symmetric(const double* src, const int64_t* perm, double* dst, int64_t n) const override {
     cuda::permute_symmetric(*this, src, perm, dst, n);
+  }
+
+  void gather_columns(const float* src, const int64_t* idx, float* dst, int64_t rows,
+                      int64_t n) const override {
+    cuda::gather_columns(*this, src, idx, dst, rows, n);
+  }
+  void widen_16(const uint16_t* src, bool bf16, float* dst, int64_t n) const override {
+    if (n == 0) return;
+    widen_16_kernel<<<blocks_for(n, 256), 256>>>(src, bf16, dst, n);
+    check_launch("widen_16_kernel");
+  }
+  int64_t first_nonfinite(const float* x, int64_t n) const override {
+    if (n == 0) return 0;
+    Buffer<unsigned long long> first(*this,
+                                     std::vector<unsigned long long>{static_cast<unsigned long long>(n)});
+    first_nonfinite_kernel<<<blocks_for(n, 256), 256>>>(x, n, first.data());
+    check_launch("first_nonfinite_kernel");
+    return int64_t(first.to_host()[0]);
   }
 
   std::unique_ptr<GramAccumulator> gram(int d) const override { return cuda::make_gram(*this, d); }

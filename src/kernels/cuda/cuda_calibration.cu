@@ -129,6 +129,14 @@ __global__ void permute_symmetric_kernel(const double* src, const int64_t* perm,
     dst[e] = src[perm[e / n] * n + perm[e % n]];
 }
 
+__global__ void gather_columns_kernel(const float* src, const int64_t* idx, float* dst, int64_t rows,
+                                      int64_t n) {
+  const int64_t total = rows * n;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
+       e += int64_t(gridDim.x) * blockDim.x)
+    dst[e] = src[e - e % n + idx[e % n]];
+}
+
 // One warp per row of an IntGridBatch (kernels/backend.h). The arithmetic is the host's, rounded
 // op by op (no FMA: the host code is compiled without it): formats/int_grid.{h,cc}'s
 // find_group_params/params_from_range, quantize_value and dequantize_value, and
@@ -215,6 +223,21 @@ class CudaGram final : public GramAccumulator {
     lo2_.grow(m);
     split_tf32_kernel<<<blocks_for(m, 256), 256>>>(x, hi_.data(), lo2_.data(), m);
     check_launch("split_tf32_kernel");
+    if (const char* v = std::getenv("QFORGE_CUDA_GRAM"); v && std::string(v) == "syrk") {
+      // The same split by triangular products on TF32 tensor cores: hiᵀ·hi (syrk), then
+      // ½·(hiᵀ·(2lo) + (2lo)ᵀ·hi) (syr2k), the lower (row-major upper) triangle only.
+      cublasHandle_t h = handles().forward();
+      const float half = 0.5f;
+      check(cublasSsyrk(h, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, d_, n, &one, hi_.data(), d_, &zero, g_.data(),
+                        d_),
+            "cublasSsyrk (Gram hi·hi)");
+      check(cublasSsyr2k(h, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, d_, n, &half, hi_.data(), d_, lo2_.data(),
+                         d_, &one, g_.data(), d_),
+            "cublasSsyr2k (Gram hi·lo)");
+      accumulate_upper_kernel<<<blocks_for(g_.size(), 256), 256>>>(sum().data(), g_.data(), d_);
+      check_launch("accumulate_upper_kernel");
+      return;
+    }
     cublasHandle_t h = handles().exact;
     check(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, d_, d_, n, &one, hi_.data(), CUDA_R_32F, d_, hi_.data(),
                        CUDA_R_32F, d_, &zero, g_.data(), CUDA_R_32F, d_, CUBLAS_COMPUTE_32F_FAST_TF32,
@@ -302,6 +325,15 @@ void permute_symmetric(const Backend& be, const double* src, const int64_t* perm
   be.to_device(p.data(), perm, n * 8);
   permute_symmetric_kernel<<<blocks_for(n * n, 256), 256>>>(src, p.data(), dst, n);
   check_launch("permute_symmetric_kernel");
+}
+
+void gather_columns(const Backend& be, const float* src, const int64_t* idx, float* dst, int64_t rows,
+                    int64_t n) {
+  if (rows * n == 0) return;
+  Buffer<int64_t> p(be, n);
+  be.to_device(p.data(), idx, n * 8);
+  gather_columns_kernel<<<blocks_for(rows * n, 256), 256>>>(src, p.data(), dst, rows, n);
+  check_launch("gather_columns_kernel");
 }
 
 void round_int_batch(const IntGridBatch& a) {
