@@ -2,7 +2,7 @@
 # One call on the lent GPU machine (the device tool), from the repository root, .device/ carried
 # (scripts/device_bundle.sh made it here): unpacks the binaries, libraries, models and texts, runs
 # the CUDA unit and golden tests, then times eval and GPTQ on the CPU and on the GPU side by side.
-# Logs land in $OUT. Usage there: bench/gpu_check.sh [unit|tests|eval|gptq|scale]...  (default: the
+# Logs land in $OUT. Usage there: bench/gpu_check.sh [unit|tests|eval|gptq|scale|golden=FILTER]...  (default: the
 # first three; scale is bench/gpu_scale.sh on the 8B shape)
 set -uo pipefail
 OUT=${OUT:-/tmp/qf_out}
@@ -50,5 +50,7 @@ for step in "${steps[@]}"; do
     done
     ;;
   scale) SCALE_STEPS=${SCALE_STEPS:-gptq eval rtn} bench/gpu_scale.sh ;;
+  golden=*)  # golden=FILTER: the golden tests that FILTER selects (e.g. golden='CudaGolden.Awq*')
+    build/tests/golden_tests --gtest_filter="${step#golden=}" 2>&1 | tee "$OUT/golden_${step//[^A-Za-z0-9]/_}.log" | tail -40 ;;
   esac
 done

@@ -62,6 +62,31 @@ TEST(Awq, FoldedQwen2WithBiasesAndVToOScalingComputesTheSameFunction) {
   test::expect_folding_preserves_the_function(dir, test::text_path("tinystories-val-head"), 8, 64, true);
 }
 
+// AWQ with an integer grid computed by the backend (Backend::fake_quantize_int) makes the same
+// search, choices and file as with the host quantizer that `quantize_rtn` defines: qf-tiny-5m, W4
+// g128 (scale and clip searches), bit for bit.
+TEST(Awq, GridOnTheBackendEqualsTheHostQuantizer) {
+  auto ck = load_checkpoint(test::hf_dir("qf-tiny-5m"));
+  ASSERT_TRUE(ck.ok()) << ck.status().message();
+  auto windows = draw_windows(
+      ck->tokenizer->encode(test::slurp(test::text_path("tinystories-val-head")), true), 4, 128, 0);
+  ASSERT_TRUE(windows.ok());
+  const IntGridSpec grid{4, 128, false, false};
+  const FakeQuantizer rtn = [&](int, const std::string&, float* w, int64_t n_out, int64_t n_in,
+                                const std::vector<float>&) {
+    quantize_rtn(w, n_out, n_in, grid).dequantize_rows(0, n_out, w);
+  };
+  const std::string dir = test::temp_dir("awq_grid");
+  auto host = awq_transform(*ck, *windows, AwqSpec{}, rtn, dir + "/host", nullptr);
+  auto be = awq_transform(*ck, *windows, AwqSpec{}, grid, dir + "/be", nullptr);
+  ASSERT_TRUE(host.ok() && be.ok());
+  EXPECT_EQ(be->points, host->points);
+  EXPECT_EQ(be->col_scales, host->col_scales);
+  EXPECT_GT(host->clipped_groups, 0) << "no clipping: the clip search's path went untested";
+  EXPECT_EQ(be->clipped_groups, host->clipped_groups);
+  EXPECT_EQ(test::slurp(dir + "/be/model.safetensors"), test::slurp(dir + "/host/model.safetensors"));
+}
+
 TEST(AwqCli, QuantizesLoadsBackAndRecordsTheMethod) {
   const std::string dir = test::temp_dir("awq_out"), m = test::bundled_stories() + "/hf";
   const std::string calib =

@@ -15,6 +15,7 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <tuple>
 
 #include "core/half.h"
 #include "eval/perplexity.h"
@@ -175,6 +176,38 @@ TEST(Cuda, GatherWidenFiniteAndStoredWeightsMatchTheCpu) {
     EXPECT_EQ(l->bias_values(), b.to_f32());
     EXPECT_EQ(l->weight_bytes(), StoredLinear(w, b).weight_bytes());
   }
+}
+
+// AWQ's fake quantization: the kernel repeats the host's arithmetic op by op, so bit for bit.
+TEST(Cuda, FakeQuantizeIntMatchesTheCpu) {
+  REQUIRE_GPU();
+  const Backend &g = *gpu(), &c = cpu_backend();
+  std::mt19937 rng(12);
+  for (const auto& [rows, n_in, group] :
+       {std::tuple{7, 96, 32}, {33, 256, 128}, {5, 17, 17}, {300, 4096, 128}})
+    for (const auto& [bits, sym] : {std::pair{4, false}, {3, true}, {8, false}, {2, false}})
+      for (int mode = 0; mode < 3; ++mode) {  // plain, scaled columns, clamped groups
+        const int64_t n = int64_t(rows) * n_in, ng = n_in / group;
+        const auto w = random_vec(size_t(n), rng, 0.05f);
+        std::vector<float> s(static_cast<size_t>(n_in)), gmax(static_cast<size_t>(rows * ng));
+        for (float& v : s) v = std::exp(random_vec(1, rng, 0.5f)[0]);
+        for (float& v : gmax) v = 0.1f * std::exp(random_vec(1, rng, 0.3f)[0]);
+        FakeQuantArgs a{w.data(), nullptr, rows, n_in, group, bits, sym, nullptr, nullptr, 0.9f};
+        std::vector<float> want(static_cast<size_t>(n));
+        a.dst = want.data();
+        a.col_scale = mode == 1 ? s.data() : nullptr;
+        a.group_max = mode == 2 ? gmax.data() : nullptr;
+        c.fake_quantize_int(a);
+        Buffer<float> wd(g, w), sd(g, s), md(g, gmax), out(g, poisoned(size_t(n)));
+        a.src = wd.data();
+        a.dst = out.data();
+        a.col_scale = mode == 1 ? sd.data() : nullptr;
+        a.group_max = mode == 2 ? md.data() : nullptr;
+        g.fake_quantize_int(a);
+        const auto got = out.to_host();
+        EXPECT_EQ(std::memcmp(got.data(), want.data(), size_t(n) * 4), 0)
+            << rows << "x" << n_in << " g" << group << " " << bits << (sym ? " sym" : "") << " mode " << mode;
+      }
 }
 
 TEST(Cuda, LinearAndGemmSubWithinTheDotProductBound) {

@@ -2,9 +2,11 @@
 // packing against AutoGPTQ's bit layout; `qforge quantize` end to end on the bundled model.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <random>
+#include <tuple>
 
 #include "core/half.h"
 #include "file_builders.h"
@@ -12,6 +14,7 @@
 #include "formats/int_grid.h"
 #include "io/bnb_layout.h"
 #include "io/gptq_layout.h"
+#include "kernels/backend.h"
 #include "model/checkpoint.h"
 #include "test_paths.h"
 
@@ -63,6 +66,53 @@ TEST(IntGrid, RoundTripWithinHalfStep) {
         // positive value may be clipped by up to one step.
         EXPECT_LE(std::fabs(back[i] - w[i]), (sym ? 1.0f : 0.5f) * scale * (1 + 1e-5f)) << bits << " " << i;
       }
+    }
+}
+
+// The backend's fake quantization (AWQ's searches) is round-to-nearest on the grid: plain, with
+// the columns scaled first and divided back after, and with each group clamped first — each equal,
+// bit for bit, to the same steps done by hand with quantize_rtn.
+TEST(IntGrid, BackendFakeQuantizationIsRoundToNearest) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.f, 0.05f);
+  std::uniform_real_distribution<float> ud(0.5f, 2.0f);
+  for (const auto& [rows, n_in, group] : {std::tuple{7, 96, 32}, {3, 256, 128}, {5, 33, -1}, {1, 64, 64}})
+    for (const auto& [bits, sym] : {std::pair{4, false}, {3, true}, {8, false}}) {
+      const IntGridSpec spec{bits, group, sym, false};
+      const int64_t g = spec.group_len(n_in), ng = n_in / g;
+      std::vector<float> w(static_cast<size_t>(rows * n_in)), s(static_cast<size_t>(n_in)),
+          gmax(static_cast<size_t>(rows * ng));
+      for (auto& v : w) v = nd(rng);
+      for (auto& v : s) v = ud(rng);
+      for (auto& v : gmax) v = 0.1f * ud(rng);
+      const float shrink = 0.85f;
+      auto rtn = [&](std::vector<float> x) {
+        quantize_rtn(x.data(), rows, n_in, spec).dequantize_rows(0, rows, x.data());
+        return x;
+      };
+      std::vector<float> scaled = w, clamped = w;
+      for (size_t i = 0; i < w.size(); ++i) {
+        scaled[i] = w[i] * s[i % size_t(n_in)];
+        const float m = gmax[(i / size_t(n_in)) * size_t(ng) + (i % size_t(n_in)) / size_t(g)] * shrink;
+        clamped[i] = std::clamp(w[i], -m, m);
+      }
+      std::vector<float> want_scaled = rtn(scaled);
+      for (size_t i = 0; i < w.size(); ++i) want_scaled[i] /= s[i % size_t(n_in)];
+      const FakeQuantArgs plain{w.data(), nullptr, rows, n_in, g, bits, sym, nullptr, nullptr, 0};
+      std::vector<float> got(w.size());
+      FakeQuantArgs a = plain;
+      a.dst = got.data();
+      cpu_backend().fake_quantize_int(a);
+      EXPECT_EQ(got, rtn(w)) << bits << " " << group;
+      a.col_scale = s.data();
+      cpu_backend().fake_quantize_int(a);
+      EXPECT_EQ(got, want_scaled) << bits << " " << group;
+      a = plain;
+      a.dst = got.data();
+      a.group_max = gmax.data();
+      a.shrink = shrink;
+      cpu_backend().fake_quantize_int(a);
+      EXPECT_EQ(got, rtn(clamped)) << bits << " " << group;
     }
 }
 

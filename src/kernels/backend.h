@@ -46,6 +46,22 @@ struct IntGridBatch {
   bool sym;
 };
 
+// AWQ's fake quantization onto an integer grid: for each row and group of `group` columns of src
+// (rows, n_in), x = src · col_scale[j] (when col_scale) or clamp(src, ±group_max[r, g] · shrink)
+// (when group_max) or src; the group's scale and zero from x's min/max (formats/int_grid.h's
+// find_group_params without the clip search); dst = dequantize(quantize(x)), divided by
+// col_scale[j] when given. dst may equal src.
+struct FakeQuantArgs {
+  const float* src;
+  float* dst;
+  int64_t rows, n_in, group;
+  int bits;
+  bool sym;
+  const float* col_scale;  // (n_in) or null
+  const float* group_max;  // (rows, n_in / group) or null
+  float shrink;
+};
+
 // One scored position of eval: −log p(target) under the model (and the base), KL(base ‖ model)
 // of the next-token distributions, and whether both argmaxes agree (lowest index on ties).
 struct PositionStats {
@@ -151,6 +167,8 @@ class Backend {
   // The lowest i with x[i] NaN or ±Inf, n when there is none.
   virtual int64_t first_nonfinite(const float* x, int64_t n) const = 0;
   virtual std::unique_ptr<GramAccumulator> gram(int d) const = 0;
+  // Every value rounded as formats/int_grid.h rounds it on the host, op by op.
+  virtual void fake_quantize_int(const FakeQuantArgs& a) const = 0;
   // Device backends: rounds one integer-grid batch in their memory (pointers there) and returns
   // true. The CPU backend returns false: quant/gptq.cc rounds on the host.
   virtual bool round_int_batch(const IntGridBatch&) const { return false; }

@@ -39,6 +39,17 @@ struct Block {
   std::vector<float> attn_norm, ffn_norm;
 };
 
+// The fake quantizer: the caller's host function, or RTN onto an integer grid computed where the
+// weights are (Backend::fake_quantize_int).
+struct Quantizer {
+  const FakeQuantizer* host = nullptr;
+  const IntGridSpec* grid = nullptr;
+  FakeQuantArgs args(const float* src, float* dst, int64_t n_out, int64_t n_in) const {
+    QF_CHECK(n_in % grid->group_len(n_in) == 0, "group {} does not divide {} columns", grid->group, n_in);
+    return {src, dst, n_out, n_in, grid->group_len(n_in), grid->bits, grid->sym, nullptr, nullptr, 0};
+  }
+};
+
 // A Linear over w (host) that computes on be.
 std::unique_ptr<Linear> dense(const LinearTensors& t, const std::vector<float>& w, const Backend& be) {
   return on_backend(
@@ -144,7 +155,7 @@ void scale_columns(std::vector<float>& w, const std::vector<float>& s, bool divi
 // to the best range per (row, group) and returns how many groups were shrunk.
 int64_t clip(int layer, const std::string& kind, std::vector<float>& w, int64_t n_out, int64_t n_in,
              const std::vector<float>& xs, const std::vector<float>& s, const AwqSpec& spec,
-             const FakeQuantizer& quantize, const Backend& be) {
+             const Quantizer& quantizer, const Backend& be) {
   const int64_t G = group_length(spec.group, n_in), ng = n_in / G, T = int64_t(xs.size()) / n_in;
   std::vector<float> org_max(size_t(n_out * ng)), best_max,
       best_err(org_max.size(), std::numeric_limits<float>::max());
@@ -167,15 +178,25 @@ int64_t clip(int layer, const std::string& kind, std::vector<float>& w, int64_t 
               *qp = dev ? qd.data() : q.data();
   std::vector<double> e(static_cast<size_t>(n_out));
   std::vector<int> best_step(org_max.size(), 0);
+  // An integer grid: clamped and rounded by the backend, where w is.
+  const bool on_be = quantizer.grid != nullptr;
+  const Buffer<float> gmax = on_be ? Buffer<float>(be, org_max) : Buffer<float>();
   for (int step = 0; step < spec.n_grid / 2; ++step) {
     const float shrink = 1.0f - float(step) / float(spec.n_grid);
-    for (int64_t r = 0; r < n_out; ++r)
-      for (int64_t j = 0; j < n_in; ++j) {
-        const float m = org_max[size_t(r * ng + j / G)] * shrink;
-        q[size_t(r * n_in + j)] = std::clamp(w[size_t(r * n_in + j)], -m, m);
-      }
-    quantize(layer, kind, q.data(), n_out, n_in, s);
-    if (dev) be.to_device(qd.data(), q.data(), int64_t(q.size()) * 4);
+    if (on_be) {
+      FakeQuantArgs a = quantizer.args(wp, dev ? qd.data() : q.data(), n_out, n_in);
+      a.group_max = gmax.data();
+      a.shrink = shrink;
+      be.fake_quantize_int(a);
+    } else {
+      for (int64_t r = 0; r < n_out; ++r)
+        for (int64_t j = 0; j < n_in; ++j) {
+          const float m = org_max[size_t(r * ng + j / G)] * shrink;
+          q[size_t(r * n_in + j)] = std::clamp(w[size_t(r * n_in + j)], -m, m);
+        }
+      (*quantizer.host)(layer, kind, q.data(), n_out, n_in, s);
+      if (dev) be.to_device(qd.data(), q.data(), int64_t(q.size()) * 4);
+    }
     // Partial products of group g, (T, n_out): the reference ones are recomputed at every step
     // (one more product) rather than kept for all groups (ng·T·n_out floats, 0.7 GiB for a 7B MLP).
     for (int64_t g = 0; g < ng; ++g) {
@@ -208,12 +229,9 @@ std::vector<float> sample_rows(const Buffer<float>& X, int64_t d) {
   return out;
 }
 
-}  // namespace
-
-Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows,
-                                  const AwqSpec& spec, const FakeQuantizer& quantize,
-                                  const std::string& out_dir,
-                                  const std::function<void(int64_t, int64_t)>& progress, const Backend& be) {
+Expected<AwqReport> transform(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows,
+                              const AwqSpec& spec, const Quantizer& quantizer, const std::string& out_dir,
+                              const std::function<void(int64_t, int64_t)>& progress, const Backend& be) {
   if (ck.format != "hf") return error("{}: AWQ reads Hugging Face directories", ck.path);
   if (!ck.quant.method.empty())
     return error("{}: the checkpoint is already quantized ({})", ck.path, ck.quant.method);
@@ -295,19 +313,36 @@ Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::v
         double best = std::numeric_limits<double>::infinity(), at_zero = 0;
         int best_k = 0;
         std::vector<float> best_s;
+        std::map<std::string, Buffer<float>> wd;  // an integer grid: the weights where they are rounded
+        if (quantizer.grid)
+          for (const char* kind : p.kinds) wd[kind] = Buffer<float>(be, b.w.at(kind));
         for (int k = 0; k < spec.n_grid; ++k) {
           const std::vector<float> s =
               candidate_scales(x_mean, w_mean, double(k) / spec.n_grid, spec.duo_scaling);
+          const Buffer<float> sd = quantizer.grid ? Buffer<float>(be, s) : Buffer<float>();
           for (const char* kind : p.kinds) {
             const LinearTensors& t = lw.linear(kind);
-            std::vector<float> wq = b.w.at(kind);
-            scale_columns(wq, s, false);
-            quantize(layer, kind, wq.data(), t.n_out, t.n_in, s);
-            scale_columns(wq, s, true);
+            std::unique_ptr<Linear> l;
+            if (quantizer.grid) {  // Q(W·diag(s))·diag(1/s) on the backend
+              Buffer<float> wq(be, t.n_out * t.n_in);
+              FakeQuantArgs a = quantizer.args(wd.at(kind).data(), wq.data(), t.n_out, t.n_in);
+              a.col_scale = sd.data();
+              be.fake_quantize_int(a);
+              l = be.on_device() ? std::make_unique<BackendLinear>(
+                                       be, t.n_out, t.n_in, std::move(wq),
+                                       t.bias.valid() ? t.bias.to_f32() : std::vector<float>{}, 0)
+                                 : dense(t, wq.to_host(), be);
+            } else {
+              std::vector<float> wq = b.w.at(kind);
+              scale_columns(wq, s, false);
+              (*quantizer.host)(layer, kind, wq.data(), t.n_out, t.n_in, s);
+              scale_columns(wq, s, true);
+              l = dense(t, wq, be);
+            }
             if (single)
-              single = dense(t, wq, be);
+              single = std::move(l);
             else
-              tf->set_linear(layer, kind, dense(t, wq, be));
+              tf->set_linear(layer, kind, std::move(l));
           }
           const double err = score(*tf, layer, p, single.get(), X, d, win, &ref, nullptr);
           if (k == 0) at_zero = err;
@@ -352,7 +387,7 @@ Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::v
         const LinearTensors& t = lw.linear(kind);
         std::vector<float> s = scales.count(kind) ? scales[kind] : std::vector<float>(size_t(t.n_in), 1.0f);
         rep.clipped_groups +=
-            clip(layer, kind, b.w[kind], t.n_out, t.n_in, samples[kind], s, spec, quantize, be);
+            clip(layer, kind, b.w[kind], t.n_out, t.n_in, samples[kind], s, spec, quantizer, be);
         rep.groups += t.n_out * (t.n_in / group_length(spec.group, t.n_in));
       }
     QF_RETURN_IF_ERROR(writer->write(lw.norms[kAttnNorm].name, b.attn_norm.data(), b.attn_norm.size() * 4));
@@ -371,6 +406,24 @@ Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::v
   }
   QF_RETURN_IF_ERROR(writer->finish());
   return rep;
+}
+
+}  // namespace
+
+Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows,
+                                  const AwqSpec& spec, const FakeQuantizer& quantize,
+                                  const std::string& out_dir,
+                                  const std::function<void(int64_t, int64_t)>& progress, const Backend& be) {
+  return transform(ck, windows, spec, Quantizer{&quantize, nullptr}, out_dir, progress, be);
+}
+
+Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows,
+                                  const AwqSpec& spec, const IntGridSpec& grid, const std::string& out_dir,
+                                  const std::function<void(int64_t, int64_t)>& progress, const Backend& be) {
+  QF_CHECK(!grid.clip_mse, "AWQ's fake quantization fits groups by min/max (no clip search)");
+  QF_CHECK(grid.group == spec.group, "the grid's groups ({}) are the clip search's ({})", grid.group,
+           spec.group);
+  return transform(ck, windows, spec, Quantizer{nullptr, &grid}, out_dir, progress, be);
 }
 
 }  // namespace qf

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "formats/int_grid.h"
 #include "kernels/backend.h"
 #include "model/checkpoint.h"
 
@@ -62,10 +63,17 @@ struct AwqReport {
 // Writes the transformed checkpoint into the new folder out_dir (which must not exist).
 // progress(done, total) counts blocks. The forward passes, the captured inputs, the scale
 // search's scoring and the clip search's products run on `be` (one block's weights there at a
-// time); the fake quantization runs on the host.
+// time); this fake quantization runs on the host.
 Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows,
                                   const AwqSpec& spec, const FakeQuantizer& quantize,
                                   const std::string& out_dir,
+                                  const std::function<void(int64_t, int64_t)>& progress,
+                                  const Backend& be = cpu_backend());
+// The same with RTN onto an integer grid (formats/int_grid.h, min/max groups) as the fake
+// quantizer, computed by `be` where the weights are (Backend::fake_quantize_int): with a device,
+// the whole search stays in its memory.
+Expected<AwqReport> awq_transform(const Checkpoint& ck, const std::vector<std::vector<int32_t>>& windows,
+                                  const AwqSpec& spec, const IntGridSpec& grid, const std::string& out_dir,
                                   const std::function<void(int64_t, int64_t)>& progress,
                                   const Backend& be = cpu_backend());
 

@@ -210,10 +210,6 @@ Status run_awq(const QuantizeRequest& a) {
   } else {
     QF_RETURN_IF_ERROR(check_quantizable(ck, opt));  // before the search, not after
     spec.group = a.group;
-    quantize = [grid](int, const std::string&, float* w, int64_t n_out, int64_t n_in,
-                      const std::vector<float>&) {
-      quantize_rtn(w, n_out, n_in, grid).dequantize_rows(0, n_out, w);
-    };
   }
   TempDir scratch{temporary_for(a.out, "awq")};
   const std::string scaled_dir = scratch.path + "/" + model_name(a.model);
@@ -221,9 +217,9 @@ Status run_awq(const QuantizeRequest& a) {
   AwqReport rep;
   {
     ProgressBar bar("awq");
-    QF_ASSIGN_OR_RETURN(rep, awq_transform(
-                                 ck, windows, spec, quantize, scaled_dir,
-                                 [&](int64_t d, int64_t t) { bar.update(d, t); }, *be));
+    auto progress = [&](int64_t d, int64_t t) { bar.update(d, t); };
+    QF_ASSIGN_OR_RETURN(rep, gguf ? awq_transform(ck, windows, spec, quantize, scaled_dir, progress, *be)
+                                  : awq_transform(ck, windows, spec, grid, scaled_dir, progress, *be));
   }
   for (const auto& line : rep.points) info("awq: {}", line);
   info("awq: search {:.1f}s; clipping shrank {} of {} groups", seconds_since(t0), rep.clipped_groups,

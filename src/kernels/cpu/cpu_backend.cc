@@ -12,6 +12,7 @@
 
 #include "core/half.h"
 #include "core/status.h"
+#include "formats/int_grid.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/activations.h"
 #include "kernels/cpu/widen.h"
@@ -292,6 +293,31 @@ class CpuBackend final : public Backend {
     for (int64_t i = 0; i < n; ++i)
       if (!std::isfinite(x[i])) first = std::min(first, i);
     return first;
+  }
+
+  void fake_quantize_int(const FakeQuantArgs& a) const override {
+    const IntGridSpec spec{a.bits, int(a.group), a.sym, false};
+    const int64_t ng = a.n_in / a.group;
+#pragma omp parallel
+    {
+      std::vector<float> x(static_cast<size_t>(a.group));
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < a.rows; ++r)
+        for (int64_t g = 0; g < ng; ++g) {
+          const float* in = a.src + r * a.n_in + g * a.group;
+          const float m = a.group_max ? a.group_max[r * ng + g] * a.shrink : 0.0f;
+          for (int64_t i = 0; i < a.group; ++i)
+            x[size_t(i)] = a.col_scale   ? in[i] * a.col_scale[g * a.group + i]
+                           : a.group_max ? std::clamp(in[i], -m, m)
+                                         : in[i];
+          const GroupParams p = find_group_params(x, spec);
+          float* out = a.dst + r * a.n_in + g * a.group;
+          for (int64_t i = 0; i < a.group; ++i) {
+            const float q = dequantize_value(quantize_value(x[size_t(i)], p, spec.maxq()), p);
+            out[i] = a.col_scale ? q / a.col_scale[g * a.group + i] : q;
+          }
+        }
+    }
   }
 
   std::unique_ptr<GramAccumulator> gram(int d) const override { return std::make_unique<CpuGram>(*this, d); }

@@ -405,6 +405,7 @@ class CudaBackend final : public Backend {
 
   std::unique_ptr<GramAccumulator> gram(int d) const override { return cuda::make_gram(*this, d); }
 
+  void fake_quantize_int(const FakeQuantArgs& a) const override { cuda::fake_quantize_int(a); }
   bool round_int_batch(const IntGridBatch& a) const override {
     cuda::round_int_batch(a);
     return true;

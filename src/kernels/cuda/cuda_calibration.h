@@ -18,6 +18,7 @@ void permute_symmetric(const Backend& be, const double* src, const int64_t* perm
 void gather_columns(const Backend& be, const float* src, const int64_t* idx, float* dst, int64_t rows,
                     int64_t n);
 void round_int_batch(const IntGridBatch& a);
+void fake_quantize_int(const FakeQuantArgs& a);
 void column_sums(const float* x, int64_t n, int64_t d, int power, double* out);
 double squared_distance(const Backend& be, const float* a, const float* b, int64_t n, double start);
 void column_squared_distances(const Backend& be, const float* a, const float* b, int64_t rows, int64_t n,
