@@ -269,6 +269,19 @@ TEST(Quip, TheLinearComputesTheOriginalMatrixUpToRounding) {
         const double d = out[size_t(i * n_out + r)] - W[size_t(r * n_in + i)];
         err += d * d, norm += double(W[size_t(r * n_in + i)]) * W[size_t(r * n_in + i)];
       }
+    // dense_weights() by transforms of the decoded W̃ gives the same matrix: each entry of
+    // Hₒ·W̃·Hᵢᵀ is a sum of n_in·n_out terms ±w̃/√(n_in·n_out), evaluated by either path in nested
+    // sums of depth ≤ n_in + n_out, so each path is within (n_in + n_out)·u·Σ|w̃|/√(n_in·n_out)
+    // ≤ (n_in + n_out)·u·‖W‖_F (Cauchy–Schwarz; the transforms keep the Frobenius norm).
+    const std::vector<float> dense = lin->dense_weights();
+    double fro = 0;
+    for (float v : out) fro += double(v) * v;
+    const double tol = 2.0 * double(n_in + n_out) * std::ldexp(1.0, -24) * std::sqrt(fro);
+    int bad = 0;
+    for (int64_t i = 0; i < n_in; ++i)
+      for (int64_t r = 0; r < n_out; ++r)
+        bad += !(std::fabs(dense[size_t(r * n_in + i)] - out[size_t(i * n_out + r)]) <= tol);
+    EXPECT_EQ(bad, 0) << bits << " bits: dense_weights() vs the forward pass, tolerance " << tol;
     const double rel = std::sqrt(err / norm);
     // A sanity bound: 2 bits per weight leave roughly a third of the signal; a wrong transform, all of it.
     EXPECT_LT(rel, 0.4) << bits << " bits";

@@ -422,6 +422,21 @@ void QuipLinear::forward(const float* x, float* y, int64_t tokens) const {
       for (int64_t o = 0; o < n_out(); ++o) y[t * n_out() + o] += b_[size_t(o)];
 }
 
+std::vector<float> QuipLinear::dense_weights() const {
+  const int64_t no = n_out(), ni = n_in();
+  std::vector<float> w = inner_->dense_weights(), t(w.size());
+  h_in_.apply(w.data(), no, false);  // row r of W̃·Hᵢᵀ is Hᵢ·w̃_r
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < ni; ++c)
+    for (int64_t r = 0; r < no; ++r) t[size_t(c * no + r)] = w[size_t(r * ni + c)];
+  h_out_.apply(t.data(), ni, false);  // Hₒ·M column by column
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < no; ++r)
+    for (int64_t c = 0; c < ni; ++c)
+      w[size_t(r * ni + c)] = t[size_t(c * no + r)] * s_out_[size_t(r)] * s_in_[size_t(c)];
+  return w;
+}
+
 int64_t QuipLinear::weight_bytes() const {  // the signs as the checkpoint stores them (fp16)
   return inner_->weight_bytes() + 2 * int64_t(s_in_.size() + s_out_.size()) + 4 * int64_t(b_.size());
 }

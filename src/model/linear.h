@@ -206,6 +206,8 @@ class QuipLinear : public Linear {
   void forward(const float* x, float* y, int64_t tokens) const override;
   int64_t n_in() const override { return inner_->n_in(); }
   int64_t n_out() const override { return inner_->n_out(); }
+  // diag(sₒ)·Hₒ·W̃·Hᵢᵀ·diag(sᵢ) from W̃'s decoded rows: two transforms, no product.
+  std::vector<float> dense_weights() const override;
   int64_t weight_bytes() const override;
   std::vector<float> bias_values() const override { return b_; }
 

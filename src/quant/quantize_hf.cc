@@ -455,7 +455,7 @@ Expected<QuantizeReport> quantize_hf_checkpoint(const Checkpoint& ck, const Quan
           const LinearTensors& t = *job.tensors;
           QF_ASSIGN_OR_RETURN(auto w, job.host_weight());
           QF_ASSIGN_OR_RETURN(QuipQuantized q, quip_quantize(w.data(), t.n_out, t.n_in, job.hessian.to_host(),
-                                                             spec, t.weight.name));
+                                                             spec, t.weight.name, *opt.backend));
           QF_RETURN_IF_ERROR(write_linear(t, quip_codec.encode_quip(t, q, rep)));
           return quip_linear(q, t.bias);
         },

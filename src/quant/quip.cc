@@ -1,7 +1,5 @@
 #include "quant/quip.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -32,41 +30,27 @@ void round_e8(const float* x, int bits, float resid_scale, uint16_t& code, uint1
   for (int k = 0; k < 8; ++k) out[k] += v[k] / resid_scale;
 }
 
-// BlockLDLQ of w (n_out, n_in), already divided by Wscale, in place; U the upper Cholesky
-// factor of H̃⁻¹. Lazy batches of 128 columns as in gptq_quantize.
-void block_ldlq(e8p::E8Codes& q, float* w, const std::vector<float>& U) {
-  const int64_t n_out = q.n_out, n = q.n_in, B = 128, nb = n / 8;
-  std::vector<float> err(size_t(n_out * B));
-  for (int64_t i1 = 0; i1 < n; i1 += B) {
-    const int64_t i2 = std::min(i1 + B, n), cnt = i2 - i1;
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < n_out; ++r) {
-      float* row = w + r * n;
-      float* e = err.data() + r * cnt;
-      for (int64_t c = i1; c < i2; c += 8) {
-        float v[8];
-        uint16_t resid = 0;
-        round_e8(row + c, q.bits, q.resid_scale, q.codes[size_t(r * nb + c / 8)], resid, v);
-        if (q.bits > 2) q.resid[size_t(r * nb + c / 8)] = resid;
-        // e·U_BB = w_B − q_B (U_BB upper triangular): forward substitution.
-        for (int j = 0; j < 8; ++j) {
-          float s = row[c + j] - v[j];
-          for (int k = 0; k < j; ++k) s -= e[c - i1 + k] * U[size_t((c + k) * n + c + j)];
-          e[c - i1 + j] = s / U[size_t((c + j) * n + c + j)];
-        }
-        for (int j = 0; j < 8; ++j) row[c + j] = v[j];
-        for (int k = 0; k < 8; ++k) {
-          const float ek = e[c - i1 + k];
-          const float* u = U.data() + (c + k) * n;
-          for (int64_t j = c + 8; j < i2; ++j) row[j] -= ek * u[j];
-        }
-      }
-    }
-    if (i2 < n)  // W[:, i2:] −= Err · U[i1:i2, i2:]
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n_out), int(n - i2), int(cnt), -1.0f,
-                  err.data(), int(cnt), U.data() + i1 * n + i2, int(n), 1.0f, w + i2, int(n));
+// QuIP#'s lattice as a GPTQ grid (BlockLDLQ is GPTQ's loop over groups of 8): at a block's first
+// column each row's 8 current weights are rounded jointly, and the columns then take their
+// values from that block in turn. GPTQ's column-by-column error feedback inside the block, with
+// the block's rounding fixed at its start, is BlockLDLQ's e = (w − q)·U_BB⁻¹ by forward
+// substitution, and its updates of later columns are the same.
+class E8RowGrid final : public RowGrid {
+ public:
+  explicit E8RowGrid(e8p::E8Codes& q) : q_(q), values_(static_cast<size_t>(q.n_out * 8)) {}
+  int64_t group() const override { return 8; }
+  void fit(int64_t r, int64_t c0, const float* w) override {
+    const auto b = size_t(r * (q_.n_in / 8) + c0 / 8);
+    uint16_t resid = 0;
+    round_e8(w, q_.bits, q_.resid_scale, q_.codes[b], resid, values_.data() + r * 8);
+    if (q_.bits > 2) q_.resid[b] = resid;
   }
-}
+  float round(int64_t r, int64_t c, float) override { return values_[size_t(r * 8 + c % 8)]; }
+
+ private:
+  e8p::E8Codes& q_;
+  std::vector<float> values_;  // (n_out, 8): each row's current block
+};
 
 }  // namespace
 
@@ -90,7 +74,7 @@ Status check_quip_shape(int64_t n_out, int64_t n_in, bool lattice, const std::st
 }
 
 Expected<QuipQuantized> quip_quantize(const float* W, int64_t n_out, int64_t n_in, std::vector<double> H,
-                                      const QuipSpec& spec, const std::string& name) {
+                                      const QuipSpec& spec, const std::string& name, const Backend& be) {
   QF_RETURN_IF_ERROR(check_quip_shape(n_out, n_in, spec.lattice, name));
   QF_ASSIGN_OR_RETURN(Hadamard hin, Hadamard::of_order(n_in, name));
   QF_ASSIGN_OR_RETURN(Hadamard hout, Hadamard::of_order(n_out, name));
@@ -115,13 +99,13 @@ Expected<QuipQuantized> quip_quantize(const float* W, int64_t n_out, int64_t n_i
   H = transposed(H.data(), n_in, n_in);
   hin.apply(H.data(), n_in, true);
 
+  GptqSpec g;
+  g.damp = spec.damp;
   if (!spec.lattice) {
     IntGridSpec grid_spec;
     grid_spec.bits = spec.bits, grid_spec.group = -1, grid_spec.sym = false;
     IntRowGrid grid(grid_spec, n_out, n_in, {}, nullptr);
-    GptqSpec g;
-    g.damp = spec.damp;
-    QF_RETURN_IF_ERROR(gptq_quantize(w.data(), n_out, n_in, std::move(H), g, grid, {}, name).status());
+    QF_RETURN_IF_ERROR(gptq_quantize(w.data(), n_out, n_in, std::move(H), g, grid, {}, name, be).status());
     q.grid = std::move(grid).result();
     return q;
   }
@@ -134,11 +118,10 @@ Expected<QuipQuantized> quip_quantize(const float* W, int64_t n_out, int64_t n_i
   if (!(e.wscale > 0)) e.wscale = 1;
   e.resid_scale = sc.resid_scale;
   for (float& v : w) v /= e.wscale;
-  QF_ASSIGN_OR_RETURN(std::vector<float> U,
-                      damped_inverse_cholesky(std::move(H), n_in, spec.damp, name, nullptr));
   e.codes.resize(size_t(n_out * n_in / 8));
   if (spec.bits > 2) e.resid.resize(e.codes.size());
-  block_ldlq(e, w.data(), U);
+  E8RowGrid grid(e);
+  QF_RETURN_IF_ERROR(gptq_quantize(w.data(), n_out, n_in, std::move(H), g, grid, {}, name, be).status());
   return q;
 }
 

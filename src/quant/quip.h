@@ -10,7 +10,8 @@
 //          bits add a residual stage on (w − E8P(w))·resid_scale: E81B (3 bits) or E8P again
 //          (4 bits) — QuIP#'s E8P12, E8P12RVQ3B and E8P12RVQ4B with their published scales.
 // The block's rounding error e = (w − q)·U_BB⁻¹ (U the upper Cholesky factor of H̃⁻¹)
-// updates the columns after it: W[:, rest] −= e·U[B, rest].
+// updates the columns after it: W[:, rest] −= e·U[B, rest] — GPTQ's loop with a grid of groups
+// of 8 whose rounding is fixed at each group's start (quant/gptq.h).
 #pragma once
 
 #include <cstdint>
@@ -20,6 +21,7 @@
 #include "core/status.h"
 #include "formats/e8p.h"
 #include "formats/int_grid.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/hadamard.h"
 #include "model/linear.h"
 
@@ -39,9 +41,12 @@ struct QuipQuantized {
   IntQuantized grid;          // quip: W̃ on the integer grid
 };
 
-// Quantizes W (n_out, n_in); H (n_in, n_in) is consumed. `name` is used in messages.
+// Quantizes W (n_out, n_in); H (n_in, n_in) is consumed. `name` is used in messages. The
+// incoherence transforms run on the host; the LDLQ (gptq_quantize: H's damping and Cholesky
+// factorizations, the trailing updates) on `be`, each lazy batch rounded on the host.
 Expected<QuipQuantized> quip_quantize(const float* W, int64_t n_out, int64_t n_in, std::vector<double> H,
-                                      const QuipSpec& spec, const std::string& name);
+                                      const QuipSpec& spec, const std::string& name,
+                                      const Backend& be = cpu_backend());
 
 // The Linear that computes with q: QuipLinear around an E8Linear (quip#) or IntLinear (quip).
 std::unique_ptr<Linear> quip_linear(const QuipQuantized& q, const TensorView& bias);
