@@ -21,6 +21,7 @@
 #include "core/threads.h"
 #include "eval/perplexity.h"
 #include "io/gguf.h"
+#include "kernels/cpu/qmatvec.h"
 #include "kernels/select_backend.h"
 #include "model/checkpoint.h"
 #include "model/hf_layouts.h"
@@ -325,13 +326,16 @@ namespace qf::cli {
 namespace {
 
 struct MeanStd {
-  double mean = 0, stdev = 0;
+  double mean = 0, stdev = 0, median = 0;
 };
-MeanStd mean_std(const std::vector<double>& xs) {
+MeanStd mean_std(std::vector<double> xs) {
   MeanStd r;
   for (double x : xs) r.mean += x / double(xs.size());
   for (double x : xs) r.stdev += (x - r.mean) * (x - r.mean);
   r.stdev = xs.size() > 1 ? std::sqrt(r.stdev / double(xs.size() - 1)) : 0.0;
+  std::sort(xs.begin(), xs.end());
+  const size_t n = xs.size();
+  r.median = n == 0 ? 0 : n % 2 ? xs[n / 2] : (xs[n / 2 - 1] + xs[n / 2]) / 2;
   return r;
 }
 
@@ -375,16 +379,21 @@ Status run_bench(const BenchArgs& a) {
                         {"reps", a.reps},
                         {"prompt_tps", p.mean},
                         {"prompt_tps_stdev", p.stdev},
+                        {"prompt_tps_median", p.median},
+                        {"prompt_tps_samples", pp},
                         {"gen_tps", g.mean},
                         {"gen_tps_stdev", g.stdev},
+                        {"gen_tps_median", g.median},
+                        {"gen_tps_samples", tg},
+                        {"isa", qmatvec_target()},
                         {"weight_bytes_per_token", tf->weight_bytes_per_token()}};
     fmt::print("{}\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   } else {
     fmt::print(
-        "{}: {} threads\n  pp{}: {:.1f} ± {:.1f} tokens/s\n  tg{}: {:.1f} ± {:.1f} tokens/s\n"
-        "  weight bytes read per generated token: {:.1f} MB\n",
-        a.model, num_threads(), a.n_prompt, p.mean, p.stdev, a.n_gen, g.mean, g.stdev,
-        tf->weight_bytes_per_token() / 1e6);
+        "{}: {} threads, SIMD target {}\n  pp{}: {:.1f} ± {:.1f} tokens/s (median {:.1f})\n"
+        "  tg{}: {:.1f} ± {:.1f} tokens/s (median {:.1f})\n  weight bytes read per generated token: {:.1f} MB\n",
+        a.model, num_threads(), qmatvec_target(), a.n_prompt, p.mean, p.stdev, p.median, a.n_gen, g.mean,
+        g.stdev, g.median, tf->weight_bytes_per_token() / 1e6);
   }
   return {};
 }
