@@ -391,7 +391,8 @@ Status run_bench(const BenchArgs& a) {
   } else {
     fmt::print(
         "{}: {} threads, SIMD target {}\n  pp{}: {:.1f} ± {:.1f} tokens/s (median {:.1f})\n"
-        "  tg{}: {:.1f} ± {:.1f} tokens/s (median {:.1f})\n  weight bytes read per generated token: {:.1f} MB\n",
+        "  tg{}: {:.1f} ± {:.1f} tokens/s (median {:.1f})\n  weight bytes read per generated token: {:.1f} "
+        "MB\n",
         a.model, num_threads(), qmatvec_target(), a.n_prompt, p.mean, p.stdev, p.median, a.n_gen, g.mean,
         g.stdev, g.median, tf->weight_bytes_per_token() / 1e6);
   }
