@@ -222,7 +222,8 @@ int main(int argc, char** argv) {
   for (const char* name : {"tokenizer.json", "tokenizer_config.json"})
     if (fs::exists(tok + "/" + name)) {
       fs::copy_file(tok + "/" + name, tmp + "/" + name);
-      fs::permissions(tmp + "/" + name, fs::perms::owner_write, fs::perm_options::add);  // shared/ is read-only
+      fs::permissions(tmp + "/" + name, fs::perms::owner_write,
+                      fs::perm_options::add);  // shared/ is read-only
     }
   fs::rename(tmp, out);
   fmt::print("wrote {}: {} ({} of {} blocks), {:.2f} GiB of bf16 weights in {} shards\n", out, pos[0], layers,
