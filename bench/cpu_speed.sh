@@ -9,6 +9,7 @@
 #   bench/cpu_speed.sh [qf-27m | llama-3.2-1b]   (default qf-27m; llama-3.2-1b: a random-weight
 #   checkpoint of Llama-3.2-1B's shape, made by build/qforge_make_shape)
 # Environment: THREADS (2), REPS (5), TYPES (the GGUF types), LAYOUTS (the HF layouts), PROMPT (512),
+# CHUNKS (the importance matrix's chunks of 512 tokens, 32),
 # GEN (128). Results: JSON per run in bench/results/cpu/SET/, a Markdown table on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,17 +27,11 @@ LLAMA=$(bench/llamacpp.sh)
 QF="./build/qforge -t $THREADS"
 CALIB=$SHARED/data/calib-wiki.txt
 mkdir -p "$FILES"
-case $SET in
-qf-27m) HF=$SHARED/models/qf-27m ;;
-llama-3.2-1b)
-  HF=$FILES/hf
-  [[ -d $HF ]] || ./build/qforge_make_shape llama-3.2-1b "$HF" --tokenizers "$SHARED/tokenizers"
-  ;;
-*) echo "bench/cpu_speed.sh: unknown set '$SET' (qf-27m or llama-3.2-1b)" >&2 && exit 1 ;;
-esac
+source bench/sets.sh
+HF=$(hf_of "$SET" "$FILES" "$SHARED")
 
 # The files (made once; delete $FILES to remake them).
-[[ -f $FILES/imatrix.dat ]] || $QF imatrix "$HF" --calib "$CALIB" -o "$FILES/imatrix.dat" --ctx 512 --chunks 32 --device cpu
+[[ -f $FILES/imatrix.dat ]] || $QF imatrix "$HF" --calib "$CALIB" -o "$FILES/imatrix.dat" --ctx 512 --chunks "${CHUNKS:-32}" --device cpu
 for t in $TYPES; do
   im=(--imatrix "$FILES/imatrix.dat")
   [[ $t == F16 || $t == BF16 || $t == Q8_0 ]] && im=()

@@ -11,14 +11,15 @@ mkdir -p "$OUT" /tmp/qf
 root=$PWD
 # The test binaries know the source tree as /work/main (where they were built).
 if [[ "$root" != /work/main ]]; then mkdir -p /work && rm -rf /work/main && ln -s "$root" /work/main; fi
-mkdir -p build/tests && cp /tmp/qf/bin/qforge build/ && cp /tmp/qf/bin/unit_tests /tmp/qf/bin/golden_tests build/tests/
+mkdir -p build/tests && cp /tmp/qf/bin/qforge /tmp/qf/bin/libqforge_cuda.so build/ &&
+  cp /tmp/qf/bin/unit_tests /tmp/qf/bin/golden_tests build/tests/
 cublas=$(find /usr/local /opt -name 'libcublasLt.so.13*' 2>/dev/null | head -1)
 export LD_LIBRARY_PATH=/tmp/qf/lib:$(dirname "${cublas:-/usr/local/cuda/lib64/x}"):${LD_LIBRARY_PATH:-}
 export QFORGE_SHARED=/tmp/qf/shared
 S=$QFORGE_SHARED
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
 lscpu | grep -E 'Model name|^CPU\(s\)'
-ldd build/qforge | grep 'not found'
+ldd build/qforge build/libqforge_cuda.so | grep 'not found'
 build/qforge --version
 steps=("$@")
 [[ ${#steps[@]} -gt 0 ]] || steps=(tests eval gptq)

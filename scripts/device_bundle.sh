@@ -14,9 +14,11 @@ models=("$@")
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/lib" "$stage/shared/models" "$stage/shared/data"
-for b in build/qforge build/tests/unit_tests build/tests/golden_tests; do strip -o "$stage/bin/$(basename "$b")" "$b"; done
+for b in build/qforge build/tests/unit_tests build/tests/golden_tests build/libqforge_cuda.so; do
+  strip -o "$stage/bin/$(basename "$b")" "$b"
+done
 # Libraries outside glibc/libstdc++/CUDA (the device has those): OpenBLAS, LAPACK, fmt, ...
-ldd build/qforge build/tests/unit_tests | awk '/=> \//{print $3}' | sort -u |
+ldd build/qforge build/tests/unit_tests build/libqforge_cuda.so | awk '/=> \//{print $3}' | sort -u |
   grep -v '^/usr/local/cuda' | grep -vE '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so' |
   while read -r l; do cp -L "$l" "$stage/lib/"; done
 shared=${QFORGE_SHARED:-../shared}

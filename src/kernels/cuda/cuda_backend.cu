@@ -425,7 +425,9 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
-const Backend* cuda_backend(std::string* why) {
+namespace {
+
+const Backend* backend(std::string* why) {
   static const std::string reason = [] {
     int n = 0;
     const cudaError_t e = cudaGetDeviceCount(&n);
@@ -437,17 +439,17 @@ const Backend* cuda_backend(std::string* why) {
     if (why) *why = reason;
     return nullptr;
   }
-  static const CudaBackend backend;
-  return &backend;
+  static const CudaBackend instance;
+  return &instance;
 }
 
-const char* cuda_forward_math() {
+const char* forward_math() {
   return bf16_weights_asked() ? "bf16 (weights) and TF32" : tf32_forward() ? "TF32" : "fp32";
 }
 
-DeviceMemory device_memory() {
+DeviceMemory memory() {
   DeviceMemory m;
-  if (!cuda_backend(nullptr)) return m;
+  if (!backend(nullptr)) return m;
   size_t free = 0, total = 0;
   if (cudaMemGetInfo(&free, &total) != cudaSuccess) return m;
   m.free = int64_t(free);
@@ -457,4 +459,11 @@ DeviceMemory device_memory() {
   return m;
 }
 
+}  // namespace
+
 }  // namespace qf
+
+extern "C" __attribute__((visibility("default"))) const qf::CudaEntry* qforge_cuda_entry() {
+  static const qf::CudaEntry entry{qf::backend, qf::forward_math, qf::memory};
+  return &entry;
+}
