@@ -9,6 +9,7 @@
 #include <random>
 
 #include "core/half.h"
+#include "formats/ggml_fit.h"
 #include "formats/ggml_quants.h"
 #include "formats/qtype.h"
 
@@ -19,6 +20,27 @@ std::vector<float> decode(QType t, const void* block) {
   std::vector<float> y(size_t(traits(t).block));
   traits(t).dequantize_ref(block, y.data(), int64_t(y.size()));
   return y;
+}
+
+// The fitting routines' rounding (llama.cpp's magic-number nearest_int) is libm's nearbyint —
+// round half to even — over the range it promises: every half-integer and its neighbours there,
+// and random values of every magnitude.
+TEST(GgmlFit, NearestIntIsRoundHalfToEvenInItsRange) {
+  const float top = 4194303.0f;  // 2^22 − 1
+  int bad = 0;
+  auto check = [&](float v) {
+    if (ggml::nearest_int(v) != int(std::nearbyint(v)) && bad++ < 5)
+      ADD_FAILURE() << v << ": " << ggml::nearest_int(v) << " vs " << std::nearbyint(v);
+  };
+  for (int k = -70000; k <= 70000; ++k) {
+    const float h = float(k) + 0.5f;
+    check(h), check(std::nextafter(h, -top)), check(std::nextafter(h, top)), check(float(k));
+  }
+  std::mt19937 rng(21);
+  std::uniform_real_distribution<float> exponent(-20.0f, 22.0f), sign(-1.0f, 1.0f);
+  for (int i = 0; i < 1000000; ++i) check(std::copysign(std::min(top, std::exp2(exponent(rng))), sign(rng)));
+  check(top), check(-top), check(0.0f), check(-0.0f);
+  EXPECT_EQ(bad, 0);
 }
 
 TEST(GgmlBlocks, TableMatchesGgmlCommon) {

@@ -6,13 +6,22 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 namespace qf::ggml {
 
 constexpr float kGroupMaxEps = 1e-15f;  // GROUP_MAX_EPS: a group this small is all zeros
 
-// llama.cpp's nearest_int: round half to even (its magic-number trick does the same).
-inline int nearest_int(float v) { return int(std::nearbyint(v)); }
+// llama.cpp's nearest_int, its magic-number trick: adding 1.5·2^23 leaves round-half-to-even(v) in
+// the low mantissa bits (exact for |v| ≤ 2^22 − 1, which every code and candidate scale stays
+// within). The same value as nearbyint in the default rounding mode, without the libm call that
+// x86-64's baseline ISA (no SSE4.1 roundss) makes of nearbyint in the fitting loops.
+inline int nearest_int(float v) {
+  const float shifted = v + 12582912.0f;
+  int32_t i;
+  std::memcpy(&i, &shifted, 4);
+  return (i & 0x007fffff) - 0x00400000;
+}
 
 // The value of largest magnitude, with its sign (0 for an empty or all-zero group).
 float largest_magnitude(const float* x, int n);
