@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <vector>
 
 #include "core/half.h"
 #include "formats/ggml_fit.h"
@@ -41,6 +42,87 @@ TEST(GgmlFit, NearestIntIsRoundHalfToEvenInItsRange) {
   for (int i = 0; i < 1000000; ++i) check(std::copysign(std::min(top, std::exp2(exponent(rng))), sign(rng)));
   check(top), check(-top), check(0.0f), check(-0.0f);
   EXPECT_EQ(bad, 0);
+}
+
+// make_qx_quants as llama.cpp's ggml-quants.c writes it (one candidate scale after another): the
+// spec of formats/ggml_fit.cc's fit_symmetric, which evaluates the candidates all at once.
+float reference_fit_symmetric(int n, int nmax, const float* x, int8_t* L, int rmse_type, const float* qw) {
+  const float max = ggml::largest_magnitude(x, n);
+  if (std::fabs(max) < ggml::kGroupMaxEps) {
+    std::fill(L, L + n, 0);
+    return 0.f;
+  }
+  float iscale = -nmax / max;
+  if (rmse_type == 0) {
+    for (int i = 0; i < n; ++i)
+      L[i] = int8_t(nmax + std::clamp(ggml::nearest_int(iscale * x[i]), -nmax, nmax - 1));
+    return 1 / iscale;
+  }
+  float sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    int l = std::clamp(ggml::nearest_int(iscale * x[i]), -nmax, nmax - 1);
+    L[i] = int8_t(l + nmax);
+    float w = qw ? qw[i]
+                 : (rmse_type == 1   ? x[i] * x[i]
+                    : rmse_type == 2 ? 1.0f
+                    : rmse_type == 3 ? std::fabs(x[i])
+                                     : std::sqrt(std::fabs(x[i])));
+    sumlx += w * x[i] * l;
+    suml2 += w * l * l;
+  }
+  float scale = suml2 ? sumlx / suml2 : 0.0f;
+  float best = scale * sumlx;
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    iscale = -(nmax + 0.1f * is) / max;
+    sumlx = suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+      int l = std::clamp(ggml::nearest_int(iscale * x[i]), -nmax, nmax - 1);
+      float w = qw ? qw[i]
+                   : (rmse_type == 1   ? x[i] * x[i]
+                      : rmse_type == 2 ? 1.0f
+                      : rmse_type == 3 ? std::fabs(x[i])
+                                       : std::sqrt(std::fabs(x[i])));
+      sumlx += w * x[i] * l;
+      suml2 += w * l * l;
+    }
+    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+      for (int i = 0; i < n; ++i)
+        L[i] = int8_t(nmax + std::clamp(ggml::nearest_int(iscale * x[i]), -nmax, nmax - 1));
+      scale = sumlx / suml2;
+      best = scale * sumlx;
+    }
+  }
+  return scale;
+}
+
+// fit_symmetric gives the same codes and scale, bit for bit, as the sequential routine above on
+// random groups (Gaussian, heavy-tailed, with and without importance weights, every nmax and
+// error weighting the codecs use).
+TEST(GgmlFit, BatchedCandidatesEqualTheSequentialSearch) {
+  std::mt19937 rng(23);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::student_t_distribution<float> heavy(2.f);
+  std::uniform_real_distribution<float> ud(0.f, 2.f);
+  int groups = 0;
+  for (int trial = 0; trial < 4000; ++trial) {
+    const int n = trial % 2 ? 32 : 16;
+    std::vector<float> x(static_cast<size_t>(n)), w(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) x[size_t(i)] = trial % 3 ? nd(rng) : heavy(rng), w[size_t(i)] = ud(rng);
+    if (trial % 7 == 0) x[size_t(trial % n)] = 0;
+    const float* qw = trial % 4 ? w.data() : nullptr;
+    for (int nmax : {4, 8, 16, 32, 128}) {
+      std::vector<int8_t> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
+      for (int rmse : {1, 2, 3}) {
+        const float sa = ggml::fit_symmetric(n, nmax, x.data(), a.data(), rmse, qw);
+        const float sb = reference_fit_symmetric(n, nmax, x.data(), b.data(), rmse, qw);
+        EXPECT_EQ(std::memcmp(&sa, &sb, 4), 0) << trial << " nmax " << nmax << ": " << sa << " vs " << sb;
+        EXPECT_EQ(a, b) << trial << " nmax " << nmax;
+        ++groups;
+      }
+    }
+  }
+  EXPECT_GT(groups, 40000);
 }
 
 TEST(GgmlBlocks, TableMatchesGgmlCommon) {

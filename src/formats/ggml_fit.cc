@@ -27,6 +27,12 @@ float rmse_weight(int type, float x) {
 // Symmetric codes l ∈ [−nmax, nmax) stored as l + nmax (make_qx_quants): start from the scale
 // that maps the largest-magnitude value to −nmax, then try 18 nearby scales and keep the one
 // maximising (Σw·x·l)²/Σw·l² — the weighted least-squares optimum for its rounding.
+// Compiled for AVX-512, AVX2 and the baseline, chosen at load time (GCC's target_clones): the
+// candidate loop is as wide as the machine. The file is built without FMA contraction
+// (CMakeLists.txt), so every clone rounds as the baseline does.
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
 float fit_symmetric(int n, int nmax, const float* x, int8_t* L, int rmse_type, const float* qw) {
   const float max = largest_magnitude(x, n);
   if (std::fabs(max) < kGroupMaxEps) {
@@ -48,23 +54,30 @@ float fit_symmetric(int n, int nmax, const float* x, int8_t* L, int rmse_type, c
   }
   float scale = suml2 ? sumlx / suml2 : 0.0f;
   float best = scale * sumlx;
-  for (int is = -9; is <= 9; ++is) {
-    if (is == 0) continue;
-    iscale = -(nmax + 0.1f * is) / max;
-    sumlx = suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-      int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-      float w = qw ? qw[i] : rmse_weight(rmse_type, x[i]);
-      sumlx += w * x[i] * l;
-      suml2 += w * l * l;
-    }
-    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-      for (int i = 0; i < n; ++i)
-        L[i] = int8_t(nmax + std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1));
-      scale = sumlx / suml2;
-      best = scale * sumlx;
+  // The 18 other scales (is = −9 … 9 but 0), their sums each in the scalar order but all
+  // candidates at once (the inner loop vectorises across them); then llama.cpp's sequential
+  // choice, whose tests depend on the best so far.
+  constexpr int kCandidates = 18;
+  float isc[kCandidates], slx[kCandidates] = {}, sl2[kCandidates] = {};
+  for (int c = 0; c < kCandidates; ++c) isc[c] = -(nmax + 0.1f * (c < 9 ? c - 9 : c - 8)) / max;
+  for (int i = 0; i < n; ++i) {
+    const float w = qw ? qw[i] : rmse_weight(rmse_type, x[i]), wx = w * x[i], xi = x[i];
+    for (int c = 0; c < kCandidates; ++c) {
+      const float l = float(std::clamp(nearest_int(isc[c] * xi), -nmax, nmax - 1));
+      slx[c] += wx * l;
+      sl2[c] += w * l * l;
     }
   }
+  int chosen = -1;
+  for (int c = 0; c < kCandidates; ++c)
+    if (sl2[c] > 0 && slx[c] * slx[c] > best * sl2[c]) {
+      scale = slx[c] / sl2[c];
+      best = scale * slx[c];
+      chosen = c;
+    }
+  if (chosen >= 0)
+    for (int i = 0; i < n; ++i)
+      L[i] = int8_t(nmax + std::clamp(nearest_int(isc[chosen] * x[i]), -nmax, nmax - 1));
   return scale;
 }
 
