@@ -19,7 +19,7 @@ REPS=${REPS:-5}
 PROMPT=${PROMPT:-512}
 GEN=${GEN:-128}
 TYPES=${TYPES:-F16 BF16 Q8_0 Q6_K Q5_K_M Q4_K_M Q4_0 IQ4_XS Q3_K_M Q2_K}
-LAYOUTS=${LAYOUTS:-gptq-w4g128 awq-w4g128 nf4}
+LAYOUTS=${LAYOUTS-gptq-w4g128 awq-w4g128 nf4}  # LAYOUTS="": none
 SHARED=${QFORGE_SHARED:-../shared}
 OUT=bench/results/cpu/$SET
 FILES=bench/results/cpu/$SET/models
