@@ -83,7 +83,7 @@ for name in names:
     if os.path.exists(f"{out}/llamacpp-{name}.json"):
         lp, lg, lr, info = llamacpp(name)
         print(f"| {name} | {lp:,.0f} | {qp:,.0f} | {qp / lp:.2f} | {lg:,.1f} | {qg:,.1f} | {qg / lg:.2f} | {lr / 1024:.0f} / {qr / 1024:.0f} |")
-    else:
+    elif os.path.exists(f"{out}/qforge-Q4_0.json"):  # an HF layout: against qforge's own Q4_0
         rp, rg, _, _ = qforge("Q4_0")
         print(f"| {name} (vs qforge Q4_0) | {rp:,.0f} | {qp:,.0f} | {qp / rp:.2f} | {rg:,.1f} | {qg:,.1f} | {qg / rg:.2f} | – / {qr / 1024:.0f} |")
 flags = next((l.split(":")[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
