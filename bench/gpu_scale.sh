@@ -39,6 +39,8 @@ for step in ${SCALE_STEPS:-rtn gptq eval}; do
   case $step in
   rtn) run rtn quantize $M -o /tmp/q_rtn --method rtn ;;
   gptq) run gptq quantize $M -o /tmp/q_gptq --method gptq --act-order "${calib[@]}" ;;
+  gptq-bf16)  # GPTQModel's precision: bf16 weights, products and Hessian inputs
+    QFORGE_CUDA_MATH=bf16 run gptq_bf16 quantize $M -o /tmp/q_gptq_bf16 --method gptq --act-order "${calib[@]}" ;;
   awq)  # AutoAWQ's default calibration: 128 samples of 512 tokens
     run awq quantize $M -o /tmp/q_awq --method awq --calib "$S/data/calib-wiki.txt" --nsamples 128 --seqlen 512 --device cuda ;;
   gguf-gptq) run gguf_gptq quantize $M -o /tmp/q_gguf_gptq.gguf --format gguf --type Q4_K_M --method gptq "${calib[@]}" ;;

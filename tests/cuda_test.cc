@@ -359,6 +359,43 @@ TEST(Cuda, AttentionMatchesAScalarReference) {
   }
 }
 
+// QFORGE_CUDA_MATH=bf16: the Gram of x rounded to bf16 (nearest even), against Σ bf16(xᵢ)·bf16(xⱼ)
+// in double (exact products, a 64-term sum off by ≤ 64·2^-53 relative: nothing here). The device
+// sums exact products in fp32 over n terms: ≤ (n + 1)·2^-23·Σ|xᵢxⱼ| per call even if the tensor
+// cores truncate rather than round (2^-23 instead of 2^-24 per addition), and the fp64 running
+// sum adds nothing measurable.
+TEST(Cuda, GramOfBf16ActivationsMatchesItsDefinition) {
+  REQUIRE_GPU();
+  const Backend& g = *gpu();
+  std::mt19937 rng(9);
+  setenv("QFORGE_CUDA_MATH", "bf16", 1);
+  for (int d : {1, 17, 130}) {
+    auto gg = g.gram(d);
+    std::vector<double> want(size_t(d) * d, 0.0), bound(want.size(), 0.0);
+    for (int n : {3, 31, 64}) {
+      auto x = random_vec(size_t(n) * d, rng);
+      Buffer<float> xd(g, x);
+      gg->add(xd.data(), n);
+      for (float& v : x) v = bf16_to_f32(f32_to_bf16(v));
+      for (int i = 0; i < d; ++i)
+        for (int j = 0; j < d; ++j) {
+          double s = 0, a = 0;
+          for (int t = 0; t < n; ++t) {
+            const double p = double(x[size_t(t * d + i)]) * x[size_t(t * d + j)];
+            s += p;
+            a += std::fabs(p);
+          }
+          want[size_t(i * d + j)] += s;
+          bound[size_t(i * d + j)] += (n + 1) * std::ldexp(1.0, -23) * a;
+        }
+    }
+    const auto hg = gg->take(0.375).to_host();
+    for (size_t i = 0; i < hg.size(); ++i)
+      ASSERT_LE(std::fabs(hg[i] - 0.375 * want[i]), 0.375 * bound[i]) << "bf16 gram d " << d << " " << i;
+  }
+  setenv("QFORGE_CUDA_MATH", "fp32", 1);
+}
+
 TEST(Cuda, GramAndScoreAndInverseCholeskyMatchTheCpu) {
   REQUIRE_GPU();
   const Backend &g = *gpu(), &c = cpu_backend();

@@ -139,9 +139,10 @@ class Backend {
   // C (m, n) −= A (m, k) · B (k, n), each with its row pitch in elements (GPTQ's trailing update).
   virtual void gemm_sub(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
                         int64_t m, int64_t n, int64_t k) const = 0;
-  // H (n, n) symmetric positive definite, fp64 → U upper triangular with UᵀU = H⁻¹ (Cholesky,
-  // inverse from the factor, Cholesky again; the strict lower triangle zeroed). False, H
-  // garbage, when a factorization fails.
+  // H (n, n) symmetric positive definite, fp64 (read on its upper triangle) → U upper triangular
+  // with UᵀU = H⁻¹, the strict lower triangle zeroed (the CPU: Cholesky, inverse from the factor,
+  // Cholesky again, as GPTQ's reference; a device may reach the same factor by fewer flops). False,
+  // H garbage, when a factorization fails.
   virtual bool inverse_cholesky(double* H, int64_t n) const = 0;
   // dst (n) fp32 = src (n) fp64.
   virtual void narrow(const double* src, float* dst, int64_t n) const = 0;

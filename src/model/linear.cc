@@ -70,6 +70,22 @@ BackendLinear::BackendLinear(const Backend& be, int64_t n_out, int64_t n_in, Buf
   w16_ = Buffer<uint16_t>(be, h);
 }
 
+Buffer<float> widened_on(const Backend& be, const TensorView& weight) {
+  const QType t = weight.type;
+  QF_CHECK(t == QType::F32 || t == QType::F16 || t == QType::BF16, "{}: {} is not a dense type", weight.name,
+           traits(t).name);
+  const int64_t n = weight.numel();
+  Buffer<float> w(be, n);
+  if (t == QType::F32) {
+    be.to_device(w.data(), weight.data, n * 4);
+  } else {
+    Buffer<uint16_t> stored(be, n);
+    be.to_device(stored.data(), weight.data, n * 2);
+    be.widen_16(stored.data(), t == QType::BF16, w.data(), n);
+  }
+  return w;
+}
+
 std::unique_ptr<BackendLinear> BackendLinear::from_stored(const Backend& be, const TensorView& weight,
                                                           const TensorView& bias) {
   const QType t = weight.type;
@@ -79,17 +95,11 @@ std::unique_ptr<BackendLinear> BackendLinear::from_stored(const Backend& be, con
   std::unique_ptr<BackendLinear> l(new BackendLinear(be, weight.rows(), weight.cols(),
                                                      bias.valid() ? bias.to_f32() : std::vector<float>{},
                                                      weight.nbytes + (bias.valid() ? bias.numel() * 4 : 0)));
-  if (t == QType::F32) {
-    l->w_ = Buffer<float>(be, n);
-    be.to_device(l->w_.data(), weight.data, n * 4);
-  } else if (be.bf16_weights()) {
+  if (be.bf16_weights()) {
     l->w16_ = Buffer<uint16_t>(be, n);
     be.to_device(l->w16_.data(), weight.data, n * 2);
   } else {
-    Buffer<uint16_t> stored(be, n);
-    be.to_device(stored.data(), weight.data, n * 2);
-    l->w_ = Buffer<float>(be, n);
-    be.widen_16(stored.data(), t == QType::BF16, l->w_.data(), n);
+    l->w_ = widened_on(be, weight);
   }
   return l;
 }

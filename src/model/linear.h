@@ -70,6 +70,9 @@ class BackendLinear final : public Linear {
   Buffer<float> b_;       // (n_out) or empty
 };
 
+// A dense F32/F16/BF16 weight in be's memory as fp32: copied as stored and widened there.
+Buffer<float> widened_on(const Backend& be, const TensorView& weight);
+
 // `l` itself on the CPU backend (host Linears compute there); a BackendLinear on a device.
 std::unique_ptr<Linear> on_backend(std::unique_ptr<Linear> l, const Backend& be);
 

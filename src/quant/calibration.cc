@@ -6,6 +6,7 @@
 #include "core/mapped_file.h"
 #include "core/profile.h"
 #include "core/progress.h"
+#include "model/linear.h"
 #include "model/transformer.h"
 
 namespace qf {
@@ -105,17 +106,19 @@ Expected<std::vector<float>> LinearJob::host_weight() const {
 
 Expected<Buffer<float>> LinearJob::backend_weight() const {
   const Backend& be = hessian.backend();
-  if (!resident) {
+  const TensorView& t = tensors->weight;
+  const bool dense = t.type == QType::F32 || t.type == QType::F16 || t.type == QType::BF16;
+  if (!resident && !(be.on_device() && dense)) {
     QF_ASSIGN_OR_RETURN(auto w, host_weight());
     return Buffer<float>(be, w);
   }
   const int64_t n = tensors->n_out * tensors->n_in;
-  Buffer<float> w(be, n);
-  be.copy(w.data(), resident, n * 4);
+  Buffer<float> w = resident ? Buffer<float>(be, n) : widened_on(be, t);  // widened on the device
+  if (resident) be.copy(w.data(), resident, n * 4);
   if (const int64_t i = be.first_nonfinite(w.data(), n); i < n) {
     float v = 0;
     be.to_host(&v, w.data() + i, 4);
-    return nonfinite_weight(tensors->weight.name, i, v);
+    return nonfinite_weight(t.name, i, v);
   }
   return w;
 }

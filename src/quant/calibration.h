@@ -58,7 +58,7 @@ struct LinearJob {
 
   // The weights (n_out, n_in) fp32, refused when one is NaN or ±Inf (the error names it): on the
   // host, widened from the checkpoint; or in the hessian's backend's memory, copied from the
-  // resident weights when there are some.
+  // resident weights when there are some, else (on a device) copied as stored and widened there.
   Expected<std::vector<float>> host_weight() const;
   Expected<Buffer<float>> backend_weight() const;
 };

@@ -4,20 +4,15 @@
 // imatrix and AWQ. The forward pass, memory and scoring are in cuda_backend.cu.
 #include "kernels/cuda/cuda_calibration.h"
 
+#include <cuda_bf16.h>
+
 #include <algorithm>
+#include <vector>
 
 #include "kernels/cuda/cuda_common.cuh"
 
 namespace qf::cuda {
 namespace {
-
-// H (n, n) row-major: the strict lower triangle set to zero.
-__global__ void zero_lower_kernel(double* H, int64_t n) {
-  const int64_t total = n * n;
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
-       e += int64_t(gridDim.x) * blockDim.x)
-    if (e % n < e / n) H[e] = 0.0;
-}
 
 // acc (d, d) fp64 += g (d, d) fp32 on the row-major upper triangle (what syrk wrote).
 __global__ void accumulate_upper_kernel(double* acc, const float* g, int64_t d) {
@@ -36,6 +31,13 @@ __global__ void split_tf32_kernel(const float* x, float* hi, float* lo2, int64_t
     hi[i] = h;
     lo2[i] = 2.0f * (v - h);
   }
+}
+
+// x rounded to bf16 (nearest even), as linear_bf16 rounds its input.
+__global__ void round_bf16_kernel(const float* x, __nv_bfloat16* out, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = __float2bfloat16_rn(x[i]);
 }
 
 // acc (d, d) fp64 upper triangle += the symmetric part of g (d, d) fp32, ½(g + gᵀ): 32×32 tiles,
@@ -237,33 +239,71 @@ __global__ void round_int_batch_kernel(IntGridBatch a) {
   if (lane == 0) a.loss[r] += loss;
 }
 
+// U = J·L⁻¹·J with L = chol(J·H·J) lower and J the reversal: UᵀU = J·(J·H·J)⁻¹·J = H⁻¹, U upper
+// with a positive diagonal, so U is the CPU's chol(H⁻¹) up to fp64 rounding — one factorization
+// and one triangular inverse (⅔n³ flops) where the CPU backend's LAPACK sequence (potrf, potri,
+// potrf) does 4⁄3n³. Both flips are index maps (flip_kernel, unflip_kernel); H is read on its
+// row-major upper triangle and is the workspace.
+__global__ void flip_kernel(const double* H, double* R, int64_t n) {  // R = J·H·J
+  const int64_t total = n * n;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
+       e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = n - 1 - e / n, c = n - 1 - e % n;
+    R[e] = r <= c ? H[r * n + c] : H[c * n + r];
+  }
+}
+// U (row-major) = J·M·J for M = L⁻¹ column-major lower: U[r][c] = M(n−1−r, n−1−c) for c ≥ r, else 0.
+__global__ void unflip_kernel(const double* M, double* U, int64_t n) {
+  const int64_t total = n * n;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
+       e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = e / n, c = e % n;
+    U[e] = c >= r ? M[(n - 1 - c) * n + (n - 1 - r)] : 0.0;
+  }
+}
+
 // ---- the Gram accumulator: syrk per call in fp32, the running sum in fp64 ----
 class CudaGram final : public GramAccumulator {
  public:
   CudaGram(const Backend& be, int d) : be_(be), d_(d), g_(be, int64_t(d) * d), hi_(be, 0), lo2_(be, 0) {}
   // Row-major x (n, d) is column-major xᵀ (d × n). With QFORGE_CUDA_MATH=fp32: G = xᵀ·x by fp32
-  // syrk (column-major lower = row-major upper). Otherwise on TF32 tensor cores at about fp32's
-  // accuracy: x = hi + lo (split_tf32_kernel), G = hiᵀ·hi + (2·lo)ᵀ·hi, whose symmetric part is
-  // xᵀ·x − loᵀ·lo — each product exact but for lo's own TF32 rounding and the dropped loᵀ·lo,
-  // ≤ 1.3·2^-20·|xᵢ·xⱼ| (tests/cuda_test.cc) — two GEMMs, ~3× faster than syrk on an H200 (and 2×
-  // faster than the same split by syrk + syr2k on a TF32 handle, which measured 62 s against 32 s
-  // for GPTQ of the 8B shape's first 8 layers).
+  // syrk (column-major lower = row-major upper). With QFORGE_CUDA_MATH=bf16 — the precision of
+  // GPTQModel and llm-compressor, whose models run in bf16 and hand their Hessians bf16
+  // activations — x rounded to bf16, G = xᵀ·x on bf16 tensor cores: the products exact, the sums
+  // in fp32. Otherwise on TF32 tensor cores at about fp32's accuracy: x = hi + lo
+  // (split_tf32_kernel), G = hiᵀ·hi + (2·lo)ᵀ·hi, whose symmetric part is xᵀ·x − loᵀ·lo — each
+  // product exact but for lo's own TF32 rounding and the dropped loᵀ·lo, ≤ 1.3·2^-20·|xᵢ·xⱼ|
+  // (tests/cuda_test.cc) — two GEMMs, ~3× faster than syrk on an H200 (and 2× faster than the
+  // same split by syrk + syr2k on a TF32 handle, which measured 62 s against 32 s for GPTQ of the
+  // 8B shape's first 8 layers).
   void add(const float* x, int n) override {
     const float one = 1.0f, zero = 0.0f;
+    cublasHandle_t h = handles().exact;
+    const int64_t m = int64_t(n) * d_;
+    const int tiles = int((d_ + 31) / 32);
+    if (bf16_weights_asked()) {
+      hi_.grow((m + 1) / 2);  // m bf16 values
+      auto* xb = reinterpret_cast<__nv_bfloat16*>(hi_.data());
+      round_bf16_kernel<<<blocks_for(m, 256), 256>>>(x, xb, m);
+      check_launch("round_bf16_kernel");
+      check(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, d_, d_, n, &one, xb, CUDA_R_16BF, d_, xb, CUDA_R_16BF, d_,
+                         &zero, g_.data(), CUDA_R_32F, d_, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            "cublasGemmEx (Gram bf16)");
+      accumulate_symmetric_kernel<<<dim3(tiles, tiles), dim3(32, 8)>>>(sum().data(), g_.data(), d_);
+      check_launch("accumulate_symmetric_kernel");
+      return;
+    }
     if (!tf32_forward()) {
-      check(cublasSsyrk(handles().exact, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, d_, n, &one, x, d_, &zero,
-                        g_.data(), d_),
+      check(cublasSsyrk(h, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, d_, n, &one, x, d_, &zero, g_.data(), d_),
             "cublasSsyrk");
       accumulate_upper_kernel<<<blocks_for(g_.size(), 256), 256>>>(sum().data(), g_.data(), d_);
       check_launch("accumulate_upper_kernel");
       return;
     }
-    const int64_t m = int64_t(n) * d_;
     hi_.grow(m);
     lo2_.grow(m);
     split_tf32_kernel<<<blocks_for(m, 256), 256>>>(x, hi_.data(), lo2_.data(), m);
     check_launch("split_tf32_kernel");
-    cublasHandle_t h = handles().exact;
     check(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, d_, d_, n, &one, hi_.data(), CUDA_R_32F, d_, hi_.data(),
                        CUDA_R_32F, d_, &zero, g_.data(), CUDA_R_32F, d_, CUBLAS_COMPUTE_32F_FAST_TF32,
                        CUBLAS_GEMM_DEFAULT),
@@ -272,7 +312,6 @@ class CudaGram final : public GramAccumulator {
                        CUDA_R_32F, d_, &one, g_.data(), CUDA_R_32F, d_, CUBLAS_COMPUTE_32F_FAST_TF32,
                        CUBLAS_GEMM_DEFAULT),
           "cublasGemmEx (Gram 2·lo·hi)");
-    const int tiles = int((d_ + 31) / 32);
     accumulate_symmetric_kernel<<<dim3(tiles, tiles), dim3(32, 8)>>>(sum().data(), g_.data(), d_);
     check_launch("accumulate_symmetric_kernel");
   }
@@ -295,7 +334,7 @@ class CudaGram final : public GramAccumulator {
   int d_;
   Buffer<double> acc_;      // (d, d) row-major upper triangle valid
   Buffer<float> g_;         // (d, d) this call's product
-  Buffer<float> hi_, lo2_;  // the TF32 split of a call's x
+  Buffer<float> hi_, lo2_;  // the TF32 split of a call's x (hi_: its bf16 rounding, in bf16)
 };
 
 }  // namespace
@@ -304,29 +343,34 @@ std::unique_ptr<GramAccumulator> make_gram(const Backend& be, int d) {
   return std::make_unique<CudaGram>(be, d);
 }
 
-// Row-major 'U' is column-major 'L': potrf(L), potri(L), potrf(L), then the row-major strict
-// lower triangle zeroed — the CPU backend's LAPACK sequence on the same memory.
 bool inverse_cholesky(const Backend& be, double* H, int64_t n) {
   cusolverDnHandle_t s = handles().solver;
+  Buffer<double> R(be, n * n);
+  flip_kernel<<<blocks_for(n * n, 256), 256>>>(H, R.data(), n);
+  check_launch("flip_kernel");
   const int m = int(n);
-  int lwork = 0, lwork2 = 0;
-  check(cusolverDnDpotrf_bufferSize(s, CUBLAS_FILL_MODE_LOWER, m, H, m, &lwork), "potrf_bufferSize");
-  check(cusolverDnDpotri_bufferSize(s, CUBLAS_FILL_MODE_LOWER, m, H, m, &lwork2), "potri_bufferSize");
-  Buffer<double> work(be, std::max(lwork, lwork2));
+  int lwork = 0;
+  check(cusolverDnDpotrf_bufferSize(s, CUBLAS_FILL_MODE_LOWER, m, R.data(), m, &lwork), "potrf_bufferSize");
+  size_t dev_bytes = 0, host_bytes = 0;
+  check(cusolverDnXtrtri_bufferSize(s, CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_64F, R.data(),
+                                    n, &dev_bytes, &host_bytes),
+        "trtri_bufferSize");
+  Buffer<double> work(be, std::max<int64_t>(lwork, int64_t(dev_bytes + 7) / 8));
+  std::vector<char> host_work(host_bytes);
   Buffer<int> info(be, 1);
   int ok = 0;
   auto failed = [&] {
     be.to_host(&ok, info.data(), sizeof(int));
     return ok != 0;
   };
-  check(cusolverDnDpotrf(s, CUBLAS_FILL_MODE_LOWER, m, H, m, work.data(), lwork, info.data()), "potrf");
+  check(cusolverDnDpotrf(s, CUBLAS_FILL_MODE_LOWER, m, R.data(), m, work.data(), lwork, info.data()), "potrf");
   if (failed()) return false;
-  check(cusolverDnDpotri(s, CUBLAS_FILL_MODE_LOWER, m, H, m, work.data(), lwork2, info.data()), "potri");
+  check(cusolverDnXtrtri(s, CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_64F, R.data(), n,
+                         work.data(), dev_bytes, host_work.data(), host_bytes, info.data()),
+        "trtri");
   if (failed()) return false;
-  check(cusolverDnDpotrf(s, CUBLAS_FILL_MODE_LOWER, m, H, m, work.data(), lwork, info.data()), "potrf");
-  if (failed()) return false;
-  zero_lower_kernel<<<blocks_for(n * n, 256), 256>>>(H, n);
-  check_launch("zero_lower_kernel");
+  unflip_kernel<<<blocks_for(n * n, 256), 256>>>(R.data(), H, n);
+  check_launch("unflip_kernel");
   return true;
 }
 
