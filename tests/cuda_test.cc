@@ -279,23 +279,31 @@ TEST(Cuda, LinearAndGemmSubWithinTheDotProductBound) {
           }
         expect_close(Cd.to_host(), Cw, tc, "gemm_sub");
 
-        // AWQ's per-group products: C (tokens, n_out) = x[:, :k] · w[:, :k]ᵀ with k < n_in (pitched
-        // views), within the dot-product bound over k; then the per-column squared distances of
-        // two such outputs, bit for bit (same terms, same order).
-        const int64_t k = (n_in + 1) / 2;
-        std::vector<float> Cn(size_t(tokens * n_out));
-        c.gemm_nt(x.data(), n_in, w.data(), n_in, Cn.data(), n_out, tokens, n_out, k);
+        // AWQ's per-group products: C (tokens, 2·n_out), its group g = x[:, g·k, (g+1)·k) ·
+        // w[:, g·k, (g+1)·k)ᵀ for two groups of k = ⌊n_in / 2⌋ columns (pitched views), within the
+        // dot-product bound over k; then the per-column squared distances of the first group
+        // against `want`, bit for bit (same terms, same order).
+        const int64_t k = std::max<int64_t>(1, n_in / 2), groups = n_in >= 2 ? 2 : 1, ldn = groups * n_out;
+        std::vector<float> Cn(size_t(tokens * ldn));
+        c.gemm_nt(x.data(), n_in, w.data(), n_in, Cn.data(), ldn, tokens, n_out, k, groups);
         Buffer<float> Cnd(g, poisoned(Cn.size()));
-        g.gemm_nt(xd.data(), n_in, wd.data(), n_in, Cnd.data(), n_out, tokens, n_out, k);
+        g.gemm_nt(xd.data(), n_in, wd.data(), n_in, Cnd.data(), ldn, tokens, n_out, k, groups);
         std::vector<double> tn(Cn.size());
         for (int64_t t = 0; t < tokens; ++t)
-          for (int64_t o = 0; o < n_out; ++o) {
-            double sum = 0;
-            for (int64_t i = 0; i < k; ++i)
-              sum += std::fabs(double(x[size_t(t * n_in + i)]) * w[size_t(o * n_in + i)]);
-            tn[size_t(t * n_out + o)] = 2 * double(k + 1) * kU * sum;
-          }
+          for (int64_t gi = 0; gi < groups; ++gi)
+            for (int64_t o = 0; o < n_out; ++o) {
+              double sum = 0;
+              for (int64_t i = gi * k; i < (gi + 1) * k; ++i)
+                sum += std::fabs(double(x[size_t(t * n_in + i)]) * w[size_t(o * n_in + i)]);
+              tn[size_t(t * ldn + gi * n_out + o)] = 2 * double(k + 1) * kU * sum;
+            }
         expect_close(Cnd.to_host(), Cn, tn, "gemm_nt");
+        if (groups > 1) {  // the distances below read the first group as a (tokens, n_out) matrix
+          std::vector<float> first(size_t(tokens * n_out));
+          for (int64_t t = 0; t < tokens; ++t)
+            std::copy_n(Cn.begin() + t * ldn, n_out, first.begin() + t * n_out);
+          Cn = first;
+        }
         std::vector<double> dc(static_cast<size_t>(n_out)), dg(dc.size());
         c.column_squared_distances(Cn.data(), want.data(), tokens, n_out, dc.data());
         Buffer<float> Cnw(g, Cn), wantd(g, want);

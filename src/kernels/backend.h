@@ -128,10 +128,12 @@ class Backend {
   // products (exact) and sums in fp32.
   virtual void linear_bf16(const float* x, const uint16_t* w, const float* bias, float* y, int64_t tokens,
                            int64_t n_in, int64_t n_out) const = 0;
-  // C (m, n) = A (m, k) · B (n, k)ᵀ, each with its row pitch in elements (AWQ's per-group outputs;
-  // the forward pass's precision: TF32 on a device unless QFORGE_CUDA_MATH=fp32).
+  // For g < groups: C[:, g·n, (g+1)·n) = A[:, g·k, (g+1)·k) · B[:, g·k, (g+1)·k)ᵀ — A (m, ≥ groups·k),
+  // B (n, ≥ groups·k), C (m, ≥ groups·n), each with its row pitch in elements (AWQ's per-group
+  // outputs, all groups in one call; the forward pass's precision: TF32 on a device unless
+  // QFORGE_CUDA_MATH=fp32).
   virtual void gemm_nt(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                       int64_t m, int64_t n, int64_t k) const = 0;
+                       int64_t m, int64_t n, int64_t k, int64_t groups) const = 0;
   // out (n, on the host) = Σ_t (a[t, i] − b[t, i])² for a, b (rows, n): the difference in fp32, the
   // square and the sum (t in order) in fp64.
   virtual void column_squared_distances(const float* a, const float* b, int64_t rows, int64_t n,

@@ -117,8 +117,9 @@ std::vector<double> mean_group_normalized(const Block& b, const Point& p, int64_
     const std::vector<float>& w = b.w.at(kind);
     const int64_t n_out = int64_t(w.size()) / d;
     rows += n_out;
-    for (int64_t r = 0; r < n_out; ++r)
-      for (int64_t g0 = 0; g0 < d; g0 += G) {
+#pragma omp parallel for schedule(static)  // threads own groups of columns: each sum in row order
+    for (int64_t g0 = 0; g0 < d; g0 += G)
+      for (int64_t r = 0; r < n_out; ++r) {
         const float* row = w.data() + r * d;
         float mx = 0;
         for (int64_t j = g0; j < g0 + G; ++j) mx = std::max(mx, std::fabs(row[j]));
@@ -147,8 +148,13 @@ std::vector<float> candidate_scales(const std::vector<double>& x_mean, const std
 }
 
 void scale_columns(std::vector<float>& w, const std::vector<float>& s, bool divide) {
-  const size_t d = s.size();
-  for (size_t i = 0; i < w.size(); ++i) w[i] = divide ? w[i] / s[i % d] : w[i] * s[i % d];
+  const auto d = int64_t(s.size()), rows = int64_t(w.size()) / d;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < d; ++j) {
+      float& v = w[size_t(r * d + j)];
+      v = divide ? v / s[size_t(j)] : v * s[size_t(j)];
+    }
 }
 
 // Clip search for one scaled Linear w (n_out, n_in) on sampled inputs xs (T, n_in); clamps w
@@ -159,6 +165,7 @@ int64_t clip(int layer, const std::string& kind, std::vector<float>& w, int64_t 
   const int64_t G = group_length(spec.group, n_in), ng = n_in / G, T = int64_t(xs.size()) / n_in;
   std::vector<float> org_max(size_t(n_out * ng)), best_max,
       best_err(org_max.size(), std::numeric_limits<float>::max());
+#pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < n_out; ++r)
     for (int64_t g = 0; g < ng; ++g) {
       float mx = 0;
@@ -166,17 +173,20 @@ int64_t clip(int layer, const std::string& kind, std::vector<float>& w, int64_t 
       org_max[size_t(r * ng + g)] = mx;
     }
   best_max = org_max;
-  // The products and errors on `be`: on a device xs and w cross once, q once per step; on the
-  // CPU they are used where they are.
+  // The products and errors on `be`: on a device xs and w cross once, q once per step (none on an
+  // integer grid); on the CPU they are used where they are. Every group's partial products at
+  // once, (T, ng·n_out): the reference ones computed once — T·n_in·n_out / G floats each, as much
+  // as the weight matrix when T = G.
   const bool dev = be.on_device();
   std::vector<float> q(w.size());
   Buffer<float> xd = dev ? Buffer<float>(be, xs) : Buffer<float>(),
                 wd = dev ? Buffer<float>(be, w) : Buffer<float>(),
-                qd = dev ? Buffer<float>(be, int64_t(q.size())) : Buffer<float>(), ref(be, T * n_out),
-                out(be, T * n_out);
+                qd = dev ? Buffer<float>(be, int64_t(q.size())) : Buffer<float>(), ref(be, T * ng * n_out),
+                out(be, T * ng * n_out);
   const float *xp = dev ? xd.data() : xs.data(), *wp = dev ? wd.data() : w.data(),
               *qp = dev ? qd.data() : q.data();
-  std::vector<double> e(static_cast<size_t>(n_out));
+  be.gemm_nt(xp, n_in, wp, n_in, ref.data(), ng * n_out, T, n_out, G, ng);
+  std::vector<double> e(static_cast<size_t>(ng * n_out));
   std::vector<int> best_step(org_max.size(), 0);
   // An integer grid: clamped and rounded by the backend, where w is.
   const bool on_be = quantizer.grid != nullptr;
@@ -189,6 +199,7 @@ int64_t clip(int layer, const std::string& kind, std::vector<float>& w, int64_t 
       a.shrink = shrink;
       be.fake_quantize_int(a);
     } else {
+#pragma omp parallel for schedule(static)
       for (int64_t r = 0; r < n_out; ++r)
         for (int64_t j = 0; j < n_in; ++j) {
           const float m = org_max[size_t(r * ng + j / G)] * shrink;
@@ -197,22 +208,20 @@ int64_t clip(int layer, const std::string& kind, std::vector<float>& w, int64_t 
       (*quantizer.host)(layer, kind, q.data(), n_out, n_in, s);
       if (dev) be.to_device(qd.data(), q.data(), int64_t(q.size()) * 4);
     }
-    // Partial products of group g, (T, n_out): the reference ones are recomputed at every step
-    // (one more product) rather than kept for all groups (ng·T·n_out floats, 0.7 GiB for a 7B MLP).
-    for (int64_t g = 0; g < ng; ++g) {
-      be.gemm_nt(xp + g * G, n_in, wp + g * G, n_in, ref.data(), n_out, T, n_out, G);
-      be.gemm_nt(xp + g * G, n_in, qp + g * G, n_in, out.data(), n_out, T, n_out, G);
-      be.column_squared_distances(out.data(), ref.data(), T, n_out, e.data());
-      for (int64_t r = 0; r < n_out; ++r) {
-        const float err = float(e[size_t(r)] / double(T));
+    be.gemm_nt(xp, n_in, qp, n_in, out.data(), ng * n_out, T, n_out, G, ng);
+    be.column_squared_distances(out.data(), ref.data(), T, ng * n_out, e.data());
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < n_out; ++r)
+      for (int64_t g = 0; g < ng; ++g) {
+        const float err = float(e[size_t(g * n_out + r)] / double(T));
         if (err < best_err[size_t(r * ng + g)]) {
           best_err[size_t(r * ng + g)] = err;
           best_max[size_t(r * ng + g)] = org_max[size_t(r * ng + g)] * shrink;
           best_step[size_t(r * ng + g)] = step;
         }
       }
-    }
   }
+#pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < n_out; ++r)
     for (int64_t j = 0; j < n_in; ++j) {
       const float m = best_max[size_t(r * ng + j / G)];
@@ -368,6 +377,7 @@ Expected<AwqReport> transform(const Checkpoint& ck, const std::vector<std::vecto
         else {  // the previous Linear's output rows (and bias) take 1/s
           std::vector<float>& w = b.w[p.prev];
           const int64_t n_in = lw.linear(p.prev).n_in;
+#pragma omp parallel for schedule(static)
           for (int64_t r = 0; r < int64_t(best_s.size()); ++r)
             for (int64_t j = 0; j < n_in; ++j) w[size_t(r * n_in + j)] /= best_s[size_t(r)];
           if (b.b.count(p.prev)) scale_columns(b.b[p.prev], best_s, true);

@@ -208,9 +208,10 @@ class CpuBackend final : public Backend {
   }
 
   void gemm_nt(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, int64_t m,
-               int64_t n, int64_t k) const override {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, A, int(lda), B,
-                int(ldb), 0.0f, C, int(ldc));
+               int64_t n, int64_t k, int64_t groups) const override {
+    for (int64_t g = 0; g < groups; ++g)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, A + g * k, int(lda),
+                  B + g * k, int(ldb), 0.0f, C + g * n, int(ldc));
   }
   void column_squared_distances(const float* a, const float* b, int64_t rows, int64_t n,
                                 double* out) const override {

@@ -201,19 +201,37 @@ class CudaBackend final : public Backend {
   bool on_device() const override { return true; }
   void synchronize() const override { check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
 
+  // Stream-ordered (cudaMallocAsync on the default stream, where every operation runs): a freed
+  // block goes back to the device's pool, kept there for the next allocation, so that neither
+  // call synchronizes the device as cudaMalloc/cudaFree do (AWQ and GPTQ allocate per step). When
+  // the pool cannot serve a request, what it caches is returned to the device and the request
+  // tried once more.
   void* alloc(int64_t bytes) const override {
     if (bytes <= 0) return nullptr;
+    static const cudaMemPool_t pool = [] {
+      cudaMemPool_t p = nullptr;
+      check(cudaDeviceGetDefaultMemPool(&p, 0), "cudaDeviceGetDefaultMemPool");
+      uint64_t keep = UINT64_MAX;
+      check(cudaMemPoolSetAttribute(p, cudaMemPoolAttrReleaseThreshold, &keep), "cudaMemPoolSetAttribute");
+      return p;
+    }();
     void* p = nullptr;
-    const cudaError_t e = cudaMalloc(&p, size_t(bytes));
+    cudaError_t e = cudaMallocAsync(&p, size_t(bytes), 0);
+    if (e == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();
+      check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+      check(cudaMemPoolTrimTo(pool, 0), "cudaMemPoolTrimTo");
+      e = cudaMallocAsync(&p, size_t(bytes), 0);
+    }
     if (e != cudaSuccess) {
-      const std::string what = "cudaMalloc of " + std::to_string(bytes) + " bytes";
+      const std::string what = "cudaMallocAsync of " + std::to_string(bytes) + " bytes";
       fatal(what.c_str(), cudaGetErrorString(e));
     }
     note_memory();
     return p;
   }
   void release(void* p) const override {
-    if (p) check(cudaFree(p), "cudaFree");
+    if (p) check(cudaFreeAsync(p, 0), "cudaFreeAsync");
   }
   void to_device(void* dst, const void* host, int64_t bytes) const override {
     if (bytes) check(cudaMemcpy(dst, host, size_t(bytes), cudaMemcpyHostToDevice), "cudaMemcpy to device");
@@ -317,12 +335,14 @@ class CudaBackend final : public Backend {
   }
 
   void gemm_nt(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, int64_t m,
-               int64_t n, int64_t k) const override {
-    // Column-major: Cᵀ (n × m) = B (n × k, stored as Bᵀ) · Aᵀ (k × m).
+               int64_t n, int64_t k, int64_t groups) const override {
+    // Column-major: Cᵀ (n × m) = B (n × k, stored as Bᵀ) · Aᵀ (k × m); group g starts k columns of
+    // A and B and n columns of C further on.
     const float one = 1.0f, zero = 0.0f;
-    check(cublasSgemm_64(handles().forward(), CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, B, ldb, A, lda, &zero,
-                         C, ldc),
-          "cublasSgemm (gemm_nt)");
+    if (groups > 0)
+      check(cublasSgemmStridedBatched_64(handles().forward(), CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, B, ldb, k,
+                                         A, lda, k, &zero, C, ldc, n, groups),
+            "cublasSgemmStridedBatched (gemm_nt)");
   }
   void column_squared_distances(const float* a, const float* b, int64_t rows, int64_t n,
                                 double* out) const override {
