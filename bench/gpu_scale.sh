@@ -43,6 +43,8 @@ for step in ${SCALE_STEPS:-rtn gptq eval}; do
     QFORGE_CUDA_MATH=bf16 run gptq_bf16 quantize $M -o /tmp/q_gptq_bf16 --method gptq --act-order "${calib[@]}" ;;
   awq)  # AutoAWQ's default calibration: 128 samples of 512 tokens
     run awq quantize $M -o /tmp/q_awq --method awq --calib "$S/data/calib-wiki.txt" --nsamples 128 --seqlen 512 --device cuda ;;
+  quip)  # QuIP# 2-bit (E8P12), GPTQ's calibration
+    run quip quantize $M -o /tmp/q_quip --method 'quip#' --bits 2 "${calib[@]}" ;;
   gguf-gptq) run gguf_gptq quantize $M -o /tmp/q_gguf_gptq.gguf --format gguf --type Q4_K_M --method gptq "${calib[@]}" ;;
   imatrix-q4km)  # llama.cpp's recipe: imatrix over 512-token chunks of the calibration text, then Q4_K_M
     rm -f /tmp/im_8b.dat

@@ -75,25 +75,25 @@ Buffer<float> capture(const Transformer& tf, int layer, const Buffer<float>& hid
   return X;
 }
 
-// Mean squared difference of the point's output from `ref` (N, n_out), or the output itself
-// when ref is null (written to `out`); all in the model's backend's memory.
+// Mean squared difference of the point's output from `ref` (N, E), or the output itself when ref
+// is null (written to `out`); all in the model's backend's memory. The outputs of every window
+// first, then one distance over all of them: on the CPU the same sum in the same order as window
+// by window, on a device one synchronization instead of one per window.
 double score(const Transformer& tf, int layer, const Point& p, const Linear* single, const Buffer<float>& X,
              int64_t d, const Windows& win, const Buffer<float>* ref, Buffer<float>* out) {
   const Backend& be = tf.backend();
   const int64_t E = tf.config().n_embd;
-  Buffer<float> y(be, win.longest * E);
-  double sum = 0;
+  Buffer<float> all = out ? Buffer<float>() : Buffer<float>(be, win.rows * E);
+  float* y = out ? out->data() : all.data();
   for (size_t k = 0; k < win.offset.size(); ++k) {
     const int n = int(win.length[k]);
     const float* x = X.data() + win.offset[k] * d;
     if (single)
-      single->forward(x, y.data(), n);
+      single->forward(x, y + win.offset[k] * E, n);
     else
-      tf.run_sublayer(layer, p.module, x, y.data(), n);
-    if (out) be.copy(out->data() + win.offset[k] * E, y.data(), n * E * 4);
-    if (ref) sum = be.squared_distance(y.data(), ref->data() + win.offset[k] * E, n * E, sum);
+      tf.run_sublayer(layer, p.module, x, y + win.offset[k] * E, n);
   }
-  return sum / double(win.rows * E);
+  return ref ? be.squared_distance(y, ref->data(), win.rows * E, 0.0) / double(win.rows * E) : 0.0;
 }
 
 // Weights per group of a row of n: `group`, or the whole row when group is -1 or does not divide n.
