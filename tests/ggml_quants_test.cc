@@ -125,6 +125,55 @@ TEST(GgmlFit, BatchedCandidatesEqualTheSequentialSearch) {
   EXPECT_GT(groups, 40000);
 }
 
+// fit_scale_min_8 gives each of its 8 groups the codes, min and scale of the sequential
+// fit_scale_min (llama.cpp's make_qkx2/qkx3_quants, as the k-quants call them), bit for bit:
+// Gaussian and heavy-tailed groups, all-positive ones (min clamped to 0), constant and all-zero
+// ones (the early return), with importance-like and |x|-like weights.
+TEST(GgmlFit, EightGroupsAtOnceEqualTheSequentialSearch) {
+  struct Call {
+    int n, nmax;
+    float rmin, rdelta;
+    int nstep;
+    bool use_mad, qkx3;
+  };
+  const Call calls[] = {{32, 15, -0.9f, 0.05f, 36, false, true}, {32, 31, -0.9f, 0.05f, 36, false, true},
+                        {32, 15, -1.f, 0.1f, 20, false, false},  {32, 31, -0.5f, 0.1f, 15, false, false},
+                        {16, 3, -0.9f, 0.05f, 36, false, true},  {16, 3, -0.5f, 0.1f, 15, true, false}};
+  std::mt19937 rng(29);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::student_t_distribution<float> heavy(2.f);
+  std::uniform_real_distribution<float> ud(0.f, 2.f);
+  int groups = 0;
+  for (int trial = 0; trial < 600; ++trial)
+    for (const Call& c : calls) {
+      const int K = ggml::kFitLanes, n = c.n;
+      std::vector<float> x(size_t(K * n)), w(x.size());
+      for (int k = 0; k < K; ++k)
+        for (int i = 0; i < n; ++i) {
+          float& v = x[size_t(k * n + i)];
+          v = (trial + k) % 3 ? nd(rng) : heavy(rng);
+          if ((trial + k) % 5 == 1) v = std::fabs(v) + 0.5f;  // all positive
+          if ((trial + k) % 11 == 2) v = 0.75f;               // constant
+          if ((trial + k) % 13 == 3) v = 0;                   // all zero
+          w[size_t(k * n + i)] = c.use_mad ? std::fabs(v) : ud(rng);
+        }
+      std::vector<uint8_t> La(x.size()), Lb(x.size()), Laux(static_cast<size_t>(n));
+      float ma[8], sa[8];
+      ggml::fit_scale_min_8(n, c.nmax, x.data(), w.data(), La.data(), ma, sa, c.rmin, c.rdelta, c.nstep,
+                            c.use_mad, c.qkx3);
+      for (int k = 0; k < K; ++k) {
+        float mb = 0;
+        const float sb = ggml::fit_scale_min(n, c.nmax, x.data() + k * n, w.data() + k * n, Lb.data() + k * n,
+                                             &mb, Laux.data(), c.rmin, c.rdelta, c.nstep, c.use_mad, c.qkx3);
+        EXPECT_EQ(std::memcmp(&sa[k], &sb, 4), 0) << trial << " group " << k << ": " << sa[k] << " vs " << sb;
+        EXPECT_EQ(std::memcmp(&ma[k], &mb, 4), 0) << trial << " group " << k << ": " << ma[k] << " vs " << mb;
+        ++groups;
+      }
+      EXPECT_EQ(La, Lb) << trial << " n " << n << " nmax " << c.nmax;
+    }
+  EXPECT_GT(groups, 28000);
+}
+
 TEST(GgmlBlocks, TableMatchesGgmlCommon) {
   // bytes per block and ggml ids as in ggml-common.h / ggml.h.
   struct Row {

@@ -201,6 +201,144 @@ float fit_scale_min(int n, int nmax, const float* x, const float* weights, uint8
   return scale;
 }
 
+namespace {
+
+// nearest_int on a float that stays a float (exact: every code and candidate is an integer far
+// below 2^22), so that the lane loops below stay in vector registers.
+[[gnu::always_inline]] inline float nearest_float(float v) {
+  return float(nearest_int(v));
+}
+
+// fit_scale_min_8's lanes, its choices fixed at compile time (vectorisable loops, no branches).
+template <bool kQkx3, bool kMad>
+[[gnu::always_inline]] inline void fit_lanes(int n, int nmax, const float* x, const float* weights, uint8_t* L,
+                                             float* the_min, float* scale_out, float rmin, float rdelta,
+                                             int nstep) {
+  constexpr int K = kFitLanes;
+  float xt[kFitMaxN][K], wt[kFitMaxN][K], lt[kFitMaxN][K], laux[kFitMaxN][K];
+  for (int k = 0; k < K; ++k)
+    for (int i = 0; i < n; ++i) {
+      xt[i][k] = x[k * n + i];
+      wt[i][k] = weights[k * n + i];
+    }
+  const float fmax = float(nmax);
+  float mn[K], mx[K], sum_w[K], sum_x[K], scale[K], best[K], isc[K];
+  int flat[K];
+  for (int k = 0; k < K; ++k) {
+    mn[k] = mx[k] = xt[0][k];
+    sum_w[k] = wt[0][k];
+    sum_x[k] = sum_w[k] * xt[0][k];
+  }
+  for (int i = 1; i < n; ++i) {
+#pragma omp simd
+    for (int k = 0; k < K; ++k) {
+      mn[k] = xt[i][k] < mn[k] ? xt[i][k] : mn[k];
+      mx[k] = mx[k] < xt[i][k] ? xt[i][k] : mx[k];
+      sum_w[k] += wt[i][k];
+      sum_x[k] += wt[i][k] * xt[i][k];
+    }
+  }
+  for (int k = 0; k < K; ++k) {
+    mn[k] = mn[k] > 0 ? 0.0f : mn[k];
+    flat[k] = kQkx3 ? mx[k] <= mn[k] : mx[k] == mn[k];
+    isc[k] = fmax / (mx[k] - mn[k]);
+    scale[k] = 1 / isc[k];
+    best[k] = 0;
+  }
+  for (int i = 0; i < n; ++i) {
+#pragma omp simd
+    for (int k = 0; k < K; ++k) {
+      float l = nearest_float(isc[k] * (xt[i][k] - mn[k]));
+      l = l < 0 ? 0.0f : l > fmax ? fmax : l;
+      lt[i][k] = l;
+      const float diff = scale[k] * l + mn[k] - xt[i][k];
+      best[k] += wt[i][k] * (kMad ? std::fabs(diff) : diff * diff);
+    }
+  }
+  for (int is = 0; is <= nstep && nstep >= 1; ++is) {
+    float sum_l[K] = {}, sum_l2[K] = {}, sum_xl[K] = {}, err[K] = {}, this_scale[K], this_min[K];
+#pragma omp simd
+    for (int k = 0; k < K; ++k) isc[k] = (rmin + rdelta * float(is) + fmax) / (mx[k] - mn[k]);
+    for (int i = 0; i < n; ++i) {
+#pragma omp simd
+      for (int k = 0; k < K; ++k) {
+        const float v = isc[k] * (xt[i][k] - mn[k]);
+        float l;
+        if constexpr (kQkx3) {
+          // v > 0 ? nearest(min(v, nmax)) : 0, with the comparison first (also for NaN) so that
+          // the loop has no branch
+          const float p = v > 0 ? v : 0.0f;
+          l = nearest_float(p < fmax ? p : fmax);
+        } else {
+          l = nearest_float(v);
+          l = l < 0 ? 0.0f : l > fmax ? fmax : l;
+        }
+        laux[i][k] = l;
+        const float w = wt[i][k];
+        sum_l[k] += w * l;
+        sum_l2[k] += w * l * l;
+        sum_xl[k] += w * l * xt[i][k];
+      }
+    }
+    int fitted[K];
+#pragma omp simd
+    for (int k = 0; k < K; ++k) {
+      const float D = sum_w[k] * sum_l2[k] - sum_l[k] * sum_l[k];
+      fitted[k] = D > 0;
+      const float s = (sum_w[k] * sum_xl[k] - sum_x[k] * sum_l[k]) / D,
+                  m = (sum_l2[k] * sum_x[k] - sum_l[k] * sum_xl[k]) / D;
+      this_min[k] = m > 0 ? 0.0f : m;
+      this_scale[k] = m > 0 ? sum_xl[k] / sum_l2[k] : s;
+    }
+    for (int i = 0; i < n; ++i) {
+#pragma omp simd
+      for (int k = 0; k < K; ++k) {
+        const float diff = this_scale[k] * laux[i][k] + this_min[k] - xt[i][k];
+        err[k] += wt[i][k] * (kMad ? std::fabs(diff) : diff * diff);
+      }
+    }
+    int take[K];
+#pragma omp simd
+    for (int k = 0; k < K; ++k) {
+      take[k] = fitted[k] & (err[k] < best[k]) & !flat[k];
+      best[k] = take[k] ? err[k] : best[k];
+      scale[k] = take[k] ? this_scale[k] : scale[k];
+      mn[k] = take[k] ? this_min[k] : mn[k];
+    }
+    for (int i = 0; i < n; ++i) {
+#pragma omp simd
+      for (int k = 0; k < K; ++k) lt[i][k] = take[k] ? laux[i][k] : lt[i][k];
+    }
+  }
+  for (int k = 0; k < K; ++k) {
+    for (int i = 0; i < n; ++i) L[k * n + i] = flat[k] ? 0 : uint8_t(lt[i][k]);
+    the_min[k] = -mn[k];
+    scale_out[k] = flat[k] ? 0.0f : scale[k];
+  }
+}
+
+}  // namespace
+
+// fit_scale_min on 8 groups at once, each lane of the loops one group (its sums in the scalar
+// routine's order, its choices as selects), so that the vector units run 8 of llama.cpp's
+// sequential searches side by side: bit for bit the scalar routine on each group
+// (tests/ggml_quants_test.cc). Codes are carried as floats (exact integers). Compiled like
+// fit_symmetric.
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+void fit_scale_min_8(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
+                     float* scale, float rmin, float rdelta, int nstep, bool use_mad, bool qkx3) {
+  if (qkx3 && !use_mad)
+    fit_lanes<true, false>(n, nmax, x, weights, L, the_min, scale, rmin, rdelta, nstep);
+  else if (qkx3)
+    fit_lanes<true, true>(n, nmax, x, weights, L, the_min, scale, rmin, rdelta, nstep);
+  else if (use_mad)
+    fit_lanes<false, true>(n, nmax, x, weights, L, the_min, scale, rmin, rdelta, nstep);
+  else
+    fit_lanes<false, false>(n, nmax, x, weights, L, the_min, scale, rmin, rdelta, nstep);
+}
+
 // Non-negative values onto [0, nmax] with weights (make_qp_quants): the sub-block scales of
 // the imatrix path. 8 nearby scales, then coordinate descent on single codes.
 float fit_positive(int n, int nmax, const float* x, uint8_t* L, const float* qw) {

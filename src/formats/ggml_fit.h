@@ -33,6 +33,12 @@ float fit_symmetric_q3(int n, int nmax, const float* x, int8_t* L);
 // Codes l ∈ [0, nmax] with x ≈ scale·l − min (make_qkx2_quants; qkx3: make_qkx3_quants).
 float fit_scale_min(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
                     uint8_t* Laux, float rmin, float rdelta, int nstep, bool use_mad, bool qkx3);
+// fit_scale_min for kFitLanes consecutive groups of n ≤ kFitMaxN at once (x, weights and L hold
+// group k at k·n; weights required): the same codes, mins and scales, bit for bit, several times
+// faster.
+constexpr int kFitLanes = 8, kFitMaxN = 32;
+void fit_scale_min_8(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
+                     float* scale, float rmin, float rdelta, int nstep, bool use_mad, bool qkx3);
 // Non-negative values onto [0, nmax] (make_qp_quants).
 float fit_positive(int n, int nmax, const float* x, uint8_t* L, const float* qw);
 

@@ -216,28 +216,30 @@ void dequantize_q5_1(const void* src, float* y, int64_t n) {
 void quantize_q2_K(const float* x, void* dst, int64_t n, const float* qw) {
   auto* y = static_cast<BlockQ2_K*>(dst);
   for (int64_t i = 0; i < n / kQK; ++i, x += kQK) {
-    uint8_t L[kQK], Laux[16];
-    float weights[16], mins[16], scales[16];
+    uint8_t L[kQK];
+    float w16[kQK], mins[16], scales[16];
     if (qw) {  // quantize_row_q2_K_impl
       const float* q = qw + i * kQK;
       float sigma2 = sum_squares(x, kQK) / kQK, sw[16] = {};
       uint8_t Ls[16], Lm[16];
       for (int j = 0; j < 16; ++j) {
-        importance(q + 16 * j, x + 16 * j, 16, sigma2, weights);
-        for (int l = 0; l < 16; ++l) sw[j] += weights[l];
-        scales[j] = fit_scale_min(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36,
-                                  false, true);
+        importance(q + 16 * j, x + 16 * j, 16, sigma2, w16 + 16 * j);
+        for (int l = 0; l < 16; ++l) sw[j] += w16[16 * j + l];
       }
+      for (int j = 0; j < 16; j += kFitLanes)
+        fit_scale_min_8(16, 3, x + 16 * j, w16 + 16 * j, L + 16 * j, mins + j, scales + j, -0.9f, 0.05f, 36,
+                        false, true);
       float dm = fit_positive(16, 15, scales, Ls, sw), mm = fit_positive(16, 15, mins, Lm, sw);
       y[i].d = f32_to_f16(dm);
       y[i].dmin = f32_to_f16(mm);
       for (int j = 0; j < 16; ++j) y[i].scales[j] = uint8_t(Ls[j] | (Lm[j] << 4));
     } else {  // quantize_row_q2_K_ref
       float max_scale = 0, max_min = 0;
+      for (int l = 0; l < kQK; ++l) w16[l] = std::fabs(x[l]);
+      for (int j = 0; j < 16; j += kFitLanes)
+        fit_scale_min_8(16, 3, x + 16 * j, w16 + 16 * j, L + 16 * j, mins + j, scales + j, -0.5f, 0.1f, 15, true,
+                        false);
       for (int j = 0; j < 16; ++j) {
-        for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-        scales[j] = fit_scale_min(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15,
-                                  true, false);
         max_scale = std::max(max_scale, scales[j]);
         max_min = std::max(max_min, mins[j]);
       }
@@ -362,20 +364,18 @@ void dequantize_q3_K(const void* src, float* y, int64_t n) {
 template <int nmax>
 void fit_q45_K(const float* x, const float* qw, int64_t i, uint16_t& d_out, uint16_t& dmin_out, uint8_t* sm,
                uint8_t* L) {
-  uint8_t Laux[32];
-  float weights[32], mins[8], scales[8];
+  float weights[kQK], mins[8], scales[8];
   std::memset(sm, 0, 12);
   if (qw) {  // quantize_row_q{4,5}_K_impl
     const float sigma2 = 2 * sum_squares(x, kQK) / kQK;
     float sw[8];
     uint8_t Ls[8], Lm[8];
     for (int j = 0; j < 8; ++j) {
-      importance(qw + i * kQK + 32 * j, x + 32 * j, 32, sigma2, weights);
+      importance(qw + i * kQK + 32 * j, x + 32 * j, 32, sigma2, weights + 32 * j);
       sw[j] = 0;
-      for (int l = 0; l < 32; ++l) sw[j] += weights[l];
-      scales[j] = fit_scale_min(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36,
-                                false, true);
+      for (int l = 0; l < 32; ++l) sw[j] += weights[32 * j + l];
     }
+    fit_scale_min_8(32, nmax, x, weights, L, mins, scales, -0.9f, 0.05f, 36, false, true);
     const float d_block = fit_positive(8, 63, scales, Ls, sw), m_block = fit_positive(8, 63, mins, Lm, sw);
     for (int j = 0; j < 8; ++j)
       set_scale_min_k4(j, std::min<uint8_t>(63, Ls[j]), std::min<uint8_t>(63, Lm[j]), sm);
@@ -385,11 +385,13 @@ void fit_q45_K(const float* x, const float* qw, int64_t i, uint16_t& d_out, uint
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < 8; ++j) {
       const float av_x = std::sqrt(sum_squares(x + 32 * j, 32) / 32);
-      for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-      scales[j] = nmax == 15 ? fit_scale_min(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f,
-                                             0.1f, 20, false, false)
-                             : fit_scale_min(32, 31, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.5f,
-                                             0.1f, 15, false, false);
+      for (int l = 0; l < 32; ++l) weights[32 * j + l] = av_x + std::fabs(x[32 * j + l]);
+    }
+    if (nmax == 15)
+      fit_scale_min_8(32, 15, x, weights, L, mins, scales, -1.f, 0.1f, 20, false, false);
+    else
+      fit_scale_min_8(32, 31, x, weights, L, mins, scales, -0.5f, 0.1f, 15, false, false);
+    for (int j = 0; j < 8; ++j) {
       max_scale = std::max(max_scale, scales[j]);
       max_min = std::max(max_min, mins[j]);
     }
