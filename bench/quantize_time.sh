@@ -28,15 +28,16 @@ T() {  # name, command...: wall seconds and peak RSS into $OUT/name.time
   shift
   /usr/bin/time -f '%e %M' -o "$OUT/$name.time" "$@" >"$OUT/$name.log" 2>&1
 }
-echo "| type | llama-quantize | qforge quantize | ratio (qforge / llama.cpp) | peak RSS llama.cpp / qforge MB |"
-echo "|---|---:|---:|---:|---:|"
+echo "| type | llama-quantize | qforge quantize | ratio (qforge / llama.cpp) | peak RSS llama.cpp / qforge MB | same tensors |"
+echo "|---|---:|---:|---:|---:|---|"
 for t in $TYPES; do
   rm -f "$OUT/llama-$t.gguf" "$OUT/qforge-$t.gguf"
   T "llama-$t" "$LLAMA/llama-quantize" --imatrix "$IM" "$FILES/BF16.gguf" "$OUT/llama-$t.gguf" "$t" "$THREADS"
   T "qforge-$t" ./build/qforge -t "$THREADS" quantize "$HF" -o "$OUT/qforge-$t.gguf" --format gguf --type "$t" --imatrix "$IM"
   read -r lw lr <"$OUT/llama-$t.time"
   read -r qw qr <"$OUT/qforge-$t.time"
-  awk -v t="$t" -v lw="$lw" -v qw="$qw" -v lr="$lr" -v qr="$qr" \
-    'BEGIN { printf "| %s | %.1f s | %.1f s | %.2f | %.0f / %.0f |\n", t, lw, qw, qw / lw, lr / 1024, qr / 1024 }'
+  same=$(python3 bench/gguf_tensors_equal.py "$OUT/llama-$t.gguf" "$OUT/qforge-$t.gguf" >"$OUT/same-$t.txt" && echo yes || echo no)
+  awk -v t="$t" -v lw="$lw" -v qw="$qw" -v lr="$lr" -v qr="$qr" -v same="$same" \
+    'BEGIN { printf "| %s | %.1f s | %.1f s | %.2f | %.0f / %.0f | %s |\n", t, lw, qw, qw / lw, lr / 1024, qr / 1024, same }'
   rm -f "$OUT/llama-$t.gguf" "$OUT/qforge-$t.gguf"
 done
