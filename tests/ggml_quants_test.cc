@@ -174,6 +174,51 @@ TEST(GgmlFit, EightGroupsAtOnceEqualTheSequentialSearch) {
   EXPECT_GT(groups, 28000);
 }
 
+// grid16_candidate_sums against llama.cpp's loop (best_index_int8's binary search, then the sums
+// candidate by candidate), bit for bit: IQ4_NL's grid, the 15 scales quantize_row_iq4_nl_impl
+// tries, values at, between and beyond the grid points.
+TEST(GgmlFit, GridCandidatesAtOnceEqualTheSequentialLoop) {
+  auto best_index = [](float x) {  // llama.cpp's best_index_int8 on kIq4nlValues
+    const int8_t* v = kIq4nlValues;
+    if (x <= v[0]) return 0;
+    if (x >= v[15]) return 15;
+    int lo = 0, hi = 15;
+    while (hi - lo > 1) {
+      const int mid = (lo + hi) / 2;
+      if (x < v[mid])
+        hi = mid;
+      else
+        lo = mid;
+    }
+    return x - v[hi - 1] < v[hi] - x ? hi - 1 : hi;
+  };
+  std::mt19937 rng(31);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::uniform_real_distribution<float> ud(0.f, 2.f);
+  for (int trial = 0; trial < 3000; ++trial) {
+    std::vector<float> x(32), w(32);
+    for (int j = 0; j < 32; ++j) x[size_t(j)] = nd(rng), w[size_t(j)] = ud(rng);
+    const float max = ggml::largest_magnitude(x.data(), 32);
+    if (trial % 5 == 0)  // values landing exactly on grid points and midpoints
+      for (int j = 0; j < 32; ++j)
+        x[size_t(j)] = max * float(kIq4nlValues[j % 16] + (j % 3 == 0 ? 0.5f * (j % 2 ? 1 : -1) : 0)) / -127.f;
+    const int n_cand = trial % 7 ? 15 : 1 + trial % 16;
+    float ids[16], ax[16], a2[16];
+    for (int c = 0; c < n_cand; ++c) ids[c] = (float(c - 7) + kIq4nlValues[0]) / (trial % 11 ? max : -max * 3);
+    ggml::grid16_candidate_sums(32, x.data(), w.data(), n_cand, ids, kIq4nlValues, ax, a2);
+    for (int c = 0; c < n_cand; ++c) {
+      float sx = 0, s2 = 0;
+      for (int j = 0; j < 32; ++j) {
+        const float q = kIq4nlValues[best_index(ids[c] * x[size_t(j)])];
+        sx += w[size_t(j)] * q * x[size_t(j)];
+        s2 += w[size_t(j)] * q * q;
+      }
+      ASSERT_EQ(std::memcmp(&ax[c], &sx, 4), 0) << trial << " candidate " << c << ": " << ax[c] << " vs " << sx;
+      ASSERT_EQ(std::memcmp(&a2[c], &s2, 4), 0) << trial << " candidate " << c;
+    }
+  }
+}
+
 TEST(GgmlBlocks, TableMatchesGgmlCommon) {
   // bytes per block and ggml ids as in ggml-common.h / ggml.h.
   struct Row {

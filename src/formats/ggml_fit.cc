@@ -339,6 +339,38 @@ void fit_scale_min_8(int n, int nmax, const float* x, const float* weights, uint
     fit_lanes<false, false>(n, nmax, x, weights, L, the_min, scale, rmin, rdelta, nstep);
 }
 
+// For each candidate c < n_cand ≤ kGridCandidates: Σ w·q·x and Σ w·q·q over the group, q the value
+// of the ascending 16-value grid nearest to inv_scale[c]·x (best_index_int8's choice, written with
+// selects: the largest grid value ≤ v and the smallest above it, then llama.cpp's comparison).
+// Each candidate's sums in j order; the candidates in vector lanes. Compiled like fit_symmetric.
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+void grid16_candidate_sums(int n, const float* x, const float* w, int n_cand, const float* inv_scale,
+                           const int8_t* grid, float* sumqx, float* sumq2) {
+  constexpr int C = kGridCandidates;
+  float g[16], id[C], sx[C] = {}, s2[C] = {};
+  for (int i = 0; i < 16; ++i) g[i] = float(grid[i]);
+  for (int c = 0; c < C; ++c) id[c] = inv_scale[c < n_cand ? c : 0];
+  for (int j = 0; j < n; ++j) {
+    const float wj = w[j], xj = x[j];
+#pragma omp simd
+    for (int c = 0; c < C; ++c) {
+      const float v = id[c] * xj;
+      float lo = g[0], hi = g[15];
+      for (int i = 1; i < 15; ++i) lo = g[i] <= v ? g[i] : lo;
+      for (int i = 14; i >= 1; --i) hi = g[i] > v ? g[i] : hi;
+      const float q = v - lo < hi - v ? lo : hi;
+      sx[c] += wj * q * xj;
+      s2[c] += wj * q * q;
+    }
+  }
+  for (int c = 0; c < n_cand; ++c) {
+    sumqx[c] = sx[c];
+    sumq2[c] = s2[c];
+  }
+}
+
 // Non-negative values onto [0, nmax] with weights (make_qp_quants): the sub-block scales of
 // the imatrix path. 8 nearby scales, then coordinate descent on single codes.
 float fit_positive(int n, int nmax, const float* x, uint8_t* L, const float* qw) {

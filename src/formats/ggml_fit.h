@@ -39,6 +39,11 @@ float fit_scale_min(int n, int nmax, const float* x, const float* weights, uint8
 constexpr int kFitLanes = 8, kFitMaxN = 32;
 void fit_scale_min_8(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
                      float* scale, float rmin, float rdelta, int nstep, bool use_mad, bool qkx3);
+// Σ w·q·x and Σ w·q·q of a group for up to kGridCandidates inverse scales at once, q the nearest
+// value of an ascending 16-value grid (IQ4_NL's) to inv_scale[c]·x, ties as llama.cpp breaks them.
+constexpr int kGridCandidates = 16;
+void grid16_candidate_sums(int n, const float* x, const float* w, int n_cand, const float* inv_scale,
+                           const int8_t* grid, float* sumqx, float* sumq2);
 // Non-negative values onto [0, nmax] (make_qp_quants).
 float fit_positive(int n, int nmax, const float* x, uint8_t* L, const float* qw);
 

@@ -338,19 +338,15 @@ void quantize_iq4_blocks(int super, const float* x, const float* qw, uint16_t* d
     }
     d = sumqx / sumq2;
     float best = d * sumqx;
-    for (int itry = -kTry; itry <= kTry; ++itry) {
-      id = (float(itry) + kIq4nlValues[0]) / max;
-      sumqx = sumq2 = 0;
-      for (int j = 0; j < kBlock; ++j) {
-        const float q = kIq4nlValues[nearest_iq4(id * xb[j])];
-        sumqx += weight[j] * q * xb[j];
-        sumq2 += weight[j] * q * q;
+    // The 2·kTry + 1 nearby scales: their sums all at once, then llama.cpp's sequential choice.
+    float ids[2 * kTry + 1], sqx[2 * kTry + 1], sq2[2 * kTry + 1];
+    for (int itry = -kTry; itry <= kTry; ++itry) ids[itry + kTry] = (float(itry) + kIq4nlValues[0]) / max;
+    grid16_candidate_sums(kBlock, xb, weight, 2 * kTry + 1, ids, kIq4nlValues, sqx, sq2);
+    for (int c = 0; c < 2 * kTry + 1; ++c)
+      if (sq2[c] > 0 && sqx[c] * sqx[c] > best * sq2[c]) {
+        d = sqx[c] / sq2[c];
+        best = d * sqx[c];
       }
-      if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-        d = sumqx / sumq2;
-        best = d * sumqx;
-      }
-    }
     scales[ib] = d;
     if (std::fabs(d) > amax_scale) {
       amax_scale = std::fabs(d);
