@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <limits>
 #include <random>
 #include <set>
 
@@ -152,6 +153,67 @@ TEST(E8P, EncodeFindsTheNearestEntryByBruteForce) {
     double got = 0;
     for (int k = 0; k < 8; ++k) got += (x[k] - v[k]) * double(x[k] - v[k]);
     ASSERT_NEAR(got, best, 1e-5) << t;
+  }
+}
+
+// encode evaluates the 256 absolute vectors in vector lanes; the same codes, bit for bit, as the
+// routine written one vector after another (below, as e8p.cc had it), on Gaussian inputs, inputs
+// on and between lattice points, and ties.
+uint16_t sequential_encode(const float* x) {
+  const auto& grid = e8p::abs_grid2();
+  float best = std::numeric_limits<float>::infinity();
+  uint16_t best_code = 0;
+  for (int up = 0; up < 2; ++up) {
+    float y[8], ay[8], yy = 0;
+    int neg = 0;
+    unsigned sign_bits = 0;
+    for (int k = 0; k < 8; ++k) {
+      y[k] = x[k] - (up ? 0.25f : -0.25f);
+      ay[k] = std::fabs(y[k]);
+      yy += y[k] * y[k];
+      if (y[k] < 0) {
+        ++neg;
+        if (k > 0) sign_bits |= 1u << (7 - k);
+      }
+    }
+    for (int i = 0; i < 256; ++i) {
+      const auto& a = grid[size_t(i)];
+      float dot = 0, least = std::numeric_limits<float>::infinity(), aa = 0;
+      int least_k = 0, sum = 0;
+      for (int k = 0; k < 8; ++k) {
+        const float t = 0.5f * float(a[size_t(k)]) * ay[k];
+        dot += t, aa += 0.25f * float(a[size_t(k)] * a[size_t(k)]);
+        if (t < least) least = t, least_k = k;
+        sum += a[size_t(k)];
+      }
+      const bool flip = (neg & 1) != ((sum / 2) & 1);
+      const float d = yy + aa - 2 * (dot - (flip ? 2 * least : 0.0f));
+      if (d < best) {
+        best = d;
+        unsigned bits = sign_bits;
+        if (flip && least_k > 0) bits ^= 1u << (7 - least_k);
+        best_code = uint16_t((i << 8) | (bits << 1) | unsigned(up));
+      }
+    }
+  }
+  return best_code;
+}
+
+TEST(E8P, LaneEncodeEqualsTheSequentialSearch) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.f, 1.2f);
+  std::uniform_int_distribution<int> code(0, 65535);
+  for (int t = 0; t < 20000; ++t) {
+    float x[8];
+    if (t % 4 == 3) {  // a codebook point, or halfway between two: exact ties
+      float a[8], b[8];
+      e8p::decode(uint16_t(code(rng)), a);
+      e8p::decode(uint16_t(code(rng)), b);
+      for (int k = 0; k < 8; ++k) x[k] = t % 8 == 3 ? a[k] : 0.5f * (a[k] + b[k]);
+    } else {
+      for (float& v : x) v = nd(rng);
+    }
+    ASSERT_EQ(e8p::encode(x, nullptr), sequential_encode(x)) << t;
   }
 }
 

@@ -103,6 +103,7 @@ namespace {
 // coordinates 1..7 with its parity, and for every 8-bit mask the coordinates' sign bits.
 struct DecodeTables {
   float abs[256][8];
+  float half_t[8][256], aa[256];  // the absolute vectors (coordinate-major) and their squared norms
   uint8_t abs_parity[256];
   uint8_t mask7[128], parity7[128];
   uint32_t sign[256][8];
@@ -112,7 +113,12 @@ struct DecodeTables {
       for (int k = 0; k < 8; ++k) e81b[i][k] = 0.5f * float(e81b_grid2()[size_t(i)][size_t(k)]);
     const auto& g = abs_grid2();
     for (int i = 0; i < 256; ++i) {
-      for (int k = 0; k < 8; ++k) abs[i][k] = 0.5f * float(g[size_t(i)][size_t(k)]);
+      aa[i] = 0;
+      for (int k = 0; k < 8; ++k) {
+        const int8_t a = g[size_t(i)][size_t(k)];
+        abs[i][k] = half_t[k][i] = 0.5f * float(a);
+        aa[i] += 0.25f * float(a * a);  // in encode's order
+      }
       abs_parity[i] = uint8_t(parity_of_sum(g[size_t(i)]));
     }
     for (unsigned s = 0; s < 128; ++s) {
@@ -150,8 +156,40 @@ inline void decode_with(const DecodeTables& t, uint16_t code, float* out) {
 
 void decode(uint16_t code, float* out) { decode_with(tables(), code, out); }
 
+namespace {
+
+// For each absolute vector a (lane i): the squared distance from y to a with y's signs and the
+// parity fixed — the best signs are y's; when their count of minus signs has the wrong parity,
+// the coordinate with the least a_k·|y_k| flips (costing 2·a_k·|y_k|) — and that coordinate.
+// The 256 lanes side by side, each lane's arithmetic in the sequential order.
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+void abs_distances(const DecodeTables& t, const float* ay, float yy, int neg, float* d, int32_t* least_k) {
+  float dot[256] = {}, least[256];
+  for (int i = 0; i < 256; ++i) least[i] = std::numeric_limits<float>::infinity(), least_k[i] = 0;
+  for (int k = 0; k < 8; ++k) {
+    const float a_y = ay[k];
+#pragma omp simd
+    for (int i = 0; i < 256; ++i) {
+      const float v = t.half_t[k][i] * a_y;
+      dot[i] += v;
+      const bool lower = v < least[i];
+      least[i] = lower ? v : least[i];
+      least_k[i] = lower ? k : least_k[i];
+    }
+  }
+#pragma omp simd
+  for (int i = 0; i < 256; ++i) {
+    const bool flip = (neg & 1) != t.abs_parity[i];
+    d[i] = yy + t.aa[i] - 2 * (dot[i] - (flip ? 2 * least[i] : 0.0f));
+  }
+}
+
+}  // namespace
+
 uint16_t encode(const float* x, float* out) {
-  const auto& grid = abs_grid2();
+  const DecodeTables& t = tables();
   float best = std::numeric_limits<float>::infinity();
   uint16_t best_code = 0;
   for (int up = 0; up < 2; ++up) {  // shift +1/4 (bit 0 set) or −1/4
@@ -167,26 +205,17 @@ uint16_t encode(const float* x, float* out) {
         if (k > 0) sign_bits |= 1u << (7 - k);
       }
     }
-    // For each absolute vector a, the best signs are y's; when their count of minus signs has
-    // the wrong parity, the coordinate with the least a_k·|y_k| flips (costing 2·a_k·|y_k|).
-    for (int i = 0; i < 256; ++i) {
-      const auto& a = grid[size_t(i)];
-      float dot = 0, least = std::numeric_limits<float>::infinity(), aa = 0;
-      int least_k = 0;
-      for (int k = 0; k < 8; ++k) {
-        const float t = 0.5f * float(a[size_t(k)]) * ay[k];
-        dot += t, aa += 0.25f * float(a[size_t(k)] * a[size_t(k)]);
-        if (t < least) least = t, least_k = k;
-      }
-      const bool flip = (neg & 1) != parity_of_sum(a);
-      const float d = yy + aa - 2 * (dot - (flip ? 2 * least : 0.0f));
-      if (d < best) {
-        best = d;
+    float d[256];
+    int32_t least_k[256];
+    abs_distances(t, ay, yy, neg, d, least_k);
+    for (int i = 0; i < 256; ++i)  // the first minimum, as one candidate after another finds it
+      if (d[i] < best) {
+        best = d[i];
         unsigned bits = sign_bits;
-        if (flip && least_k > 0) bits ^= 1u << (7 - least_k);  // coordinate 0's sign is implied
+        const bool flip = (neg & 1) != t.abs_parity[i];
+        if (flip && least_k[i] > 0) bits ^= 1u << (7 - least_k[i]);  // coordinate 0's sign is implied
         best_code = uint16_t((i << 8) | (bits << 1) | unsigned(up));
       }
-    }
   }
   if (out) decode(best_code, out);
   return best_code;
