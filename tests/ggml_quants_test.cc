@@ -201,10 +201,12 @@ TEST(GgmlFit, GridCandidatesAtOnceEqualTheSequentialLoop) {
     const float max = ggml::largest_magnitude(x.data(), 32);
     if (trial % 5 == 0)  // values landing exactly on grid points and midpoints
       for (int j = 0; j < 32; ++j)
-        x[size_t(j)] = max * float(kIq4nlValues[j % 16] + (j % 3 == 0 ? 0.5f * (j % 2 ? 1 : -1) : 0)) / -127.f;
+        x[size_t(j)] =
+            max * float(kIq4nlValues[j % 16] + (j % 3 == 0 ? 0.5f * (j % 2 ? 1 : -1) : 0)) / -127.f;
     const int n_cand = trial % 7 ? 15 : 1 + trial % 16;
     float ids[16], ax[16], a2[16];
-    for (int c = 0; c < n_cand; ++c) ids[c] = (float(c - 7) + kIq4nlValues[0]) / (trial % 11 ? max : -max * 3);
+    for (int c = 0; c < n_cand; ++c)
+      ids[c] = (float(c - 7) + kIq4nlValues[0]) / (trial % 11 ? max : -max * 3);
     ggml::grid16_candidate_sums(32, x.data(), w.data(), n_cand, ids, kIq4nlValues, ax, a2);
     for (int c = 0; c < n_cand; ++c) {
       float sx = 0, s2 = 0;
@@ -213,7 +215,8 @@ TEST(GgmlFit, GridCandidatesAtOnceEqualTheSequentialLoop) {
         sx += w[size_t(j)] * q * x[size_t(j)];
         s2 += w[size_t(j)] * q * q;
       }
-      ASSERT_EQ(std::memcmp(&ax[c], &sx, 4), 0) << trial << " candidate " << c << ": " << ax[c] << " vs " << sx;
+      ASSERT_EQ(std::memcmp(&ax[c], &sx, 4), 0)
+          << trial << " candidate " << c << ": " << ax[c] << " vs " << sx;
       ASSERT_EQ(std::memcmp(&a2[c], &s2, 4), 0) << trial << " candidate " << c;
     }
   }

@@ -7,8 +7,8 @@
 
 #include <cmath>
 #include <cstring>
-#include <map>
 #include <limits>
+#include <map>
 #include <random>
 #include <set>
 

@@ -205,15 +205,13 @@ namespace {
 
 // nearest_int on a float that stays a float (exact: every code and candidate is an integer far
 // below 2^22), so that the lane loops below stay in vector registers.
-[[gnu::always_inline]] inline float nearest_float(float v) {
-  return float(nearest_int(v));
-}
+[[gnu::always_inline]] inline float nearest_float(float v) { return float(nearest_int(v)); }
 
 // fit_scale_min_8's lanes, its choices fixed at compile time (vectorisable loops, no branches).
 template <bool kQkx3, bool kMad>
-[[gnu::always_inline]] inline void fit_lanes(int n, int nmax, const float* x, const float* weights, uint8_t* L,
-                                             float* the_min, float* scale_out, float rmin, float rdelta,
-                                             int nstep) {
+[[gnu::always_inline]] inline void fit_lanes(int n, int nmax, const float* x, const float* weights,
+                                             uint8_t* L, float* the_min, float* scale_out, float rmin,
+                                             float rdelta, int nstep) {
   constexpr int K = kFitLanes;
   float xt[kFitMaxN][K], wt[kFitMaxN][K], lt[kFitMaxN][K], laux[kFitMaxN][K];
   for (int k = 0; k < K; ++k)

@@ -237,8 +237,8 @@ void quantize_q2_K(const float* x, void* dst, int64_t n, const float* qw) {
       float max_scale = 0, max_min = 0;
       for (int l = 0; l < kQK; ++l) w16[l] = std::fabs(x[l]);
       for (int j = 0; j < 16; j += kFitLanes)
-        fit_scale_min_8(16, 3, x + 16 * j, w16 + 16 * j, L + 16 * j, mins + j, scales + j, -0.5f, 0.1f, 15, true,
-                        false);
+        fit_scale_min_8(16, 3, x + 16 * j, w16 + 16 * j, L + 16 * j, mins + j, scales + j, -0.5f, 0.1f, 15,
+                        true, false);
       for (int j = 0; j < 16; ++j) {
         max_scale = std::max(max_scale, scales[j]);
         max_min = std::max(max_min, mins[j]);

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "core/mapped_file.h"
+#include "core/profile.h"
 #include "io/safetensors.h"
 #include "model/transformer.h"
 #include "quant/quantize_hf.h"
@@ -291,14 +292,20 @@ Expected<AwqReport> transform(const Checkpoint& ck, const std::vector<std::vecto
   AwqReport rep;
   for (int layer = 0; layer < c.n_layer; ++layer) {
     const LayerWeights& lw = ck.weights.layers[size_t(layer)];
-    QF_RETURN_IF_ERROR(tf->load_block(ck, layer));  // this block's weights only: streamed
+    {
+      PhaseTimer t("awq: load block", &be);
+      QF_RETURN_IF_ERROR(tf->load_block(ck, layer));  // this block's weights only: streamed
+    }
     Block b;
     b.attn_norm = lw.norms[kAttnNorm].to_f32();
     b.ffn_norm = lw.norms[kFfnNorm].to_f32();
-    for (const char* kind : kLinearNames) {
-      const LinearTensors& t = lw.linear(kind);
-      QF_ASSIGN_OR_RETURN(b.w[kind], t.weight.to_f32_finite());
-      if (t.bias.valid()) b.b[kind] = t.bias.to_f32();
+    {
+      PhaseTimer t_widen("awq: the block's weights to fp32 on the host");
+      for (const char* kind : kLinearNames) {
+        const LinearTensors& t = lw.linear(kind);
+        QF_ASSIGN_OR_RETURN(b.w[kind], t.weight.to_f32_finite());
+        if (t.bias.valid()) b.b[kind] = t.bias.to_f32();
+      }
     }
     std::map<std::string, std::vector<float>> scales,
         samples;  // by kind: s of its columns; its sampled inputs
@@ -310,7 +317,11 @@ Expected<AwqReport> transform(const Checkpoint& ck, const std::vector<std::vecto
           (lw.linears[kAttnV].n_out == lw.linears[kAttnOut].n_out &&
            lw.linears[kAttnV].n_in == lw.linears[kAttnOut].n_in);  // AutoAWQ: shapes must match
       if (!scaled && !spec.clip) continue;
-      Buffer<float> X = capture(*tf, layer, hidden, win, p.input, d);
+      Buffer<float> X;
+      {
+        PhaseTimer t("awq: capture inputs", &be);
+        X = capture(*tf, layer, hidden, win, p.input, d);
+      }
       if (scaled) {
         const std::vector<double> x_mean = mean_abs_columns(X, d);
         const std::vector<double> w_mean =
@@ -325,6 +336,7 @@ Expected<AwqReport> transform(const Checkpoint& ck, const std::vector<std::vecto
         std::map<std::string, Buffer<float>> wd;  // an integer grid: the weights where they are rounded
         if (quantizer.grid)
           for (const char* kind : p.kinds) wd[kind] = Buffer<float>(be, b.w.at(kind));
+        PhaseTimer t_grid("awq: scale search", &be);
         for (int k = 0; k < spec.n_grid; ++k) {
           const std::vector<float> s =
               candidate_scales(x_mean, w_mean, double(k) / spec.n_grid, spec.duo_scaling);
@@ -353,6 +365,7 @@ Expected<AwqReport> transform(const Checkpoint& ck, const std::vector<std::vecto
             else
               tf->set_linear(layer, kind, std::move(l));
           }
+          PhaseTimer t_score("awq: scale search: score", &be);
           const double err = score(*tf, layer, p, single.get(), X, d, win, &ref, nullptr);
           if (k == 0) at_zero = err;
           if (err < best) {
@@ -396,19 +409,24 @@ Expected<AwqReport> transform(const Checkpoint& ck, const std::vector<std::vecto
         if (std::string(kind) == "attn_q" || std::string(kind) == "attn_k") continue;
         const LinearTensors& t = lw.linear(kind);
         std::vector<float> s = scales.count(kind) ? scales[kind] : std::vector<float>(size_t(t.n_in), 1.0f);
+        PhaseTimer pt("awq: clip search", &be);
         rep.clipped_groups +=
             clip(layer, kind, b.w[kind], t.n_out, t.n_in, samples[kind], s, spec, quantizer, be);
         rep.groups += t.n_out * (t.n_in / group_length(spec.group, t.n_in));
       }
-    QF_RETURN_IF_ERROR(writer->write(lw.norms[kAttnNorm].name, b.attn_norm.data(), b.attn_norm.size() * 4));
-    QF_RETURN_IF_ERROR(writer->write(lw.norms[kFfnNorm].name, b.ffn_norm.data(), b.ffn_norm.size() * 4));
-    for (const char* kind : kLinearNames) {
-      const LinearTensors& t = lw.linear(kind);
-      QF_RETURN_IF_ERROR(writer->write(t.weight.name, b.w[kind].data(), b.w[kind].size() * 4));
-      if (t.bias.valid())
-        QF_RETURN_IF_ERROR(writer->write(t.bias.name, b.b[kind].data(), b.b[kind].size() * 4));
-      release_mapped_pages(t.weight.data, size_t(t.weight.nbytes));
+    {
+      PhaseTimer t_write("awq: write the block");
+      QF_RETURN_IF_ERROR(writer->write(lw.norms[kAttnNorm].name, b.attn_norm.data(), b.attn_norm.size() * 4));
+      QF_RETURN_IF_ERROR(writer->write(lw.norms[kFfnNorm].name, b.ffn_norm.data(), b.ffn_norm.size() * 4));
+      for (const char* kind : kLinearNames) {
+        const LinearTensors& t = lw.linear(kind);
+        QF_RETURN_IF_ERROR(writer->write(t.weight.name, b.w[kind].data(), b.w[kind].size() * 4));
+        if (t.bias.valid())
+          QF_RETURN_IF_ERROR(writer->write(t.bias.name, b.b[kind].data(), b.b[kind].size() * 4));
+        release_mapped_pages(t.weight.data, size_t(t.weight.nbytes));
+      }
     }
+    PhaseTimer t_next("awq: forward of the block", &be);
     for (size_t k = 0; k < windows.size(); ++k)  // the unquantized block's outputs: the next block's inputs
       tf->run_block(layer, hidden.data() + win.offset[k] * E, int(win.length[k]));
     for (const char* kind : kLinearNames) tf->set_linear(layer, kind, nullptr);

@@ -340,8 +340,8 @@ class CudaBackend final : public Backend {
     // A and B and n columns of C further on.
     const float one = 1.0f, zero = 0.0f;
     if (groups > 0)
-      check(cublasSgemmStridedBatched_64(handles().forward(), CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, B, ldb, k,
-                                         A, lda, k, &zero, C, ldc, n, groups),
+      check(cublasSgemmStridedBatched_64(handles().forward(), CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, B, ldb,
+                                         k, A, lda, k, &zero, C, ldc, n, groups),
             "cublasSgemmStridedBatched (gemm_nt)");
   }
   void column_squared_distances(const float* a, const float* b, int64_t rows, int64_t n,

@@ -185,7 +185,9 @@ __global__ void fake_quantize_int_kernel(FakeQuantArgs a) {
   float* out = a.dst + r * a.n_in + c0;
   const float m = a.group_max ? __fmul_rn(a.group_max[task], a.shrink) : 0.0f;
   for (int64_t k = lane; k < a.group; k += 32)
-    out[k] = a.col_scale ? __fmul_rn(in[k], a.col_scale[c0 + k]) : a.group_max ? fminf(fmaxf(in[k], -m), m) : in[k];
+    out[k] = a.col_scale   ? __fmul_rn(in[k], a.col_scale[c0 + k])
+             : a.group_max ? fminf(fmaxf(in[k], -m), m)
+                           : in[k];
   __syncwarp();
   const float maxq = float((1 << a.bits) - 1);
   float scale, zero;
@@ -286,8 +288,8 @@ class CudaGram final : public GramAccumulator {
       auto* xb = reinterpret_cast<__nv_bfloat16*>(hi_.data());
       round_bf16_kernel<<<blocks_for(m, 256), 256>>>(x, xb, m);
       check_launch("round_bf16_kernel");
-      check(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, d_, d_, n, &one, xb, CUDA_R_16BF, d_, xb, CUDA_R_16BF, d_,
-                         &zero, g_.data(), CUDA_R_32F, d_, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+      check(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, d_, d_, n, &one, xb, CUDA_R_16BF, d_, xb, CUDA_R_16BF,
+                         d_, &zero, g_.data(), CUDA_R_32F, d_, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
             "cublasGemmEx (Gram bf16)");
       accumulate_symmetric_kernel<<<dim3(tiles, tiles), dim3(32, 8)>>>(sum().data(), g_.data(), d_);
       check_launch("accumulate_symmetric_kernel");
@@ -363,7 +365,8 @@ bool inverse_cholesky(const Backend& be, double* H, int64_t n) {
     be.to_host(&ok, info.data(), sizeof(int));
     return ok != 0;
   };
-  check(cusolverDnDpotrf(s, CUBLAS_FILL_MODE_LOWER, m, R.data(), m, work.data(), lwork, info.data()), "potrf");
+  check(cusolverDnDpotrf(s, CUBLAS_FILL_MODE_LOWER, m, R.data(), m, work.data(), lwork, info.data()),
+        "potrf");
   if (failed()) return false;
   check(cusolverDnXtrtri(s, CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_64F, R.data(), n,
                          work.data(), dev_bytes, host_work.data(), host_bytes, info.data()),
