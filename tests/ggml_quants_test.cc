@@ -52,6 +52,13 @@ float reference_fit_symmetric(int n, int nmax, const float* x, int8_t* L, int rm
     std::fill(L, L + n, 0);
     return 0.f;
   }
+  auto weight = [&](int i) {  // llama.cpp's error weights by rmse_type
+    return qw               ? qw[i]
+           : rmse_type == 1 ? x[i] * x[i]
+           : rmse_type == 2 ? 1.0f
+           : rmse_type == 3 ? std::fabs(x[i])
+                            : std::sqrt(std::fabs(x[i]));
+  };
   float iscale = -nmax / max;
   if (rmse_type == 0) {
     for (int i = 0; i < n; ++i)
@@ -62,11 +69,7 @@ float reference_fit_symmetric(int n, int nmax, const float* x, int8_t* L, int rm
   for (int i = 0; i < n; ++i) {
     int l = std::clamp(ggml::nearest_int(iscale * x[i]), -nmax, nmax - 1);
     L[i] = int8_t(l + nmax);
-    float w = qw ? qw[i]
-                 : (rmse_type == 1   ? x[i] * x[i]
-                    : rmse_type == 2 ? 1.0f
-                    : rmse_type == 3 ? std::fabs(x[i])
-                                     : std::sqrt(std::fabs(x[i])));
+    float w = weight(i);
     sumlx += w * x[i] * l;
     suml2 += w * l * l;
   }
@@ -78,11 +81,7 @@ float reference_fit_symmetric(int n, int nmax, const float* x, int8_t* L, int rm
     sumlx = suml2 = 0;
     for (int i = 0; i < n; ++i) {
       int l = std::clamp(ggml::nearest_int(iscale * x[i]), -nmax, nmax - 1);
-      float w = qw ? qw[i]
-                   : (rmse_type == 1   ? x[i] * x[i]
-                      : rmse_type == 2 ? 1.0f
-                      : rmse_type == 3 ? std::fabs(x[i])
-                                       : std::sqrt(std::fabs(x[i])));
+      float w = weight(i);
       sumlx += w * x[i] * l;
       suml2 += w * l * l;
     }

@@ -76,16 +76,14 @@ Buffer<float> capture(const Transformer& tf, int layer, const Buffer<float>& hid
   return X;
 }
 
-// Mean squared difference of the point's output from `ref` (N, E), or the output itself when ref
-// is null (written to `out`); all in the model's backend's memory. The outputs of every window
-// first, then one distance over all of them: on the CPU the same sum in the same order as window
-// by window, on a device one synchronization instead of one per window.
+// The point's output for every window into y (N, E); with ref (N, E), the mean squared difference
+// from it, one distance over all windows (on the CPU the same sum in the same order as window by
+// window, on a device one synchronization instead of one per window). All in the model's
+// backend's memory.
 double score(const Transformer& tf, int layer, const Point& p, const Linear* single, const Buffer<float>& X,
-             int64_t d, const Windows& win, const Buffer<float>* ref, Buffer<float>* out) {
+             int64_t d, const Windows& win, const Buffer<float>* ref, float* y) {
   const Backend& be = tf.backend();
   const int64_t E = tf.config().n_embd;
-  Buffer<float> all = out ? Buffer<float>() : Buffer<float>(be, win.rows * E);
-  float* y = out ? out->data() : all.data();
   for (size_t k = 0; k < win.offset.size(); ++k) {
     const int n = int(win.length[k]);
     const float* x = X.data() + win.offset[k] * d;
@@ -329,7 +327,8 @@ Expected<AwqReport> transform(const Checkpoint& ck, const std::vector<std::vecto
         std::unique_ptr<Linear> single;
         if (!*p.module) single = dense(first, b.w.at(p.kinds[0]), be);
         Buffer<float> ref(be, win.rows * E);
-        score(*tf, layer, p, single.get(), X, d, win, nullptr, &ref);
+        score(*tf, layer, p, single.get(), X, d, win, nullptr, ref.data());
+        Buffer<float> y(be, win.rows * E);  // each candidate's outputs
         double best = std::numeric_limits<double>::infinity(), at_zero = 0;
         int best_k = 0;
         std::vector<float> best_s;
@@ -366,7 +365,7 @@ Expected<AwqReport> transform(const Checkpoint& ck, const std::vector<std::vecto
               tf->set_linear(layer, kind, std::move(l));
           }
           PhaseTimer t_score("awq: scale search: score", &be);
-          const double err = score(*tf, layer, p, single.get(), X, d, win, &ref, nullptr);
+          const double err = score(*tf, layer, p, single.get(), X, d, win, &ref, y.data());
           if (k == 0) at_zero = err;
           if (err < best) {
             best = err;

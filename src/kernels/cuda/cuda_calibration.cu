@@ -267,7 +267,8 @@ __global__ void unflip_kernel(const double* M, double* U, int64_t n) {
 // ---- the Gram accumulator: syrk per call in fp32, the running sum in fp64 ----
 class CudaGram final : public GramAccumulator {
  public:
-  CudaGram(const Backend& be, int d) : be_(be), d_(d), g_(be, int64_t(d) * d), hi_(be, 0), lo2_(be, 0) {}
+  CudaGram(const Backend& be, int d)
+      : be_(be), d_(d), g_(be, int64_t(d) * d), hi_(be, 0), lo2_(be, 0), xb_(be, 0) {}
   // Row-major x (n, d) is column-major xᵀ (d × n). With QFORGE_CUDA_MATH=fp32: G = xᵀ·x by fp32
   // syrk (column-major lower = row-major upper). With QFORGE_CUDA_MATH=bf16 — the precision of
   // GPTQModel and llm-compressor, whose models run in bf16 and hand their Hessians bf16
@@ -284,8 +285,8 @@ class CudaGram final : public GramAccumulator {
     const int64_t m = int64_t(n) * d_;
     const int tiles = int((d_ + 31) / 32);
     if (bf16_weights_asked()) {
-      hi_.grow((m + 1) / 2);  // m bf16 values
-      auto* xb = reinterpret_cast<__nv_bfloat16*>(hi_.data());
+      xb_.grow(m);
+      auto* xb = reinterpret_cast<__nv_bfloat16*>(xb_.data());
       round_bf16_kernel<<<blocks_for(m, 256), 256>>>(x, xb, m);
       check_launch("round_bf16_kernel");
       check(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, d_, d_, n, &one, xb, CUDA_R_16BF, d_, xb, CUDA_R_16BF,
@@ -336,7 +337,8 @@ class CudaGram final : public GramAccumulator {
   int d_;
   Buffer<double> acc_;      // (d, d) row-major upper triangle valid
   Buffer<float> g_;         // (d, d) this call's product
-  Buffer<float> hi_, lo2_;  // the TF32 split of a call's x (hi_: its bf16 rounding, in bf16)
+  Buffer<float> hi_, lo2_;  // the TF32 split of a call's x
+  Buffer<uint16_t> xb_;     // or its bf16 rounding
 };
 
 }  // namespace
