@@ -51,6 +51,12 @@ for step in ${SCALE_STEPS:-rtn gptq eval}; do
     run imatrix imatrix $M -o /tmp/im_8b.dat --calib "$S/data/calib-wiki.txt" --ctx 512 --device cuda
     run q4km quantize $M -o /tmp/q_q4km.gguf --format gguf --type Q4_K_M --imatrix /tmp/im_8b.dat ;;
   eval) run eval eval $M --text "$S/data/wikitext-2-raw/wiki.test.raw" --ctx 2048 --max-windows 147 --device cuda ;;
+  eval-profile)  # where eval's time goes: qforge's phase timers over 20 windows, then nsys's kernel table
+    QFORGE_PROFILE=1 QFORGE_CUDA_MATH=bf16 run eval_profile eval $M --text "$S/data/wikitext-2-raw/wiki.test.raw" --ctx 2048 --max-windows 20 --device cuda
+    nsys=$(command -v nsys || find /usr/local /opt -name nsys -type f 2>/dev/null | head -1)
+    [[ -n $nsys ]] && QFORGE_CUDA_MATH=bf16 timeout 200 "$nsys" profile -o /tmp/eval_nsys --force-overwrite true --stats=true \
+      build/qforge eval $M --text "$S/data/wikitext-2-raw/wiki.test.raw" --ctx 2048 --max-windows 10 --device cuda 2>&1 |
+      grep -A40 'cuda_gpu_kern_sum' | cut -c1-220 | tee "$OUT/eval_nsys.log" ;;
   eval-bf16)  # the same with bf16 weights and bf16 tensor-core products
     QFORGE_CUDA_MATH=bf16 run eval_bf16 eval $M --text "$S/data/wikitext-2-raw/wiki.test.raw" --ctx 2048 --max-windows 147 --device cuda ;;
   esac

@@ -147,18 +147,26 @@ TEST(StoredLinear, MatchesReferenceForEveryTypeSizeAndThreadCount) {
 // reference decoding (rows, n_in). The kernels compute w = d·q + m per 16 weights and sum in
 // fp32 in another order: by Higham's γ_n each output is within (n_in + 8)·u·Σ_i B_i·|x_i|,
 // where B_i bounds the magnitude of the terms the kernel adds for weight i (|d·q| + |m|).
-// Integer codes in the matrix-vector path (`int16_x`, ≤ kMatvecTokens tokens) multiply x
-// rounded to int16 per 32 values, off by at most max|x of its 32| / 65534 each: that adds
-// Σ_i B_i · max|x| / 65534.
+// Integer codes in the matrix-vector path (≤ kMatvecTokens tokens) multiply x rounded per 32
+// values to `x_levels` = 32767 (int16) or 127 (int8, qmatvec_int8) steps of max|x of its 32|,
+// each off by at most half a step, max|x| / (2·x_levels): that adds Σ_i B_i·max|x| / (2·x_levels).
+// x_levels 0: x is not rounded. on_grid: x = 2^-3·k, k integers in [-127, 127] with a ±127 in
+// every 32, which int8 codes hold exactly (x_levels 0 then checks the int8 kernels' arithmetic
+// alone, within the fp32 bound).
 void expect_linear_matches(const Linear& lin, const std::vector<float>& wd, const std::vector<float>& bound,
-                           int tokens, std::mt19937& rng, const std::string& what, bool int16_x,
-                           const std::vector<float>* int16_codes = nullptr) {
+                           int tokens, std::mt19937& rng, const std::string& what, int x_levels,
+                           const std::vector<float>* int16_codes = nullptr, bool on_grid = false) {
   const int64_t n_in = lin.n_in(), n_out = lin.n_out();
   std::normal_distribution<float> nd(0.f, 1.f);
   std::vector<float> x(size_t(tokens * n_in)), y(size_t(tokens * n_out));
   for (auto& v : x) v = nd(rng);
+  if (on_grid) {
+    std::uniform_int_distribution<int> k(-127, 127);
+    for (size_t i = 0; i < x.size(); ++i)
+      x[i] = 0.125f * float(i % 32 == 7 ? (rng() % 2 ? 127 : -127) : k(rng));
+  }
   lin.forward(x.data(), y.data(), tokens);
-  const bool rounded_x = int16_x && tokens <= TiledLinear::kMatvecTokens;
+  const bool rounded_x = x_levels > 0 && tokens <= TiledLinear::kMatvecTokens;
   int bad = 0;
   for (int t = 0; t < tokens; ++t)
     for (int64_t o = 0; o < n_out; ++o) {
@@ -171,7 +179,7 @@ void expect_linear_matches(const Linear& lin, const std::vector<float>& wd, cons
           float amax = 0;
           for (int64_t j = i / 32 * 32; j < std::min(n_in, i / 32 * 32 + 32); ++j)
             amax = std::max(amax, std::fabs(x[size_t(t * n_in + j)]));
-          rounding += bound[size_t(o * n_in + i)] * amax / 65534.0;
+          rounding += bound[size_t(o * n_in + i)] * amax / (2.0 * x_levels);
           if (int16_codes) rounding += std::fabs(xi) * (*int16_codes)[size_t(o * n_in + i)] / 65534.0;
         }
       }
@@ -232,11 +240,15 @@ TEST(FusedKernels, EveryGgmlTypeMatchesItsReferenceDecoding) {
           for (size_t k = 0; k < bound.size(); ++k) abs_bound[k] = std::fabs(bound[k]);
           const bool float_codes =
               type == QType::F32 || type == QType::F16 || type == QType::BF16 || !tr.quantize_ref;
+          const std::string what =
+              std::string(tr.name) + " threads " + std::to_string(threads) + " rows " + std::to_string(n_out);
           for (int tokens : {1, 3, 9})
-            expect_linear_matches(lin, wd, abs_bound, tokens, rng,
-                                  std::string(tr.name) + " threads " + std::to_string(threads) + " rows " +
-                                      std::to_string(n_out),
-                                  !float_codes);
+            expect_linear_matches(lin, wd, abs_bound, tokens, rng, what,
+                                  float_codes          ? 0
+                                  : qmatvec_int8(type) ? 127
+                                                       : 32767);
+          if (qmatvec_int8(type))  // x on the int8 grid: only the fp32 bound
+            expect_linear_matches(lin, wd, abs_bound, 1, rng, what + " x on the int8 grid", 0, nullptr, true);
         }
       }
     }
@@ -290,7 +302,7 @@ TEST(FusedKernels, IntegerGridsWithEveryWidthGroupAndActOrder) {
         for (int tokens : {1, 4, 9})
           expect_linear_matches(
               lin, wd, bound, tokens, rng,
-              fmt::format("{} act-order {} threads {}", spec.describe(), c.act_order, threads), true);
+              fmt::format("{} act-order {} threads {}", spec.describe(), c.act_order, threads), 32767);
       }
     omp_set_num_threads(saved);
   });
@@ -322,7 +334,7 @@ TEST(FusedKernels, Bnb4BlocksWithinAndAcrossRows) {
             expect_linear_matches(lin, wd, bound, tokens, rng,
                                   fmt::format("{} n_in {} blocksize {} dq {}",
                                               type == Bnb4Type::NF4 ? "NF4" : "FP4", n_in, blocksize, dq),
-                                  true, &code_unit);
+                                  32767, &code_unit);
         }
   });
 }

@@ -1,5 +1,6 @@
 // kernels/cpu/matvec_kquants.cc — llama.cpp's 256-weight super-block formats: the k-quants
-// Q2_K…Q6_K and IQ4_XS (fused dot products from registers on AVX2 and up) and the lattice
+// Q2_K…Q6_K and IQ4_XS (fused dot products from registers: int16 x on AVX2, int8 x with
+// 64 weights a register on AVX-512 — vpdpbusd where VNNI is, IQ4_XS only there) and the lattice
 // i-quants IQ2_XXS, IQ2_XS, IQ3_XXS (decoded through their reference codec). Blocks are read
 // through formats/ggml_quants.h's structs. Highway's foreach_target re-includes this file once
 // per SIMD target.
@@ -146,6 +147,45 @@ HWY_INLINE hn::Vec256<float> Bytes8ToFloat(const uint8_t* p) {
 HWY_INLINE void Prefetch(const uint8_t* block, int bytes) {
   for (int k = 0; k < bytes; k += 64) __builtin_prefetch(block + 1024 + k);
 }
+// Q4_K/Q5_K's 12 scale bytes → the 8 6-bit scales, then the 8 mins, a byte each (get_scale_min_k4).
+HWY_INLINE void ScaleMinBytesK4(const uint8_t* scales, uint8_t* out) {
+  uint32_t u[4];
+  std::memcpy(u, scales, 12);
+  u[3] = ((u[2] >> 4) & 0x0F0F0F0F) | (((u[1] >> 6) & 0x03030303) << 4);
+  const uint32_t mins_low = u[1] & 0x3F3F3F3F;
+  u[1] = (u[2] & 0x0F0F0F0F) | (((u[0] >> 6) & 0x03030303) << 4);
+  u[2] = mins_low;
+  u[0] &= 0x3F3F3F3F;
+  std::memcpy(out, u, 16);
+}
+// IQ4_XS's 8 sub-block scales (6 bits − 32) times d and the activations' per-32 scales dx.
+HWY_INLINE hn::Vec256<float> ScalesIQ4XS(const uint8_t* blk, const float* dx) {
+  const DF8 df;
+  const D32 d32;
+  const hn::Full256<uint32_t> du32;
+  uint16_t sh;
+  uint32_t sl;
+  std::memcpy(&sh, QF_AT(blk, BlockIQ4_XS, scales_h), 2);
+  std::memcpy(&sl, QF_AT(blk, BlockIQ4_XS, scales_l), 4);
+  const auto low =
+      hn::And(hn::Shr(hn::Set(du32, sl), hn::Iota(du32, 0) * hn::Set(du32, 4)), hn::Set(du32, 0xF));
+  const auto high = hn::ShiftLeft<4>(
+      hn::And(hn::Shr(hn::Set(du32, sh), hn::Iota(du32, 0) * hn::Set(du32, 2)), hn::Set(du32, 3)));
+  const auto ls = hn::Sub(hn::BitCast(d32, hn::Or(low, high)), hn::Set(d32, 32));
+  return hn::Mul(hn::Mul(hn::ConvertTo(df, ls), hn::Set(df, F16(QF_AT(blk, BlockIQ4_XS, d)))),
+                 hn::LoadU(df, dx));
+}
+// Q3_K's 12 scale bytes → the 16 6-bit scales (+ 32), a byte each (ggml's aux trick).
+HWY_INLINE void ScaleBytesQ3K(const uint8_t* scales, uint8_t* out) {
+  uint32_t u[4];
+  std::memcpy(u, scales, 12);
+  const uint32_t t = u[2];
+  u[2] = ((u[0] >> 4) & 0x0F0F0F0F) | (((t >> 4) & 0x03030303) << 4);
+  u[3] = ((u[1] >> 4) & 0x0F0F0F0F) | (((t >> 6) & 0x03030303) << 4);
+  u[0] = (u[0] & 0x0F0F0F0F) | ((t & 0x03030303) << 4);
+  u[1] = (u[1] & 0x0F0F0F0F) | (((t >> 2) & 0x03030303) << 4);
+  std::memcpy(out, u, 16);
+}
 
 // Q4_K (d dmin scales[12] qs[128]) / Q5_K (… qh[32] qs[128]): 8 sub-blocks of 32.
 template <class B>
@@ -159,14 +199,8 @@ float DotQ45K(const uint8_t* row, int64_t nb, const QActivations& a) {
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = row + b * kBytes;
     Prefetch(blk, kBytes);
-    uint32_t u[4];  // 6-bit scales, then mins, one byte each (get_scale_min_k4 for all 8)
-    std::memcpy(u, QF_AT(blk, B, scales), 12);
-    u[3] = ((u[2] >> 4) & 0x0F0F0F0F) | (((u[1] >> 6) & 0x03030303) << 4);
-    const uint32_t mins_low = u[1] & 0x3F3F3F3F;
-    u[1] = (u[2] & 0x0F0F0F0F) | (((u[0] >> 6) & 0x03030303) << 4);
-    u[2] = mins_low;
-    u[0] &= 0x3F3F3F3F;
-    const auto* bytes = reinterpret_cast<const uint8_t*>(u);
+    alignas(16) uint8_t bytes[16];
+    ScaleMinBytesK4(QF_AT(blk, B, scales), bytes);
     hn::Store(hn::Mul(hn::Mul(Bytes8ToFloat(bytes), hn::Set(df, F16(QF_AT(blk, B, d)))),
                       hn::LoadU(df, a.dx32 + 8 * b)),
               df, sc);
@@ -239,28 +273,15 @@ float DotQ6K(const uint8_t* row, int64_t nb, const QActivations& a) {
 // IQ4_XS (d scales_h scales_l[4] qs[128]): 8 sub-blocks of 32, IQ4_NL's grid.
 float DotIQ4XS(const uint8_t* row, int64_t nb, const QActivations& a) {
   const DF8 df;
-  const D32 d32;
   const hn::Full128<uint8_t> du8;
   const hn::Full128<int8_t> di8;
-  const hn::Full256<uint32_t> du32;
   const auto tbl = hn::LoadU(di8, kIq4nlValues);
-  const auto low_shifts = hn::Iota(du32, 0) * hn::Set(du32, 4),
-             high_shifts = hn::Iota(du32, 0) * hn::Set(du32, 2);
   auto acc0 = hn::Zero(df), acc1 = hn::Zero(df);
   alignas(32) float sc[8];
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = row + b * int64_t(sizeof(BlockIQ4_XS));
     Prefetch(blk, sizeof(BlockIQ4_XS));
-    uint16_t sh;
-    uint32_t sl;
-    std::memcpy(&sh, QF_AT(blk, BlockIQ4_XS, scales_h), 2);
-    std::memcpy(&sl, QF_AT(blk, BlockIQ4_XS, scales_l), 4);
-    const auto low = hn::And(hn::Shr(hn::Set(du32, sl), low_shifts), hn::Set(du32, 0xF));
-    const auto high = hn::ShiftLeft<4>(hn::And(hn::Shr(hn::Set(du32, sh), high_shifts), hn::Set(du32, 3)));
-    const auto ls = hn::Sub(hn::BitCast(d32, hn::Or(low, high)), hn::Set(d32, 32));
-    hn::Store(hn::Mul(hn::Mul(hn::ConvertTo(df, ls), hn::Set(df, F16(QF_AT(blk, BlockIQ4_XS, d)))),
-                      hn::LoadU(df, a.dx32 + 8 * b)),
-              df, sc);
+    hn::Store(ScalesIQ4XS(blk, a.dx32 + 8 * b), df, sc);
     const int16_t* xq = a.xq + 256 * b;
     for (int ib = 0; ib < 8; ib += 2) {
       auto sub = [&](int k) {
@@ -296,15 +317,8 @@ float DotQ23K(const uint8_t* row, int64_t nb, const QActivations& a) {
     Prefetch(blk, kBytes);
     const uint8_t* qs = QF_AT(blk, B, qs);
     float d;
-    if constexpr (kThree) {  // 6-bit scales − 32: low nibbles, then the high pairs (as ggml's aux trick)
-      uint32_t u[4];
-      std::memcpy(u, QF_AT(blk, B, scales), 12);
-      const uint32_t t = u[2];
-      u[2] = ((u[0] >> 4) & 0x0F0F0F0F) | (((t >> 4) & 0x03030303) << 4);
-      u[3] = ((u[1] >> 4) & 0x0F0F0F0F) | (((t >> 6) & 0x03030303) << 4);
-      u[0] = (u[0] & 0x0F0F0F0F) | ((t & 0x03030303) << 4);
-      u[1] = (u[1] & 0x0F0F0F0F) | (((t >> 2) & 0x03030303) << 4);
-      std::memcpy(scale_bytes, u, 16);
+    if constexpr (kThree) {  // 6-bit scales − 32
+      ScaleBytesQ3K(QF_AT(blk, B, scales), scale_bytes);
       d = F16(QF_AT(blk, B, d));
     } else {
       const uint8_t* sb = QF_AT(blk, B, scales);
@@ -342,6 +356,205 @@ float DotQ23K(const uint8_t* row, int64_t nb, const QActivations& a) {
       hn::SumOfLanes(df, hn::Add(hn::Add(hn::Add(acc[0], acc[1]), hn::Add(acc[2], acc[3])), offsets)));
 }
 
+#if HWY_TARGET <= HWY_AVX3
+// ---- AVX-512: 64 weights a register as unsigned bytes against x as int8 (QActivations::xq8) --
+// Each block's codes land in weight order (the two halves of a register shifted apart), the
+// int32 sums of 4 products scaled per sub-block in fp32: lanes 8k… hold sub-block k of a 32-
+// weight run pair, lanes 4k… of a 16-weight one; the scales reach their lanes by permutes.
+
+// Σ of 4 adjacent u8·i8 products into 16 int32 lanes: vpdpbusd (VNNI, AVX3_DL), else pmaddubsw
+// (pairs into int16: codes ≤ 63 times |x| ≤ 127, twice, 16,002 < 2^15: never saturates) and
+// pmaddwd by ones.
+#if HWY_TARGET == HWY_AVX3_DL  // Highway 1.0's AVX3_DL target string names avxvnni, not avx512vnni
+#pragma GCC push_options
+#pragma GCC target("avx512vnni")
+#endif
+HWY_INLINE __m512i DotBytes(__m512i u8, __m512i i8) {
+#if HWY_TARGET == HWY_AVX3_DL
+  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u8, i8);
+#else
+  return _mm512_madd_epi16(_mm512_maddubs_epi16(u8, i8), _mm512_set1_epi16(1));
+#endif
+}
+HWY_INLINE __m512i Broadcast32(const uint8_t* p) {  // the 32 bytes at p in both halves
+  return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+HWY_INLINE __m512i HalfCounts(int lo, int hi) {  // 16-bit shift counts: lo in the lower half, hi above
+  return _mm512_inserti64x4(_mm512_set1_epi16(short(lo)), _mm256_set1_epi16(short(hi)), 1);
+}
+HWY_INLINE __m512i LaneGroups(int first, int width) {  // lane i → index first + i / width
+  return _mm512_add_epi32(
+      _mm512_set1_epi32(first),
+      _mm512_srli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                        __builtin_ctz(unsigned(width))));
+}
+HWY_INLINE __m512i Load64(const void* p) { return _mm512_loadu_si512(p); }
+
+// Q4_K / Q5_K: run j of the block is bytes qs[32j…32j+31], low nibbles weights 64j…64j+31,
+// high nibbles the next 32 (Q5_K: bits 2j and 2j + 1 of qh[l] on top).
+template <class B>
+float DotQ45K8(const uint8_t* row, int64_t nb, const QActivations& a) {
+  constexpr bool kHigh = std::is_same_v<B, BlockQ5_K>;
+  constexpr int kBytes = sizeof(B);
+  const DF8 df;
+  __m512 acc = _mm512_setzero_ps();
+  auto offsets = hn::Zero(df);
+  const __m512i low4 = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10), nibbles = HalfCounts(0, 4),
+                fifth = HalfCounts(4, 3);
+  const __m512i run[4] = {LaneGroups(0, 8), LaneGroups(2, 8), LaneGroups(4, 8), LaneGroups(6, 8)};
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * kBytes;
+    Prefetch(blk, kBytes);
+    alignas(16) uint8_t bytes[16];
+    ScaleMinBytesK4(QF_AT(blk, B, scales), bytes);
+    const __m512 sc =
+        _mm512_castps256_ps512(hn::Mul(hn::Mul(Bytes8ToFloat(bytes), hn::Set(df, F16(QF_AT(blk, B, d)))),
+                                       hn::LoadU(df, a.dx8 + 8 * b))
+                                   .raw);
+    offsets = hn::MulAdd(hn::Mul(Bytes8ToFloat(bytes + 8), hn::Set(df, -F16(QF_AT(blk, B, dmin)))),
+                         hn::LoadU(df, a.xs32 + 8 * b), offsets);
+    const uint8_t* qs = QF_AT(blk, B, qs);
+    const int8_t* x = a.xq8 + 256 * b;
+    __m512i qh;  // Q5_K: shifted right by 2 per run, so that bits 0 and 1 are the run's
+    if constexpr (kHigh) qh = Broadcast32(QF_AT(blk, B, qh));
+    for (int j = 0; j < 4; ++j) {
+      __m512i q = _mm512_and_si512(_mm512_srlv_epi16(Broadcast32(qs + 32 * j), nibbles), low4);
+      if constexpr (kHigh) {
+        q = _mm512_or_si512(q, _mm512_and_si512(_mm512_sllv_epi16(qh, fifth), bit4));
+        qh = _mm512_srli_epi16(qh, 2);
+      }
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DotBytes(q, Load64(x + 64 * j))),
+                            _mm512_permutexvar_ps(run[j], sc), acc);
+    }
+  }
+  return _mm512_reduce_add_ps(acc) + hn::GetLane(hn::SumOfLanes(df, offsets));
+}
+
+// Q6_K: half h of the block is ql[64h…64h+63] and qh[32h…32h+31]; its first 64 weights are the
+// low nibbles of ql with bits (0, 1) then (2, 3) of qh on top, the next 64 the high nibbles with
+// bits (4, 5) then (6, 7). Codes 0…63 multiply x; Σ(q − 32)·x = Σ q·x − 32·Σ x per 16.
+float DotQ6K8(const uint8_t* row, int64_t nb, const QActivations& a) {
+  __m512 acc = _mm512_setzero_ps(), bias = _mm512_setzero_ps();
+  const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30), up_lo = HalfCounts(4, 2),
+                down_hi = HalfCounts(0, 2), pairs = LaneGroups(0, 2);
+  const __m512i quarter[4] = {LaneGroups(0, 4), LaneGroups(4, 4), LaneGroups(8, 4), LaneGroups(12, 4)};
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * int64_t(sizeof(BlockQ6_K));
+    Prefetch(blk, sizeof(BlockQ6_K));
+    const __m512 scales = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(QF_AT(blk, BlockQ6_K, scales)))));
+    const __m512 dx16 = _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(_mm256_loadu_ps(a.dx8 + 8 * b)));
+    const __m512 sc =
+        _mm512_mul_ps(_mm512_mul_ps(scales, _mm512_set1_ps(F16(QF_AT(blk, BlockQ6_K, d)))), dx16);
+    bias = _mm512_fmadd_ps(sc, _mm512_loadu_ps(a.xs8 + 16 * b), bias);
+    for (int h = 0; h < 2; ++h) {
+      const __m512i ql = Load64(QF_AT(blk, BlockQ6_K, ql) + 64 * h),
+                    hb = Broadcast32(QF_AT(blk, BlockQ6_K, qh) + 32 * h);
+      const __m512i w0 =
+          _mm512_or_si512(_mm512_and_si512(ql, low4), _mm512_and_si512(_mm512_sllv_epi16(hb, up_lo), bits45));
+      const __m512i w1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
+                                         _mm512_and_si512(_mm512_srlv_epi16(hb, down_hi), bits45));
+      const int8_t* x = a.xq8 + 256 * b + 128 * h;
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DotBytes(w0, Load64(x))),
+                            _mm512_permutexvar_ps(quarter[2 * h], sc), acc);
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DotBytes(w1, Load64(x + 64))),
+                            _mm512_permutexvar_ps(quarter[2 * h + 1], sc), acc);
+    }
+  }
+  return _mm512_reduce_add_ps(acc) - 32.0f * _mm512_reduce_add_ps(bias);
+}
+
+// Q2_K / Q3_K: half n of the block is qs[32n…32n+31]; weights 128n + 32j + l are its bits 2j of
+// byte l (Q3_K: plus 4 where bit 4n + j of hmask[l] is set, then − 4 for all: codes 0…7 multiply
+// x, Σ(q − 4)·x = Σ q·x − 4·Σ x per 16). A register holds runs j = 2p (lower) and 2p + 1.
+template <class B>
+float DotQ23K8(const uint8_t* row, int64_t nb, const QActivations& a) {
+  constexpr bool kThree = std::is_same_v<B, BlockQ3_K>;
+  constexpr int kBytes = sizeof(B);
+  __m512 acc = _mm512_setzero_ps(), bias = _mm512_setzero_ps();
+  auto offsets = _mm512_setzero_ps();
+  const __m512i three = _mm512_set1_epi8(3), bit2 = _mm512_set1_epi8(4), pairs = LaneGroups(0, 2),
+                third = HalfCounts(2, 1);
+  const __m512i counts[2] = {HalfCounts(0, 2), HalfCounts(4, 6)};
+  const __m512i quarter[4] = {LaneGroups(0, 4), LaneGroups(4, 4), LaneGroups(8, 4), LaneGroups(12, 4)};
+  alignas(16) uint8_t scale_bytes[16];
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * kBytes;
+    Prefetch(blk, kBytes);
+    __m512 scales;
+    if constexpr (kThree) {  // 6-bit scales − 32
+      ScaleBytesQ3K(QF_AT(blk, B, scales), scale_bytes);
+      scales = _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                                 _mm_load_si128(reinterpret_cast<const __m128i*>(scale_bytes)))),
+                             _mm512_set1_ps(32));
+    } else {  // low nibbles: scales; high nibbles: mins
+      const __m512i sb =
+          _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(QF_AT(blk, B, scales))));
+      scales = _mm512_cvtepi32_ps(_mm512_and_si512(sb, _mm512_set1_epi32(0xF)));
+      offsets = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(sb, 4)),
+                                              _mm512_set1_ps(-F16(QF_AT(blk, B, dmin)))),
+                                _mm512_loadu_ps(a.xs16 + 16 * b), offsets);
+    }
+    const __m512 dx16 = _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(_mm256_loadu_ps(a.dx8 + 8 * b)));
+    const __m512 sc = _mm512_mul_ps(_mm512_mul_ps(scales, _mm512_set1_ps(F16(QF_AT(blk, B, d)))), dx16);
+    if constexpr (kThree) bias = _mm512_fmadd_ps(sc, _mm512_loadu_ps(a.xs8 + 16 * b), bias);
+    __m512i hm;  // Q3_K: shifted right by 2 per register, so that bits 0 and 1 are its runs'
+    if constexpr (kThree) hm = Broadcast32(QF_AT(blk, B, hmask));
+    for (int n = 0; n < 2; ++n) {
+      const __m512i v = Broadcast32(QF_AT(blk, B, qs) + 32 * n);
+      for (int p = 0; p < 2; ++p) {
+        __m512i q = _mm512_and_si512(_mm512_srlv_epi16(v, counts[p]), three);
+        if constexpr (kThree) {
+          q = _mm512_or_si512(q, _mm512_and_si512(_mm512_sllv_epi16(hm, third), bit2));
+          hm = _mm512_srli_epi16(hm, 2);
+        }
+        const int8_t* x = a.xq8 + 256 * b + 128 * n + 64 * p;
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DotBytes(q, Load64(x))),
+                              _mm512_permutexvar_ps(quarter[2 * n + p], sc), acc);
+      }
+    }
+  }
+  return _mm512_reduce_add_ps(acc) + _mm512_reduce_add_ps(offsets) - 4.0f * _mm512_reduce_add_ps(bias);
+}
+
+#if HWY_TARGET == HWY_AVX3_DL
+// IQ4_XS (VNNI only: grid values + 128 reach 241, which pmaddubsw's int16 pairs would saturate):
+// sub-block s is qs[16s…16s+15], low nibbles its first 16 weights, high nibbles the next; a
+// register holds sub-blocks 2p and 2p + 1 as four 16-byte lanes. Codes are the grid + 128, so
+// Σ w·x = Σ (w + 128)·x − 128·Σ x per 16.
+float DotIQ4XS8(const uint8_t* row, int64_t nb, const QActivations& a) {
+  alignas(16) uint8_t shifted[16];
+  for (int i = 0; i < 16; ++i) shifted[i] = uint8_t(kIq4nlValues[i] + 128);
+  const __m512i table = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(shifted)));
+  const __m512i low4 = _mm512_set1_epi8(0x0F), pairs = LaneGroups(0, 2),
+                nibbles = _mm512_setr_epi64(0, 0, 0x0004000400040004, 0x0004000400040004, 0, 0,
+                                            0x0004000400040004, 0x0004000400040004);
+  const __m512i run[4] = {LaneGroups(0, 8), LaneGroups(2, 8), LaneGroups(4, 8), LaneGroups(6, 8)};
+  __m512 acc = _mm512_setzero_ps(), bias = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * int64_t(sizeof(BlockIQ4_XS));
+    Prefetch(blk, sizeof(BlockIQ4_XS));
+    const __m512 sc = _mm512_castps256_ps512(ScalesIQ4XS(blk, a.dx8 + 8 * b).raw);
+    bias = _mm512_fmadd_ps(_mm512_permutexvar_ps(pairs, sc), _mm512_loadu_ps(a.xs8 + 16 * b), bias);
+    const uint8_t* qs = QF_AT(blk, BlockIQ4_XS, qs);
+    const int8_t* x = a.xq8 + 256 * b;
+    for (int p = 0; p < 4; ++p) {
+      const __m512i v =
+          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * p)));
+      const __m512i idx =
+          _mm512_and_si512(_mm512_srlv_epi16(_mm512_shuffle_i64x2(v, v, 0x50), nibbles), low4);
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DotBytes(_mm512_shuffle_epi8(table, idx), Load64(x + 64 * p))),
+                            _mm512_permutexvar_ps(run[p], sc), acc);
+    }
+  }
+  return _mm512_reduce_add_ps(acc) - 128.0f * _mm512_reduce_add_ps(bias);
+}
+#endif
+#if HWY_TARGET == HWY_AVX3_DL
+#pragma GCC pop_options
+#endif
+#endif  // HWY_TARGET <= HWY_AVX3
+
 template <float (*Dot)(const uint8_t*, int64_t, const QActivations&)>
 void GemvK(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int64_t r1) {
   const int64_t nb = w.n_in / 256;
@@ -349,12 +562,37 @@ void GemvK(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int64_
 }
 #endif
 
-RowKernels KernelsQ2_K() { return Kernels<UQ2_K>(QF_FUSED((GemvK<DotQ23K<BlockQ2_K>>))); }
-RowKernels KernelsQ3_K() { return Kernels<UQ3_K>(QF_FUSED((GemvK<DotQ23K<BlockQ3_K>>))); }
-RowKernels KernelsQ4_K() { return Kernels<UQ45_K<BlockQ4_K>>(QF_FUSED((GemvK<DotQ45K<BlockQ4_K>>))); }
-RowKernels KernelsQ5_K() { return Kernels<UQ45_K<BlockQ5_K>>(QF_FUSED((GemvK<DotQ45K<BlockQ5_K>>))); }
-RowKernels KernelsQ6_K() { return Kernels<UQ6_K>(QF_FUSED((GemvK<DotQ6K>))); }
+// Formats with int8 dot products on AVX-512 (QF_INT8), the int16 ones below.
+#undef QF_INT8
+#if HWY_TARGET <= HWY_AVX3
+#define QF_INT8(f) f
+#else
+#define QF_INT8(f) nullptr
+#endif
+template <class U>
+RowKernels WithInt8(GemvFn int8, GemvFn fused) {
+  return int8 ? RowKernels{int8, DecodeGeneric<U>, true} : Kernels<U>(fused);
+}
+RowKernels KernelsQ4_K() {
+  return WithInt8<UQ45_K<BlockQ4_K>>(QF_INT8((GemvK<DotQ45K8<BlockQ4_K>>)),
+                                     QF_FUSED((GemvK<DotQ45K<BlockQ4_K>>)));
+}
+RowKernels KernelsQ5_K() {
+  return WithInt8<UQ45_K<BlockQ5_K>>(QF_INT8((GemvK<DotQ45K8<BlockQ5_K>>)),
+                                     QF_FUSED((GemvK<DotQ45K<BlockQ5_K>>)));
+}
+RowKernels KernelsQ6_K() { return WithInt8<UQ6_K>(QF_INT8((GemvK<DotQ6K8>)), QF_FUSED((GemvK<DotQ6K>))); }
+RowKernels KernelsQ2_K() {
+  return WithInt8<UQ2_K>(QF_INT8((GemvK<DotQ23K8<BlockQ2_K>>)), QF_FUSED((GemvK<DotQ23K<BlockQ2_K>>)));
+}
+RowKernels KernelsQ3_K() {
+  return WithInt8<UQ3_K>(QF_INT8((GemvK<DotQ23K8<BlockQ3_K>>)), QF_FUSED((GemvK<DotQ23K<BlockQ3_K>>)));
+}
+#if HWY_TARGET == HWY_AVX3_DL
+RowKernels KernelsIQ4_XS() { return WithInt8<UIQ4_XS>(GemvK<DotIQ4XS8>, nullptr); }
+#else
 RowKernels KernelsIQ4_XS() { return Kernels<UIQ4_XS>(QF_FUSED((GemvK<DotIQ4XS>))); }
+#endif
 RowKernels KernelsIQ2_XXS() { return Kernels<ULattice<dequantize_iq2_xxs, BlockIQ2_XXS>>(nullptr); }
 RowKernels KernelsIQ2_XS() { return Kernels<ULattice<dequantize_iq2_xs, BlockIQ2_XS>>(nullptr); }
 RowKernels KernelsIQ3_XXS() { return Kernels<ULattice<dequantize_iq3_xxs, BlockIQ3_XXS>>(nullptr); }

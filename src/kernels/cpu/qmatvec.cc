@@ -69,8 +69,11 @@ bool qmatvec_supported(const QMatrix& w) {
   return w.n_in % traits(w.type).block == 0;
 }
 
+bool qmatvec_int8(QType t) { return HWY_DYNAMIC_DISPATCH(KernelsFor)(t).int8_x; }
+
 void qmatvec(const QMatrix& w, const float* x, float* y) {
-  const GemvFn gemv = kernels(w).gemv;
+  const RowKernels k = kernels(w);
+  const GemvFn gemv = k.gemv;
   const int64_t subs = w.n_in / 16;
   std::vector<float> xs16(size_t(subs + 16), 0.0f), dx(size_t(subs + 16), 0.0f);
   std::vector<int16_t> xq(static_cast<size_t>(w.n_in));
@@ -79,9 +82,11 @@ void qmatvec(const QMatrix& w, const float* x, float* y) {
     for (int j = 0; j < 16; ++j) sum += x[16 * k + j];
     xs16[size_t(k)] = sum;
   }
+  std::vector<float> amax32(size_t(subs / 2));
   for (int64_t k = 0; k < subs; k += 2) {  // int16 codes, one scale per 32 values (stored per 16)
     float amax = 0;
     for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[16 * k + j]));
+    amax32[size_t(k / 2)] = amax;
     dx[size_t(k)] = dx[size_t(k + 1)] = amax / 32767.0f;
     const float inv = amax > 0 ? 32767.0f / amax : 0.0f;
     for (int j = 0; j < 32; ++j) xq[size_t(16 * k + j)] = int16_t(std::lrint(x[16 * k + j] * inv));
@@ -99,13 +104,35 @@ void qmatvec(const QMatrix& w, const float* x, float* y) {
       xq_bnb4[k] = xq[k - j + (j < 8 ? 2 * j : 2 * (j - 8) + 1)];
     }
   }
-  const QActivations a{x,
-                       xs16.data(),
-                       xq.data(),
-                       dx.data(),
-                       xs32.data(),
-                       dx32.data(),
-                       xq_bnb4.empty() ? nullptr : xq_bnb4.data()};
+  std::vector<int8_t> xq8;
+  std::vector<float> dx8, xs8;
+  if (k.int8_x) {  // int8 codes, one scale per 32 values, the codes' sums per 16
+    xq8.resize(size_t(w.n_in));
+    dx8.assign(size_t(subs / 2 + 16), 0.0f);
+    xs8.assign(size_t(subs + 16), 0.0f);
+    for (int64_t k32 = 0; k32 < subs; k32 += 2) {
+      const float amax = amax32[size_t(k32 / 2)];
+      dx8[size_t(k32 / 2)] = amax / 127.0f;
+      const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+      for (int h = 0; h < 2; ++h) {
+        int sum = 0;
+        for (int j = 0; j < 16; ++j) {
+          const auto q = int8_t(std::lrint(x[16 * (k32 + h) + j] * inv));
+          xq8[size_t(16 * (k32 + h) + j)] = q;
+          sum += q;
+        }
+        xs8[size_t(k32 + h)] = float(sum);
+      }
+    }
+  }
+  QActivations a{x,
+                 xs16.data(),
+                 xq.data(),
+                 dx.data(),
+                 xs32.data(),
+                 dx32.data(),
+                 xq_bnb4.empty() ? nullptr : xq_bnb4.data()};
+  if (k.int8_x) a.xq8 = xq8.data(), a.dx8 = dx8.data(), a.xs8 = xs8.data();
   const int64_t threads = std::min<int64_t>(omp_get_max_threads(), (w.n_out + 15) / 16);
 #pragma omp parallel num_threads(int(threads))
   {

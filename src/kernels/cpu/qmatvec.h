@@ -19,6 +19,10 @@ namespace qf {
 // their own decoding otherwise.
 bool qmatvec_supported(const QMatrix& w);
 
+// Whether this machine's matrix-vector kernel for t multiplies x rounded to int8 per 32 values
+// (each off by ≤ max|x of its 32| / 254; AVX-512 k-quant kernels) rather than to int16 (/ 65534).
+bool qmatvec_int8(QType t);
+
 // y[o] = Σ_i W[o, i] · x[i] for every row, OpenMP threads splitting the rows.
 void qmatvec(const QMatrix& w, const float* x, float* y);
 

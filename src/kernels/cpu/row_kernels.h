@@ -22,6 +22,11 @@ struct QActivations {
   const float* xs32;
   const float* dx32;
   const int16_t* xq_bnb4;  // BNB4 matrices: xq with each 16 reordered (even, odd)
+  // Kernels with int8 dot products (RowKernels::int8_x): x per 32 as int8 codes, x ≈ dx8·xq8,
+  // |error| ≤ dx8 / 2 = max|x of the 32| / 254; dx8 per 32, Σ xq8 (as fp32) per 16.
+  const int8_t* xq8 = nullptr;
+  const float* dx8 = nullptr;
+  const float* xs8 = nullptr;
 };
 
 // y[r] = Σ_i W[r, i]·x[i] for r in [r0, r1), single-threaded.
@@ -32,6 +37,7 @@ using DecodeFn = void (*)(const QMatrix& w, int64_t r0, int64_t rows, float* dst
 struct RowKernels {
   GemvFn gemv = nullptr;
   DecodeFn decode = nullptr;
+  bool int8_x = false;  // gemv reads the int8 activations (xq8) rather than the int16 ones
 };
 
 }  // namespace qf
