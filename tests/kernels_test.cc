@@ -117,8 +117,11 @@ TEST(StoredLinear, MatchesReferenceForEveryTypeSizeAndThreadCount) {
             std::vector<float> y(tokens * n_out);
             lin.forward(x.data(), y.data(), tokens);
             auto wd = wt.to_f32();  // the reference decoding of what is stored
-            // Q8_0's matrix-vector kernel multiplies x rounded to int16 per 32 values (≤ max|x| / 65534 off).
-            const bool int16_x = type == QType::Q8_0 && tokens <= TiledLinear::kMatvecTokens;
+            // Q8_0's matrix-vector kernel multiplies x rounded per 32 values to int16 (≤ max|x| / 65534
+            // off) or, where qmatvec_int8, to int8 (≤ max|x| / 254 off).
+            const double x_step = type != QType::Q8_0 || tokens > TiledLinear::kMatvecTokens ? 0.0
+                                  : qmatvec_int8(type)                                       ? 1.0 / 254
+                                                                                             : 1.0 / 65534;
             for (int t = 0; t < tokens; ++t)
               for (int o = 0; o < n_out; ++o) {
                 double ref = b[size_t(o)], mag = std::fabs(b[size_t(o)]), rounding = 0;
@@ -128,7 +131,7 @@ TEST(StoredLinear, MatchesReferenceForEveryTypeSizeAndThreadCount) {
                   float amax = 0;
                   for (int j = i / 32 * 32; j < std::min(n_in, i / 32 * 32 + 32); ++j)
                     amax = std::max(amax, std::fabs(x[size_t(t * n_in + j)]));
-                  if (int16_x) rounding += std::fabs(wd[size_t(o * n_in + i)]) * amax / 65534.0;
+                  rounding += std::fabs(wd[size_t(o * n_in + i)]) * amax * x_step;
                 }
                 // fp32 dot product of length n_in + 1: |error| <= (n_in + 1) · u · Σ|x·w| (Higham γ_n).
                 const double tol = (n_in + 1) * std::ldexp(1.0, -24) * mag + rounding;
@@ -150,12 +153,14 @@ TEST(StoredLinear, MatchesReferenceForEveryTypeSizeAndThreadCount) {
 // Integer codes in the matrix-vector path (≤ kMatvecTokens tokens) multiply x rounded per 32
 // values to `x_levels` = 32767 (int16) or 127 (int8, qmatvec_int8) steps of max|x of its 32|,
 // each off by at most half a step, max|x| / (2·x_levels): that adds Σ_i B_i·max|x| / (2·x_levels).
-// x_levels 0: x is not rounded. on_grid: x = 2^-3·k, k integers in [-127, 127] with a ±127 in
-// every 32, which int8 codes hold exactly (x_levels 0 then checks the int8 kernels' arithmetic
+// x_levels 0: x is not rounded. x_group: the columns whose max|x| bounds a rounding (32; all of
+// them where the kernel sees x permuted, as act-order's). on_grid: x = 2^-3·k, k integers in [-127, 127] with
+// a ±127 in every 32, which int8 codes hold exactly (x_levels 0 then checks the int8 kernels' arithmetic
 // alone, within the fp32 bound).
 void expect_linear_matches(const Linear& lin, const std::vector<float>& wd, const std::vector<float>& bound,
                            int tokens, std::mt19937& rng, const std::string& what, int x_levels,
-                           const std::vector<float>* int16_codes = nullptr, bool on_grid = false) {
+                           const std::vector<float>* int16_codes = nullptr, bool on_grid = false,
+                           int64_t x_group = 32) {
   const int64_t n_in = lin.n_in(), n_out = lin.n_out();
   std::normal_distribution<float> nd(0.f, 1.f);
   std::vector<float> x(size_t(tokens * n_in)), y(size_t(tokens * n_out));
@@ -177,7 +182,7 @@ void expect_linear_matches(const Linear& lin, const std::vector<float>& wd, cons
         mag += std::fabs(xi) * bound[size_t(o * n_in + i)];
         if (rounded_x) {
           float amax = 0;
-          for (int64_t j = i / 32 * 32; j < std::min(n_in, i / 32 * 32 + 32); ++j)
+          for (int64_t j = i / x_group * x_group; j < std::min(n_in, i / x_group * x_group + x_group); ++j)
             amax = std::max(amax, std::fabs(x[size_t(t * n_in + j)]));
           rounding += bound[size_t(o * n_in + i)] * amax / (2.0 * x_levels);
           if (int16_codes) rounding += std::fabs(xi) * (*int16_codes)[size_t(o * n_in + i)] / 65534.0;
@@ -302,7 +307,13 @@ TEST(FusedKernels, IntegerGridsWithEveryWidthGroupAndActOrder) {
         for (int tokens : {1, 4, 9})
           expect_linear_matches(
               lin, wd, bound, tokens, rng,
-              fmt::format("{} act-order {} threads {}", spec.describe(), c.act_order, threads), 32767);
+              fmt::format("{} act-order {} threads {}", spec.describe(), c.act_order, threads),
+              qmatvec_int8(c.bits <= 4 ? QType::GRID4 : QType::GRID8) ? 127 : 32767, nullptr, false,
+              c.act_order ? n_in : 32);
+        const QType grid = c.bits <= 4 ? QType::GRID4 : QType::GRID8;
+        if (qmatvec_int8(grid) && !c.act_order && n_in % 32 == 0)  // x on the int8 grid: the fp32 bound
+          expect_linear_matches(lin, wd, bound, 1, rng, spec.describe() + " x on the int8 grid", 0, nullptr,
+                                true);
       }
     omp_set_num_threads(saved);
   });

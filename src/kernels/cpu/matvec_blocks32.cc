@@ -273,14 +273,78 @@ void GemvBnb4(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int
                    hn::Load(d8, hi), lmax / 32767.0f, a);
 }
 
+#if HWY_TARGET <= HWY_AVX3
+QF_VNNI_BEGIN
+// The same on AVX-512 with int8 x (unpack-inl.h's DotBytes): blocks b and b + 1 in one register
+// (lanes 0–7 the first's int32 sums, 8–15 the second's). Codes multiply as unsigned bytes u,
+// the weights' codes being u − kBias: nibbles (4 bytes of fifth bits are not read: no Nibbles5)
+// split into 16-byte lanes [low b, high b, low b + 1, high b + 1]; bytes and table values + 128
+// exceed pmaddubsw's range (255·127·2 > 2^15), so those kernels exist with VNNI only.
+template <Codes C, bool kTable, bool kOffsets, class CodesAt, class Scale>
+float Dot32x8(int64_t nb, const CodesAt& codes, const int8_t* table, const Scale& scale,
+              const QActivations& a) {
+  constexpr bool kBytes = C == Codes::SignedBytes || C == Codes::UnsignedBytes;
+  constexpr int kBias = C == Codes::SignedNibbles ? 8 : kBytes || kTable ? 128 : 0;
+  static_assert(C != Codes::Nibbles5 && C != Codes::SignedNibbles5);
+  alignas(16) uint8_t shifted[16] = {};
+  if constexpr (kTable)
+    for (int i = 0; i < 16; ++i) shifted[i] = uint8_t(table[i] + 128);
+  const __m512i lut = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(shifted)));
+  const __m512i low4 = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8(char(0x80)),
+                nibbles = _mm512_setr_epi64(0, 0, 0x0004000400040004, 0x0004000400040004, 0, 0,
+                                            0x0004000400040004, 0x0004000400040004);
+  __m512 acc = _mm512_setzero_ps();
+  float offsets = 0, bias = 0;
+  for (int64_t b = 0; b < nb; b += 2) {
+    const bool pair = b + 1 < nb;  // a last odd block: itself twice, the copy scaled by 0
+    const uint8_t *q0 = codes(b), *q1 = pair ? codes(b + 1) : q0;
+    __builtin_prefetch(q0 + 1024);
+    __m512i q;
+    if constexpr (kBytes) {
+      q = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q0))),
+                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q1)), 1);
+      if constexpr (C == Codes::SignedBytes) q = _mm512_xor_si512(q, flip);  // q + 128
+    } else {
+      const __m512i v = _mm512_castsi256_si512(_mm256_inserti128_si256(
+          _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q0))),
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(q1)), 1));
+      q = _mm512_and_si512(_mm512_srlv_epi16(_mm512_shuffle_i64x2(v, v, 0x50), nibbles), low4);
+      if constexpr (kTable) q = _mm512_shuffle_epi8(lut, q);
+    }
+    float d0, m0, d1 = 0, m1 = 0;
+    scale(b, d0, m0);
+    if (pair) scale(b + 1, d1, m1);
+    const float s0 = d0 * a.dx8[b], s1 = pair ? d1 * a.dx8[b + 1] : 0.0f;
+    const __m512i x = _mm512_loadu_si512(a.xq8 + 32 * b);  // xq8 is padded past the last block
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DotBytes(q, x)),
+                          _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1), acc);
+    if constexpr (kBias != 0)
+      bias += s0 * (a.xs8[2 * b] + a.xs8[2 * b + 1]) + s1 * (a.xs8[2 * b + 2] + a.xs8[2 * b + 3]);
+    if constexpr (kOffsets) offsets += m0 * a.xs32[b] + (pair ? m1 * a.xs32[b + 1] : 0.0f);
+  }
+  return _mm512_reduce_add_ps(acc) + offsets - float(kBias) * bias;
+}
+QF_VNNI_END
+#endif
+
+// Dot32x8 where the kernel asks for it (kInt8: only on targets whose QF_INT8 keeps it), else Dot32.
+template <bool kInt8, Codes C, bool kTable, bool kOffsets, class CodesAt, class Scale>
+float DotBlocks(int64_t nb, const CodesAt& codes, const int8_t* table, const Scale& scale,
+                const QActivations& a) {
+#if HWY_TARGET <= HWY_AVX3
+  if constexpr (kInt8) return Dot32x8<C, kTable, kOffsets>(nb, codes, table, scale, a);
+#endif
+  return Dot32<C, kTable, kOffsets>(nb, codes, table, scale, a);
+}
+
 // Legacy blocks B: fp16 d (and m), codes at qs (Q5: fifth bits in the 4 bytes of qh before qs).
-template <class B, Codes C, bool kTable = false>
+template <class B, Codes C, bool kTable = false, bool kInt8 = false>
 void GemvLegacy(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int64_t r1) {
   constexpr bool kMin = std::is_same_v<B, BlockQ4_1> || std::is_same_v<B, BlockQ5_1>;
   const int64_t nb = w.n_in / 32;
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.data + r * w.row_bytes;
-    y[r] = Dot32<C, kTable, kMin>(
+    y[r] = DotBlocks<kInt8, C, kTable, kMin>(
         nb, [row](int64_t b) { return row + b * int64_t(sizeof(B)) + offsetof(B, qs); },
         kTable ? kIq4nlValues : nullptr,
         [row](int64_t b, float& d, float& m) {
@@ -299,7 +363,7 @@ static_assert(offsetof(BlockQ5_0, qs) - offsetof(BlockQ5_0, qh) == 4 &&
               "Dot32 reads Q5's fifth bits in the 4 bytes before the codes");
 
 // Integer grids: w = s·(q − z) per group; GRID8 codes are stored as q − 128.
-template <bool kNibbles>
+template <bool kNibbles, bool kInt8 = false>
 void GemvGrid(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int64_t r1) {
   const int64_t nb = w.n_in / 32, ng = w.n_in / w.group;
   const GroupOf group_of(w.group);
@@ -311,10 +375,10 @@ void GemvGrid(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int
       d = s[g], m = -s[g] * z[g];
     };
     if constexpr (kNibbles)
-      y[r] = Dot32<Codes::Nibbles, false, true>(
+      y[r] = DotBlocks<kInt8, Codes::Nibbles, false, true>(
           nb, [row](int64_t b) { return row + 16 * b; }, nullptr, scale, a);
     else
-      y[r] = Dot32<Codes::UnsignedBytes, false, true>(
+      y[r] = DotBlocks<kInt8, Codes::UnsignedBytes, false, true>(
           nb, [row](int64_t b) { return row + 32 * b; }, nullptr,
           [scale](int64_t b, float& d, float& m) {
             scale(b, d, m);
@@ -325,9 +389,25 @@ void GemvGrid(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int
 }
 #endif
 
-RowKernels KernelsQ8_0() { return Kernels<UQ8_0>(QF_FUSED((GemvLegacy<BlockQ8_0, Codes::SignedBytes>))); }
-RowKernels KernelsQ4_0() { return Kernels<UQ4_0>(QF_FUSED((GemvLegacy<BlockQ4_0, Codes::SignedNibbles>))); }
-RowKernels KernelsQ4_1() { return Kernels<UQ4_1>(QF_FUSED((GemvLegacy<BlockQ4_1, Codes::Nibbles>))); }
+// Int8 kernels: nibbles on AVX-512 (QF_INT8), bytes and tables with VNNI only (QF_INT8_VNNI).
+#undef QF_INT8_VNNI
+#if HWY_TARGET == HWY_AVX3_DL
+#define QF_INT8_VNNI(f) f
+#else
+#define QF_INT8_VNNI(f) nullptr
+#endif
+RowKernels KernelsQ8_0() {
+  return WithInt8<UQ8_0>(QF_INT8_VNNI((GemvLegacy<BlockQ8_0, Codes::SignedBytes, false, true>)),
+                         QF_FUSED((GemvLegacy<BlockQ8_0, Codes::SignedBytes>)));
+}
+RowKernels KernelsQ4_0() {
+  return WithInt8<UQ4_0>(QF_INT8((GemvLegacy<BlockQ4_0, Codes::SignedNibbles, false, true>)),
+                         QF_FUSED((GemvLegacy<BlockQ4_0, Codes::SignedNibbles>)));
+}
+RowKernels KernelsQ4_1() {
+  return WithInt8<UQ4_1>(QF_INT8((GemvLegacy<BlockQ4_1, Codes::Nibbles, false, true>)),
+                         QF_FUSED((GemvLegacy<BlockQ4_1, Codes::Nibbles>)));
+}
 RowKernels KernelsQ5_0() {
   return Kernels<UQ5<BlockQ5_0>>(QF_FUSED((GemvLegacy<BlockQ5_0, Codes::SignedNibbles5>)));
 }
@@ -335,10 +415,15 @@ RowKernels KernelsQ5_1() {
   return Kernels<UQ5<BlockQ5_1>>(QF_FUSED((GemvLegacy<BlockQ5_1, Codes::Nibbles5>)));
 }
 RowKernels KernelsIQ4_NL() {
-  return Kernels<UIQ4_NL>(QF_FUSED((GemvLegacy<BlockIQ4_NL, Codes::Nibbles, true>)));
+  return WithInt8<UIQ4_NL>(QF_INT8_VNNI((GemvLegacy<BlockIQ4_NL, Codes::Nibbles, true, true>)),
+                           QF_FUSED((GemvLegacy<BlockIQ4_NL, Codes::Nibbles, true>)));
 }
-RowKernels KernelsGRID4() { return Kernels<UIntGrid<true>>(QF_FUSED((GemvGrid<true>))); }
-RowKernels KernelsGRID8() { return Kernels<UIntGrid<false>>(QF_FUSED((GemvGrid<false>))); }
+RowKernels KernelsGRID4() {
+  return WithInt8<UIntGrid<true>>(QF_INT8((GemvGrid<true, true>)), QF_FUSED((GemvGrid<true>)));
+}
+RowKernels KernelsGRID8() {
+  return WithInt8<UIntGrid<false>>(QF_INT8_VNNI((GemvGrid<false, true>)), QF_FUSED((GemvGrid<false>)));
+}
 RowKernels KernelsBNB4() { return Kernels<UBnb4>(QF_FUSED((GemvBnb4))); }
 
 }  // namespace qf::HWY_NAMESPACE

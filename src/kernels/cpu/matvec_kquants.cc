@@ -147,16 +147,24 @@ HWY_INLINE hn::Vec256<float> Bytes8ToFloat(const uint8_t* p) {
 HWY_INLINE void Prefetch(const uint8_t* block, int bytes) {
   for (int k = 0; k < bytes; k += 64) __builtin_prefetch(block + 1024 + k);
 }
-// Q4_K/Q5_K's 12 scale bytes → the 8 6-bit scales, then the 8 mins, a byte each (get_scale_min_k4).
+// The 12 scale bytes at p as 4 dwords (the last one 0).
+HWY_INLINE __m128i Load12(const uint8_t* p) {
+  uint32_t third;
+  std::memcpy(&third, p + 8, 4);
+  return _mm_insert_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)), int(third), 2);
+}
+// Q4_K/Q5_K's 12 scale bytes → the 8 6-bit scales, then the 8 mins, a byte each (get_scale_min_k4),
+// as dwords (u0 & 3F, u2 & 0F | (u0 >> 6 & 3) << 4, u1 & 3F, u2 >> 4 & 0F | (u1 >> 6 & 3) << 4)
+// stored at out (16 bytes, aligned) in one store.
 HWY_INLINE void ScaleMinBytesK4(const uint8_t* scales, uint8_t* out) {
-  uint32_t u[4];
-  std::memcpy(u, scales, 12);
-  u[3] = ((u[2] >> 4) & 0x0F0F0F0F) | (((u[1] >> 6) & 0x03030303) << 4);
-  const uint32_t mins_low = u[1] & 0x3F3F3F3F;
-  u[1] = (u[2] & 0x0F0F0F0F) | (((u[0] >> 6) & 0x03030303) << 4);
-  u[2] = mins_low;
-  u[0] &= 0x3F3F3F3F;
-  std::memcpy(out, u, 16);
+  const __m128i u = Load12(scales);
+  const __m128i low =
+      _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(u, _MM_SHUFFLE(2, 1, 2, 0)), _mm_setr_epi32(0, 0, 0, 4)),
+                    _mm_setr_epi32(0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F));
+  const __m128i high =
+      _mm_and_si128(_mm_slli_epi32(_mm_srli_epi32(_mm_shuffle_epi32(u, _MM_SHUFFLE(1, 0, 0, 0)), 6), 4),
+                    _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+  _mm_store_si128(reinterpret_cast<__m128i*>(out), _mm_or_si128(low, high));
 }
 // IQ4_XS's 8 sub-block scales (6 bits − 32) times d and the activations' per-32 scales dx.
 HWY_INLINE hn::Vec256<float> ScalesIQ4XS(const uint8_t* blk, const float* dx) {
@@ -175,16 +183,17 @@ HWY_INLINE hn::Vec256<float> ScalesIQ4XS(const uint8_t* blk, const float* dx) {
   return hn::Mul(hn::Mul(hn::ConvertTo(df, ls), hn::Set(df, F16(QF_AT(blk, BlockIQ4_XS, d)))),
                  hn::LoadU(df, dx));
 }
-// Q3_K's 12 scale bytes → the 16 6-bit scales (+ 32), a byte each (ggml's aux trick).
+// Q3_K's 12 scale bytes (a0, a1, t) → the 16 6-bit scales (+ 32), a byte each (ggml's aux
+// trick): dwords (a0, a1, a0 >> 4, a1 >> 4) & 0F | ((t >> 0, 2, 4, 6) & 3) << 4, one aligned store.
 HWY_INLINE void ScaleBytesQ3K(const uint8_t* scales, uint8_t* out) {
-  uint32_t u[4];
-  std::memcpy(u, scales, 12);
-  const uint32_t t = u[2];
-  u[2] = ((u[0] >> 4) & 0x0F0F0F0F) | (((t >> 4) & 0x03030303) << 4);
-  u[3] = ((u[1] >> 4) & 0x0F0F0F0F) | (((t >> 6) & 0x03030303) << 4);
-  u[0] = (u[0] & 0x0F0F0F0F) | ((t & 0x03030303) << 4);
-  u[1] = (u[1] & 0x0F0F0F0F) | (((t >> 2) & 0x03030303) << 4);
-  std::memcpy(out, u, 16);
+  const __m128i u = Load12(scales);
+  const __m128i low =
+      _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(u, _MM_SHUFFLE(1, 0, 1, 0)), _mm_setr_epi32(0, 0, 4, 4)),
+                    _mm_set1_epi32(0x0F0F0F0F));
+  const __m128i high =
+      _mm_and_si128(_mm_srlv_epi32(_mm_shuffle_epi32(u, _MM_SHUFFLE(2, 2, 2, 2)), _mm_setr_epi32(0, 2, 4, 6)),
+                    _mm_set1_epi32(0x03030303));
+  _mm_store_si128(reinterpret_cast<__m128i*>(out), _mm_or_si128(low, _mm_slli_epi32(high, 4)));
 }
 
 // Q4_K (d dmin scales[12] qs[128]) / Q5_K (… qh[32] qs[128]): 8 sub-blocks of 32.
@@ -357,38 +366,11 @@ float DotQ23K(const uint8_t* row, int64_t nb, const QActivations& a) {
 }
 
 #if HWY_TARGET <= HWY_AVX3
-// ---- AVX-512: 64 weights a register as unsigned bytes against x as int8 (QActivations::xq8) --
-// Each block's codes land in weight order (the two halves of a register shifted apart), the
-// int32 sums of 4 products scaled per sub-block in fp32: lanes 8k… hold sub-block k of a 32-
-// weight run pair, lanes 4k… of a 16-weight one; the scales reach their lanes by permutes.
-
-// Σ of 4 adjacent u8·i8 products into 16 int32 lanes: vpdpbusd (VNNI, AVX3_DL), else pmaddubsw
-// (pairs into int16: codes ≤ 63 times |x| ≤ 127, twice, 16,002 < 2^15: never saturates) and
-// pmaddwd by ones.
-#if HWY_TARGET == HWY_AVX3_DL  // Highway 1.0's AVX3_DL target string names avxvnni, not avx512vnni
-#pragma GCC push_options
-#pragma GCC target("avx512vnni")
-#endif
-HWY_INLINE __m512i DotBytes(__m512i u8, __m512i i8) {
-#if HWY_TARGET == HWY_AVX3_DL
-  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u8, i8);
-#else
-  return _mm512_madd_epi16(_mm512_maddubs_epi16(u8, i8), _mm512_set1_epi16(1));
-#endif
-}
-HWY_INLINE __m512i Broadcast32(const uint8_t* p) {  // the 32 bytes at p in both halves
-  return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-}
-HWY_INLINE __m512i HalfCounts(int lo, int hi) {  // 16-bit shift counts: lo in the lower half, hi above
-  return _mm512_inserti64x4(_mm512_set1_epi16(short(lo)), _mm256_set1_epi16(short(hi)), 1);
-}
-HWY_INLINE __m512i LaneGroups(int first, int width) {  // lane i → index first + i / width
-  return _mm512_add_epi32(
-      _mm512_set1_epi32(first),
-      _mm512_srli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                        __builtin_ctz(unsigned(width))));
-}
-HWY_INLINE __m512i Load64(const void* p) { return _mm512_loadu_si512(p); }
+// ---- AVX-512, int8 x (unpack-inl.h's DotBytes): each block's codes land in weight order (the
+// two halves of a register shifted apart), the int32 sums of 4 products scaled per sub-block in
+// fp32: lanes 8k… hold sub-block k of a 32-weight run pair, lanes 4k… of a 16-weight one; the
+// scales reach their lanes by permutes.
+QF_VNNI_BEGIN
 
 // Q4_K / Q5_K: run j of the block is bytes qs[32j…32j+31], low nibbles weights 64j…64j+31,
 // high nibbles the next 32 (Q5_K: bits 2j and 2j + 1 of qh[l] on top).
@@ -550,9 +532,7 @@ float DotIQ4XS8(const uint8_t* row, int64_t nb, const QActivations& a) {
   return _mm512_reduce_add_ps(acc) - 128.0f * _mm512_reduce_add_ps(bias);
 }
 #endif
-#if HWY_TARGET == HWY_AVX3_DL
-#pragma GCC pop_options
-#endif
+QF_VNNI_END
 #endif  // HWY_TARGET <= HWY_AVX3
 
 template <float (*Dot)(const uint8_t*, int64_t, const QActivations&)>
@@ -563,16 +543,6 @@ void GemvK(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int64_
 #endif
 
 // Formats with int8 dot products on AVX-512 (QF_INT8), the int16 ones below.
-#undef QF_INT8
-#if HWY_TARGET <= HWY_AVX3
-#define QF_INT8(f) f
-#else
-#define QF_INT8(f) nullptr
-#endif
-template <class U>
-RowKernels WithInt8(GemvFn int8, GemvFn fused) {
-  return int8 ? RowKernels{int8, DecodeGeneric<U>, true} : Kernels<U>(fused);
-}
 RowKernels KernelsQ4_K() {
   return WithInt8<UQ45_K<BlockQ4_K>>(QF_INT8((GemvK<DotQ45K8<BlockQ4_K>>)),
                                      QF_FUSED((GemvK<DotQ45K<BlockQ4_K>>)));

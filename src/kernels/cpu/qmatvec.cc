@@ -106,8 +106,8 @@ void qmatvec(const QMatrix& w, const float* x, float* y) {
   }
   std::vector<int8_t> xq8;
   std::vector<float> dx8, xs8;
-  if (k.int8_x) {  // int8 codes, one scale per 32 values, the codes' sums per 16
-    xq8.resize(size_t(w.n_in));
+  if (k.int8_x) {                        // int8 codes, one scale per 32 values, the codes' sums per 16
+    xq8.assign(size_t(w.n_in + 64), 0);  // zeros past the end: kernels read whole registers
     dx8.assign(size_t(subs / 2 + 16), 0.0f);
     xs8.assign(size_t(subs + 16), 0.0f);
     for (int64_t k32 = 0; k32 < subs; k32 += 2) {

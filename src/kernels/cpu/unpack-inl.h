@@ -214,6 +214,59 @@ RowKernels Kernels(GemvFn fused) {
   return {fused ? fused : GemvGeneric<U>, DecodeGeneric<U>};
 }
 
+// ---- AVX-512: 64 weights a register as unsigned bytes against x as int8 (QActivations::xq8) --
+// Kernels using DotBytes sit between QF_VNNI_BEGIN and QF_VNNI_END: Highway 1.0's AVX3_DL
+// target string names avxvnni, not avx512vnni, which vpdpbusd on 512 bits needs.
+#undef QF_VNNI_BEGIN
+#undef QF_VNNI_END
+#if HWY_TARGET == HWY_AVX3_DL
+#define QF_VNNI_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx512vnni\")")
+#define QF_VNNI_END _Pragma("GCC pop_options")
+#else
+#define QF_VNNI_BEGIN
+#define QF_VNNI_END
+#endif
+#if HWY_TARGET <= HWY_AVX3
+QF_VNNI_BEGIN
+// Σ of 4 adjacent u8·i8 products into 16 int32 lanes: vpdpbusd (VNNI, AVX3_DL), else pmaddubsw
+// (pairs into int16: codes ≤ 63 times |x| ≤ 127, twice, 16,002 < 2^15: never saturates) and
+// pmaddwd by ones.
+HWY_INLINE __m512i DotBytes(__m512i u8, __m512i i8) {
+#if HWY_TARGET == HWY_AVX3_DL
+  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u8, i8);
+#else
+  return _mm512_madd_epi16(_mm512_maddubs_epi16(u8, i8), _mm512_set1_epi16(1));
+#endif
+}
+HWY_INLINE __m512i Broadcast32(const uint8_t* p) {  // the 32 bytes at p in both halves
+  return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+HWY_INLINE __m512i HalfCounts(int lo, int hi) {  // 16-bit shift counts: lo in the lower half, hi above
+  return _mm512_inserti64x4(_mm512_set1_epi16(short(lo)), _mm256_set1_epi16(short(hi)), 1);
+}
+HWY_INLINE __m512i LaneGroups(int first, int width) {  // lane i → index first + i / width
+  return _mm512_add_epi32(
+      _mm512_set1_epi32(first),
+      _mm512_srli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                        __builtin_ctz(unsigned(width))));
+}
+HWY_INLINE __m512i Load64(const void* p) { return _mm512_loadu_si512(p); }
+QF_VNNI_END
+#endif
+
+// A format's kernels with an int8 dot product where this target has one (QF_INT8: AVX-512),
+// else as Kernels().
+#undef QF_INT8
+#if HWY_TARGET <= HWY_AVX3
+#define QF_INT8(f) f
+#else
+#define QF_INT8(f) nullptr
+#endif
+template <class U>
+RowKernels WithInt8(GemvFn int8, GemvFn fused) {
+  return int8 ? RowKernels{int8, DecodeGeneric<U>, true} : Kernels<U>(fused);
+}
+
 // Each format's kernels (the families' files define them); kernels/cpu/qmatvec.cc's switch
 // is the only place that maps a QType to them.
 // clang-format off
