@@ -294,7 +294,8 @@ float Dot32x8(int64_t nb, const CodesAt& codes, const int8_t* table, const Scale
                 nibbles = _mm512_setr_epi64(0, 0, 0x0004000400040004, 0x0004000400040004, 0, 0,
                                             0x0004000400040004, 0x0004000400040004);
   __m512 acc = _mm512_setzero_ps();
-  float offsets = 0, bias = 0;
+  float offsets = 0;
+  const __m512i bias = _mm512_set1_epi8(char(kBias));  // kBias·Σ x by the same dot product
   for (int64_t b = 0; b < nb; b += 2) {
     const bool pair = b + 1 < nb;  // a last odd block: itself twice, the copy scaled by 0
     const uint8_t *q0 = codes(b), *q1 = pair ? codes(b + 1) : q0;
@@ -316,13 +317,13 @@ float Dot32x8(int64_t nb, const CodesAt& codes, const int8_t* table, const Scale
     if (pair) scale(b + 1, d1, m1);
     const float s0 = d0 * a.dx8[b], s1 = pair ? d1 * a.dx8[b + 1] : 0.0f;
     const __m512i x = _mm512_loadu_si512(a.xq8 + 32 * b);  // xq8 is padded past the last block
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DotBytes(q, x)),
+    __m512i dot = DotBytes(q, x);
+    if constexpr (kBias != 0) dot = _mm512_sub_epi32(dot, DotBytes(bias, x));  // Σ (u − kBias)·x
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot),
                           _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1), acc);
-    if constexpr (kBias != 0)
-      bias += s0 * (a.xs8[2 * b] + a.xs8[2 * b + 1]) + s1 * (a.xs8[2 * b + 2] + a.xs8[2 * b + 3]);
     if constexpr (kOffsets) offsets += m0 * a.xs32[b] + (pair ? m1 * a.xs32[b + 1] : 0.0f);
   }
-  return _mm512_reduce_add_ps(acc) + offsets - float(kBias) * bias;
+  return _mm512_reduce_add_ps(acc) + offsets;
 }
 QF_VNNI_END
 #endif
