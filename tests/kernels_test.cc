@@ -118,10 +118,10 @@ TEST(StoredLinear, MatchesReferenceForEveryTypeSizeAndThreadCount) {
             lin.forward(x.data(), y.data(), tokens);
             auto wd = wt.to_f32();  // the reference decoding of what is stored
             // Q8_0's matrix-vector kernel multiplies x rounded per 32 values to int16 (≤ max|x| / 65534
-            // off) or, where qmatvec_int8, to int8 (≤ max|x| / 254 off).
+            // off) or, where qmatvec_int8, to int8 with an fp16 step (≤ max|x|·(1/254 + 2^-11) off).
             const double x_step = type != QType::Q8_0 || tokens > TiledLinear::kMatvecTokens ? 0.0
-                                  : qmatvec_int8(type)                                       ? 1.0 / 254
-                                                                                             : 1.0 / 65534;
+                                  : qmatvec_int8(type) ? 1.0 / 254 + 0x1p-11
+                                                       : 1.0 / 65534;
             for (int t = 0; t < tokens; ++t)
               for (int o = 0; o < n_out; ++o) {
                 double ref = b[size_t(o)], mag = std::fabs(b[size_t(o)]), rounding = 0;
@@ -153,6 +153,8 @@ TEST(StoredLinear, MatchesReferenceForEveryTypeSizeAndThreadCount) {
 // Integer codes in the matrix-vector path (≤ kMatvecTokens tokens) multiply x rounded per 32
 // values to `x_levels` = 32767 (int16) or 127 (int8, qmatvec_int8) steps of max|x of its 32|,
 // each off by at most half a step, max|x| / (2·x_levels): that adds Σ_i B_i·max|x| / (2·x_levels).
+// The int8 step is kept in fp16 (llama.cpp's q8_0), off by ≤ 2^-11 relative: 127 steps move by
+// ≤ max|x|·2^-11 more.
 // x_levels 0: x is not rounded. x_group: the columns whose max|x| bounds a rounding (32; all of
 // them where the kernel sees x permuted, as act-order's). on_grid: x = 2^-3·k, k integers in [-127, 127] with
 // a ±127 in every 32, which int8 codes hold exactly (x_levels 0 then checks the int8 kernels' arithmetic
@@ -184,7 +186,8 @@ void expect_linear_matches(const Linear& lin, const std::vector<float>& wd, cons
           float amax = 0;
           for (int64_t j = i / x_group * x_group; j < std::min(n_in, i / x_group * x_group + x_group); ++j)
             amax = std::max(amax, std::fabs(x[size_t(t * n_in + j)]));
-          rounding += bound[size_t(o * n_in + i)] * amax / (2.0 * x_levels);
+          rounding +=
+              bound[size_t(o * n_in + i)] * amax * (1 / (2.0 * x_levels) + (x_levels == 127 ? 0x1p-11 : 0));
           if (int16_codes) rounding += std::fabs(xi) * (*int16_codes)[size_t(o * n_in + i)] / 65534.0;
         }
       }

@@ -120,7 +120,8 @@ TEST(LlamaCpp, Llama3AndQwen3FilesGiveQforgesPerplexity) {
 TEST(LlamaCpp, GreedyContinuationsAreTheSameText) {
   if (!have_llamacpp()) GTEST_SKIP() << "node-llama-cpp not installed (scripts/setup.sh installs it)";
   // llama.cpp multiplies F16 weights against F16-rounded activations and Q8_0 weights against
-  // Q8_0-quantized activations; qforge keeps activations in fp32. Greedy paths agree until a
+  // Q8_0-quantized activations; qforge keeps prompts' activations in fp32 and, generating on
+  // AVX-512, multiplies Q8_0 with the same q8_0 activations (int16 codes on AVX2). Greedy paths agree until a
   // near-tie: with Q8_0, "The history of the city" continues "is a major theme of|in the
   // history" (qforge|llama.cpp) at its fifth token, so that prompt is checked on F16 only.
   const std::vector<std::pair<const char*, std::vector<std::string>>> cases = {

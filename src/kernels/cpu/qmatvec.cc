@@ -42,6 +42,7 @@ HWY_AFTER_NAMESPACE();
 #include <cmath>
 #include <vector>
 
+#include "core/half.h"
 #include "core/status.h"
 
 namespace qf {
@@ -110,9 +111,12 @@ void qmatvec(const QMatrix& w, const float* x, float* y) {
     xq8.assign(size_t(w.n_in + 64), 0);  // zeros past the end: kernels read whole registers
     dx8.assign(size_t(subs / 2 + 16), 0.0f);
     xs8.assign(size_t(subs + 16), 0.0f);
+    // llama.cpp's q8_0 activations on x86 bit for bit: codes x·127/max rounded to nearest even,
+    // the scale max/127 kept in fp16 (fp32 outside fp16's normal range, where llama.cpp would lose it).
     for (int64_t k32 = 0; k32 < subs; k32 += 2) {
       const float amax = amax32[size_t(k32 / 2)];
-      dx8[size_t(k32 / 2)] = amax / 127.0f;
+      const float d = amax / 127.0f;  // in fp16 where fp16 holds it as a normal number
+      dx8[size_t(k32 / 2)] = d >= 0x1p-14f && d <= 65504.0f ? f16_to_f32(f32_to_f16(d)) : d;
       const float inv = amax > 0 ? 127.0f / amax : 0.0f;
       for (int h = 0; h < 2; ++h) {
         int sum = 0;

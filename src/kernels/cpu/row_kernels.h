@@ -22,8 +22,9 @@ struct QActivations {
   const float* xs32;
   const float* dx32;
   const int16_t* xq_bnb4;  // BNB4 matrices: xq with each 16 reordered (even, odd)
-  // Kernels with int8 dot products (RowKernels::int8_x): x per 32 as int8 codes, x ≈ dx8·xq8,
-  // |error| ≤ dx8 / 2 = max|x of the 32| / 254; dx8 per 32, Σ xq8 (as fp32) per 16.
+  // Kernels with int8 dot products (RowKernels::int8_x): x per 32 as int8 codes, x ≈ dx8·xq8
+  // (llama.cpp's q8_0: codes round(x·127 / max|x of the 32|), dx8 = max / 127 rounded to fp16), so
+  // |error| ≤ max / 254 + 127·|dx8 − max / 127| ≤ max·(1/254 + 2^-11); dx8 per 32, Σ xq8 (fp32) per 16.
   const int8_t* xq8 = nullptr;
   const float* dx8 = nullptr;
   const float* xs8 = nullptr;
