@@ -392,7 +392,7 @@ void GemvGrid(const QMatrix& w, const QActivations& a, float* y, int64_t r0, int
 
 // Int8 kernels: nibbles on AVX-512 (QF_INT8), bytes and tables with VNNI only (QF_INT8_VNNI).
 #undef QF_INT8_VNNI
-#if HWY_TARGET == HWY_AVX3_DL
+#if QF_VNNI
 #define QF_INT8_VNNI(f) f
 #else
 #define QF_INT8_VNNI(f) nullptr

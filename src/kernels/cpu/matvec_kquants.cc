@@ -499,7 +499,7 @@ float DotQ23K8(const uint8_t* row, int64_t nb, const QActivations& a) {
   return _mm512_reduce_add_ps(acc) + _mm512_reduce_add_ps(offsets) - 4.0f * _mm512_reduce_add_ps(bias);
 }
 
-#if HWY_TARGET == HWY_AVX3_DL
+#if QF_VNNI
 // IQ4_XS (VNNI only: grid values + 128 reach 241, which pmaddubsw's int16 pairs would saturate):
 // sub-block s is qs[16s…16s+15], low nibbles its first 16 weights, high nibbles the next; a
 // register holds sub-blocks 2p and 2p + 1 as four 16-byte lanes. Codes are the grid + 128, so
@@ -558,7 +558,7 @@ RowKernels KernelsQ2_K() {
 RowKernels KernelsQ3_K() {
   return WithInt8<UQ3_K>(QF_INT8((GemvK<DotQ23K8<BlockQ3_K>>)), QF_FUSED((GemvK<DotQ23K<BlockQ3_K>>)));
 }
-#if HWY_TARGET == HWY_AVX3_DL
+#if QF_VNNI
 RowKernels KernelsIQ4_XS() { return WithInt8<UIQ4_XS>(GemvK<DotIQ4XS8>, nullptr); }
 #else
 RowKernels KernelsIQ4_XS() { return Kernels<UIQ4_XS>(QF_FUSED((GemvK<DotIQ4XS>))); }

@@ -217,9 +217,17 @@ RowKernels Kernels(GemvFn fused) {
 // ---- AVX-512: 64 weights a register as unsigned bytes against x as int8 (QActivations::xq8) --
 // Kernels using DotBytes sit between QF_VNNI_BEGIN and QF_VNNI_END: Highway 1.0's AVX3_DL
 // target string names avxvnni, not avx512vnni, which vpdpbusd on 512 bits needs.
+// QF_VNNI: this target's DotBytes is vpdpbusd (GCC; clang, which has no target pragma, keeps
+// pmaddubsw and the int16 kernels of the formats that would saturate it).
+#undef QF_VNNI
 #undef QF_VNNI_BEGIN
 #undef QF_VNNI_END
-#if HWY_TARGET == HWY_AVX3_DL
+#if HWY_TARGET == HWY_AVX3_DL && !defined(__clang__)
+#define QF_VNNI 1
+#else
+#define QF_VNNI 0
+#endif
+#if QF_VNNI
 #define QF_VNNI_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx512vnni\")")
 #define QF_VNNI_END _Pragma("GCC pop_options")
 #else
@@ -232,7 +240,7 @@ QF_VNNI_BEGIN
 // (pairs into int16: codes ≤ 63 times |x| ≤ 127, twice, 16,002 < 2^15: never saturates) and
 // pmaddwd by ones.
 HWY_INLINE __m512i DotBytes(__m512i u8, __m512i i8) {
-#if HWY_TARGET == HWY_AVX3_DL
+#if QF_VNNI
   return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u8, i8);
 #else
   return _mm512_madd_epi16(_mm512_maddubs_epi16(u8, i8), _mm512_set1_epi16(1));
