@@ -73,29 +73,53 @@ bool qmatvec_supported(const QMatrix& w) {
 bool qmatvec_int8(QType t) { return HWY_DYNAMIC_DISPATCH(KernelsFor)(t).int8_x; }
 
 void qmatvec(const QMatrix& w, const float* x, float* y) {
-  const RowKernels k = kernels(w);
-  const GemvFn gemv = k.gemv;
+  const RowKernels kern = kernels(w);
+  const GemvFn gemv = kern.gemv;
   const int64_t subs = w.n_in / 16;
-  std::vector<float> xs16(size_t(subs + 16), 0.0f), dx(size_t(subs + 16), 0.0f);
-  std::vector<int16_t> xq(static_cast<size_t>(w.n_in));
-  for (int64_t k = 0; k < subs; ++k) {
-    float sum = 0;
-    for (int j = 0; j < 16; ++j) sum += x[16 * k + j];
-    xs16[size_t(k)] = sum;
+  // Sums of x per 16 and per 32 (arrays padded with 16 zeros), and x per 32 as codes: int16 for
+  // the int16 kernels, or, for the int8 ones, llama.cpp's q8_0 activations on x86 bit for bit
+  // (codes x·127/max rounded to nearest even, the step max/127 kept in fp16 — fp32 outside
+  // fp16's normal range, where llama.cpp would lose it) with the codes' sums per 16.
+  std::vector<float> xs16(size_t(subs + 16), 0.0f), xs32(size_t(subs / 2 + 16), 0.0f);
+  std::vector<float> dx, dx32, dx8, xs8;
+  std::vector<int16_t> xq;
+  std::vector<int8_t> xq8;
+  if (kern.int8_x) {
+    xq8.assign(size_t(w.n_in + 64), 0);  // zeros past the end: kernels read whole registers
+    dx8.assign(size_t(subs / 2 + 16), 0.0f);
+    xs8.assign(size_t(subs + 16), 0.0f);
+  } else {
+    xq.resize(size_t(w.n_in));
+    dx.assign(size_t(subs + 16), 0.0f);
+    dx32.assign(size_t(subs / 2 + 16), 0.0f);
   }
-  std::vector<float> amax32(size_t(subs / 2));
-  for (int64_t k = 0; k < subs; k += 2) {  // int16 codes, one scale per 32 values (stored per 16)
+  for (int64_t k = 0; k < subs; k += 2) {
+    const float* v = x + 16 * k;
     float amax = 0;
-    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[16 * k + j]));
-    amax32[size_t(k / 2)] = amax;
-    dx[size_t(k)] = dx[size_t(k + 1)] = amax / 32767.0f;
-    const float inv = amax > 0 ? 32767.0f / amax : 0.0f;
-    for (int j = 0; j < 32; ++j) xq[size_t(16 * k + j)] = int16_t(std::lrint(x[16 * k + j] * inv));
-  }
-  std::vector<float> xs32(size_t(subs / 2 + 16), 0.0f), dx32(size_t(subs / 2 + 16), 0.0f);
-  for (int64_t k = 0; k < subs / 2; ++k) {
-    xs32[size_t(k)] = xs16[size_t(2 * k)] + xs16[size_t(2 * k + 1)];
-    dx32[size_t(k)] = dx[size_t(2 * k)];
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(v[j]));
+    for (int h = 0; h < 2; ++h) {
+      float sum = 0;
+      for (int j = 0; j < 16; ++j) sum += v[16 * h + j];
+      xs16[size_t(k + h)] = sum;
+    }
+    xs32[size_t(k / 2)] = xs16[size_t(k)] + xs16[size_t(k + 1)];
+    if (kern.int8_x) {
+      const float d = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+      dx8[size_t(k / 2)] = d >= 0x1p-14f && d <= 65504.0f ? f16_to_f32(f32_to_f16(d)) : d;
+      for (int h = 0; h < 2; ++h) {
+        int sum = 0;
+        for (int j = 0; j < 16; ++j) {
+          const auto q = int8_t(std::lrint(v[16 * h + j] * inv));
+          xq8[size_t(16 * (k + h) + j)] = q;
+          sum += q;
+        }
+        xs8[size_t(k + h)] = float(sum);
+      }
+    } else {
+      dx[size_t(k)] = dx[size_t(k + 1)] = dx32[size_t(k / 2)] = amax / 32767.0f;
+      const float inv = amax > 0 ? 32767.0f / amax : 0.0f;
+      for (int j = 0; j < 32; ++j) xq[size_t(16 * k + j)] = int16_t(std::lrint(v[j] * inv));
+    }
   }
   std::vector<int16_t> xq_bnb4;
   if (w.type == QType::BNB4) {  // per 16: even weights, then odd (the fused BNB4 kernel's lane order)
@@ -105,38 +129,16 @@ void qmatvec(const QMatrix& w, const float* x, float* y) {
       xq_bnb4[k] = xq[k - j + (j < 8 ? 2 * j : 2 * (j - 8) + 1)];
     }
   }
-  std::vector<int8_t> xq8;
-  std::vector<float> dx8, xs8;
-  if (k.int8_x) {                        // int8 codes, one scale per 32 values, the codes' sums per 16
-    xq8.assign(size_t(w.n_in + 64), 0);  // zeros past the end: kernels read whole registers
-    dx8.assign(size_t(subs / 2 + 16), 0.0f);
-    xs8.assign(size_t(subs + 16), 0.0f);
-    // llama.cpp's q8_0 activations on x86 bit for bit: codes x·127/max rounded to nearest even,
-    // the scale max/127 kept in fp16 (fp32 outside fp16's normal range, where llama.cpp would lose it).
-    for (int64_t k32 = 0; k32 < subs; k32 += 2) {
-      const float amax = amax32[size_t(k32 / 2)];
-      const float d = amax / 127.0f;  // in fp16 where fp16 holds it as a normal number
-      dx8[size_t(k32 / 2)] = d >= 0x1p-14f && d <= 65504.0f ? f16_to_f32(f32_to_f16(d)) : d;
-      const float inv = amax > 0 ? 127.0f / amax : 0.0f;
-      for (int h = 0; h < 2; ++h) {
-        int sum = 0;
-        for (int j = 0; j < 16; ++j) {
-          const auto q = int8_t(std::lrint(x[16 * (k32 + h) + j] * inv));
-          xq8[size_t(16 * (k32 + h) + j)] = q;
-          sum += q;
-        }
-        xs8[size_t(k32 + h)] = float(sum);
-      }
-    }
-  }
-  QActivations a{x,
-                 xs16.data(),
-                 xq.data(),
-                 dx.data(),
-                 xs32.data(),
-                 dx32.data(),
-                 xq_bnb4.empty() ? nullptr : xq_bnb4.data()};
-  if (k.int8_x) a.xq8 = xq8.data(), a.dx8 = dx8.data(), a.xs8 = xs8.data();
+  const QActivations a{x,
+                       xs16.data(),
+                       xq.data(),
+                       dx.data(),
+                       xs32.data(),
+                       dx32.data(),
+                       xq_bnb4.empty() ? nullptr : xq_bnb4.data(),
+                       xq8.data(),
+                       dx8.data(),
+                       xs8.data()};
   const int64_t threads = std::min<int64_t>(omp_get_max_threads(), (w.n_out + 15) / 16);
 #pragma omp parallel num_threads(int(threads))
   {

@@ -11,9 +11,10 @@
 namespace qf {
 
 // One activation vector as the dot products read it: x, its sums per 16 and per 32, and x per
-// 32 as int16 codes with one scale: x ≈ dx·xq, |error| ≤ dx / 2 = max|x of the 32| / 65534
-// (qmatvec makes them; dx is stored once per 16 and once per 32; arrays of sums and scales
-// padded with 16 zeros).
+// 32 as codes with one scale — int16 codes for the int16 kernels: x ≈ dx·xq, |error| ≤ dx / 2 =
+// max|x of the 32| / 65534 (dx stored once per 16 and once per 32), or int8 codes (xq8 below)
+// for the kernels with RowKernels::int8_x, the other kind's arrays null. qmatvec makes them;
+// arrays of sums and scales padded with 16 zeros.
 struct QActivations {
   const float* x;
   const float* xs16;
